@@ -1,0 +1,316 @@
+"""Reading and moving ledger rows. Every state change is a short transaction of its own.
+
+The order of writes is what keeps a document in Xero exactly once:
+1. `claim` marks rows `sending` with the batch's idempotency key and commits, before any call to Xero;
+2. `record_synced` / `set_aside` store each element's outcome as soon as Xero answers;
+3. rows left `sending` by a run that died or lost its answer are `stale`; they are looked up in Xero by
+   their natural key, then `record_synced` or `release`d to `pending`, before anything is re-sent.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ledger.models import Base, DocState, StoredToken, SyncRecord, SyncWatermark
+
+# A run that has not recorded an answer within this time is presumed dead; its rows get resolved.
+DEFAULT_LEASE = timedelta(minutes=15)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes even for timezone=True columns.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A document this run wants to send."""
+
+    autotask_id: int
+    autotask_number: str | None
+    natural_key: str | None
+    content_hash: str
+    document_date: date | None = None
+
+
+def engine_for_url(url: str) -> Engine:
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        # Several threads and processes share one SQLite file: wait for the lock rather than fail.
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout = 30000")
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.close()
+
+    return engine
+
+
+class Ledger:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        Base.metadata.create_all(engine)
+        self._session = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_connector(cls, connector) -> "Ledger":
+        """Build from a prefect-sqlalchemy `SqlAlchemyConnector` block (SQLite or PostgreSQL)."""
+        info = connector.connection_info
+        url = info.create_url() if hasattr(info, "create_url") else info
+        engine = engine_for_url(url.render_as_string(hide_password=False) if hasattr(url, "render_as_string") else str(url))
+        return cls(engine)
+
+    def session(self) -> Session:
+        return self._session()
+
+    # ---- reading ---------------------------------------------------------------------------
+    def records(self, tenant: str, doc_type: str, ids: Iterable[int] | None = None) -> dict[int, SyncRecord]:
+        with self.session() as s:
+            q = select(SyncRecord).where(SyncRecord.tenant == tenant, SyncRecord.doc_type == doc_type)
+            if ids is not None:
+                ids = list(ids)
+                if not ids:
+                    return {}
+                q = q.where(SyncRecord.autotask_id.in_(ids))
+            return {r.autotask_id: r for r in s.scalars(q)}
+
+    def stale(
+        self,
+        tenant: str,
+        doc_type: str,
+        *,
+        run_id: str,
+        owner_alive: Callable[[str], bool] = lambda run_id: True,
+        lease: timedelta = DEFAULT_LEASE,
+    ) -> list[SyncRecord]:
+        """Rows left `sending` whose answer will never come: this run's own (answer lost), those of
+        a run that has finished or crashed, and any whose lease ran out."""
+        cutoff = _now() - lease
+        with self.session() as s:
+            rows = s.scalars(
+                select(SyncRecord).where(
+                    SyncRecord.tenant == tenant, SyncRecord.doc_type == doc_type, SyncRecord.state == DocState.SENDING
+                )
+            ).all()
+        return [
+            r
+            for r in rows
+            if r.run_id == run_id or _aware(r.claimed_at) <= cutoff or not owner_alive(r.run_id or "")
+        ]
+
+    def set_aside_records(self, tenant: str, doc_type: str) -> list[SyncRecord]:
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(SyncRecord).where(
+                        SyncRecord.tenant == tenant,
+                        SyncRecord.doc_type == doc_type,
+                        SyncRecord.state == DocState.SET_ASIDE,
+                    )
+                )
+            )
+
+    # ---- claiming --------------------------------------------------------------------------
+    def claim(
+        self,
+        tenant: str,
+        doc_type: str,
+        candidates: Sequence[Candidate],
+        *,
+        run_id: str,
+        idempotency_key: str,
+    ) -> list[Candidate]:
+        """Mark these documents `sending` for this run; return the ones this run now owns.
+
+        A document already synced, or being sent by another live run, is not claimed. The
+        conditional update on `version` makes two racing runs agree on a single owner.
+        """
+        claimed: list[Candidate] = []
+        now = _now()
+        for c in candidates:
+            with self.session() as s:
+                row = s.scalars(
+                    select(SyncRecord).where(
+                        SyncRecord.tenant == tenant,
+                        SyncRecord.doc_type == doc_type,
+                        SyncRecord.autotask_id == c.autotask_id,
+                    )
+                ).one_or_none()
+                if row is None:
+                    s.add(
+                        SyncRecord(
+                            tenant=tenant,
+                            doc_type=doc_type,
+                            autotask_id=c.autotask_id,
+                            autotask_number=c.autotask_number,
+                            natural_key=c.natural_key,
+                            document_date=c.document_date,
+                            state=DocState.SENDING,
+                            content_hash=c.content_hash,
+                            idempotency_key=idempotency_key,
+                            run_id=run_id,
+                            claimed_at=now,
+                            attempts=1,
+                            updated_at=now,
+                            version=1,
+                        )
+                    )
+                    try:
+                        s.commit()
+                        claimed.append(c)
+                    except IntegrityError:
+                        s.rollback()  # another run inserted it first: it owns the document
+                    continue
+                if row.state == DocState.SYNCED:
+                    continue
+                if row.state == DocState.SENDING:
+                    # In flight in a live run, or stale: either way Xero may hold it, so only a
+                    # lookup by natural key (resolve) may move it on, never a second send.
+                    continue
+                result = s.execute(
+                    update(SyncRecord)
+                    .where(SyncRecord.id == row.id, SyncRecord.version == row.version)
+                    .values(
+                        state=DocState.SENDING,
+                        autotask_number=c.autotask_number,
+                        natural_key=c.natural_key,
+                        document_date=c.document_date,
+                        content_hash=c.content_hash,
+                        idempotency_key=idempotency_key,
+                        run_id=run_id,
+                        claimed_at=now,
+                        attempts=row.attempts + 1,
+                        updated_at=now,
+                        version=row.version + 1,
+                    )
+                )
+                s.commit()
+                if result.rowcount == 1:
+                    claimed.append(c)
+        return claimed
+
+    # ---- recording outcomes ------------------------------------------------------------------
+    def record_synced(
+        self, tenant: str, doc_type: str, autotask_id: int, *, xero_id: str, xero_number: str | None
+    ) -> None:
+        self._move(
+            tenant, doc_type, autotask_id, state=DocState.SYNCED, xero_id=xero_id, xero_number=xero_number,
+            reason=None, fix=None,
+        )
+
+    def set_aside(
+        self,
+        tenant: str,
+        doc_type: str,
+        autotask_id: int,
+        *,
+        autotask_number: str | None,
+        reason: str,
+        fix: str,
+        content_hash: str | None = None,
+        document_date: date | None = None,
+    ) -> None:
+        """Keep a document out of Xero with the reason and the fix; the next run tries it again."""
+        now = _now()
+        with self.session() as s:
+            row = s.scalars(
+                select(SyncRecord).where(
+                    SyncRecord.tenant == tenant,
+                    SyncRecord.doc_type == doc_type,
+                    SyncRecord.autotask_id == autotask_id,
+                )
+            ).one_or_none()
+            if row is None:
+                s.add(
+                    SyncRecord(
+                        tenant=tenant, doc_type=doc_type, autotask_id=autotask_id, autotask_number=autotask_number,
+                        document_date=document_date, state=DocState.SET_ASIDE, content_hash=content_hash,
+                        reason=reason, fix=fix, attempts=0, updated_at=now, version=1,
+                    )
+                )
+            elif row.state != DocState.SYNCED:
+                row.state = DocState.SET_ASIDE
+                row.reason, row.fix = reason, fix
+                row.updated_at = now
+                row.version += 1
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
+
+    def release(self, tenant: str, doc_type: str, autotask_id: int) -> None:
+        """Xero has no copy of a document whose answer was lost: it may be sent again."""
+        self._move(tenant, doc_type, autotask_id, state=DocState.PENDING)
+
+    def _move(self, tenant: str, doc_type: str, autotask_id: int, **values) -> None:
+        with self.session() as s:
+            row = s.scalars(
+                select(SyncRecord).where(
+                    SyncRecord.tenant == tenant,
+                    SyncRecord.doc_type == doc_type,
+                    SyncRecord.autotask_id == autotask_id,
+                )
+            ).one()
+            for k, v in values.items():
+                setattr(row, k, v)
+            row.updated_at = _now()
+            row.version += 1
+            s.commit()
+
+    # ---- windows -----------------------------------------------------------------------------
+    def high_water(self, tenant: str, doc_type: str) -> date | None:
+        with self.session() as s:
+            row = s.scalars(
+                select(SyncWatermark).where(SyncWatermark.tenant == tenant, SyncWatermark.doc_type == doc_type)
+            ).one_or_none()
+            return row.high_water if row else None
+
+    def advance_high_water(self, tenant: str, doc_type: str, until: date) -> None:
+        with self.session() as s:
+            row = s.scalars(
+                select(SyncWatermark).where(SyncWatermark.tenant == tenant, SyncWatermark.doc_type == doc_type)
+            ).one_or_none()
+            if row is None:
+                s.add(SyncWatermark(tenant=tenant, doc_type=doc_type, high_water=until, updated_at=_now()))
+            elif until > row.high_water:
+                row.high_water, row.updated_at = until, _now()
+            s.commit()
+
+
+class LedgerTokenStore:
+    """Keeps one Xero connection's token set in the ledger database (never in a repo file)."""
+
+    def __init__(self, ledger: Ledger, connection: str):
+        self._ledger = ledger
+        self.connection = connection
+
+    def load(self) -> dict | None:
+        with self._ledger.session() as s:
+            row = s.get(StoredToken, self.connection)
+            return json.loads(row.token_json) if row else None
+
+    def save(self, token: dict) -> None:
+        with self._ledger.session() as s:
+            row = s.get(StoredToken, self.connection)
+            text = json.dumps(token)
+            if row is None:
+                s.add(StoredToken(connection=self.connection, token_json=text, updated_at=_now()))
+            else:
+                row.token_json, row.updated_at = text, _now()
+            s.commit()
+
+    def __repr__(self) -> str:  # never show the token
+        return f"LedgerTokenStore(connection={self.connection!r})"
