@@ -1,0 +1,318 @@
+"""Autotask PSA REST client: zone discovery, paged queries, limits and clear errors.
+
+Autotask answers many failures with HTTP 500 and a list of strings, rejects bursts per endpoint
+("Thread Threshold Exceeded") and caps each database at a rolling hourly request count. This client
+keeps at most `threads_per_entity` requests in flight per endpoint, backs off on both limits and
+turns the rest into `AutotaskError` subclasses that say what to fix. Numbers are parsed as Decimal.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import httpx
+
+MAX_PAGE_SIZE = 500
+MAX_PAGES = 10_000  # malformed cursors have been seen to cycle; never loop forever
+THREAD_LIMIT_MARKERS = ("thread threshold exceeded", "itgenatr005")
+AUTH_MARKERS = ("authentication", "apiintegrationcode", "integration code", "tracking identifier", "api user",
+                "user name", "not a valid user")
+
+
+class AutotaskError(Exception):
+    """An Autotask call failed; the message names the entity, HTTP status and Autotask's own errors."""
+
+    def __init__(self, message: str, *, entity: str | None = None, status: int | None = None,
+                 errors: Iterable[str] = ()):
+        super().__init__(message)
+        self.entity = entity
+        self.status = status
+        self.errors = list(errors)
+
+
+class AutotaskAuthError(AutotaskError):
+    """The API user, secret or integration code was refused."""
+
+
+class AutotaskRateLimited(AutotaskError):
+    """The hourly request threshold (or the thread limit) still refused us after every retry."""
+
+
+class AutotaskQueryError(AutotaskError):
+    """Autotask rejected a query: unknown or unqueryable field, bad value, too many `in` values..."""
+
+
+class AutotaskClient:
+    def __init__(self, *, username: str, secret: str, integration_code: str,
+                 zone_lookup_url: str = "https://webservices.autotask.net/atservicesrest",
+                 base_url: str | None = None, timeout: float = 30.0, threads_per_entity: int = 3,
+                 max_retries: int = 5, sleep: Callable[[float], None] = time.sleep):
+        self.username = username
+        self._secret = secret
+        self._integration_code = integration_code
+        self.zone_lookup_url = zone_lookup_url.rstrip("/")
+        self._zone_discovered = base_url is None
+        self._api_base = _api_base(base_url) if base_url else None
+        self.threads_per_entity = threads_per_entity
+        self.max_retries = max_retries
+        self._sleep = sleep
+        self._http = httpx.Client(timeout=timeout)
+        self._lock = threading.Lock()
+        self._zone_lock = threading.Lock()
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self._calls = 0
+
+    def __repr__(self) -> str:
+        return f"AutotaskClient(username={self.username!r}, base={self._api_base!r})"
+
+    # ---- public API -------------------------------------------------------------------------
+
+    @property
+    def calls(self) -> int:
+        with self._lock:
+            return self._calls
+
+    def query(self, entity: str, filter: list[dict], include_fields: list[str] | None = None,
+              page_size: int = MAX_PAGE_SIZE) -> Iterator[dict]:
+        """Every record matching `filter`, following nextPageUrl (POSTed with the same body)."""
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        body: dict = {"MaxRecords": page_size, "Filter": list(filter)}
+        if include_fields:
+            # Autotask needs id among the included fields to page past the first 500 rows.
+            body["IncludeFields"] = list(dict.fromkeys(["id", *include_fields]))
+        payload = _dumps(body)
+        url: str | None = f"{entity}/query"
+        seen: set[str] = set()
+        while url:
+            page = self._send("POST", url, entity, payload=payload, kind="query")
+            yield from page.get("items") or []
+            url = (page.get("pageDetails") or {}).get("nextPageUrl")
+            if url:
+                if url in seen or len(seen) >= MAX_PAGES:
+                    raise AutotaskError(f"Autotask {entity} query: paging did not terminate (repeated or too "
+                                        "many next pages)", entity=entity)
+                seen.add(url)
+
+    def query_in(self, entity: str, field: str, values: Iterable, *, filter: list[dict] | None = None,
+                 include_fields: list[str] | None = None, batch_size: int = 400) -> Iterator[dict]:
+        """Records whose `field` is one of `values`, in batches under Autotask's 500-condition cap."""
+        if not 1 <= batch_size <= 500:
+            raise ValueError("batch_size must be between 1 and 500")
+        unique = list(dict.fromkeys(v for v in values if v is not None))
+        for start in range(0, len(unique), batch_size):
+            batch = unique[start:start + batch_size]
+            yield from self.query(entity, [*(filter or []), {"op": "in", "field": field, "value": batch}],
+                                  include_fields=include_fields)
+
+    def count(self, entity: str, filter: list[dict]) -> int:
+        result = self._send("POST", f"{entity}/query/count", entity, payload=_dumps({"Filter": list(filter)}),
+                            kind="query")
+        return int(result["queryCount"])
+
+    def get(self, entity: str, id: int) -> dict | None:
+        return self._send("GET", f"{entity}/{int(id)}", entity).get("item")
+
+    def invoice_pdf(self, invoice_id: int) -> tuple[str, bytes]:
+        result = self._send("GET", f"Invoices/{int(invoice_id)}/InvoicePdf", "Invoices")
+        if isinstance(result.get("item"), dict):  # some tenants wrap the file model
+            result = result["item"]
+        data = result.get("data")
+        if not data:
+            raise AutotaskError(f"Autotask Invoices: invoice {invoice_id} returned no PDF data", entity="Invoices")
+        return result.get("fileName") or f"Invoice_{invoice_id}.pdf", base64.b64decode(data)
+
+    def update(self, entity: str, fields: dict) -> int:
+        """PATCH the fields given (must include id); returns the updated record's id."""
+        if "id" not in fields:
+            raise ValueError("update needs the record id in fields")
+        result = self._send("PATCH", entity, entity, payload=_dumps(fields), read=False)
+        return int(result["itemId"])
+
+    def threshold(self) -> dict:
+        """The database's hourly allowance and how much of it is used (this call counts too)."""
+        return self._send("GET", "ThresholdInformation", "ThresholdInformation")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "AutotaskClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- plumbing ---------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        return {"ApiIntegrationCode": self._integration_code, "UserName": self.username, "Secret": self._secret,
+                "Content-Type": "application/json", "Accept": "application/json"}
+
+    def _count_call(self) -> None:
+        with self._lock:
+            self._calls += 1
+
+    @contextmanager
+    def _slot(self, entity: str):
+        key = entity.lower()
+        with self._lock:
+            slot = self._slots.get(key)
+            if slot is None:
+                slot = self._slots[key] = threading.BoundedSemaphore(self.threads_per_entity)
+        with slot:
+            yield
+
+    def _base(self) -> str:
+        if self._api_base is None:
+            self._resolve_zone()
+        return self._api_base
+
+    def _resolve_zone(self, stale: str | None = None) -> None:
+        with self._zone_lock:
+            if self._api_base is not None and self._api_base != stale:
+                return  # another thread already (re)resolved it
+            url = f"{self.zone_lookup_url}/v1.0/zoneInformation"
+            for attempt in range(self.max_retries + 1):
+                self._count_call()
+                try:
+                    resp = self._http.get(url, params={"user": self.username}, headers={"Accept": "application/json"})
+                except httpx.TransportError as exc:
+                    if attempt < self.max_retries:
+                        self._sleep(_backoff(attempt))
+                        continue
+                    raise AutotaskError(f"Autotask zone lookup at {self.zone_lookup_url} failed: "
+                                        f"{type(exc).__name__}") from None
+                if resp.status_code >= 502 and attempt < self.max_retries:
+                    self._sleep(_backoff(attempt))
+                    continue
+                break
+            if resp.status_code != 200:
+                errors = _error_strings(resp)
+                raise AutotaskAuthError(
+                    f"Autotask zone lookup for API user {self.username!r} failed (HTTP {resp.status_code}: "
+                    f"{'; '.join(errors) or 'no detail'}). Check the API user name.",
+                    status=resp.status_code, errors=errors)
+            zone = _loads(resp.content)
+            self._api_base = _api_base(zone["url"])
+
+    def _send(self, method: str, path_or_url: str, entity: str, *, payload: str | None = None,
+              kind: str = "read", read: bool = True) -> dict:
+        """One logical call with retries. `read` calls are safe to repeat after 5xx or lost connections."""
+        attempt = 0
+        reresolved = False
+        while True:
+            absolute = path_or_url.startswith(("http://", "https://"))
+            base = None if absolute else self._base()
+            url = path_or_url if absolute else base + path_or_url
+            try:
+                with self._slot(entity):
+                    self._count_call()
+                    resp = self._http.request(method, url, headers=self._headers(),
+                                              content=payload.encode() if payload is not None else None)
+            except httpx.TransportError as exc:
+                if read and attempt < self.max_retries:
+                    self._sleep(_backoff(attempt))
+                    attempt += 1
+                    continue
+                raise AutotaskError(f"Autotask {entity} {method}: the API could not be reached "
+                                    f"({type(exc).__name__})", entity=entity) from None
+
+            if resp.status_code == 200:
+                return _loads(resp.content)
+            errors = _error_strings(resp)
+            detail = self._scrub("; ".join(errors)) or "no detail"
+            lowered = detail.lower()
+            status = resp.status_code
+
+            thread_limited = any(m in lowered for m in THREAD_LIMIT_MARKERS)
+            if thread_limited or status == 429:
+                if attempt < self.max_retries:
+                    self._sleep(_retry_after(resp) or _backoff(attempt, slow=not thread_limited))
+                    attempt += 1
+                    continue
+                what = "thread limit" if thread_limited else "hourly request threshold"
+                raise AutotaskRateLimited(
+                    f"Autotask {entity}: {what} still exceeded after {self.max_retries} retries "
+                    f"(HTTP {status}: {detail})", entity=entity, status=status, errors=errors)
+            if status == 401 or (status == 500 and any(m in lowered for m in AUTH_MARKERS)):
+                if status == 401 and self._zone_discovered and not reresolved and not absolute:
+                    # The tenant may have moved zone; Autotask then refuses us at the old one.
+                    reresolved = True
+                    self._resolve_zone(stale=base)
+                    continue
+                raise AutotaskAuthError(
+                    f"Autotask refused the credentials on {entity} (HTTP {status}: {detail}). Check the API "
+                    "user name, its secret and the API integration code (tracking identifier).",
+                    entity=entity, status=status, errors=errors)
+            transient = status in (502, 503, 504) or (status >= 500 and not errors)
+            if transient and read and attempt < self.max_retries:
+                self._sleep(_backoff(attempt))
+                attempt += 1
+                continue
+            error_type = AutotaskQueryError if kind == "query" and status == 500 and errors else AutotaskError
+            raise error_type(f"Autotask {entity} {method} failed with HTTP {status}: {detail}",
+                             entity=entity, status=status, errors=errors)
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+
+def _api_base(zone_url: str) -> str:
+    return zone_url.rstrip("/") + "/v1.0/"
+
+
+def _backoff(attempt: int, slow: bool = False) -> float:
+    return min(60.0, (5.0 if slow else 0.5) * 2 ** attempt)
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _error_strings(resp: httpx.Response) -> list[str]:
+    try:
+        body = _loads(resp.content)
+    except ValueError:
+        return [resp.text[:500]] if resp.text.strip() else []
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list):
+            return [e if isinstance(e, str) else str(e.get("message", e)) if isinstance(e, dict) else str(e)
+                    for e in errors]
+        if "Message" in body:
+            return [str(body["Message"])]
+    return []
+
+
+def _loads(raw: bytes):
+    return json.loads(raw, parse_float=Decimal)
+
+
+def _dumps(value) -> str:
+    """JSON with Decimals written digit for digit and datetimes in Autotask's UTC format."""
+    if value is None or isinstance(value, (bool, str, int)):
+        return json.dumps(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{_dumps(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple, set)):
+        return "[" + ",".join(_dumps(v) for v in value) + "]"
+    if isinstance(value, datetime):
+        moment = value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return json.dumps(moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z")
+    if isinstance(value, date):
+        return json.dumps(value.isoformat() + "T00:00:00.000Z")
+    raise TypeError(f"cannot send {type(value).__name__} to Autotask")

@@ -1,0 +1,204 @@
+"""Data contracts for the frames that flow through the invoice sync.
+
+Money columns hold decimal.Decimal values in object columns: a float column would turn 33.3333 into
+33.33329999999... and the totals would stop matching Xero to the cent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+# Autotask sends "2026-11-03T00:00:00.000Z"; the date part is what the invoice means.
+DATE_PREFIX = r"^\d{4}-\d{2}-\d{2}"
+
+
+def is_decimal(value) -> bool:
+    return isinstance(value, Decimal) and value.is_finite()
+
+
+def is_decimal_or_missing(value) -> bool:
+    return value is None or is_decimal(value)
+
+
+def has_valid_date_prefix(value) -> bool:
+    if not isinstance(value, str):
+        return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+    try:
+        dt.date.fromisoformat(value[:10])
+    except ValueError:
+        return False
+    return True
+
+
+class AutotaskInvoices(pa.DataFrameModel):
+    """Invoices as read from Autotask, one row each."""
+
+    id: Series[pd.Int64Dtype] = pa.Field(nullable=False, unique=True)
+    invoiceNumber: Series[str] = pa.Field(nullable=True)
+    companyID: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    invoiceDateTime: Series[str] = pa.Field(nullable=False, str_matches=DATE_PREFIX)
+    dueDate: Series[str] = pa.Field(nullable=True)
+    invoiceTotal: Series[object] = pa.Field(nullable=False)
+    totalTaxValue: Series[object] = pa.Field(nullable=False)
+    isVoided: Series[pd.BooleanDtype] = pa.Field(nullable=False)
+    orderNumber: Series[str] = pa.Field(nullable=True)
+    paymentTerm: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    invoiceEditorTemplateID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    taxRegionName: Series[str] = pa.Field(nullable=True)
+    comments: Series[str] = pa.Field(nullable=True)
+    batchID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    fromDate: Series[str] = pa.Field(nullable=True)
+    toDate: Series[str] = pa.Field(nullable=True)
+    paidDate: Series[str] = pa.Field(nullable=True)
+    voidedDate: Series[str] = pa.Field(nullable=True)
+    webServiceDate: Series[str] = pa.Field(nullable=True)
+
+    @pa.check("invoiceTotal", "totalTaxValue", element_wise=True, error="must be a Decimal amount")
+    def _money(cls, value) -> bool:
+        return is_decimal(value)
+
+    @pa.check("invoiceDateTime", "dueDate", element_wise=True, error="must start with a valid YYYY-MM-DD date")
+    def _dates(cls, value) -> bool:
+        return has_valid_date_prefix(value)
+
+    class Config:
+        strict = True
+        coerce = False
+
+
+class AutotaskInvoiceLines(pa.DataFrameModel):
+    """BillingItems that belong to the invoices above, one row per invoice line."""
+
+    id: Series[pd.Int64Dtype] = pa.Field(nullable=False, unique=True)
+    invoiceID: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    companyID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    billingCodeID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    billingItemType: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    itemName: Series[str] = pa.Field(nullable=True)
+    description: Series[str] = pa.Field(nullable=True)
+    quantity: Series[object] = pa.Field(nullable=False)
+    rate: Series[object] = pa.Field(nullable=True)
+    extendedPrice: Series[object] = pa.Field(nullable=False)
+    taxDollars: Series[object] = pa.Field(nullable=False)
+    totalAmount: Series[object] = pa.Field(nullable=False)
+    purchaseOrderNumber: Series[str] = pa.Field(nullable=True)
+    # Only in newer API versions; when missing, the billing code's taxCategoryID applies.
+    taxCategoryID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    sortOrderID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    itemDate: Series[str] = pa.Field(nullable=True)
+
+    @pa.check("quantity", "extendedPrice", "taxDollars", "totalAmount", element_wise=True,
+              error="must be a Decimal amount")
+    def _money(cls, value) -> bool:
+        return is_decimal(value)
+
+    @pa.check("rate", element_wise=True, error="must be a Decimal amount or empty")
+    def _rate(cls, value) -> bool:
+        return is_decimal_or_missing(value)
+
+    class Config:
+        strict = True
+        coerce = False
+
+
+class AutotaskCompanies(pa.DataFrameModel):
+    """Companies (Autotask accounts) that the invoices are billed to."""
+
+    id: Series[pd.Int64Dtype] = pa.Field(nullable=False, unique=True)
+    companyName: Series[str] = pa.Field(nullable=False, str_length={"min_value": 1})
+    companyNumber: Series[str] = pa.Field(nullable=True)
+    taxRegionID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    isTaxExempt: Series[pd.BooleanDtype] = pa.Field(nullable=False)
+    currencyID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    taxID: Series[str] = pa.Field(nullable=True)
+    phone: Series[str] = pa.Field(nullable=True)
+    webAddress: Series[str] = pa.Field(nullable=True)
+    address1: Series[str] = pa.Field(nullable=True)
+    address2: Series[str] = pa.Field(nullable=True)
+    city: Series[str] = pa.Field(nullable=True)
+    state: Series[str] = pa.Field(nullable=True)
+    postalCode: Series[str] = pa.Field(nullable=True)
+    countryID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    billToAddressToUse: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    billToAttention: Series[str] = pa.Field(nullable=True)
+    billingAddress1: Series[str] = pa.Field(nullable=True)
+    billingAddress2: Series[str] = pa.Field(nullable=True)
+    billToCity: Series[str] = pa.Field(nullable=True)
+    billToState: Series[str] = pa.Field(nullable=True)
+    billToZipCode: Series[str] = pa.Field(nullable=True)
+    billToCountryID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+
+    class Config:
+        strict = True
+        coerce = False
+
+
+class XeroInvoiceDraft(pa.DataFrameModel):
+    """One row per Xero LineItem, each carrying its invoice's header columns.
+
+    The rows of one autotask_invoice_id are one Xero ACCREC invoice; to_xero_invoice builds it.
+    """
+
+    autotask_invoice_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    autotask_number: Series[str] = pa.Field(nullable=False)
+    # Nullable text columns are object columns so that "no value" stays None, as the SDK models want.
+    invoice_number: Series[object] = pa.Field(nullable=True)
+    contact_number: Series[str] = pa.Field(nullable=False, str_length={"min_value": 1, "max_value": 50})
+    contact_name: Series[str] = pa.Field(nullable=False, str_length={"min_value": 1, "max_value": 255})
+    date: Series[object] = pa.Field(nullable=False)
+    due_date: Series[object] = pa.Field(nullable=True)
+    reference: Series[object] = pa.Field(nullable=True)
+    currency_code: Series[str] = pa.Field(nullable=False, str_matches=r"^[A-Z]{3}$")
+    line_amount_types: Series[str] = pa.Field(isin=["Exclusive", "Inclusive", "NoTax"])
+    status: Series[str] = pa.Field(isin=["DRAFT", "SUBMITTED", "AUTHORISED"])
+    line_no: Series[pd.Int64Dtype] = pa.Field(nullable=False, ge=1)
+    autotask_billing_item_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    description: Series[str] = pa.Field(nullable=False, str_length={"min_value": 1, "max_value": 4000})
+    quantity: Series[object] = pa.Field(nullable=False)
+    unit_amount: Series[object] = pa.Field(nullable=False)
+    account_code: Series[str] = pa.Field(nullable=False)
+    tax_type: Series[str] = pa.Field(nullable=False)
+    tax_amount: Series[object] = pa.Field(nullable=True)
+    line_amount: Series[object] = pa.Field(nullable=False)
+    autotask_total: Series[object] = pa.Field(nullable=False)
+    autotask_tax: Series[object] = pa.Field(nullable=False)
+
+    @pa.check("quantity", "unit_amount", "line_amount", "autotask_total", "autotask_tax", element_wise=True,
+              error="must be a Decimal amount")
+    def _money(cls, value) -> bool:
+        return is_decimal(value)
+
+    @pa.check("tax_amount", element_wise=True, error="must be a Decimal amount or empty")
+    def _tax_amount(cls, value) -> bool:
+        return is_decimal_or_missing(value)
+
+    @pa.check("line_amount", element_wise=True, error="Xero keeps line amounts to 2 decimal places")
+    def _line_amount_in_cents(cls, value) -> bool:
+        return is_decimal(value) and value == value.quantize(Decimal("0.01"))
+
+    @pa.check("invoice_number", "reference", element_wise=True, error="must be text of at most 255 characters")
+    def _optional_text(cls, value) -> bool:
+        return value is None or (isinstance(value, str) and 0 < len(value) <= 255)
+
+    @pa.check("date", element_wise=True, error="must be a datetime.date")
+    def _date(cls, value) -> bool:
+        return type(value) is dt.date
+
+    @pa.check("due_date", element_wise=True, error="must be a datetime.date or empty")
+    def _due_date(cls, value) -> bool:
+        return value is None or type(value) is dt.date
+
+    class Config:
+        strict = True
+        coerce = False
+
+
+def column_dtypes(model: type[pa.DataFrameModel]) -> dict[str, object]:
+    """Column name -> pandas dtype of a model, to build frames (including empty ones) that it accepts."""
+    schema = model.to_schema()
+    return {name: column.dtype.type if column.dtype is not None else object for name, column in schema.columns.items()}

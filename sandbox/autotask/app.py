@@ -1,0 +1,555 @@
+"""An Autotask REST API simulator: one tenant database served over real HTTP.
+
+It behaves like the parts of Autotask an accounting sync touches, including the awkward parts:
+500s for business errors, case-insensitive paths, keyset paging whose next page must be fetched
+with the original method, the rolling hourly request threshold and the per-endpoint thread limit.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import math
+import secrets
+import threading
+from collections import OrderedDict, defaultdict, deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from sandbox.clock import Clock, SystemClock
+
+from .generator import at_utc
+from .pdf import render_pdf
+from .query import Query, QueryError, parse_query
+from .schema import DATE_ONLY, ENTITY_MODELS, WRITABLE, entity_fields
+from .wire import dumps, loads, parse_timestamp
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/atservicesrest/v1.0/"
+HOUR = 3600.0
+THREAD_LIMIT_CODE = "Itgenatr005"
+_ENTITY_BY_LOWER = {name.lower(): name for name in ENTITY_MODELS}
+
+
+@dataclass(frozen=True)
+class ApiCredential:
+    """An API-only user. The secret is kept out of repr so it never lands in a log line."""
+
+    username: str
+    secret: str = field(repr=False)
+    integration_code: str
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: dict, headers: dict | None = None):
+        super().__init__(status, body)
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+def _errors(status: int, *messages: str, headers: dict | None = None) -> ApiError:
+    return ApiError(status, {"errors": list(messages)}, headers)
+
+
+def _method_not_allowed(method: str) -> ApiError:
+    return ApiError(405, {"Message": f"The requested resource does not support http method '{method}'."})
+
+
+class AutotaskSandbox:
+    def __init__(self, data: dict[str, list[dict]] | None = None, *, clock: Clock | None = None,
+                 hourly_threshold: int = 10_000, thread_limit: int = 3, latency: bool = False):
+        self.clock = clock or SystemClock()
+        self.hourly_threshold = hourly_threshold
+        self.thread_limit = thread_limit
+        self.latency = latency
+        self.zone_name = "Sandbox Zone"
+        self.ci = 99
+        # Set to another server's ".../atservicesrest/" to simulate the tenant moving zone.
+        self.zone_url: str | None = None
+
+        self._lock = threading.RLock()
+        self._tables: dict[str, dict[int, dict]] = {name: {} for name in ENTITY_MODELS}
+        self._sorted_ids: dict[str, list[int] | None] = {name: None for name in ENTITY_MODELS}
+        self._users: dict[str, ApiCredential] = {}
+        self._window: deque[float] = deque()
+        self._in_flight: dict[tuple[str, str], int] = defaultdict(int)
+        self._holds: dict[str, threading.Event] = {}
+        self._post_pages: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # Observations for tests and demos: what the limits did.
+        self.max_in_flight: dict[str, int] = defaultdict(int)
+        self.thread_rejections = 0
+        self.rate_rejections = 0
+
+        self.credentials = self.add_credential(
+            "sync-api@sandbox.example.com", secrets.token_urlsafe(24), "SANDBOX" + secrets.token_hex(8).upper()
+        )
+        for entity, rows in (data or {}).items():
+            for row in rows:
+                self.insert(entity, row)
+
+    def __repr__(self) -> str:
+        return f"AutotaskSandbox(users={len(self._users)}, threshold={self.hourly_threshold})"
+
+    # ---- data -------------------------------------------------------------------------------
+
+    def add_credential(self, username: str, secret: str, integration_code: str) -> ApiCredential:
+        credential = ApiCredential(username, secret, integration_code)
+        with self._lock:
+            self._users[username.lower()] = credential
+        return credential
+
+    def insert(self, entity: str, record: dict) -> dict:
+        entity = self._entity(entity)
+        with self._lock:
+            table = self._tables[entity]
+            row = self._normalise(entity, record, full=True)
+            if row.get("id") is None:
+                row["id"] = max(table, default=0) + 1
+            table[row["id"]] = row
+            self._sorted_ids[entity] = None
+            return dict(row)
+
+    def update(self, entity: str, id: int, fields: dict) -> dict:
+        """Change a record behind the API's back (a test hook: no read-only rules)."""
+        entity = self._entity(entity)
+        with self._lock:
+            row = self._tables[entity][id]
+            row.update(self._normalise(entity, fields, full=False))
+            return dict(row)
+
+    def records(self, entity: str) -> list[dict]:
+        entity = self._entity(entity)
+        with self._lock:
+            return [dict(self._tables[entity][i]) for i in self._ids(entity)]
+
+    def _entity(self, name: str) -> str:
+        try:
+            return _ENTITY_BY_LOWER[name.lower()]
+        except KeyError:
+            raise ValueError(f"the Autotask sandbox does not serve entity {name!r}") from None
+
+    def _ids(self, entity: str) -> list[int]:
+        ids = self._sorted_ids[entity]
+        if ids is None:
+            ids = self._sorted_ids[entity] = sorted(self._tables[entity])
+        return ids
+
+    def _normalise(self, entity: str, record: dict, *, full: bool) -> dict:
+        specs = entity_fields(entity)
+        unknown = set(record) - set(specs)
+        if unknown:
+            raise ValueError(f"{entity} has no field(s) {sorted(unknown)} in the Autotask swagger model")
+        row = {name: None for name in specs} if full else {}
+        if full and "userDefinedFields" in specs:
+            row["userDefinedFields"] = []
+        for name, value in record.items():
+            row[name] = _to_wire(specs[name].data_type, value)
+        return row
+
+    # ---- test hooks -------------------------------------------------------------------------
+
+    @contextmanager
+    def hold(self, entity: str):
+        """Keep requests to one endpoint open (after they take a thread slot) until the block ends."""
+        gate = threading.Event()
+        key = self._bucket(entity)
+        self._holds[key] = gate
+        try:
+            yield gate
+        finally:
+            gate.set()
+            self._holds.pop(key, None)
+
+    def in_flight(self, entity: str) -> int:
+        key = self._bucket(entity)
+        with self._lock:
+            return sum(n for (_, ent), n in self._in_flight.items() if ent == key)
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            self._drain()
+            return len(self._window)
+
+    def _bucket(self, name: str) -> str:
+        return _ENTITY_BY_LOWER.get(name.lower(), name)
+
+    # ---- limits -----------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        horizon = self.clock.monotonic() - HOUR
+        while self._window and self._window[0] <= horizon:
+            self._window.popleft()
+
+    def _count_request(self) -> float:
+        """Count one request against the tenant's rolling hour, or refuse it; returns usage 0..1."""
+        with self._lock:
+            self._drain()
+            if len(self._window) >= self.hourly_threshold:
+                self.rate_rejections += 1
+                wait = max(1, math.ceil(self._window[0] + HOUR - self.clock.monotonic()))
+                raise _errors(
+                    429,
+                    f"Request threshold of {self.hourly_threshold} requests per 60 minutes exceeded for this "
+                    "database. Requests are refused until the usage in the last hour falls below the threshold.",
+                    headers={"Retry-After": str(wait)},
+                )
+            self._window.append(self.clock.monotonic())
+            return len(self._window) / self.hourly_threshold
+
+    def _take_thread(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            if self._in_flight[key] >= self.thread_limit:
+                self.thread_rejections += 1
+                raise _errors(
+                    429,
+                    f"{THREAD_LIMIT_CODE}: Thread Threshold Exceeded \u2014 The Autotask API thread threshold of "
+                    f"{self.thread_limit} threads has been exceeded.",
+                )
+            self._in_flight[key] += 1
+            self.max_in_flight[key[1]] = max(self.max_in_flight[key[1]], self._in_flight[key])
+
+    def _release_thread(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._in_flight[key] -= 1
+
+    # ---- request handling -------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            status, body, headers = await self._route(request)
+        except ApiError as exc:
+            status, body, headers = exc.status, exc.body, exc.headers
+        except Exception:  # an unexpected sandbox bug should look like Autotask's generic 500
+            log.exception("Autotask sandbox failed on %s %s", request.method, request.url.path)
+            status, body, headers = 500, {"errors": ["An unexpected error has occurred."]}, {}
+        return Response(dumps(body), status_code=status, headers=headers, media_type="application/json")
+
+    async def _route(self, request: Request):
+        path = request.url.path
+        lowered = path.lower()
+        if not lowered.startswith(API_PREFIX):
+            raise ApiError(404, {"Message": f"No HTTP resource was found that matches the request URI '{path}'."})
+        segments = [s for s in path[len(API_PREFIX):].split("/") if s]
+        method = request.method.upper()
+        if [s.lower() for s in segments] == ["zoneinformation"]:
+            if method != "GET":
+                raise _method_not_allowed(method)
+            return 200, self._zone_information(request), {}
+
+        credential = self._authenticate(request)
+        if not segments:
+            raise ApiError(404, {"Message": f"No HTTP resource was found that matches the request URI '{path}'."})
+        head = segments[0].lower()
+        bucket = {"thresholdinformation": "ThresholdInformation", "version": "Version"}.get(head)
+        if bucket is None:
+            if head not in _ENTITY_BY_LOWER:
+                raise ApiError(404, {"Message": f"No HTTP resource was found that matches the request URI '{path}'."})
+            bucket = _ENTITY_BY_LOWER[head]
+
+        usage = self._count_request()
+        key = (credential.integration_code, bucket)
+        self._take_thread(key)
+        try:
+            if self.latency and usage >= 0.5:
+                await asyncio.sleep(1.0 if usage >= 0.75 else 0.5)
+            gate = self._holds.get(bucket)
+            while gate is not None and not gate.is_set():
+                await asyncio.sleep(0.005)
+            return await self._dispatch(request, method, bucket, [s.lower() for s in segments[1:]])
+        finally:
+            self._release_thread(key)
+
+    def _zone_information(self, request: Request) -> dict:
+        user = request.query_params.get("user", "")
+        with self._lock:
+            known = user.lower() in self._users
+        if not known:
+            raise _errors(500, f"Zone information could not be determined: user '{user}' is not a valid API user.")
+        base = str(request.base_url)
+        return {"zoneName": self.zone_name, "url": self.zone_url or base + "atservicesrest/", "webUrl": base,
+                "ci": self.ci}
+
+    def _authenticate(self, request: Request) -> ApiCredential:
+        username = request.headers.get("UserName")
+        secret = request.headers.get("Secret")
+        code = request.headers.get("ApiIntegrationCode")
+        if not username or not code:
+            raise _errors(500, "Authentication failed: the UserName and ApiIntegrationCode headers are required.")
+        with self._lock:
+            credential = self._users.get(username.lower())
+        if credential is None:
+            raise _errors(500, f"Authentication failed: user '{username}' is not a valid API user.")
+        if not secrets.compare_digest((secret or "").encode(), credential.secret.encode()):
+            raise _errors(401, "Authentication failed: the user name or secret is incorrect.")
+        if code != credential.integration_code:
+            raise _errors(500, "Authentication failed: the ApiIntegrationCode (API tracking identifier) is not valid.")
+        return credential
+
+    async def _dispatch(self, request: Request, method: str, bucket: str, rest: list[str]):
+        if bucket == "ThresholdInformation":
+            if method != "GET" or rest:
+                raise _method_not_allowed(method)
+            return 200, {"externalRequestThreshold": self.hourly_threshold, "requestThresholdTimeframe": 60,
+                         "currentTimeframeRequestCount": self.request_count}, {}
+        if bucket == "Version":
+            return 200, {"majorVersion": 1, "minorVersion": 0, "build": 0}, {}
+        entity = bucket
+
+        if not rest:
+            if method == "PATCH":
+                return 200, self._patch(entity, await _json_body(request)), {}
+            raise _method_not_allowed(method)
+        if rest[0] == "query":
+            if method not in ("GET", "POST"):
+                raise _method_not_allowed(method)
+            tail = rest[1:]
+            if tail == ["count"]:
+                query = self._parse(entity, await self._search(request, method))
+                return 200, {"queryCount": len(self._matching(entity, query))}, {}
+            if tail == ["next"]:
+                return 200, await self._next_page(request, method, entity), {}
+            if not tail:
+                search = await self._search(request, method)
+                query = self._parse(entity, search)
+                return 200, self._page(request, method, entity, query, search, previous=[], start=None), {}
+        if rest[0] == "entityinformation" and method == "GET":
+            if rest[1:] == ["fields"]:
+                return 200, {"fields": [s.describe() for s in entity_fields(entity).values()
+                                        if s.name != "userDefinedFields"]}, {}
+            if rest[1:] == ["userdefinedfields"]:
+                return 200, {"fields": self._udf_fields(entity)}, {}
+            if not rest[1:]:
+                return 200, {"info": {"name": entity, "canCreate": False, "canDelete": False, "canQuery": True,
+                                      "canUpdate": entity in WRITABLE,
+                                      "hasUserDefinedFields": "userDefinedFields" in entity_fields(entity),
+                                      "supportsWebhookCallouts": False}}, {}
+        if rest[0].isdigit() and method == "GET":
+            record_id = int(rest[0])
+            if len(rest) == 1:
+                with self._lock:
+                    row = self._tables[entity].get(record_id)
+                    return 200, {"item": dict(row) if row else None}, {}
+            if entity == "Invoices" and rest[1:] == ["invoicepdf"]:
+                return 200, self._invoice_pdf(record_id), {}
+            if entity == "Invoices" and rest[1:] in (["invoicemarkuphtml"], ["invoicemarkupxml"]):
+                lines = self._invoice_lines_text(record_id)
+                return 200, {"invoiceMarkup": "<html><body>" + "<br/>".join(lines) + "</body></html>"}, {}
+        if rest[0].isdigit() or rest[0] in ("query", "entityinformation"):
+            raise _method_not_allowed(method)
+        raise ApiError(404, {"Message": f"No HTTP resource was found that matches the request URI '{request.url.path}'."})
+
+    # ---- queries ----------------------------------------------------------------------------
+
+    async def _search(self, request: Request, method: str):
+        if method == "POST":
+            body = await _json_body(request, required=False)
+            if body is not None:
+                return body
+        text = request.query_params.get("search")
+        if not text:
+            raise _errors(500, "The search parameter is required.")
+        try:
+            return loads(text)
+        except ValueError:
+            raise _errors(500, "The search parameter is not valid JSON.") from None
+
+    def _parse(self, entity: str, search) -> Query:
+        try:
+            return parse_query(entity, search)
+        except QueryError as exc:
+            raise _errors(500, str(exc)) from None
+
+    def _matching(self, entity: str, query: Query, start: int | None = None) -> list[dict]:
+        with self._lock:
+            table = self._tables[entity]
+            rows = [table[i] for i in self._ids(entity) if start is None or i >= start]
+        return [row for row in rows if query.matches(row)]
+
+    def _page(self, request: Request, method: str, entity: str, query: Query, search, *,
+              previous: list[int], start: int | None) -> dict:
+        matches = self._matching(entity, query, start)
+        page = matches[: query.max_records]
+        items = [self._project(row, query.include_fields) for row in page]
+        base = str(request.base_url) + f"ATServicesRest/V1.0/{entity}/query/next"
+        search_text = dumps(search)
+        next_url = prev_url = None
+        page_start = page[0]["id"] if page else start
+        if len(matches) > len(page):
+            paging = dumps({"pageSize": query.max_records, "previousIds": previous + [page_start],
+                            "nextIds": [matches[len(page)]["id"]]})
+            next_url = f"{base}?paging={quote(paging, safe='')}&search={quote(search_text, safe='')}"
+            if method == "POST":
+                self._remember_post_page(paging, search_text)
+        if previous:
+            paging = dumps({"pageSize": query.max_records, "previousIds": previous[:-1], "nextIds": [previous[-1]]})
+            prev_url = f"{base}?paging={quote(paging, safe='')}&search={quote(search_text, safe='')}"
+            if method == "POST":
+                self._remember_post_page(paging, search_text)
+        return {"items": items, "pageDetails": {"count": len(items), "requestCount": query.max_records,
+                                                "prevPageUrl": prev_url, "nextPageUrl": next_url}}
+
+    def _remember_post_page(self, paging: str, search_text: str) -> None:
+        with self._lock:
+            self._post_pages[(paging, search_text)] = None
+            while len(self._post_pages) > 100_000:
+                self._post_pages.popitem(last=False)
+
+    async def _next_page(self, request: Request, method: str, entity: str) -> dict:
+        paging_text = request.query_params.get("paging")
+        search_text = request.query_params.get("search")
+        if not paging_text:
+            raise _errors(500, "The paging parameter is required.")
+        if method == "GET":
+            with self._lock:
+                issued_for_post = (paging_text, search_text) in self._post_pages
+            if issued_for_post:
+                raise _method_not_allowed("GET")
+        search = await self._search(request, method)
+        try:
+            paging = loads(paging_text)
+            start = int(paging["nextIds"][0])
+            previous = [int(i) for i in paging.get("previousIds", [])]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise _errors(500, "The paging parameter is not valid.") from None
+        query = self._parse(entity, search)
+        return self._page(request, method, entity, query, search, previous=previous, start=start)
+
+    @staticmethod
+    def _project(row: dict, include: list[str] | None) -> dict:
+        if not include:
+            return dict(row)
+        projected = {"id": row["id"]}
+        for name in include:
+            projected[name] = row.get(name)
+        return projected
+
+    def _udf_fields(self, entity: str) -> list[dict]:
+        if "userDefinedFields" not in entity_fields(entity):
+            return []
+        names: dict[str, None] = {}
+        with self._lock:
+            for row in self._tables[entity].values():
+                for udf in row.get("userDefinedFields") or []:
+                    names.setdefault(udf.get("name"), None)
+        return [{"name": n, "dataType": "string", "isRequired": False, "isReadOnly": False, "isQueryable": True,
+                 "isPickList": False, "picklistValues": None} for n in names]
+
+    # ---- invoices ---------------------------------------------------------------------------
+
+    def _invoice_lines_text(self, invoice_id: int) -> list[str]:
+        with self._lock:
+            invoice = self._tables["Invoices"].get(invoice_id)
+            if invoice is None:
+                raise _errors(500, f"No matching records found. The Invoice with id {invoice_id} does not exist.")
+            company = self._tables["Companies"].get(invoice["companyID"]) or {}
+            currency = self._tables["Currencies"].get(company.get("currencyID")) or {}
+        number = invoice.get("invoiceNumber") or str(invoice_id)
+        return [
+            f"Tax Invoice {number}",
+            f"Bill to: {company.get('companyName', '')}",
+            f"Invoice date: {(invoice.get('invoiceDateTime') or '')[:10]}",
+            f"Due date: {(invoice.get('dueDate') or '')[:10]}",
+            f"Total tax: {currency.get('name', '')} {invoice.get('totalTaxValue')}",
+            f"Total: {currency.get('name', '')} {invoice.get('invoiceTotal')}",
+        ]
+
+    def _invoice_pdf(self, invoice_id: int) -> dict:
+        pdf = render_pdf(self._invoice_lines_text(invoice_id))
+        with self._lock:
+            number = self._tables["Invoices"][invoice_id].get("invoiceNumber") or str(invoice_id)
+        return {"id": invoice_id, "contentType": "application/pdf", "fileName": f"Invoice_{number}.pdf",
+                "fileSize": len(pdf), "data": base64.b64encode(pdf).decode("ascii")}
+
+    def _patch(self, entity: str, body) -> dict:
+        if entity not in WRITABLE:
+            raise _method_not_allowed("PATCH")
+        if not isinstance(body, dict):
+            raise _errors(500, "The request body must be a JSON object.")
+        specs = entity_fields(entity)
+        by_lower = {name.lower(): name for name in specs}
+        fields = {}
+        for key, value in body.items():
+            name = by_lower.get(key.lower())
+            if name is None:
+                raise _errors(500, f"Unable to find {key} in the {entity} entity.")
+            fields[name] = value
+        record_id = fields.pop("id", None)
+        if isinstance(record_id, bool) or not isinstance(record_id, int):
+            raise _errors(500, "The id field is required to update an entity.")
+        for name in fields:
+            if name not in WRITABLE[entity]:
+                raise _errors(500, f"The field {name} is read-only and cannot be updated on the {entity} entity.")
+        changes = {}
+        for name, value in fields.items():
+            kind = specs[name].data_type
+            if value is not None and kind == "datetime":
+                try:
+                    moment = parse_timestamp(str(value))
+                except ValueError:
+                    raise _errors(500, f"Invalid date value {value!r} for field {name}.") from None
+                if name in DATE_ONLY.get(entity, set()):
+                    # Date-only fields keep the date as given and drop the time, without a zone shift.
+                    moment = datetime.combine(moment.date(), datetime.min.time(), tzinfo=timezone.utc)
+                value = at_utc(moment)
+            elif value is not None and kind == "string":
+                if not isinstance(value, str):
+                    raise _errors(500, f"Invalid value for field {name}: text expected.")
+                if name == "invoiceNumber" and len(value) > 100:
+                    raise _errors(500, "invoiceNumber cannot be longer than 100 characters.")
+            changes[name] = value
+        with self._lock:
+            if record_id not in self._tables[entity]:
+                raise _errors(500, f"No matching records found. The {entity} record with id {record_id} does not exist.")
+            self._tables[entity][record_id].update(changes)
+        return {"itemId": record_id}
+
+
+async def _json_body(request: Request, *, required: bool = True):
+    raw = await request.body()
+    if not raw.strip():
+        if required:
+            raise _errors(500, "A request body is required.")
+        return None
+    try:
+        return loads(raw)
+    except ValueError:
+        raise _errors(500, "The request body is not valid JSON.") from None
+
+
+def _to_wire(kind: str, value):
+    if value is None:
+        return None
+    if kind == "double":
+        if isinstance(value, bool):
+            raise ValueError("boolean given for a numeric field")
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
+        # .NET writes doubles with a decimal point (1.0), so clients parse them as decimals, never ints.
+        return number.quantize(Decimal("0.0")) if number.as_tuple().exponent >= 0 else number
+    if kind == "datetime":
+        if isinstance(value, datetime | date):
+            return at_utc(value)
+        return at_utc(parse_timestamp(str(value)))
+    if kind == "udf":
+        return [dict(u) for u in value]
+    return value
+
+
+def create_app(sandbox: AutotaskSandbox) -> FastAPI:
+    """A FastAPI app serving one sandbox; plain ASGI, so fault-injection middleware can wrap it."""
+    app = FastAPI(title="Autotask PSA sandbox", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.sandbox = sandbox
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PATCH", "PUT", "DELETE"], include_in_schema=False)
+    async def autotask(request: Request) -> Response:
+        return await sandbox.handle(request)
+
+    return app

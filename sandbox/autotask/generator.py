@@ -1,0 +1,338 @@
+"""Deterministic, realistic MSP data for the Autotask sandbox.
+
+Records use Autotask's field names (a subset of the swagger models), numbers as Decimal and
+timestamps as Autotask's UTC strings. Invoice arithmetic follows Autotask: each line's
+extendedPrice = round(quantity x rate, 2), taxDollars = round(extendedPrice x rate% , 2), both
+half-up; invoiceTotal (tax-inclusive) and totalTaxValue are the exact sums of the lines.
+"""
+from __future__ import annotations
+
+import json
+import random
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+from . import catalog
+
+CENT = Decimal("0.01")
+RATE_DP = Decimal("0.0001")
+DEFAULT_START = date(2026, 10, 25)
+
+# (name, region, tax exempt, payment term, template); the first rows make sure every region,
+# currency and the tax-exempt case appear whatever the seed.
+_CUSTOMERS = [
+    ("Harbourside Dental Ltd", 1, False, 4, 101),
+    ("Kauri Freight Logistics", 1, False, 5, 102),
+    ("Southern Cross Accounting Pty Ltd", 2, False, 5, 102),
+    ("Thames Valley Architects LLP", 3, False, 5, 101),
+    ("Pacific Rim Exports Inc", 4, False, 5, 103),
+    ("Aroha Community Trust", 1, True, 3, 101),
+    ("Wellington Legal Partners", 1, False, 2, 102),
+    ("Brisbane Solar Installers", 2, False, 4, 103),
+    ("Cotswold Veterinary Group", 3, False, 3, 102),
+    ("Tasman Marine Engineering", 1, False, 5, 103),
+    ("Canterbury Grain Co-op", 1, False, 4, 102),
+    ("Perth Mining Services", 2, False, 5, 101),
+    ("Seattle Coffee Roasters", 4, False, 5, 101),
+]
+_VENDORS = [("Ingram Micro NZ", 1), ("Dicker Data Ltd", 1)]
+_FIRST = ["Aroha", "Ben", "Chloe", "Dev", "Emma", "Finn", "Grace", "Hemi", "Isla", "Jack", "Kiri", "Liam", "Mia"]
+_LAST = ["Ngata", "Walker", "Singh", "Chen", "Taylor", "Brown", "Wilson", "Patel", "Smith", "Tane", "Murphy"]
+
+# id -> (name, sku, billing code, unit cost, unit price)
+_PRODUCTS = {
+    31001: ("Dell Latitude 5550 Laptop", "DL-5550", 29682804, Decimal("1420.5000"), Decimal("1899.0000")),
+    31002: ("Ubiquiti UniFi Switch 24 PoE", "USW-24-POE", 29682804, Decimal("612.0000"), Decimal("845.0000")),
+    31003: ("Logitech MX Keys Combo", "LOG-MXK", 29682804, Decimal("119.9900"), Decimal("169.9500")),
+    31004: ("Microsoft 365 Business Premium", "M365-BP", 29682805, Decimal("31.2000"), Decimal("36.3833")),
+    31005: ("SentinelOne Control", "S1-CTRL", 29682805, Decimal("6.1250"), Decimal("9.4575")),
+    31006: ("APC Back-UPS 1500VA", "APC-BX1500", 29682804, Decimal("298.4000"), Decimal("419.0000")),
+}
+
+
+def at_utc(value: datetime | date) -> str:
+    """Autotask's wire format for timestamps: UTC with milliseconds and a Z."""
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time(0), tzinfo=timezone.utc)
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def money(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _reference_data() -> dict[str, list[dict]]:
+    currencies = [
+        {"id": cid, "name": code, "description": desc, "exchangeRate": rate, "isActive": True,
+         "isInternalCurrency": cid == catalog.INTERNAL_CURRENCY_ID, "displaySymbol": cid,
+         "currencyPositiveFormat": "$X", "currencyNegativeFormat": "-$X",
+         "lastModifiedDateTime": "2025-01-06T20:15:00.000Z"}
+        for cid, (code, desc, rate) in catalog.CURRENCIES.items()
+    ]
+    regions = [{"id": rid, "name": name, "isActive": True} for rid, name in catalog.TAX_REGIONS.items()]
+    categories = [{"id": cid, "name": name, "description": desc, "isActive": True}
+                  for cid, (name, desc) in catalog.TAX_CATEGORIES.items()]
+    taxes = []
+    for rid in catalog.TAX_REGIONS:
+        for cid, (cname, _) in catalog.TAX_CATEGORIES.items():
+            rate = Decimal("0.0000") if cid == catalog.NON_TAXABLE_CATEGORY_ID else catalog.REGION_STANDARD_RATE[rid]
+            taxes.append({"id": rid * 100 + cid, "taxRegionID": rid, "taxCategoryID": cid,
+                          "taxName": f"{catalog.REGION_TAX_NAME[rid]} {rate.normalize():f}% ({cname})",
+                          "taxRate": rate, "isCompounded": False})
+    codes = [
+        {"id": bid, "name": name, "description": f"{name} ({ext})", "externalNumber": ext,
+         "generalLedgerAccount": gl, "department": dept, "taxCategoryID": tax_cat,
+         "billingCodeType": 0, "useType": 1, "isActive": True, "isExcludedFromNewContracts": False,
+         "markupRate": None, "unitCost": None, "unitPrice": price}
+        for bid, (name, ext, gl, dept, tax_cat, price) in catalog.BILLING_CODES.items()
+    ]
+    terms = [{"id": tid, "name": name, "description": name, "isActive": True, "paymentDueInDays": days}
+             for tid, (name, days) in catalog.PAYMENT_TERMS.items()]
+    templates = [{"id": tid, "name": name, "dateFormat": 1, "numberFormat": 1, "timeFormat": 1, "pageLayout": 1,
+                  "paymentTerms": 5, "groupBy": 0, "itemizeItemsInEachGroup": 1, "displayTaxCategory": True,
+                  "displaySeparateLineItemForEachTax": False, "showGridHeader": True,
+                  "currencyPositiveFormat": "$X", "currencyNegativeFormat": "-$X"}
+                 for tid, name in catalog.INVOICE_TEMPLATES.items()]
+    products = [{"id": pid, "name": name, "description": name, "sku": sku, "manufacturerName": name.split()[0],
+                 "productBillingCodeID": code, "unitCost": cost, "unitPrice": price, "msrp": price,
+                 "isActive": True, "isSerialized": code == 29682804, "defaultVendorID": 201,
+                 "userDefinedFields": []}
+                for pid, (name, sku, code, cost, price) in _PRODUCTS.items()]
+    return {"Currencies": currencies, "TaxRegions": regions, "TaxCategories": categories, "Taxes": taxes,
+            "BillingCodes": codes, "PaymentTerms": terms, "InvoiceTemplates": templates, "Products": products}
+
+
+def _companies(rng: random.Random) -> tuple[list[dict], list[dict]]:
+    count = rng.randint(8, 13)
+    chosen = _CUSTOMERS[:6] + rng.sample(_CUSTOMERS[6:], count - 6)
+    companies, contacts = [], []
+    for i, (name, region, exempt, term, template) in enumerate(chosen):
+        cid = 174 + i
+        companies.append({
+            "id": cid, "companyName": name, "companyNumber": f"C{1000 + i}", "companyType": 1,
+            "isActive": True, "taxRegionID": region, "isTaxExempt": exempt,
+            "currencyID": catalog.REGION_CURRENCY[region], "invoiceTemplateID": template,
+            "phone": f"+64 9 {rng.randint(300, 999)} {rng.randint(1000, 9999)}",
+            "address1": f"{rng.randint(1, 400)} {rng.choice(['Queen', 'High', 'Victoria', 'George'])} Street",
+            "city": ["Auckland", "Sydney", "London", "Seattle"][region - 1] if region <= 4 else "Auckland",
+            "postalCode": str(rng.randint(1000, 9999)), "taxID": f"TAX-{rng.randint(100000, 999999)}",
+            "createDate": "2024-03-01T00:00:00.000Z", "lastTrackedModifiedDateTime": "2026-01-10T02:00:00.000Z",
+            "userDefinedFields": [{"name": "Xero Sync", "value": "No" if i == 7 else "Yes"},
+                                  {"name": "Billing Contact", "value": None}],
+            "_paymentTerm": term,
+        })
+    for j, (name, region) in enumerate(_VENDORS):
+        companies.append({
+            "id": 201 + j, "companyName": name, "companyNumber": f"V{2000 + j}", "companyType": 7,
+            "isActive": True, "taxRegionID": region, "isTaxExempt": False, "currencyID": 1,
+            "city": "Auckland", "createDate": "2023-06-01T00:00:00.000Z",
+            "userDefinedFields": [{"name": "Xero Sync", "value": "Yes"}, {"name": "Billing Contact", "value": None}],
+        })
+    contact_id = 30682900
+    for company in companies:
+        for k in range(2 if company["companyType"] == 1 else 1):
+            first, last = rng.choice(_FIRST), rng.choice(_LAST)
+            domain = company["companyName"].split()[0].lower() + ".example.com"
+            contacts.append({
+                "id": contact_id, "companyID": company["id"], "firstName": first, "lastName": last,
+                "emailAddress": f"{'accounts' if k == 0 else first.lower()}@{domain}",
+                "primaryContact": k == 0, "isActive": 1, "title": "Accounts Payable" if k == 0 else "Office Manager",
+                "createDate": "2024-03-01T00:00:00.000Z", "lastModifiedDate": "2026-01-10T02:00:00.000Z",
+                "userDefinedFields": [],
+            })
+            contact_id += 1
+    return companies, contacts
+
+
+def _rate(rng: random.Random, low: int, high: int) -> Decimal:
+    # Four-decimal rates (e.g. 33.3333) are where naive float pipelines lose cents.
+    return (Decimal(rng.randint(low * 10_000, high * 10_000)) / 10_000).quantize(RATE_DP)
+
+
+def _line_spec(rng: random.Random, kind: int) -> tuple[int, str, Decimal, Decimal, dict]:
+    """(billing code, item name, quantity, rate, extra link fields) for one billing item type."""
+    if kind == 1:  # Labor: time entries in quarter hours
+        code = rng.choice([29682801, 29682802])
+        qty = Decimal(rng.choice(["0.25", "0.5", "0.75", "1", "1.25", "1.5", "2", "3.75"]))
+        return code, catalog.BILLING_CODES[code][0], qty, catalog.BILLING_CODES[code][5], {
+            "ticketID": rng.randint(50000, 59999), "timeEntryID": rng.randint(700000, 799999), "roleID": 29683001}
+    if kind in (2, 3):  # project/ticket cost: hardware and licences
+        pid = rng.choice(list(_PRODUCTS))
+        name, _, code, _, price = _PRODUCTS[pid]
+        link = {"projectID": rng.randint(300, 399)} if kind == 2 else {"ticketID": rng.randint(50000, 59999)}
+        return code, name, Decimal(rng.randint(1, 6)), price, link
+    if kind == 4:
+        return 29682808, rng.choice(["Mileage", "Parking", "Courier"]), Decimal(rng.choice(["1", "12.5", "42"])), \
+            _rate(rng, 0, 30), {"expenseItemID": rng.randint(9000, 9999)}
+    if kind in (5, 14):  # recurring service / subscription: per-seat fractional rates
+        code = rng.choice([29682806, 29682807, 29682805])
+        rate = rng.choice([Decimal("33.3333"), Decimal("127.4575"), Decimal("9.4575"), Decimal("36.3833")])
+        return code, catalog.BILLING_CODES[code][0], Decimal(rng.randint(3, 45)), rate, {
+            "contractID": rng.randint(800, 899), "contractServiceID": rng.randint(1000, 1999),
+            "contractServicePeriodID": rng.randint(20000, 29999)}
+    if kind in (6, 8):  # adjustments: seats removed mid-period come through as negative quantities
+        rate = rng.choice([Decimal("33.3333"), Decimal("127.4575")])
+        qty = -Decimal(rng.randint(1, 3))
+        if rng.random() < 0.3:
+            rate = -rate  # a negative quantity at a negative rate: positive line total
+        return 29682806, "Managed Services adjustment", qty, rate, {
+            "contractID": rng.randint(800, 899), "contractServiceAdjustmentID": rng.randint(4000, 4999)}
+    if kind == 7:
+        return 29682806, "Managed Services Bundle", Decimal(1), _rate(rng, 400, 2500), {
+            "contractID": rng.randint(800, 899), "contractServiceBundleID": rng.randint(100, 199),
+            "serviceBundleID": rng.randint(100, 199)}
+    if kind == 9:
+        return 29682809, "Milestone: " + rng.choice(["Design sign-off", "Go-live", "Migration complete"]), \
+            Decimal(1), _rate(rng, 1500, 9000), {"projectID": rng.randint(300, 399), "milestoneID": rng.randint(60, 99)}
+    if kind in (10, 11):
+        return 29682810, "Block Hours" if kind == 10 else "Retainer", Decimal(rng.choice(["10", "20"])), \
+            Decimal("150.0000"), {"contractID": rng.randint(800, 899)}
+    if kind == 12:
+        return 29682806, "Onboarding setup fee", Decimal(1), _rate(rng, 250, 900), {"contractID": rng.randint(800, 899)}
+    if kind == 13:
+        return 29682801, "Per-incident support", Decimal(rng.randint(1, 3)), Decimal("95.0000"), {
+            "ticketID": rng.randint(50000, 59999)}
+    # Contract Cost
+    return 29682805, "Contract cost: licence true-up", Decimal(rng.randint(1, 5)), _rate(rng, 5, 60), {
+        "contractID": rng.randint(800, 899)}
+
+
+def _kinds_for(rng: random.Random, index: int) -> list[int]:
+    all_kinds = list(catalog.BILLING_ITEM_TYPES)
+    if index < len(all_kinds):
+        # The first invoices cover every billing item type at least once.
+        kinds = [all_kinds[index]]
+    else:
+        kinds = []
+    weights = [30, 8, 8, 6, 20, 4, 3, 1, 2, 2, 1, 2, 2, 8, 1]
+    kinds += rng.choices(all_kinds, weights=weights, k=rng.randint(1, 5))
+    # Adjustments only make sense next to something they adjust, and keep the invoice positive.
+    if all(k in (6, 8) for k in kinds):
+        kinds.insert(0, 5)
+    return kinds
+
+
+def generate_data(seed: int = 7, invoices: int = 40, *, start: date | None = None,
+                  days: int = 30) -> dict[str, list[dict]]:
+    rng = random.Random(seed)
+    start = start or DEFAULT_START
+    data = _reference_data()
+    companies, contacts = _companies(rng)
+    customers = [c for c in companies if c["companyType"] == 1]
+    tax_rate = {(t["taxRegionID"], t["taxCategoryID"]): t["taxRate"] for t in data["Taxes"]}
+    exchange = {cid: rate for cid, (_, _, rate) in catalog.CURRENCIES.items()}
+
+    dates = sorted(start + timedelta(days=rng.randrange(max(days, 1))) for _ in range(invoices))
+    void_positions = set(rng.sample(range(invoices), min(2, invoices // 10))) if invoices >= 10 else set()
+    invoice_rows, line_rows = [], []
+    line_id = 80_000_001
+    for i, day in enumerate(dates):
+        company = rng.choice(customers) if i >= 6 else customers[i % len(customers)]
+        term = company["_paymentTerm"]
+        inv_id = 6001 + i
+        issued = datetime.combine(day, time(0), tzinfo=timezone.utc)
+        fx = exchange[company["currencyID"]]
+        total = tax_total = Decimal("0.00")
+        kinds = _kinds_for(rng, i)
+        sort = 0
+        while sort < len(kinds):
+            kind = kinds[sort]
+            code, name, qty, rate, links = _line_spec(rng, kind)
+            category = catalog.BILLING_CODES[code][4]
+            pct = Decimal(0) if company["isTaxExempt"] else tax_rate[(company["taxRegionID"], category)]
+            extended = money(qty * rate)
+            tax = money(extended * pct / 100)
+            line_total = extended + tax
+            total += line_total
+            tax_total += tax
+            item_day = issued - timedelta(days=rng.randint(0, 20), hours=rng.randint(0, 8))
+            line_rows.append({
+                "id": line_id, "invoiceID": inv_id, "companyID": company["id"], "itemName": name,
+                "description": f"{name} - {company['companyName']}", "lineItemFullDescription": name,
+                "lineItemGroupDescription": catalog.BILLING_ITEM_TYPES[kind],
+                "quantity": qty, "rate": rate, "extendedPrice": extended, "taxDollars": tax,
+                "totalAmount": line_total, "ourCost": money(abs(rate) * Decimal("0.62")),
+                "internalCurrencyRate": (rate / fx).quantize(RATE_DP, rounding=ROUND_HALF_UP),
+                "internalCurrencyExtendedPrice": money(extended / fx),
+                "internalCurrencyTaxDollars": money(tax / fx),
+                "internalCurrencyTotalAmount": money(extended / fx) + money(tax / fx),
+                "billingCodeID": code, "billingItemType": kind, "subType": 0, "nonBillable": 0,
+                "itemDate": at_utc(item_day), "postedDate": at_utc(issued),
+                "postedOnTime": at_utc(issued + timedelta(hours=3)), "sortOrderID": sort + 1,
+                "purchaseOrderNumber": f"CPO-{rng.randint(1000, 9999)}" if kind in (2, 3) and rng.random() < 0.4 else None,
+                "webServiceDate": None, **links,
+            })
+            line_id += 1
+            sort += 1
+            if sort == len(kinds) and total <= 0:
+                # Credits belong in credit notes; an invoice whose adjustments outweigh it gets a bundle line.
+                kinds.append(7)
+        voided = i in void_positions
+        invoice_rows.append({
+            "id": inv_id, "batchID": 900 + (day - start).days, "companyID": company["id"],
+            "comments": "Thank you for your business." if rng.random() < 0.3 else None,
+            "createDateTime": at_utc(issued + timedelta(hours=2, minutes=rng.randint(0, 59))),
+            "creatorResourceID": 29682885, "invoiceDateTime": at_utc(issued),
+            "dueDate": at_utc(day + timedelta(days=catalog.PAYMENT_TERMS[term][1])),
+            "fromDate": at_utc(day.replace(day=1)), "toDate": at_utc(day),
+            "invoiceEditorTemplateID": company["invoiceTemplateID"], "invoiceNumber": f"INV-{10001 + i}",
+            "invoiceTotal": total, "totalTaxValue": tax_total, "isVoided": voided,
+            "voidedDate": at_utc(issued + timedelta(days=1)) if voided else None,
+            "voidedByResourceID": 29682885 if voided else None,
+            "orderNumber": f"PO-{rng.randint(4000, 4999)}" if rng.random() < 0.3 else None,
+            "paidDate": None, "paymentTerm": term, "taxGroup": company["taxRegionID"],
+            "taxRegionName": catalog.TAX_REGIONS[company["taxRegionID"]], "webServiceDate": None,
+        })
+
+    pos, po_items, receivings = _purchase_orders(rng, customers, start, days, max(3, invoices // 8))
+    for company in companies:
+        company.pop("_paymentTerm", None)
+    data.update({"Companies": companies, "Contacts": contacts, "Invoices": invoice_rows,
+                 "BillingItems": line_rows, "PurchaseOrders": pos, "PurchaseOrderItems": po_items,
+                 "PurchaseOrderItemReceiving": receivings})
+    return data
+
+
+def _purchase_orders(rng, customers, start, days, count):
+    pos, items, receivings = [], [], []
+    item_id, receiving_id = 41001, 51001
+    for n in range(count):
+        po_id = 7001 + n
+        submitted = datetime.combine(start + timedelta(days=rng.randrange(max(days, 1))), time(1, 30),
+                                     tzinfo=timezone.utc)
+        status = rng.choice([2, 3, 4, 4, 4])
+        vendor_invoice = f"BILL-{rng.randint(100000, 999999)}" if status in (3, 4) else None
+        pos.append({
+            "id": po_id, "purchaseOrderNumber": f"PO{2026}{n + 1:04d}", "vendorID": rng.choice([201, 202]),
+            "purchaseForCompanyID": rng.choice(customers)["id"], "status": status,
+            "createDateTime": at_utc(submitted - timedelta(hours=4)), "submitDateTime": at_utc(submitted),
+            "paymentTerm": 5, "taxRegionID": 1, "freight": rng.choice([Decimal("0.00"), Decimal("25.00"), Decimal("42.50")]),
+            "internalCurrencyFreight": None, "vendorInvoiceNumber": vendor_invoice, "shipToName": "Main Office",
+            "creatorResourceID": 29682885,
+        })
+        for _ in range(rng.randint(1, 3)):
+            pid = rng.choice([p for p in _PRODUCTS if _PRODUCTS[p][2] == 29682804])
+            qty = rng.randint(1, 8)
+            cost = _PRODUCTS[pid][3]
+            items.append({"id": item_id, "orderID": po_id, "productID": pid, "quantity": qty, "unitCost": cost,
+                          "internalCurrencyUnitCost": cost, "memo": _PRODUCTS[pid][0],
+                          "estimatedArrivalDate": at_utc(submitted + timedelta(days=5))})
+            if status in (3, 4):
+                received = qty if status == 4 else max(1, qty // 2)
+                receivings.append({
+                    "id": receiving_id, "purchaseOrderItemID": item_id, "quantityNowReceiving": received,
+                    "quantityPreviouslyReceived": 0, "quantityBackOrdered": qty - received,
+                    "receiveDate": at_utc(submitted + timedelta(days=rng.randint(2, 6))),
+                    "receivedByResourceID": 29682885, "vendorInvoiceNumber": vendor_invoice,
+                })
+                receiving_id += 1
+            item_id += 1
+    return pos, items, receivings
+
+
+def load_data(path: str | Path) -> dict[str, list[dict]]:
+    """Read a data set saved as {"Companies": [...], ...}; amounts stay Decimal."""
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh, parse_float=Decimal)
