@@ -1,0 +1,229 @@
+"""Fault injection for the simulators: the network and server failures a sync must survive.
+
+Wrap any ASGI app (the Xero or the Autotask simulator) with `with_faults(app, config)`. Faults are off
+by default. Two ways to turn them on, both changeable while the server runs:
+
+- rates, for soak tests and the demo: `FaultConfig(rate_503=0.05, seed=7)`; each matching request
+  rolls the dice once (deterministic for a given seed and request order);
+- scripts, for tests that need one exact failure:
+  `faults.script("lost_response", method="PUT", path_prefix="/api.xro/2.0/Invoices", times=1)`.
+
+Kinds (`FAULT_KINDS`):
+  "429", "500", "503"  an error response, sent before the app sees the request (nothing is processed);
+  "drop"               the connection is closed before the request is processed: no status line at all;
+  "timeout"            the request IS processed, then the response is held back until the client gives
+                       up (or `timeout_seconds` pass), the worst case for a writer: it never learns the
+                       outcome although the write happened;
+  "lost_response"      the request IS processed, then the client receives headers promising more body
+                       than ever arrives and the connection closes, so httpx and urllib3 raise a
+                       protocol/read error.
+
+"drop", "timeout" and "lost_response" need to reach the socket, which uvicorn exposes on the bound
+`send` callable. Put `with_faults` outermost (what you hand to `serve()`), not inside Starlette's
+middleware stack, whose wrapped `send` hides the socket; there they degrade to a bare disconnect.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+from dataclasses import dataclass, field
+
+FAULT_KINDS = ("429", "500", "503", "timeout", "drop", "lost_response")
+
+
+@dataclass
+class ScriptedFault:
+    kind: str
+    method: str | None = None
+    path_prefix: str | None = None
+    times: int = 1
+    fired: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method and self.method.upper() != method.upper():
+            return False
+        if self.path_prefix and not path.lower().startswith(self.path_prefix.lower()):
+            return False
+        return self.fired < self.times
+
+
+@dataclass
+class FaultConfig:
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    rate_503: float = 0.0
+    rate_timeout: float = 0.0
+    rate_drop: float = 0.0
+    rate_lost_response: float = 0.0
+    seed: int = 0
+    # Rates apply only to these methods / this path prefix (None = all); scripts carry their own filters.
+    methods: tuple[str, ...] | list[str] | None = None
+    path_prefix: str | None = None
+    # How long a "timeout" holds the response at most; tests keep it a little above the client timeout.
+    timeout_seconds: float = 30.0
+    retry_after_seconds: int = 1
+    # Extra headers on an injected 429 (the Xero simulator adds X-Rate-Limit-Problem).
+    headers_429: dict[str, str] = field(default_factory=dict)
+    # Every fault fired, as (kind, method, path), for tests and the demo report.
+    log: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rng = random.Random(self.seed)
+        self._scripts: list[ScriptedFault] = []
+
+    def script(self, kind: str, *, method: str | None = None, path_prefix: str | None = None,
+               times: int = 1) -> ScriptedFault:
+        """Fire `kind` on the next `times` requests that match."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
+        scripted = ScriptedFault(kind, method, path_prefix, times)
+        with self._lock:
+            self._scripts.append(scripted)
+        return scripted
+
+    def clear(self) -> None:
+        """Remove all scripts and set every rate to zero."""
+        with self._lock:
+            self._scripts.clear()
+            for kind in FAULT_KINDS:
+                setattr(self, _rate_attr(kind), 0.0)
+
+    def reseed(self, seed: int) -> None:
+        with self._lock:
+            self.seed = seed
+            self._rng = random.Random(seed)
+
+    def pending_scripts(self) -> list[ScriptedFault]:
+        with self._lock:
+            return [s for s in self._scripts if s.fired < s.times]
+
+    def choose(self, method: str, path: str) -> str | None:
+        """The fault to inject into this request, if any. Scripts win over rates."""
+        with self._lock:
+            for scripted in self._scripts:
+                if scripted.matches(method, path):
+                    scripted.fired += 1
+                    self.log.append((scripted.kind, method, path))
+                    return scripted.kind
+            if self.methods and method.upper() not in {m.upper() for m in self.methods}:
+                return None
+            if self.path_prefix and not path.lower().startswith(self.path_prefix.lower()):
+                return None
+            for kind in FAULT_KINDS:
+                rate = getattr(self, _rate_attr(kind))
+                if rate > 0 and self._rng.random() < rate:
+                    self.log.append((kind, method, path))
+                    return kind
+        return None
+
+
+def _rate_attr(kind: str) -> str:
+    return f"rate_{kind}"
+
+
+class FaultMiddleware:
+    """ASGI middleware injecting the faults a `FaultConfig` asks for."""
+
+    def __init__(self, app, config: FaultConfig | None = None):
+        self.app = app
+        self.config = config or FaultConfig()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        kind = self.config.choose(scope["method"], scope["path"])
+        if kind is None:
+            await self.app(scope, receive, send)
+        elif kind in ("429", "500", "503"):
+            await self._error_response(int(kind), send)
+        elif kind == "drop":
+            await _close_connection(send)
+        elif kind == "timeout":
+            await self._stall_after_processing(scope, receive, send)
+        else:
+            await self._lose_response(scope, receive, send)
+
+    async def _error_response(self, status: int, send) -> None:
+        messages = {429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+        body = json.dumps({"Title": messages[status], "Status": status, "Detail": "injected fault"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if status in (429, 503):
+            headers.append((b"retry-after", str(self.config.retry_after_seconds).encode()))
+        if status == 429:
+            headers += [(k.lower().encode(), v.encode()) for k, v in self.config.headers_429.items()]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _stall_after_processing(self, scope, receive, send) -> None:
+        messages = await _run_buffered(self.app, scope, receive)
+        # Waiting on receive() returns as soon as the client hangs up, so a timed-out client does not
+        # keep the server busy for the whole timeout_seconds.
+        try:
+            await asyncio.wait_for(_until_disconnect(receive), self.config.timeout_seconds)
+            return
+        except asyncio.TimeoutError:
+            pass
+        for message in messages:
+            await send(message)
+
+    async def _lose_response(self, scope, receive, send) -> None:
+        messages = await _run_buffered(self.app, scope, receive)
+        start = next((m for m in messages if m["type"] == "http.response.start"), None)
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+        transport = _transport_of(send)
+        if transport is None or start is None:
+            await _close_connection(send)
+            return
+        status = start["status"]
+        head = [f"HTTP/1.1 {status} OK".encode()]
+        for name, value in start.get("headers", []):
+            if name.lower() not in (b"content-length", b"connection", b"transfer-encoding"):
+                head.append(name + b": " + value)
+        # Promise more bytes than will ever come: every HTTP client then fails with a read error.
+        head.append(b"content-length: " + str(len(body) + 1024).encode())
+        transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body[: len(body) // 2])
+        await _close_connection(send)
+
+
+def with_faults(app, config: FaultConfig | None = None) -> FaultMiddleware:
+    return FaultMiddleware(app, config)
+
+
+async def _run_buffered(app, scope, receive) -> list[dict]:
+    messages: list[dict] = []
+
+    async def capture(message) -> None:
+        messages.append(message)
+
+    await app(scope, receive, capture)
+    return messages
+
+
+async def _until_disconnect(receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _transport_of(send):
+    # uvicorn's `send` is a bound method of its per-request cycle, which holds the socket's transport.
+    cycle = getattr(send, "__self__", None)
+    return getattr(cycle, "transport", None)
+
+
+async def _close_connection(send) -> None:
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None:
+        raise ConnectionAbortedError("injected fault: connection dropped")
+    transport.close()
+    # Let the server notice the closed socket, so it neither answers 500 nor logs an error.
+    for _ in range(100):
+        if getattr(cycle, "disconnected", True):
+            return
+        await asyncio.sleep(0)
