@@ -65,6 +65,8 @@ class SetAside:
 class InvoicePlan:
     drafts: pd.DataFrame  # XeroInvoiceDraft rows for every invoice that mapped cleanly
     set_aside: list[SetAside] = field(default_factory=list)
+    # Documents deliberately left alone (voided before they ever reached Xero): reported, not retried.
+    skipped: list[SetAside] = field(default_factory=list)
 
 
 # -- frames ------------------------------------------------------------------------------------------
@@ -472,6 +474,7 @@ def plan_invoices(invoices: pd.DataFrame, lines: pd.DataFrame, companies: pd.Dat
         lines_by_invoice.setdefault(line["invoiceID"], []).append(line)
 
     drafts: list[dict] = []
+    skipped: list[SetAside] = []
     for invoice in _records(invoices):
         invoice_id, number = invoice["id"], autotask_number(invoice)
 
@@ -479,8 +482,8 @@ def plan_invoices(invoices: pd.DataFrame, lines: pd.DataFrame, companies: pd.Dat
             set_aside.append(SetAside(autotask_id=invoice_id, autotask_number=number, reason=reason, fix=fix))
 
         if invoice["isVoided"]:
-            keep_out("the invoice is voided in Autotask; voids are handled separately, not sent as new invoices",
-                     "nothing to do")
+            skipped.append(SetAside(autotask_id=invoice_id, autotask_number=number,
+                                    reason="voided in Autotask", fix="nothing to do"))
             continue
         if invoice_id in bad_lines:
             details = "; ".join(f"billing item {r.record.get('id')}: " + ", ".join(r.problems)
@@ -506,7 +509,7 @@ def plan_invoices(invoices: pd.DataFrame, lines: pd.DataFrame, companies: pd.Dat
         set_aside.append(SetAside(autotask_id=invoice_id, autotask_number=number,
                                   reason=f"the Xero draft is not valid: {problem}",
                                   fix="report this invoice; the mapping produced a draft Xero would refuse"))
-    return InvoicePlan(drafts=frame, set_aside=set_aside)
+    return InvoicePlan(drafts=frame, set_aside=set_aside, skipped=skipped)
 
 
 def _int_or_zero(value) -> int:

@@ -71,8 +71,8 @@ def test_demo_mapping_maps_everything_the_generator_produces():
     result = plan_invoices(invoices_frame(data["Invoices"]), lines_frame(data["BillingItems"]),
                            companies_frame(data["Companies"]), data, load_mapping(DEMO_MAPPING), xero)
     voided = {i["id"] for i in data["Invoices"] if i["isVoided"]}
-    assert {s.autotask_id for s in result.set_aside} == voided
-    assert all("voided" in s.reason for s in result.set_aside)
+    assert result.set_aside == [] and {s.autotask_id for s in result.skipped} == voided
+    assert all("voided" in s.reason for s in result.skipped)
     XeroInvoiceDraft.validate(result.drafts)
     invoices = {i["id"]: i for i in data["Invoices"]}
     for invoice_id, rows in result.drafts.groupby("autotask_invoice_id"):

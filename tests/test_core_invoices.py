@@ -290,10 +290,13 @@ def only_set_aside(result):
     return result.set_aside[0]
 
 
-def test_voided_invoice_is_set_aside_with_a_clear_reason():
-    aside = only_set_aside(one_invoice([line(80000001, "1", "10")], isVoided=True))
-    assert aside.autotask_id == 6001 and aside.autotask_number == "INV-10001"
-    assert "voided" in aside.reason
+def test_voided_invoice_is_skipped_not_set_aside():
+    # A void is no fault to fix: it is reported as skipped and never retried.
+    result = one_invoice([line(80000001, "1", "10")], isVoided=True)
+    assert result.drafts.empty and result.set_aside == []
+    [skipped] = result.skipped
+    assert skipped.autotask_id == 6001 and skipped.autotask_number == "INV-10001"
+    assert "voided" in skipped.reason
 
 
 def test_unmapped_billing_code_when_refusing_unmapped():

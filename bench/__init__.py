@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench`. Speed and memory are measured here, never asserted in tests."""

@@ -1,0 +1,523 @@
+"""The Xero gateway: the only code that talks to Xero. It owns tokens, pacing, batches and errors.
+
+Built on the official xero-python SDK, with its traps disarmed:
+- the SDK's `Configuration` is a copy-of-first singleton: each gateway sets its own token object;
+- urllib3's hidden retries would re-send a PUT after a dropped connection (a duplicate invoice) or
+  sleep through a day-limit 429 for hours: they are switched off, and pacing and backoff live here;
+- token refresh is done here, explicitly, under a lock, and the rotated refresh token is saved
+  before it is used, so two runs of one connection never lose it.
+
+Writes whose outcome is unknown raise `XeroOutcomeUnknown`: the caller looks the document up by its
+natural key instead of sending it again.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+import urllib3
+from xero_python.accounting import AccountingApi, Contact, Contacts, Invoice, Invoices
+from xero_python.api_client import ApiClient
+from xero_python.api_client.configuration import Configuration
+from xero_python.api_client.oauth2 import OAuth2Token
+from xero_python.exceptions import HTTPStatusException
+from xero_python.identity import IdentityApi
+
+BATCH_LIMIT = 50
+TOKEN_KEYS = ("access_token", "refresh_token", "expires_in", "token_type", "scope", "id_token", "expires_at")
+# Refresh well before expiry so a long call never starts with a token about to die.
+REFRESH_MARGIN_SECONDS = 300
+RECONNECT_HINT = "run `atx connect xero --tenant {tenant}` to connect it again"
+
+
+# ---- errors ---------------------------------------------------------------------------------------
+class XeroError(Exception):
+    """Base of every error the gateway raises. Messages never carry tokens or secrets."""
+
+
+class XeroAuthError(XeroError):
+    """The connection needs a person: revoked, expired beyond refresh, or the organisation disconnected."""
+
+
+class XeroRateLimited(XeroError):
+    def __init__(self, problem: str, retry_after: float | None, message: str):
+        super().__init__(message)
+        self.problem = problem
+        self.retry_after = retry_after
+
+
+class XeroUnavailable(XeroError):
+    """Xero kept failing a read (5xx, timeouts) after retries."""
+
+
+class XeroOutcomeUnknown(XeroError):
+    """A write was sent but no usable answer came back: look the document up before re-sending."""
+
+
+class XeroRequestError(XeroError):
+    """Xero refused a request as a whole (HTTP 400 outside per-element results)."""
+
+
+# ---- configuration ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class XeroEndpoints:
+    accounting_url: str = "https://api.xero.com/api.xro/2.0"
+    identity_url: str = "https://api.xero.com"
+    token_url: str = "https://identity.xero.com/connect/token"
+    revoke_url: str = "https://identity.xero.com/connect/revocation"
+    authorize_url: str = "https://login.xero.com/identity/connect/authorize"
+
+    @classmethod
+    def at(cls, base: str) -> "XeroEndpoints":
+        """Every Xero path on one host, as the sandbox serves them."""
+        base = base.rstrip("/")
+        return cls(
+            accounting_url=f"{base}/api.xro/2.0",
+            identity_url=base,
+            token_url=f"{base}/connect/token",
+            revoke_url=f"{base}/connect/revocation",
+            authorize_url=f"{base}/identity/connect/authorize",
+        )
+
+
+class TokenStore(Protocol):
+    def load(self) -> dict | None: ...
+
+    def save(self, token: dict) -> None: ...
+
+
+class MemoryTokenStore:
+    def __init__(self, token: dict | None = None):
+        self._token = dict(token) if token else None
+
+    def load(self) -> dict | None:
+        return dict(self._token) if self._token else None
+
+    def save(self, token: dict) -> None:
+        self._token = dict(token)
+
+    def __repr__(self) -> str:
+        return "MemoryTokenStore(<hidden>)"
+
+
+@dataclass
+class ElementResult:
+    """One document's answer inside a batch (`summarizeErrors=false`)."""
+
+    ok: bool
+    xero_id: str | None
+    number: str | None
+    errors: list[str]
+    element: Any = field(repr=False)
+
+
+# ---- pacing ------------------------------------------------------------------------------------------
+class Pacer:
+    """Keeps calls under a per-minute budget (rolling window) and a number in flight."""
+
+    def __init__(self, per_minute: int, in_flight: int, sleep: Callable[[float], None], clock: Callable[[], float]):
+        self.per_minute = per_minute
+        self._sleep, self._clock = sleep, clock
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+        self.in_flight = threading.BoundedSemaphore(in_flight)
+        self.waited = 0.0
+
+    def wait_turn(self) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._sent and now - self._sent[0] >= 60:
+                    self._sent.popleft()
+                if len(self._sent) < self.per_minute:
+                    self._sent.append(now)
+                    return
+                delay = 60 - (now - self._sent[0])
+            self.waited += delay
+            self._sleep(delay)
+
+
+_refresh_locks: dict[str, threading.Lock] = {}
+_refresh_locks_guard = threading.Lock()
+
+
+def _refresh_lock(key: str) -> threading.Lock:
+    with _refresh_locks_guard:
+        return _refresh_locks.setdefault(key, threading.Lock())
+
+
+# ---- the gateway -----------------------------------------------------------------------------------
+class XeroGateway:
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        tenant_id: str,
+        token_store: TokenStore,
+        endpoints: XeroEndpoints = XeroEndpoints(),
+        calls_per_minute: int = 55,
+        max_in_flight: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        timeout: float = 60,
+        max_wait_seconds: float = 120,
+        connection_name: str = "xero",
+    ):
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.tenant_id = tenant_id
+        self.endpoints = endpoints
+        self.connection_name = connection_name
+        self._store = token_store
+        self._sleep = sleep
+        self._timeout = (10, int(timeout))  # the SDK ignores a float timeout: only int or a tuple reach urllib3
+        self._max_wait = max_wait_seconds
+        self.pacer = Pacer(calls_per_minute, max_in_flight, sleep, clock)
+        self.calls = 0
+        self.day_remaining: int | None = None
+        self._calls_lock = threading.Lock()
+
+        configuration = Configuration()
+        # Configuration() copies the first instance ever made: give this one its own token object.
+        configuration.oauth2_token = OAuth2Token(client_id=client_id, client_secret=client_secret)
+        self.api_client = ApiClient(
+            configuration, oauth2_token_getter=self._token_for_sdk, oauth2_token_saver=self._ignore_sdk_save
+        )
+        # No hidden retries: a re-sent PUT after a dropped connection is how duplicates are made.
+        self.api_client.rest_client.pool_manager = urllib3.PoolManager(
+            num_pools=4, maxsize=max_in_flight + 1, retries=False, cert_reqs="CERT_REQUIRED",
+            ca_certs=_certifi_where(),
+        )
+        self.accounting = AccountingApi(self.api_client, base_url=endpoints.accounting_url)
+        self.identity = IdentityApi(self.api_client, base_url=endpoints.identity_url)
+
+    def __repr__(self) -> str:
+        return f"XeroGateway(tenant_id={self.tenant_id!r}, connection={self.connection_name!r})"
+
+    # ---- tokens ----------------------------------------------------------------------------------
+    def _token_for_sdk(self) -> dict:
+        token = self.current_token()
+        # Without expires_at the SDK never refreshes on its own; this gateway does it, under a lock.
+        sdk = {k: token.get(k) for k in TOKEN_KEYS if k != "expires_at"}
+        sdk.setdefault("token_type", "Bearer")
+        sdk.setdefault("expires_in", 1800)
+        if isinstance(sdk.get("scope"), str):
+            sdk["scope"] = sdk["scope"].split()
+        return sdk
+
+    def _ignore_sdk_save(self, token: dict) -> None:
+        pass  # the SDK never refreshes here (see _token_for_sdk), so it has nothing to save
+
+    def current_token(self, *, force_refresh: bool = False) -> dict:
+        token = self._store.load()
+        if not token or not token.get("access_token"):
+            raise XeroAuthError(f"Xero connection {self.connection_name!r} has no token: " + RECONNECT_HINT.format(tenant=self.connection_name))
+        if force_refresh or _expires_soon(token):
+            with _refresh_lock(f"{self.endpoints.token_url}|{self.connection_name}"):
+                latest = self._store.load() or token
+                # Another thread may have refreshed while this one waited for the lock.
+                if latest.get("access_token") != token.get("access_token") and not _expires_soon(latest):
+                    return latest
+                token = self._refresh(latest)
+        return token
+
+    def _refresh(self, token: dict) -> dict:
+        refresh_token = token.get("refresh_token")
+        if not refresh_token:
+            raise XeroAuthError(f"Xero connection {self.connection_name!r} cannot be refreshed: " + RECONNECT_HINT.format(tenant=self.connection_name))
+        try:
+            response = httpx.post(
+                self.endpoints.token_url,
+                data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+                auth=(self.client_id, self._client_secret),
+                timeout=30,
+            )
+        except httpx.HTTPError as exc:
+            raise XeroUnavailable(f"Xero's token endpoint did not answer ({type(exc).__name__}); try again later") from None
+        if response.status_code != 200:
+            latest = self._store.load() or {}
+            if latest.get("refresh_token") and latest.get("refresh_token") != refresh_token and not _expires_soon(latest):
+                return latest  # another process rotated it first; its token is the good one
+            error = _safe_json(response).get("error", f"HTTP {response.status_code}")
+            raise XeroAuthError(
+                f"Xero refused to refresh connection {self.connection_name!r} ({error}): "
+                + RECONNECT_HINT.format(tenant=self.connection_name)
+            )
+        new = response.json()
+        new["expires_at"] = time.time() + int(new.get("expires_in", 1800))
+        if isinstance(new.get("scope"), str):
+            new["scope"] = new["scope"].split()
+        new = {k: v for k, v in new.items() if k in TOKEN_KEYS}
+        # Save before use: the old refresh token is single-use, so losing the new one loses the connection.
+        self._store.save(new)
+        return new
+
+    # ---- one call ----------------------------------------------------------------------------------
+    def _call(self, method: Callable, *args, write: bool, what: str, **kwargs):
+        attempt, refreshed = 0, False
+        while True:
+            attempt += 1
+            self.pacer.wait_turn()
+            try:
+                with self.pacer.in_flight:
+                    data, _status, headers = method(
+                        self.tenant_id, *args, _return_http_data_only=False, _request_timeout=self._timeout, **kwargs
+                    )
+                self._count(headers)
+                return data
+            except HTTPStatusException as exc:
+                self._count(exc.headers)
+                status = exc.status
+                if status == 429:
+                    problem = (exc.headers or {}).get("X-Rate-Limit-Problem", "minute")
+                    retry_after = _float((exc.headers or {}).get("Retry-After"))
+                    if problem == "day" or attempt > 5 or (retry_after or 0) > self._max_wait:
+                        raise XeroRateLimited(
+                            problem, retry_after,
+                            f"Xero's {problem} limit for this organisation is reached while {what}; "
+                            + ("the run stops and resumes next time" if problem == "day" else "try again shortly"),
+                        ) from None
+                    # A 429 means Xero did nothing, so even a write may be sent again.
+                    self._sleep(retry_after if retry_after is not None else 2**attempt)
+                    continue
+                if status == 401 and not refreshed:
+                    refreshed = True
+                    self.current_token(force_refresh=True)
+                    continue
+                if status in (401, 403):
+                    detail = _safe_json_text(exc.body).get("Detail") or _safe_json_text(exc.body).get("Title") or f"HTTP {status}"
+                    raise XeroAuthError(
+                        f"Xero refused access while {what} ({detail}): the organisation may be disconnected; "
+                        + RECONNECT_HINT.format(tenant=self.connection_name)
+                    ) from None
+                if status == 400:
+                    body = _safe_json_text(exc.body)
+                    if body.get("error") == "invalid_grant":
+                        raise XeroAuthError(f"Xero connection {self.connection_name!r} was revoked: " + RECONNECT_HINT.format(tenant=self.connection_name)) from None
+                    raise XeroRequestError(f"Xero refused the request while {what}: {_validation_messages(body)}") from None
+                if status >= 500:
+                    if write:
+                        raise XeroOutcomeUnknown(f"Xero answered {status} while {what}; the outcome is unknown") from None
+                    if attempt < 4:
+                        self._sleep(2**attempt)
+                        continue
+                    raise XeroUnavailable(f"Xero answered {status} {attempt} times while {what}") from None
+                raise XeroError(f"Xero answered {status} while {what}") from None
+            except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError) as exc:
+                # Nothing reached Xero, so a retry is safe for writes too.
+                if attempt < 4:
+                    self._sleep(2**attempt)
+                    continue
+                raise XeroUnavailable(f"cannot reach Xero while {what}: {type(exc).__name__}") from None
+            except (urllib3.exceptions.HTTPError, ConnectionError) as exc:
+                if write:
+                    raise XeroOutcomeUnknown(f"no answer from Xero while {what} ({type(exc).__name__}); the outcome is unknown") from None
+                if attempt < 4:
+                    self._sleep(2**attempt)
+                    continue
+                raise XeroUnavailable(f"no answer from Xero while {what} ({type(exc).__name__})") from None
+
+    def _count(self, headers) -> None:
+        with self._calls_lock:
+            self.calls += 1
+            if headers is not None:
+                remaining = headers.get("X-DayLimit-Remaining")
+                if remaining is not None and str(remaining).isdigit():
+                    self.day_remaining = int(remaining)
+
+    # ---- invoices ------------------------------------------------------------------------------------
+    def create_invoices(self, invoices: list[Invoice], *, idempotency_key: str) -> list[ElementResult]:
+        """PUT /Invoices: create only. One call, at most 50 invoices, each answered on its own."""
+        _check_batch(invoices)
+        data = self._call(
+            self.accounting.create_invoices, Invoices(invoices=invoices), write=True,
+            what=f"creating {len(invoices)} invoices", summarize_errors=False, unitdp=4, idempotency_key=idempotency_key,
+        )
+        return [_element(i, "invoice_id", "invoice_number") for i in (data.invoices or [])]
+
+    def update_invoices(self, invoices: list[Invoice], *, idempotency_key: str) -> list[ElementResult]:
+        """POST /Invoices: update (by InvoiceID) or create."""
+        _check_batch(invoices)
+        data = self._call(
+            self.accounting.update_or_create_invoices, Invoices(invoices=invoices), write=True,
+            what=f"updating {len(invoices)} invoices", summarize_errors=False, unitdp=4, idempotency_key=idempotency_key,
+        )
+        return [_element(i, "invoice_id", "invoice_number") for i in (data.invoices or [])]
+
+    def find_invoices(
+        self, *, numbers: Iterable[str] = (), ids: Iterable[str] = (), statuses: Iterable[str] = (), where: str | None = None
+    ) -> list[Invoice]:
+        """Pages through GET /Invoices (with line items); numbers and ids are asked in chunks."""
+        numbers, ids = [n for n in numbers if n], [str(i) for i in ids if i]
+        kwargs: dict[str, Any] = {"unitdp": 4}
+        if statuses:
+            kwargs["statuses"] = list(statuses)
+        if where:
+            kwargs["where"] = where
+        found: list[Invoice] = []
+        if numbers:
+            for chunk in _chunks(numbers, 40):
+                found += self._pages(self.accounting.get_invoices, "invoices", "reading invoices", invoice_numbers=chunk, **kwargs)
+        if ids:
+            for chunk in _chunks(ids, 40):
+                found += self._pages(self.accounting.get_invoices, "invoices", "reading invoices", i_ds=chunk, **kwargs)
+        if not numbers and not ids:
+            found = self._pages(self.accounting.get_invoices, "invoices", "reading invoices", **kwargs)
+        return found
+
+    def _pages(self, method: Callable, attr: str, what: str, page_size: int = 100, **kwargs) -> list:
+        items: list = []
+        page = 1
+        while True:
+            data = self._call(method, write=False, what=what, page=page, page_size=page_size, **kwargs)
+            batch = getattr(data, attr) or []
+            items += batch
+            if len(batch) < page_size:
+                return items
+            page += 1
+
+    # ---- contacts ------------------------------------------------------------------------------------
+    def create_contacts(self, contacts: list[Contact], *, idempotency_key: str) -> list[ElementResult]:
+        _check_batch(contacts)
+        data = self._call(
+            self.accounting.create_contacts, Contacts(contacts=contacts), write=True,
+            what=f"creating {len(contacts)} contacts", summarize_errors=False, idempotency_key=idempotency_key,
+        )
+        return [_element(c, "contact_id", "contact_number") for c in (data.contacts or [])]
+
+    def update_contacts(self, contacts: list[Contact], *, idempotency_key: str) -> list[ElementResult]:
+        _check_batch(contacts)
+        data = self._call(
+            self.accounting.update_or_create_contacts, Contacts(contacts=contacts), write=True,
+            what=f"updating {len(contacts)} contacts", summarize_errors=False, idempotency_key=idempotency_key,
+        )
+        return [_element(c, "contact_id", "contact_number") for c in (data.contacts or [])]
+
+    def find_contacts(self, *, numbers: Iterable[str] = (), names: Iterable[str] = (), ids: Iterable[str] = ()) -> list[Contact]:
+        found: list[Contact] = []
+        for chunk in _chunks([n for n in numbers if n], 25):
+            where = " OR ".join(f'ContactNumber=="{_quote(n)}"' for n in chunk)
+            found += self._pages(self.accounting.get_contacts, "contacts", "reading contacts", where=where, include_archived=True)
+        for chunk in _chunks([n for n in names if n], 25):
+            where = " OR ".join(f'Name=="{_quote(n)}"' for n in chunk)
+            found += self._pages(self.accounting.get_contacts, "contacts", "reading contacts", where=where, include_archived=True)
+        for chunk in _chunks([str(i) for i in ids if i], 40):
+            found += self._pages(self.accounting.get_contacts, "contacts", "reading contacts", i_ds=chunk, include_archived=True)
+        return found
+
+    # ---- settings ------------------------------------------------------------------------------------
+    def accounts(self) -> list:
+        return self._call(self.accounting.get_accounts, write=False, what="reading accounts").accounts or []
+
+    def tax_rates(self) -> list:
+        return self._call(self.accounting.get_tax_rates, write=False, what="reading tax rates").tax_rates or []
+
+    def tracking_categories(self) -> list:
+        data = self._call(self.accounting.get_tracking_categories, write=False, what="reading tracking categories")
+        return data.tracking_categories or []
+
+    def branding_themes(self) -> list:
+        return self._call(self.accounting.get_branding_themes, write=False, what="reading branding themes").branding_themes or []
+
+    def currencies(self) -> list:
+        return self._call(self.accounting.get_currencies, write=False, what="reading currencies").currencies or []
+
+    def organisation(self):
+        return self._call(self.accounting.get_organisations, write=False, what="reading the organisation").organisations[0]
+
+    # ---- attachments and identity --------------------------------------------------------------------
+    def attach_to_invoice(self, invoice_id: str, file_name: str, content: bytes, *, idempotency_key: str) -> None:
+        self._call(
+            self.accounting.create_invoice_attachment_by_file_name, invoice_id, file_name, content, write=True,
+            what=f"attaching {file_name}", include_online=True, idempotency_key=idempotency_key,
+        )
+
+    def connections(self) -> list[dict]:
+        token = self.current_token()
+        response = httpx.get(
+            f"{self.endpoints.identity_url}/connections",
+            headers={"Authorization": f"Bearer {token['access_token']}", "Accept": "application/json"},
+            timeout=30,
+        )
+        if response.status_code == 401:
+            raise XeroAuthError("Xero refused the token while listing connections: " + RECONNECT_HINT.format(tenant=self.connection_name))
+        response.raise_for_status()
+        return response.json()
+
+
+# ---- helpers -----------------------------------------------------------------------------------------
+def _element(model, id_attr: str, number_attr: str) -> ElementResult:
+    errors = [e.message for e in (getattr(model, "validation_errors", None) or []) if getattr(e, "message", None)]
+    status = getattr(model, "status_attribute_string", None)
+    ok = not errors and str(status or "OK").upper() != "ERROR"
+    xero_id = getattr(model, id_attr, None)
+    return ElementResult(ok=ok, xero_id=str(xero_id) if xero_id and ok else None,
+                         number=getattr(model, number_attr, None), errors=errors, element=model)
+
+
+def _check_batch(items: list) -> None:
+    if not items:
+        raise ValueError("an empty batch")
+    if len(items) > BATCH_LIMIT:
+        raise ValueError(f"at most {BATCH_LIMIT} documents per request, got {len(items)}")
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _quote(text: str) -> str:
+    return str(text).replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _expires_soon(token: dict) -> bool:
+    expires_at = token.get("expires_at")
+    return expires_at is not None and float(expires_at) - time.time() < REFRESH_MARGIN_SECONDS
+
+
+def _float(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _safe_json(response: httpx.Response) -> dict:
+    try:
+        body = response.json()
+        return body if isinstance(body, dict) else {}
+    except ValueError:
+        return {}
+
+
+def _safe_json_text(body) -> dict:
+    import json
+
+    try:
+        parsed = json.loads(body.decode() if isinstance(body, bytes) else body or "")
+        return parsed if isinstance(parsed, dict) else {}
+    except (ValueError, AttributeError):
+        return {}
+
+
+def _validation_messages(body: dict) -> str:
+    messages = [
+        e.get("Message")
+        for element in body.get("Elements", []) or []
+        for e in element.get("ValidationErrors", []) or []
+        if e.get("Message")
+    ]
+    return "; ".join(messages) or body.get("Message") or body.get("Detail") or "no reason given"
+
+
+def _certifi_where() -> str:
+    import certifi
+
+    return certifi.where()

@@ -1,0 +1,190 @@
+"""invoices: Autotask invoices and their BillingItems become Xero sales invoices (ACCREC), once each.
+
+The flow only composes tasks: extract from Autotask, map with the tenant's mapping (pure core),
+resolve answers a previous run never got, ensure contacts, load invoices in batches of 50, report.
+"""
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pandas as pd
+from prefect import flow, get_run_logger, runtime, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NONE
+from prefect.states import Completed
+
+from atx.connections import ledger_for, xero_gateway
+from atx.settings import load_tenant
+from core.invoices import InvoicePlan, SetAside, XeroReference, plan_invoices
+from core.mapping import load_mapping
+from tasks.extract import AutotaskExtract, extract_invoices
+from tasks.load import (
+    BATCH_SIZE,
+    DOC_INVOICE,
+    InvoiceOutcome,
+    load_invoice_batch,
+    read_xero_reference,
+    resolve_unanswered,
+    sync_contacts,
+)
+from tasks.report import RunSummary, publish_report
+
+
+def _run_name() -> str:
+    p = runtime.flow_run.parameters
+    since, until = p.get("since"), p.get("until")
+    window = f"{since or 'last run'}..{until or 'today'}"
+    return f"invoices · {p['tenant']} · {window}"
+
+
+@task(name="choose-window", cache_policy=NONE)
+def choose_window(tenant: str, since: date | None, until: date | None) -> tuple[date, date]:
+    """Parameters win; otherwise pick up where the last completed run ended, with an overlap."""
+    settings = load_tenant(tenant)
+    until = until or date.today()
+    if since is None:
+        high_water = ledger_for(settings).high_water(tenant, DOC_INVOICE)
+        since = (
+            high_water - timedelta(days=settings.lookback_days)
+            if high_water
+            else until - timedelta(days=settings.first_sync_days)
+        )
+    if since > until:
+        raise ValueError(f"the window starts after it ends: since={since} until={until}")
+    return since, until
+
+
+@task(name="map-invoices", cache_policy=NONE)
+def map_invoices(tenant: str, extract: AutotaskExtract, xero: XeroReference) -> InvoicePlan:
+    """Pure mapping (core.invoices.plan_invoices) wrapped for logging."""
+    settings = load_tenant(tenant)
+    mapping = load_mapping(settings.mapping_path())
+    plan = plan_invoices(extract.invoices, extract.lines, extract.companies, extract.reference, mapping, xero)
+    get_run_logger().info(
+        "mapped %d invoices for Xero; %d set aside",
+        plan.drafts["autotask_invoice_id"].nunique() if len(plan.drafts) else 0,
+        len(plan.set_aside),
+    )
+    return plan
+
+
+@task(name="record-set-aside", cache_policy=NONE)
+def record_set_aside(tenant: str, set_aside: list[SetAside]) -> None:
+    """Documents the mapping refused are kept in the ledger with the reason and retried next run."""
+    ledger = ledger_for(load_tenant(tenant))
+    logger = get_run_logger()
+    for s in set_aside:
+        ledger.set_aside(tenant, DOC_INVOICE, s.autotask_id, autotask_number=s.autotask_number, reason=s.reason, fix=s.fix)
+        logger.warning("set aside %s: %s (fix: %s)", s.autotask_number, s.reason, s.fix)
+
+
+@task(name="advance-high-water", cache_policy=NONE)
+def advance_high_water(tenant: str, until: date) -> None:
+    ledger_for(load_tenant(tenant)).advance_high_water(tenant, DOC_INVOICE, until)
+
+
+def _rename_run(name: str) -> None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(runtime.flow_run.id, name=name)
+
+
+def _skipped(plan: InvoicePlan, extract: AutotaskExtract) -> list[InvoiceOutcome]:
+    totals = dict(zip(extract.invoices["id"], extract.invoices["invoiceTotal"])) if len(extract.invoices) else {}
+    return [
+        InvoiceOutcome(
+            autotask_id=s.autotask_id,
+            autotask_number=s.autotask_number,
+            contact="",
+            currency="",
+            autotask_total=totals.get(s.autotask_id, 0),
+            action=f"skipped ({s.reason})",
+        )
+        for s in plan.skipped
+    ]
+
+
+def _planned(plan: InvoicePlan) -> list[InvoiceOutcome]:
+    return [
+        InvoiceOutcome(
+            autotask_id=int(k),
+            autotask_number=str(g["autotask_number"].iloc[0]),
+            contact=str(g["contact_name"].iloc[0]),
+            currency=str(g["currency_code"].iloc[0]),
+            autotask_total=g["autotask_total"].iloc[0],
+            action="planned (dry run)",
+            xero_number=g["invoice_number"].iloc[0],
+        )
+        for k, g in plan.drafts.groupby("autotask_invoice_id", sort=False)
+    ]
+
+
+@flow(name="invoices", flow_run_name=_run_name, persist_result=False, log_prints=False)
+def invoices(tenant: str, since: date | None = None, until: date | None = None, dry_run: bool = False):
+    """Sync one tenant's Autotask invoices dated in [since, until] into its Xero organisation."""
+    logger = get_run_logger()
+    run_id = str(runtime.flow_run.id)
+    since, until = choose_window(tenant, since, until)
+    _rename_run(f"invoices · {tenant} · {since}..{until}" + (" · dry run" if dry_run else ""))
+    summary = RunSummary(tenant=tenant, since=since, until=until, dry_run=dry_run)
+
+    extract = extract_invoices(tenant, since, until)
+    summary.autotask_calls = extract.api_calls
+    reference = read_xero_reference(tenant)
+    plan = map_invoices(tenant, extract, reference)
+    summary.set_aside = list(plan.set_aside)
+    summary.outcomes += _skipped(plan, extract)
+
+    if dry_run:
+        summary.outcomes = _planned(plan)
+    else:
+        record_set_aside(tenant, plan.set_aside)
+        resolve_unanswered(tenant, run_id)
+        company_ids = sorted({int(n) for n in plan.drafts["contact_number"]}) if len(plan.drafts) else []
+        contacts = sync_contacts(
+            tenant, extract.companies, extract.contacts, company_ids, extract.reference.get("Currencies", [])
+        )
+        drafts = _without_failed_contacts(plan.drafts, contacts["failed"], summary)
+        invoice_ids = list(dict.fromkeys(drafts["autotask_invoice_id"])) if len(drafts) else []
+        progress = create_progress_artifact(progress=0.0, description=f"Invoices into Xero for {tenant}")
+        for start in range(0, len(invoice_ids), BATCH_SIZE):
+            batch_ids = set(invoice_ids[start : start + BATCH_SIZE])
+            batch = drafts[drafts["autotask_invoice_id"].isin(batch_ids)]
+            summary.outcomes += load_invoice_batch(tenant, run_id, batch, contacts["ids"])
+            update_progress_artifact(progress, progress=100.0 * min(start + BATCH_SIZE, len(invoice_ids)) / len(invoice_ids))
+        if not invoice_ids:
+            update_progress_artifact(progress, progress=100.0)
+        advance_high_water(tenant, until)
+
+    summary.xero_calls = xero_gateway(load_tenant(tenant)).calls
+    publish_report(summary)
+    message = (
+        f"{summary.count('created')} created, {summary.count('already in Xero')} already in Xero, "
+        f"{summary.set_aside_count} set aside"
+    )
+    logger.info(message)
+    if summary.set_aside_count:
+        return Completed(message=f"completed with {summary.set_aside_count} set aside", data=summary)
+    return Completed(message=message, data=summary)
+
+
+def _without_failed_contacts(drafts: pd.DataFrame, failed: dict[int, str], summary: RunSummary) -> pd.DataFrame:
+    """An invoice whose contact could not be made in Xero is set aside, not sent."""
+    if not failed or not len(drafts):
+        return drafts
+    bad = drafts["contact_number"].astype(int).isin(failed)
+    refused = []
+    for k, g in drafts[bad].groupby("autotask_invoice_id", sort=False):
+        company = int(g["contact_number"].iloc[0])
+        refused.append(
+            SetAside(
+                autotask_id=int(k),
+                autotask_number=str(g["autotask_number"].iloc[0]),
+                reason=f"the Xero contact for company {company} could not be created: {failed[company]}",
+                fix="fix the company in Autotask (name, tax number, currency) or the contact in Xero, then rerun",
+            )
+        )
+    record_set_aside(summary.tenant, refused)
+    summary.set_aside += refused
+    return drafts[~bad]

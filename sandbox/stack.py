@@ -1,0 +1,159 @@
+"""Both simulators together, running on loopback ports: what `atx sandbox serve`, `atx demo` and the
+end-to-end tests start.
+
+The stack also knows how to write a tenant file that points at itself, so the production code paths
+(settings → clients → flows) are exercised unchanged: only base URLs and secrets differ.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+from sandbox.autotask import AutotaskSandbox, create_app as create_autotask_app, generate_data, load_data
+from sandbox.clock import Clock, SystemClock
+from sandbox.serving import BackgroundServer
+from sandbox.xero.app import create_app as create_xero_app
+from sandbox.xero.state import XeroSandbox
+
+XERO_CLIENT_ID = "SANDBOXCLIENT0000000000000000001"
+
+
+@dataclass
+class SandboxStack:
+    seed: int = 7
+    invoices: int = 40
+    data_file: str | None = None
+    host: str = "127.0.0.1"
+    autotask_port: int | None = None
+    xero_port: int | None = None
+    clock: Clock = field(default_factory=SystemClock)
+    org_name: str = "Demo MSP Ltd"
+    org_country: str = "NZ"
+    window_end: date | None = None
+
+    def __post_init__(self):
+        end = self.window_end or date.today()
+        if self.data_file:
+            data = load_data(self.data_file)
+        else:
+            data = generate_data(seed=self.seed, invoices=self.invoices, start=end - timedelta(days=29), days=30)
+        self.autotask = AutotaskSandbox(data, clock=self.clock)
+        self.xero = XeroSandbox(clock=self.clock)
+        self.org = self.xero.add_org(self.org_name, self.org_country)
+        if self.org_country == "NZ":
+            _add_demo_tax_rates(self.org)
+        # A fresh client secret per stack: nothing secret is ever written into the repository.
+        self.xero_client_secret = secrets.token_urlsafe(24)
+        self.xero.register_app(XERO_CLIENT_ID, self.xero_client_secret, redirect_uris=["http://127.0.0.1/callback"])
+        self._servers: list[BackgroundServer] = []
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> "SandboxStack":
+        self.autotask_server = BackgroundServer(create_autotask_app(self.autotask), self.host, self.autotask_port).start()
+        self.xero_server = BackgroundServer(create_xero_app(self.xero), self.host, self.xero_port).start()
+        self._servers = [self.autotask_server, self.xero_server]
+        return self
+
+    def stop(self) -> None:
+        for s in self._servers:
+            s.stop()
+
+    def __enter__(self) -> "SandboxStack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def autotask_url(self) -> str:
+        return f"{self.autotask_server.base_url}/atservicesrest"
+
+    @property
+    def xero_url(self) -> str:
+        return self.xero_server.base_url
+
+    # ---- wiring a tenant to this stack -------------------------------------------------------------
+    def secret_env(self, tenant: str) -> dict[str, str]:
+        prefix = f"ATX_{tenant.upper().replace('-', '_')}"
+        return {
+            f"{prefix}_AUTOTASK_SECRET": self.autotask.credentials.secret,
+            f"{prefix}_XERO_CLIENT_SECRET": self.xero_client_secret,
+        }
+
+    def tenant_settings(self, tenant: str, mapping: str = "demo", **options):
+        """Settings for a tenant on this stack; secrets are referenced through environment variables."""
+        from atx.settings import TenantSettings
+
+        env = list(self.secret_env(tenant))
+        cred = self.autotask.credentials
+        return TenantSettings(
+            name=tenant,
+            autotask={
+                "username": cred.username,
+                "integration_code": cred.integration_code,
+                "secret": f"env:{env[0]}",
+                "zone_lookup_url": self.autotask_url,
+            },
+            xero={
+                "client_id": XERO_CLIENT_ID,
+                "client_secret": f"env:{env[1]}",
+                "tenant_id": self.org.tenant_id,
+                "api_base": self.xero_url,
+            },
+            mapping=mapping,
+            **options,
+        )
+
+    def connect_tenant(self, tenant: str, mapping: str = "demo", **options):
+        """Write the tenant file, export its secrets into this process, and store a granted token set.
+
+        This is what `atx connect` does against the real services; the sandbox grants consent at once.
+        """
+        from atx.connections import forget_clients, ledger_for
+        from atx.settings import save_tenant
+        from ledger import LedgerTokenStore
+
+        settings = self.tenant_settings(tenant, mapping, **options)
+        save_tenant(settings)
+        os.environ.update(self.secret_env(tenant))
+        token = self.xero.issue_tokens(XERO_CLIENT_ID, [self.org.tenant_id])
+        LedgerTokenStore(ledger_for(settings), settings.token_connection).save(_with_expiry(token, self.clock))
+        forget_clients(tenant)
+        return settings
+
+
+TOKEN_KEYS = ("access_token", "refresh_token", "expires_in", "token_type", "scope", "id_token")
+
+
+def _with_expiry(token: dict, clock: Clock) -> dict:
+    """Keep the keys the SDK accepts, and say when the access token expires so it can refresh."""
+    import time
+
+    token = {k: v for k, v in token.items() if k in TOKEN_KEYS}
+    token["expires_at"] = time.time() + int(token.get("expires_in", 1800))
+    if isinstance(token.get("scope"), str):
+        token["scope"] = token["scope"].split()
+    return token
+
+
+def _add_demo_tax_rates(org) -> None:
+    """The demo MSP bills Australian and British customers their local tax, as many NZ MSPs do; its
+    accountant set up two custom rates for that, which Xero names TAX001 and TAX002."""
+    for tax_type, name, rate in (("TAX001", "Australian GST", "10"), ("TAX002", "UK VAT", "20")):
+        org.tax_rates[tax_type] = {
+            "Name": name,
+            "TaxType": tax_type,
+            "ReportTaxType": "OUTPUT",
+            "Status": "ACTIVE",
+            "CanApplyToAssets": False,
+            "CanApplyToEquity": False,
+            "CanApplyToExpenses": False,
+            "CanApplyToLiabilities": False,
+            "CanApplyToRevenue": True,
+            "DisplayTaxRate": Decimal(rate),
+            "EffectiveRate": Decimal(rate),
+            "TaxComponents": [{"Name": name, "Rate": Decimal(rate), "IsCompound": False, "IsNonRecoverable": False}],
+        }

@@ -1,0 +1,158 @@
+"""The invoices flow end to end: a real Prefect run, over HTTP, against both simulators.
+
+Every test ends with the same check: each Autotask invoice is in Xero exactly once, with the same
+total and tax to the cent, or is set aside in the ledger with a reason; and the ledger agrees with Xero.
+"""
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+
+from atx.connections import forget_clients, ledger_for, xero_gateway
+from ledger import Candidate, DocState
+from sandbox.stack import SandboxStack
+
+pytestmark = pytest.mark.e2e
+
+END = date(2026, 11, 24)
+SINCE, UNTIL = END - timedelta(days=40), END
+
+
+@pytest.fixture
+def stack(atx_home, prefect_server):
+    with SandboxStack(seed=11, invoices=30, window_end=END) as s:
+        yield s
+
+
+def run(tenant="acme", **params):
+    from flows.invoices import invoices
+
+    params.setdefault("since", SINCE)
+    params.setdefault("until", UNTIL)
+    state = invoices(tenant=tenant, return_state=True, **params)
+    assert state.is_completed(), state.message
+    return state, state.result()
+
+
+def xero_accrec(settings) -> list:
+    return [i for i in xero_gateway(settings).find_invoices(where='Type=="ACCREC"')]
+
+
+def assert_exactly_once(stack: SandboxStack, settings) -> None:
+    ledger = ledger_for(settings).records(settings.name, "invoice")
+    in_xero = xero_accrec(settings)
+    counts = Counter(i.invoice_number for i in in_xero)
+    by_number = {i.invoice_number: i for i in in_xero}
+    assert all(n == 1 for n in counts.values()), f"duplicates in Xero: {[k for k, n in counts.items() if n > 1]}"
+    for inv in stack.autotask.records("Invoices"):
+        if inv.get("isVoided"):
+            continue
+        number = inv["invoiceNumber"]
+        row = ledger.get(inv["id"])
+        assert row is not None, f"{number} was silently dropped: neither in the ledger nor reported"
+        if row.state == DocState.SET_ASIDE:
+            assert number not in by_number and row.reason and row.fix
+            continue
+        assert row.state == DocState.SYNCED, (number, row.state)
+        xi = by_number[number]
+        assert str(xi.invoice_id) == row.xero_id
+        assert Decimal(str(xi.total)) == Decimal(str(inv["invoiceTotal"])), number
+        assert Decimal(str(xi.total_tax)) == Decimal(str(inv["totalTaxValue"])), number
+
+
+def test_first_run_creates_each_invoice_and_a_rerun_creates_none(stack):
+    settings = stack.connect_tenant("acme")
+    state, first = run()
+    created = first.count("created")
+    live = [i for i in stack.autotask.records("Invoices") if not i.get("isVoided")]
+    assert created + first.set_aside_count == len(live)
+    assert created > 0
+    assert_exactly_once(stack, settings)
+
+    state, second = run()
+    assert second.count("created") == 0
+    assert second.count("already in Xero") == created
+    assert_exactly_once(stack, settings)
+
+
+def test_dry_run_writes_nothing_to_xero(stack):
+    settings = stack.connect_tenant("acme")
+    _, summary = run(dry_run=True)
+    assert summary.count("planned") > 0
+    assert xero_accrec(settings) == []
+    rows = ledger_for(settings).records("acme", "invoice").values()
+    assert not [r for r in rows if r.state in (DocState.SENDING, DocState.SYNCED)]
+
+
+def test_a_lost_answer_is_looked_up_not_resent(stack):
+    settings = stack.connect_tenant("acme")
+    stack.xero.faults.script("lost_response", method="PUT", path_prefix="/api.xro/2.0/Invoices", times=1)
+    _, summary = run()
+    assert summary.count("recovered") > 0, [o.action for o in summary.outcomes]
+    assert_exactly_once(stack, settings)
+
+
+def test_a_run_killed_after_sending_is_resolved_by_lookup(stack):
+    """Simulates a worker killed between claim+send and record: the next run finds the invoices in Xero."""
+    settings = stack.connect_tenant("acme")
+    _, planned = run(dry_run=True)
+    victim = planned.outcomes[0]
+    # The dead run: claimed and sent one invoice, then died before recording the answer.
+    ledger = ledger_for(settings)
+    dead_run = str(uuid.uuid4())
+    ledger.claim(
+        "acme", "invoice",
+        [Candidate(victim.autotask_id, victim.autotask_number, victim.xero_number, "dead-run-hash")],
+        run_id=dead_run, idempotency_key="dead-run-key",
+    )
+    from xero_python.accounting import Contact, Invoice, LineItem
+
+    gateway = xero_gateway(settings)
+    inv = next(i for i in stack.autotask.records("Invoices") if i["id"] == victim.autotask_id)
+    sent = gateway.create_invoices(
+        [Invoice(type="ACCREC", contact=Contact(name="Killed Run Ltd"), invoice_number=victim.xero_number,
+                 date=date.fromisoformat(inv["invoiceDateTime"][:10]),
+                 line_items=[LineItem(description="sent by a run that died", quantity=1, unit_amount=1, account_code="200")])],
+        idempotency_key="dead-run-key",
+    )
+    assert sent[0].ok
+    _, summary = run()
+    numbers = Counter(i.invoice_number for i in xero_accrec(settings))
+    assert numbers[victim.xero_number] == 1
+    assert ledger_for(settings).records("acme", "invoice")[victim.autotask_id].xero_id == sent[0].xero_id
+
+
+def test_two_overlapping_runs_never_duplicate(stack):
+    settings = stack.connect_tenant("acme")
+    results = []
+
+    def go():
+        forget_clients()
+        results.append(run())
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2
+    assert_exactly_once(stack, settings)
+    total_created = sum(s.count("created") for _, s in results)
+    live = [i for i in stack.autotask.records("Invoices") if not i.get("isVoided")]
+    assert total_created <= len(live)
+
+
+def test_a_window_past_one_autotask_page(atx_home, prefect_server):
+    """600 invoices and their ~2,000 billing items: every Autotask query pages past 500 records."""
+    with SandboxStack(seed=5, invoices=600, window_end=END) as stack:
+        settings = stack.connect_tenant("bulk")
+        _, summary = run("bulk")
+        live = [i for i in stack.autotask.records("Invoices") if not i.get("isVoided")]
+        assert len(live) > 500
+        assert summary.count("created") + summary.set_aside_count == len(live)
+        assert_exactly_once(stack, settings)
