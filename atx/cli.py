@@ -73,7 +73,7 @@ def sync_invoices(
         raise typer.Exit(1)
 
 
-def run_invoices(tenant: str, since: date | None, until: date | None, dry_run: bool):
+def run_invoices(tenant: str, since: date | None, until: date | None, dry_run: bool, *, table: bool = True):
     from prefect import tags
 
     from flows.invoices import invoices
@@ -84,17 +84,20 @@ def run_invoices(tenant: str, since: date | None, until: date | None, dry_run: b
         console.print(f"[red]The run ended {state.name}:[/] {state.message}")
         return None
     summary = state.result()
-    print_summary(summary, state.message)
+    print_summary(summary, state.message, table=table)
     return summary
 
 
-def print_summary(summary, message: str | None = None) -> None:
-    table = Table(title=f"Invoices for {summary.tenant}, {summary.since}..{summary.until}" + (" (dry run)" if summary.dry_run else ""))
+def print_summary(summary, message: str | None = None, *, table: bool = True) -> None:
+    if not table:
+        console.print(f"[bold]{message or ''}[/]  API calls: Autotask {summary.autotask_calls}, Xero {summary.xero_calls}.")
+        return
+    grid = Table(title=f"Invoices for {summary.tenant}, {summary.since}..{summary.until}" + (" (dry run)" if summary.dry_run else ""))
     for col in ("Autotask", "Xero", "Contact", "Currency", "Total", "Action"):
-        table.add_column(col, justify="right" if col == "Total" else "left")
+        grid.add_column(col, justify="right" if col == "Total" else "left")
     for o in summary.outcomes:
-        table.add_row(o.autotask_number, o.xero_number or "", o.contact, o.currency, f"{o.autotask_total:,.2f}", o.action)
-    console.print(table)
+        grid.add_row(o.autotask_number, o.xero_number or "", o.contact, o.currency, f"{o.autotask_total:,.2f}", o.action)
+    console.print(grid)
     if summary.set_aside_count:
         aside = Table(title="Set aside (retried on the next run)")
         for col in ("Autotask", "Reason", "Fix"):
@@ -126,7 +129,7 @@ def demo(
         console.print("[bold]First run[/]: every generated invoice goes to Xero.")
         first = run_invoices("demo", None, None, False)
         console.print("[bold]Second run[/] over the same window: nothing new may be created.")
-        second = run_invoices("demo", first.since if first else None, first.until if first else None, False)
+        second = run_invoices("demo", first.since if first else None, first.until if first else None, False, table=False)
         held = stack.org.invoices if hasattr(stack.org, "invoices") else {}
         console.print(f"The Xero simulator now holds {len(held)} invoices.")
         if second is not None and second.count("created"):

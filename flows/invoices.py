@@ -83,11 +83,13 @@ def advance_high_water(tenant: str, until: date) -> None:
     ledger_for(load_tenant(tenant)).advance_high_water(tenant, DOC_INVOICE, until)
 
 
-def _rename_run(name: str) -> None:
+def _label_run(name: str, tenant: str) -> None:
+    """Name the run after its real window and tag it with the tenant, however it was started."""
     from prefect.client.orchestration import get_client
 
+    tags = sorted(set(runtime.flow_run.tags) | {f"tenant:{tenant}"})
     with get_client(sync_client=True) as client:
-        client.update_flow_run(runtime.flow_run.id, name=name)
+        client.update_flow_run(runtime.flow_run.id, name=name, tags=tags)
 
 
 def _skipped(plan: InvoicePlan, extract: AutotaskExtract) -> list[InvoiceOutcome]:
@@ -126,8 +128,10 @@ def invoices(tenant: str, since: date | None = None, until: date | None = None, 
     logger = get_run_logger()
     run_id = str(runtime.flow_run.id)
     since, until = choose_window(tenant, since, until)
-    _rename_run(f"invoices · {tenant} · {since}..{until}" + (" · dry run" if dry_run else ""))
+    _label_run(f"invoices · {tenant} · {since}..{until}" + (" · dry run" if dry_run else ""), tenant)
     summary = RunSummary(tenant=tenant, since=since, until=until, dry_run=dry_run)
+    # The gateway is shared by every task of this process; count only this run's calls.
+    xero_calls_before = xero_gateway(load_tenant(tenant)).calls
 
     extract = extract_invoices(tenant, since, until)
     summary.autotask_calls = extract.api_calls
@@ -157,7 +161,7 @@ def invoices(tenant: str, since: date | None = None, until: date | None = None, 
             update_progress_artifact(progress, progress=100.0)
         advance_high_water(tenant, until)
 
-    summary.xero_calls = xero_gateway(load_tenant(tenant)).calls
+    summary.xero_calls = xero_gateway(load_tenant(tenant)).calls - xero_calls_before
     publish_report(summary)
     message = (
         f"{summary.count('created')} created, {summary.count('already in Xero')} already in Xero, "

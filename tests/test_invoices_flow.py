@@ -80,6 +80,28 @@ def test_first_run_creates_each_invoice_and_a_rerun_creates_none(stack):
     assert_exactly_once(stack, settings)
 
 
+def test_the_run_is_named_tagged_and_reports_every_document(stack):
+    from prefect.client.orchestration import get_client
+
+    stack.connect_tenant("acme")
+    state, summary = run()
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(state.state_details.flow_run_id)
+        artifacts = client.read_artifacts()
+    assert flow_run.name == f"invoices · acme · {SINCE}..{UNTIL}"
+    assert "tenant:acme" in flow_run.tags
+    mine = [a for a in artifacts if a.flow_run_id == flow_run.id]
+    table = next(a for a in mine if a.key == "invoices-acme" and a.type == "table")
+    import json
+
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    created = [r for r in rows if r["Action"] == "created"]
+    assert len(created) == summary.count("created") > 0
+    assert all(r["Xero number"] and r["Link"].startswith("https://go.xero.com/") and r["Status"] for r in created)
+    assert any(a.type == "markdown" and "set aside" in a.data for a in mine)
+    assert any(a.type == "progress" for a in mine)
+
+
 def test_dry_run_writes_nothing_to_xero(stack):
     settings = stack.connect_tenant("acme")
     _, summary = run(dry_run=True)
