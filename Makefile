@@ -20,12 +20,14 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
+	mkdir -p $(PREFECT_HOME)
 	$(BIN)/atx demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 bench: $(STAMP)
+	mkdir -p $(PREFECT_HOME)
 	$(BIN)/python -m bench
 
 # Regenerate the lock of the whole dependency tree after changing pyproject.toml.
