@@ -34,6 +34,14 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+def _row(s: Session, tenant: str, doc_type: str, autotask_id: int) -> SyncRecord | None:
+    return s.scalars(
+        select(SyncRecord).where(
+            SyncRecord.tenant == tenant, SyncRecord.doc_type == doc_type, SyncRecord.autotask_id == autotask_id
+        )
+    ).one_or_none()
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A document this run wants to send."""
@@ -142,13 +150,7 @@ class Ledger:
         now = _now()
         for c in candidates:
             with self.session() as s:
-                row = s.scalars(
-                    select(SyncRecord).where(
-                        SyncRecord.tenant == tenant,
-                        SyncRecord.doc_type == doc_type,
-                        SyncRecord.autotask_id == c.autotask_id,
-                    )
-                ).one_or_none()
+                row = _row(s, tenant, doc_type, c.autotask_id)
                 if row is None:
                     s.add(
                         SyncRecord(
@@ -226,13 +228,7 @@ class Ledger:
         """Keep a document out of Xero with the reason and the fix; the next run tries it again."""
         now = _now()
         with self.session() as s:
-            row = s.scalars(
-                select(SyncRecord).where(
-                    SyncRecord.tenant == tenant,
-                    SyncRecord.doc_type == doc_type,
-                    SyncRecord.autotask_id == autotask_id,
-                )
-            ).one_or_none()
+            row = _row(s, tenant, doc_type, autotask_id)
             if row is None:
                 s.add(
                     SyncRecord(
@@ -257,13 +253,7 @@ class Ledger:
 
     def _move(self, tenant: str, doc_type: str, autotask_id: int, **values) -> None:
         with self.session() as s:
-            row = s.scalars(
-                select(SyncRecord).where(
-                    SyncRecord.tenant == tenant,
-                    SyncRecord.doc_type == doc_type,
-                    SyncRecord.autotask_id == autotask_id,
-                )
-            ).one()
+            row = _row(s, tenant, doc_type, autotask_id)
             for k, v in values.items():
                 setattr(row, k, v)
             row.updated_at = _now()
