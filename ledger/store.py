@@ -254,6 +254,8 @@ class Ledger:
     def _move(self, tenant: str, doc_type: str, autotask_id: int, **values) -> None:
         with self.session() as s:
             row = _row(s, tenant, doc_type, autotask_id)
+            if row is None:
+                raise LookupError(f"no ledger row for {doc_type} {autotask_id} of tenant {tenant}")
             for k, v in values.items():
                 setattr(row, k, v)
             row.updated_at = _now()
