@@ -142,6 +142,20 @@ class Pacer:
             self._sleep(delay)
 
 
+class _PerCallToken(OAuth2Token):
+    """The SDK's token object keeps the current token in shared attributes: a thread can overwrite
+    another's between `update_token` and the header being built. Build each header from the token the
+    gateway hands out for that very call instead; the SDK never refreshes (the gateway does)."""
+
+    def create_auth_settings(self, api_client):
+        token = api_client.get_oauth2_token()
+        return {"type": "oauth2", "in": "header", "key": "Authorization",
+                "value": f"{token.get('token_type') or 'Bearer'} {token['access_token']}"}
+
+    def __repr__(self) -> str:
+        return "OAuth2Token(<hidden>)"
+
+
 _refresh_locks: dict[str, threading.Lock] = {}
 _refresh_locks_guard = threading.Lock()
 
@@ -176,16 +190,19 @@ class XeroGateway:
         self.connection_name = connection_name
         self._store = token_store
         self._sleep = sleep
-        self._timeout = (10, int(timeout))  # the SDK ignores a float timeout: only int or a tuple reach urllib3
+        # The SDK ignores a bare float timeout (only an int or a pair reach urllib3), and int() would turn
+        # a sub-second timeout into 0, which urllib3 refuses: always pass a (connect, read) pair of floats.
+        self._timeout = (min(10.0, float(timeout)), float(timeout))
         self._max_wait = max_wait_seconds
         self.pacer = Pacer(calls_per_minute, max_in_flight, sleep, clock)
         self.calls = 0
         self.day_remaining: int | None = None
         self._calls_lock = threading.Lock()
+        self._sent = threading.local()
 
         configuration = Configuration()
         # Configuration() copies the first instance ever made: give this one its own token object.
-        configuration.oauth2_token = OAuth2Token(client_id=client_id, client_secret=client_secret)
+        configuration.oauth2_token = _PerCallToken(client_id=client_id, client_secret=client_secret)
         self.api_client = ApiClient(
             configuration, oauth2_token_getter=self._token_for_sdk, oauth2_token_saver=self._ignore_sdk_save
         )
@@ -204,9 +221,11 @@ class XeroGateway:
     def _token_for_sdk(self) -> dict:
         token = self.current_token()
         # Without expires_at the SDK never refreshes on its own; this gateway does it, under a lock.
+        self._sent.access_token = token.get("access_token")  # which token a 401 refers to, per thread
         sdk = {k: token.get(k) for k in TOKEN_KEYS if k != "expires_at"}
-        sdk.setdefault("token_type", "Bearer")
-        sdk.setdefault("expires_in", 1800)
+        # Keys missing from the store come out as None, which setdefault would keep ("None <token>").
+        sdk["token_type"] = sdk.get("token_type") or "Bearer"
+        sdk["expires_in"] = sdk.get("expires_in") or 1800
         if isinstance(sdk.get("scope"), str):
             sdk["scope"] = sdk["scope"].split()
         return sdk
@@ -227,6 +246,17 @@ class XeroGateway:
                 token = self._refresh(latest)
         return token
 
+    def _refresh_refused(self, refused_access_token: str | None) -> dict:
+        """After a 401: refresh, unless another thread or process already replaced the refused token."""
+        with _refresh_lock(f"{self.endpoints.token_url}|{self.connection_name}"):
+            latest = self._store.load()
+            if not latest or not latest.get("access_token"):
+                raise XeroAuthError(f"Xero connection {self.connection_name!r} has no token: "
+                                    + RECONNECT_HINT.format(tenant=self.connection_name))
+            if refused_access_token is not None and latest.get("access_token") != refused_access_token:
+                return latest
+            return self._refresh(latest)
+
     def _refresh(self, token: dict) -> dict:
         refresh_token = token.get("refresh_token")
         if not refresh_token:
@@ -240,6 +270,12 @@ class XeroGateway:
             )
         except httpx.HTTPError as exc:
             raise XeroUnavailable(f"Xero's token endpoint did not answer ({type(exc).__name__}); try again later") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            # Xero's identity service is busy or failing: the grant is untouched, so no person is needed.
+            raise XeroUnavailable(
+                f"Xero's token endpoint answered {response.status_code} while refreshing connection "
+                f"{self.connection_name!r}; try again later"
+            )
         if response.status_code != 200:
             latest = self._store.load() or {}
             if latest.get("refresh_token") and latest.get("refresh_token") != refresh_token and not _expires_soon(latest):
@@ -287,8 +323,9 @@ class XeroGateway:
                     self._sleep(retry_after if retry_after is not None else 2**attempt)
                     continue
                 if status == 401 and not refreshed:
+                    # A 401 means Xero did nothing, so even a write may be sent again after one refresh.
                     refreshed = True
-                    self.current_token(force_refresh=True)
+                    self._refresh_refused(getattr(self._sent, "access_token", None))
                     continue
                 if status in (401, 403):
                     detail = _safe_json_text(exc.body).get("Detail") or _safe_json_text(exc.body).get("Title") or f"HTTP {status}"
@@ -439,16 +476,39 @@ class XeroGateway:
         )
 
     def connections(self) -> list[dict]:
-        token = self.current_token()
-        response = httpx.get(
-            f"{self.endpoints.identity_url}/connections",
-            headers={"Authorization": f"Bearer {token['access_token']}", "Accept": "application/json"},
-            timeout=30,
-        )
-        if response.status_code == 401:
-            raise XeroAuthError("Xero refused the token while listing connections: " + RECONNECT_HINT.format(tenant=self.connection_name))
-        response.raise_for_status()
-        return response.json()
+        """GET /connections: the organisations this grant reaches. A read: retried, refreshed once on 401."""
+        attempt, refreshed = 0, False
+        while True:
+            attempt += 1
+            token = self.current_token()
+            try:
+                response = httpx.get(
+                    f"{self.endpoints.identity_url}/connections",
+                    headers={"Authorization": f"Bearer {token['access_token']}", "Accept": "application/json"},
+                    timeout=self._timeout[1],
+                )
+            except httpx.HTTPError as exc:
+                if attempt < 4:
+                    self._sleep(2**attempt)
+                    continue
+                raise XeroUnavailable(f"no answer from Xero while listing connections ({type(exc).__name__})") from None
+            if response.status_code == 401 and not refreshed:
+                # Xero's clock may disagree with expires_at: one refresh decides.
+                refreshed = True
+                self._refresh_refused(token.get("access_token"))
+                continue
+            if response.status_code == 401:
+                raise XeroAuthError("Xero refused the token while listing connections: "
+                                    + RECONNECT_HINT.format(tenant=self.connection_name))
+            if response.status_code == 429 or response.status_code >= 500:
+                if attempt < 4:
+                    retry_after = _float(response.headers.get("Retry-After"))
+                    self._sleep(retry_after if retry_after is not None and retry_after <= self._max_wait else 2**attempt)
+                    continue
+                raise XeroUnavailable(f"Xero answered {response.status_code} {attempt} times while listing connections")
+            if response.status_code != 200:
+                raise XeroError(f"Xero answered {response.status_code} while listing connections")
+            return response.json()
 
 
 # ---- helpers -----------------------------------------------------------------------------------------
