@@ -78,6 +78,7 @@ def _new_gateway(settings: TenantSettings) -> XeroGateway:
         endpoints=xero_endpoints(settings),
         calls_per_minute=x.calls_per_minute,
         max_in_flight=x.max_in_flight,
+        connection_name=settings.token_connection,
     )
 
 
@@ -85,3 +86,20 @@ def _secret(ref: str) -> str:
     from atx.settings import SecretRef
 
     return SecretRef(ref).resolve()
+
+
+def save_ledger_block(name: str, *, driver: str, database: str, host: str | None = None, port: int | None = None,
+                      username: str | None = None, password: str | None = None, tenants: list[str] = ()) -> None:
+    """The ledger's connector block, password as a SecretStr: a URL string would store it unmasked."""
+    from pydantic import SecretStr
+
+    from atx.settings import load_tenant, save_tenant
+
+    components = ConnectionComponents(
+        driver=driver, database=database, host=host, port=port, username=username,
+        password=SecretStr(password) if password else None,
+    )
+    SqlAlchemyConnector(connection_info=components).save(name, overwrite=True)
+    for tenant in tenants:
+        settings = load_tenant(tenant)
+        save_tenant(settings.model_copy(update={"ledger_block": name, "ledger_url": None}))

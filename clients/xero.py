@@ -12,6 +12,7 @@ natural key instead of sending it again.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -238,7 +239,7 @@ class XeroGateway:
         if not token or not token.get("access_token"):
             raise XeroAuthError(f"Xero connection {self.connection_name!r} has no token: " + RECONNECT_HINT.format(tenant=self.connection_name))
         if force_refresh or _expires_soon(token):
-            with _refresh_lock(f"{self.endpoints.token_url}|{self.connection_name}"):
+            with self._refresh_serialised():
                 latest = self._store.load() or token
                 # Another thread may have refreshed while this one waited for the lock.
                 if latest.get("access_token") != token.get("access_token") and not _expires_soon(latest):
@@ -246,9 +247,21 @@ class XeroGateway:
                 token = self._refresh(latest)
         return token
 
+    @contextlib.contextmanager
+    def _refresh_serialised(self):
+        """One refresh at a time per connection: across threads here, and across processes when the
+        token store can lock (a database row lock), because a refresh token works only once."""
+        with _refresh_lock(f"{self.endpoints.token_url}|{self.connection_name}"):
+            locked = getattr(self._store, "locked", None)
+            if locked is None:
+                yield
+            else:
+                with locked():
+                    yield
+
     def _refresh_refused(self, refused_access_token: str | None) -> dict:
         """After a 401: refresh, unless another thread or process already replaced the refused token."""
-        with _refresh_lock(f"{self.endpoints.token_url}|{self.connection_name}"):
+        with self._refresh_serialised():
             latest = self._store.load()
             if not latest or not latest.get("access_token"):
                 raise XeroAuthError(f"Xero connection {self.connection_name!r} has no token: "
