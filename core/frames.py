@@ -67,8 +67,17 @@ def _to_text(value):
     raise TypeError
 
 
+# Object columns that hold Autotask structures as they came, not amounts.
+_STRUCTURED = frozenset({"userDefinedFields"})
+
+
 def _coerce(value, dtype, column: str, problems: list[str]):
     """One cell to the column's Python type; a value that cannot be read is reported, not guessed."""
+    if column in _STRUCTURED:
+        if value is None or (isinstance(value, list) and all(isinstance(u, dict) for u in value)):
+            return value
+        problems.append(f"{column} = {value!r} cannot be read")
+        return None
     if value is None or (isinstance(value, float) and value != value):
         # Autotask leaves booleans out rather than sending false.
         return False if isinstance(dtype, pd.BooleanDtype) else None

@@ -1,4 +1,4 @@
-"""Autotask invoices -> Xero ACCREC invoice drafts: the pure mapping at the heart of the sync.
+"""Autotask invoices -> Xero ACCREC invoice (and ACCRECCREDIT credit note) drafts: the pure mapping at the heart of the sync.
 
 Nothing here talks to a network. Frames go in, a plan comes out: draft rows for every invoice that maps
 cleanly and adds up to Autotask's totals to the cent, and a SetAside (reason and fix) for every other.
@@ -15,14 +15,20 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pandas as pd
 import pandera.pandas as pa
-from xero_python.accounting import Address, Contact, CurrencyCode, Invoice, LineAmountTypes, LineItem, Phone
+import calendar
+
+from xero_python.accounting import (
+    Address, Contact, CreditNote, CurrencyCode, Invoice, LineAmountTypes, LineItem, LineItemTracking, Phone,
+)
 
 from core.frames import RejectedRecord, companies_with_rejects, frame_of_rows, invoices_with_rejects, lines_with_rejects
-from core.mapping import InvoiceMapping
+from core.mapping import DayOfFollowingMonth, DaysAfterInvoice, InvoiceMapping, TrackingRule
 from core.schemas import XeroInvoiceDraft, column_dtypes
 
 CENT = Decimal("0.01")
 FOUR_DP = Decimal("0.0001")
+SIX_DP = Decimal("0.000001")  # Xero keeps CurrencyRate to 6 decimal places
+REFERENCE_LIMIT = 255
 DESCRIPTION_LIMIT = 4000  # Xero's maximum for LineItem.Description
 ELLIPSIS = "…"
 # Xero rounds each line's tax on its own; Autotask may round differently, but never by more than a cent
@@ -49,6 +55,10 @@ class XeroReference:
     tax_types: dict[str, Decimal]  # TaxType -> effective rate in percent
     currencies: frozenset[str]
     base_currency: str
+    # Tracking category name -> names of its ACTIVE options (archived ones are left out).
+    tracking: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Branding theme name -> BrandingThemeID.
+    branding_themes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -201,8 +211,37 @@ class _Reference:
         self.tax_categories = by_id("TaxCategories")
         self.tax_regions = by_id("TaxRegions")
         self.currencies = by_id("Currencies")
+        self.payment_terms = by_id("PaymentTerms")
+        self.invoice_templates = by_id("InvoiceTemplates")
+        self.contracts = by_id("Contracts")
+        self.products = by_id("Products")
+        self.products_by_name: dict[str, list[dict]] = {}
+        for product in self.products.values():
+            name = _text(product.get("name"))
+            if name:
+                self.products_by_name.setdefault(name.casefold(), []).append(product)
         internal = [c for c in self.currencies.values() if c.get("isInternalCurrency")]
         self.internal_currency = _text(internal[0].get("name")) if internal else None
+        # "Entity.field" -> {value as text: label}, from entityInformation/fields picklistValues.
+        self.picklists: dict[str, dict[str, str]] = {}
+        for key, values in (reference_data.get("Picklists") or {}).items():
+            self.picklists[key] = {str(v.get("value")): str(v.get("label")) for v in values or []
+                                   if v.get("value") is not None and v.get("label") is not None}
+
+    def label(self, picklist: str, value) -> str | None:
+        return self.picklists.get(picklist, {}).get(str(value)) if value is not None else None
+
+    def product_for(self, line: dict) -> dict | None:
+        """The line's product: its productID when the client joined one in, else the product its charge was
+        named after (Autotask names a charge after its product) with the same billing code."""
+        if line.get("productID") is not None:
+            return self.products.get(line["productID"])
+        named = self.products_by_name.get((_text(line.get("itemName")) or "").casefold(), [])
+        same_code = [p for p in named if p.get("productBillingCodeID") in (None, line.get("billingCodeID"))]
+        return same_code[0] if len(same_code) == 1 else None
+
+    def currency_named(self, code: str) -> dict | None:
+        return next((c for c in self.currencies.values() if (_text(c.get("name")) or "").upper() == code), None)
 
 
 class _Problems:
@@ -216,7 +255,7 @@ class _Problems:
     def add(self, reason: str, fix: str, item: int | None = None) -> None:
         """`reason` may say "{items}": the same problem on several lines is then reported once, naming them all."""
         items = self._items.setdefault(reason, [])
-        if item is not None:
+        if item is not None and item not in items:
             items.append(item)
         if fix not in self.fixes:
             self.fixes.append(fix)
@@ -231,13 +270,19 @@ class _Problems:
         return bool(self._items)
 
 
-def _account_code_for(line: dict, code: dict | None, mapping: InvoiceMapping) -> str | None:
+def _account_code_for(line: dict, code: dict | None, mapping: InvoiceMapping, reference: _Reference) -> str | None:
     rules = mapping.accounts
     code = code or {}
+    product = reference.product_for(line) or {}
+    gl_label = reference.label("BillingCodes.generalLedgerAccount", code.get("generalLedgerAccount"))
     candidates = [
+        rules.by_product_id.get(product.get("id")),
+        rules.by_product_name.get(_text(product.get("name")) or ""),
+        rules.by_product_name.get(_text(product.get("sku")) or ""),
         rules.by_billing_code_id.get(code.get("id")),
         rules.by_billing_code_name.get(_text(code.get("name")) or ""),
         rules.by_gl_account.get(code.get("generalLedgerAccount")),
+        rules.by_gl_account_label.get(gl_label or ""),
         rules.by_external_number.get(_text(code.get("externalNumber")) or ""),
         rules.by_billing_item_type.get(line.get("billingItemType")),
     ]
@@ -245,6 +290,16 @@ def _account_code_for(line: dict, code: dict | None, mapping: InvoiceMapping) ->
         if candidate:
             return candidate
     return None if rules.refuse_unmapped else rules.default
+
+
+def _billing_code_for(line: dict, reference: _Reference) -> dict | None:
+    """The line's billing code; a product line without one takes its product's billing code."""
+    code = reference.billing_codes.get(line.get("billingCodeID"))
+    if code is None and line.get("billingCodeID") is None:
+        product = reference.product_for(line)
+        if product is not None:
+            code = reference.billing_codes.get(product.get("productBillingCodeID"))
+    return code
 
 
 def _tax_type_for(line: dict, code: dict | None, region_name: str | None, exempt: bool,
@@ -270,26 +325,61 @@ def _tax_type_for(line: dict, code: dict | None, region_name: str | None, exempt
     return chosen, wanted
 
 
-def _currency_for(company: dict, reference: _Reference, xero: XeroReference, problems: _Problems) -> str | None:
+def _currency_for(company: dict, reference: _Reference, xero: XeroReference,
+                  problems: _Problems) -> tuple[str | None, dict | None]:
+    """(ISO code, Autotask Currencies record or None when the company uses the internal currency)."""
     currency_id = company.get("currencyID")
+    record = None
     if currency_id is None:
         code = reference.internal_currency or xero.base_currency
+        record = reference.currency_named(code.upper())
     else:
-        code = _text(reference.currencies.get(currency_id, {}).get("name"))
+        record = reference.currencies.get(currency_id)
+        code = _text((record or {}).get("name"))
         if code is None:
             problems.add(f"company {company['id']} uses Autotask currency id {currency_id}, which was not read",
                          "check that the Autotask API user can read Currencies, then rerun")
-            return None
+            return None, None
     code = code.upper()
     if code not in _KNOWN_CURRENCIES:
         problems.add(f"currency '{code}' is not an ISO currency code Xero knows",
                      "correct the currency's name in Autotask (Admin > Currencies) to its ISO code")
-        return None
+        return None, None
     if code != xero.base_currency and code not in xero.currencies:
         problems.add(f"the Xero organisation is not subscribed to currency {code}",
                      f"add {code} in Xero (Settings > Currencies; needs a plan with multi-currency)")
+        return None, None
+    return code, record
+
+
+def _exchange_rate(record: dict | None, code: str, reference: _Reference) -> Decimal | None:
+    if record is None:
+        return Decimal(1) if code == reference.internal_currency else None
+    if record.get("isInternalCurrency"):
+        return Decimal(1)
+    rate = record.get("exchangeRate")
+    if rate is None or isinstance(rate, bool):
         return None
-    return code
+    rate = rate if isinstance(rate, Decimal) else Decimal(str(rate))
+    return rate if rate.is_finite() and rate > 0 else None
+
+
+def currency_rate_for(code: str, record: dict | None, reference_data_or_ref, base_currency: str) -> Decimal | None:
+    """Xero's CurrencyRate (units of `code` per 1 unit of the Xero base currency) from Autotask's rates.
+
+    Autotask's Currencies.exchangeRate is units of that currency per 1 unit of Autotask's internal
+    currency (the generator derives internal amounts as amount / exchangeRate). With base = internal the
+    rate passes through; otherwise both are expressed per internal unit and divided. None when a rate is
+    missing, or the base currency is unknown to Autotask.
+    """
+    reference = (reference_data_or_ref if isinstance(reference_data_or_ref, _Reference)
+                 else _Reference(reference_data_or_ref))
+    invoice_rate = _exchange_rate(record, code, reference)
+    base_record = reference.currency_named(base_currency)
+    base_rate = _exchange_rate(base_record, base_currency, reference)
+    if invoice_rate is None or base_rate is None:
+        return None
+    return (invoice_rate / base_rate).quantize(SIX_DP, rounding=ROUND_HALF_UP)
 
 
 def _missing_lines_reason(invoice: dict, lines: list[dict]) -> tuple[str, str] | None:
@@ -310,8 +400,271 @@ def _missing_lines_reason(invoice: dict, lines: list[dict]) -> tuple[str, str] |
             "rerun; if it persists, check the invoice's billing items in Autotask")
 
 
+def _for_company(overrides: dict, company: dict, default):
+    """A per-company override, keyed by Autotask company id or exact company name."""
+    if str(company["id"]) in overrides:
+        return overrides[str(company["id"])]
+    name = _text(company.get("companyName"))
+    return overrides.get(name, default) if name else default
+
+
+def _add_months(day: dt.date, months: int, wanted_day: int) -> dt.date:
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return dt.date(year, month, min(wanted_day, calendar.monthrange(year, month)[1]))
+
+
+def _due_date_for(rule, invoice: dict, date: dt.date, company: dict, mapping: InvoiceMapping,
+                  reference: _Reference, problems: _Problems) -> dt.date | None:
+    where = ("due_date_overrides for this company" if rule is not mapping.due_date else "due_date")
+    if isinstance(rule, DaysAfterInvoice):
+        return date + dt.timedelta(days=rule.days_after_invoice)
+    if isinstance(rule, DayOfFollowingMonth):
+        return _add_months(date, 1, rule.day_of_following_month)
+    if rule == "autotask":
+        due = _date_part(invoice.get("dueDate"))
+        if due is None:
+            problems.add("the invoice has no due date in Autotask",
+                         f"set {where} to payment_term, {{days_after_invoice: N}} or xero_contact in the mapping file")
+        return due
+    if rule == "payment_term":
+        term = reference.payment_terms.get(invoice.get("paymentTerm"))
+        days = term.get("paymentDueInDays") if term else None
+        if days is None:
+            problems.add(f"the invoice's payment term {invoice.get('paymentTerm')} was not read from Autotask "
+                         "PaymentTerms (or has no paymentDueInDays)",
+                         f"let the Autotask API user read PaymentTerms, or set {where} to autotask or "
+                         "{days_after_invoice: N}")
+            return None
+        return date + dt.timedelta(days=int(days))
+    if rule == "invoice_date":
+        return date + dt.timedelta(days=mapping.due_days)
+    return None  # xero_contact
+
+
+def _udf(company: dict, name: str) -> str | None:
+    for field_ in company.get("userDefinedFields") or []:
+        if str(field_.get("name", "")).casefold() == name.casefold():
+            return _text(field_.get("value"))
+    return None
+
+
+def _tracking_value(rule: TrackingRule, invoice: dict, line: dict, code: dict | None, company: dict,
+                    region_name: str | None, reference: _Reference) -> tuple[str | None, str | None]:
+    """(Autotask value as text, its label when it is a picklist) that the rule reads."""
+    source = rule.source
+    code = code or {}
+
+    def picklist(entity_field: str, value):
+        return (None if value is None else str(value)), reference.label(entity_field, value)
+
+    if source.startswith("company.udf:"):
+        return _udf(company, source.removeprefix("company.udf:")), None
+    if source == "company.classification":
+        return picklist("Companies.classification", company.get("classification"))
+    if source == "company.territory":
+        return picklist("Companies.territoryID", company.get("territoryID"))
+    if source == "company.companyType":
+        return picklist("Companies.companyType", company.get("companyType"))
+    if source == "billing_code.department":
+        return picklist("BillingCodes.department", code.get("department"))
+    if source == "billing_code.gl_account":
+        return picklist("BillingCodes.generalLedgerAccount", code.get("generalLedgerAccount"))
+    if source == "billing_code.name":
+        return _text(code.get("name")), None
+    if source == "billing_item_type":
+        return picklist("BillingItems.billingItemType", line.get("billingItemType"))
+    if source == "contract":
+        contract = line.get("contractID")
+        name = _text(reference.contracts.get(contract, {}).get("contractName")) if contract is not None else None
+        return (None if contract is None else str(contract)), name
+    if source == "invoice_template":
+        template = invoice.get("invoiceEditorTemplateID") or company.get("invoiceTemplateID")
+        name = _text(reference.invoice_templates.get(template, {}).get("name")) if template is not None else None
+        return (None if template is None else str(template)), name
+    return region_name, None  # tax_region
+
+
+def _tracking_for(rules: list[TrackingRule], invoice: dict, line: dict, code: dict | None, company: dict,
+                  region_name: str | None, reference: _Reference, xero: XeroReference,
+                  problems: _Problems, item: int) -> list[tuple[str, str]]:
+    """[(Xero category, option)] for one Autotask line; unknown values and options become problems."""
+    chosen = []
+    for index, rule in enumerate(rules):
+        value, label = _tracking_value(rule, invoice, line, code, company, region_name, reference)
+        shown = f"'{label}' ({value})" if label else f"'{value}'"
+        option = None
+        if rule.options:
+            for key in (value, label):
+                if key is not None and key in rule.options:
+                    option = rule.options[key]
+                    break
+            else:
+                folded = {k.casefold(): v for k, v in rule.options.items()}
+                option = next((folded[k.casefold()] for k in (value, label) if k and k.casefold() in folded), None)
+            if option is None:
+                option = rule.options.get("*")
+            if option is None and value is not None:
+                problems.add(f"{{items}}: {rule.source} is {shown}, which tracking[{index}].options does not map",
+                             f"add tracking[{index}].options '{label or value}': <{rule.category} option> (or a "
+                             f"\"*\" default) to the mapping file", item)
+                continue
+        else:
+            option = label or value  # no table: the Autotask value is the option's name
+        if option is None:
+            continue  # nothing to track on this line
+        categories = {name.casefold(): name for name in xero.tracking}
+        category = categories.get(rule.category.casefold())
+        if category is None:
+            problems.add(f"tracking category '{rule.category}' does not exist or is not active in Xero",
+                         f"add tracking category '{rule.category}' in Xero (Accounting > Advanced > Tracking "
+                         "categories), or correct tracking[].category in the mapping file")
+            continue
+        options = {name.casefold(): name for name in xero.tracking[category]}
+        if option.casefold() not in options:
+            problems.add(f"{{items}}: tracking option '{option}' does not exist or is archived in Xero's "
+                         f"tracking category '{category}'",
+                         f"add (or restore) option '{option}' in Xero's '{category}' tracking category, or map "
+                         f"{rule.source} to an active option in tracking[{index}].options", item)
+            continue
+        chosen.append((category, options[option.casefold()]))
+    return chosen
+
+
+def _branding_theme_for(invoice: dict, company: dict, mapping: InvoiceMapping, reference: _Reference,
+                        xero: XeroReference, problems: _Problems) -> str | None:
+    rules = mapping.branding_themes
+    if not (rules.by_template_id or rules.by_template_name or rules.default):
+        return None  # Xero applies the organisation's default theme
+    template_id = invoice.get("invoiceEditorTemplateID") or company.get("invoiceTemplateID")
+    template_name = _text(reference.invoice_templates.get(template_id, {}).get("name")) if template_id else None
+    theme = (rules.by_template_id.get(template_id) if template_id is not None else None) \
+        or rules.by_template_name.get(template_name or "") or rules.default
+    if theme is None:
+        shown = f"{template_id} '{template_name}'" if template_name else f"{template_id}"
+        problems.add(f"Autotask invoice template {shown} has no branding theme mapping",
+                     f"add branding_themes.by_template_id {template_id}: <Xero theme name>"
+                     + (f" (or by_template_name '{template_name}')" if template_name else "")
+                     + ", or set branding_themes.default")
+        return None
+    themes = {name.casefold(): theme_id for name, theme_id in xero.branding_themes.items()}
+    if theme.casefold() not in themes:
+        known = ", ".join(f"'{n}'" for n in sorted(xero.branding_themes)) or "none were read"
+        problems.add(f"branding theme '{theme}' does not exist in Xero (its themes: {known})",
+                     f"create branding theme '{theme}' in Xero (Settings > Invoice settings), or map the template "
+                     "to an existing theme under branding_themes")
+        return None
+    return themes[theme.casefold()]
+
+
+def _format(value) -> str:
+    if isinstance(value, Decimal):
+        return f"{value.normalize():f}"
+    return str(value)
+
+
+def _reference_fields(invoice: dict, lines: list[dict], company: dict) -> dict:
+    purchase_orders = list(dict.fromkeys(_text(l.get("purchaseOrderNumber")) for l in lines
+                                         if _text(l.get("purchaseOrderNumber"))))
+    return {**invoice, "purchaseOrderNumbers": ", ".join(purchase_orders) or None,
+            "companyName": company.get("companyName"), "companyNumber": company.get("companyNumber"),
+            "invoiceDate": (invoice.get("invoiceDateTime") or "")[:10] or None,
+            "fromDate": (invoice.get("fromDate") or "")[:10] or None,
+            "toDate": (invoice.get("toDate") or "")[:10] or None}
+
+
+def reference_for(invoice: dict, lines: list[dict], company: dict, mapping: InvoiceMapping) -> str | None:
+    """Xero's Reference: the template filled in (None when a field it uses is empty), at most 255 characters.
+
+    When Xero numbers the invoice, the Autotask number leads the reference unless the template shows it.
+    """
+    template = mapping.reference
+    text = _render(template, _reference_fields(invoice, lines, company)) if template else None
+    if mapping.invoice_number == "xero" and "{invoiceNumber}" not in (template or ""):
+        number = autotask_number(invoice)
+        text = f"{number} / {text}" if text else number
+    if text and len(text) > REFERENCE_LIMIT:
+        text = text[: REFERENCE_LIMIT - 1] + ELLIPSIS
+    return text or None
+
+
+def source_url_for(invoice_id: int, autotask_web_url: str | None) -> str | None:
+    """The link that opens the invoice in Autotask; also the loader's marker for finding it in Xero again."""
+    if not autotask_web_url:
+        return None
+    base = autotask_web_url if autotask_web_url.endswith("/") else autotask_web_url + "/"
+    return f"{base}Autotask/AutotaskExtend/ExecuteCommand.aspx?Code=OpenInvoice&InvoiceID={invoice_id}"
+
+
+def line_body(line: dict, template: str | None, reference: _Reference) -> str:
+    """A billing item's text before any cut: the mapping's template, or its itemName and description."""
+    if template is None:
+        parts = [p for p in (_text(line.get("itemName")), _text(line.get("description"))) if p]
+        if len(parts) == 2 and parts[1].startswith(parts[0]):
+            parts = parts[1:]  # Autotask often repeats the item name at the start of the description
+        return "\n".join(parts)
+    code = reference.billing_codes.get(line.get("billingCodeID"), {})
+    fields = {**line, "billingCode": code.get("name"), "itemDate": (line.get("itemDate") or "")[:10] or None}
+    text = _PLACEHOLDER.sub(lambda m: _format(fields[m.group(1)]) if _present(fields.get(m.group(1))) else "",
+                            template)
+    # An empty field leaves its separator dangling ("Remote Support - "); trim it rather than send it.
+    return text.strip().strip("-–—:|,/").strip()
+
+
+def _cut_description(body: str, note: str | None = None) -> str:
+    suffix = f" ({note})" if note else ""
+    room = DESCRIPTION_LIMIT - len(suffix)
+    if len(body) > room:
+        body = body[: room - len(ELLIPSIS)] + ELLIPSIS
+    return body + suffix
+
+
+def _turned(line: dict) -> dict:
+    """A credit's billing item with its signs turned, so the credit note carries positive amounts."""
+    return {**line, "quantity": -line["quantity"], "extendedPrice": -line["extendedPrice"],
+            "taxDollars": -line["taxDollars"], "totalAmount": -line["totalAmount"]}
+
+
+def xero_totals(draft_rows, tax_rates: dict[str, Decimal]) -> tuple[Decimal, Decimal, Decimal]:
+    """(SubTotal, TotalTax, Total) as Xero computes them from one document's draft rows.
+
+    Xero recomputes each line as round(Quantity x UnitAmount, 2) and its tax per line (TaxAmount when sent).
+    """
+    rows = _records(draft_rows) if isinstance(draft_rows, pd.DataFrame) else list(draft_rows)
+    lines_total = tax_total = Decimal("0.00")
+    for row in rows:
+        line_amount = money(row["quantity"] * row["unit_amount"])
+        kind = row["line_amount_types"]
+        if kind == "NoTax":
+            tax = Decimal("0.00")
+        elif row.get("tax_amount") is not None:
+            tax = money(row["tax_amount"])
+        else:
+            tax = xero_line_tax(line_amount, Decimal(tax_rates[row["tax_type"]]), kind)
+        lines_total += line_amount
+        tax_total += tax
+    inclusive = bool(rows) and rows[0]["line_amount_types"] == "Inclusive"
+    subtotal = lines_total - tax_total if inclusive else lines_total
+    return subtotal, tax_total, subtotal + tax_total
+
+
+@dataclass
+class _Part:
+    """One Xero line in the making: a billing item, or the billing items of one group."""
+
+    items: list[int]
+    lines: list[dict]
+    code_id: int | None
+    account_code: str | None
+    tax_type: str | None
+    rate_percent: Decimal | None
+    wanted: str
+    tracking: tuple
+
+
 def _plan_one(invoice: dict, lines: list[dict], company: dict | None, reference: _Reference,
-              mapping: InvoiceMapping, xero: XeroReference) -> list[dict] | _Problems:
+              mapping: InvoiceMapping, xero: XeroReference, contact_name: str | None = None,
+              autotask_web_url: str | None = None) -> list[dict] | _Problems:
     problems = _Problems()
     number = autotask_number(invoice)
 
@@ -324,17 +677,28 @@ def _plan_one(invoice: dict, lines: list[dict], company: dict | None, reference:
     if missing:
         problems.add(*missing)
         return problems
-    if money(invoice["invoiceTotal"]) < 0:
-        problems.add(f"the invoice total is negative ({money(invoice['invoiceTotal'])}): Xero takes credits as "
-                     "credit notes, not as invoices",
-                     "nothing to do here; credit notes are synced separately")
-        return problems
     if not lines:
         problems.add("the invoice has no billing items and a total of zero; there is nothing to send",
                      "nothing to do unless the invoice should have lines in Autotask")
         return problems
 
-    currency = _currency_for(company, reference, xero, problems)
+    # A credit is a credit note in Xero, whose amounts are positive: every sign turns, line by line.
+    credit = money(invoice["invoiceTotal"]) < 0
+    document_type = "ACCRECCREDIT" if credit else "ACCREC"
+    if credit:
+        lines = [_turned(line) for line in lines]
+    target_total = -money(invoice["invoiceTotal"]) if credit else money(invoice["invoiceTotal"])
+    target_tax = -money(invoice["totalTaxValue"]) if credit else money(invoice["totalTaxValue"])
+
+    currency, currency_record = _currency_for(company, reference, xero, problems)
+    currency_rate = None
+    if currency and mapping.currency_rate == "autotask" and currency != xero.base_currency:
+        currency_rate = currency_rate_for(currency, currency_record, reference, xero.base_currency)
+        if currency_rate is None:
+            problems.add(f"currency_rate is autotask, but Autotask has no exchange rate for {currency} (or for "
+                         f"the Xero base currency {xero.base_currency})",
+                         f"set the exchange rate of {currency} in Autotask (Admin > Currencies), or set "
+                         "currency_rate: xero to let Xero apply its daily rate")
 
     invoice_number = invoice_number_for(invoice, mapping)
     if invoice_number is None and mapping.invoice_number != "xero":
@@ -343,41 +707,34 @@ def _plan_one(invoice: dict, lines: list[dict], company: dict | None, reference:
                      "set invoice_number to \"INV:{id}\" (or give the invoice a number in Autotask)")
 
     date = _date_part(invoice["invoiceDateTime"])
-    due_date = None
-    if mapping.due_date == "autotask":
-        due_date = _date_part(invoice.get("dueDate"))
-        if due_date is None:
-            problems.add("the invoice has no due date in Autotask",
-                         "set due_date: invoice_date (with due_days) or xero_contact in the mapping file")
-    elif mapping.due_date == "invoice_date":
-        due_date = date + dt.timedelta(days=mapping.due_days)
-
-    reference_text = _render(mapping.reference, invoice) if mapping.reference else None
-    if reference_text and len(reference_text) > 255:
-        reference_text = reference_text[:254] + ELLIPSIS
+    due_rule = _for_company(mapping.due_date_overrides, company, mapping.due_date)
+    due_date = _due_date_for(due_rule, invoice, date, company, mapping, reference, problems)
+    status = _for_company(mapping.status_overrides, company, mapping.status)
+    reference_text = reference_for(invoice, lines, company, mapping)
+    branding_theme_id = _branding_theme_for(invoice, company, mapping, reference, xero, problems)
+    source_url = source_url_for(invoice["id"], autotask_web_url)
 
     line_amount_types = mapping.line_amount_types
-    if line_amount_types == "NoTax" and money(invoice["totalTaxValue"]) != 0:
+    if line_amount_types == "NoTax" and target_tax != 0:
         problems.add(f"the invoice carries tax {money(invoice['totalTaxValue'])} but line_amount_types is NoTax",
                      "set line_amount_types: Exclusive in the mapping file")
 
     exempt = bool(company.get("isTaxExempt"))
     region_name = _text(invoice.get("taxRegionName")) or _text(
         reference.tax_regions.get(company.get("taxRegionID"), {}).get("name"))
-    contact_name = _text(company.get("companyName")) or str(company["id"])
-    if len(contact_name) > 255:
-        contact_name = contact_name[:254] + ELLIPSIS
+    if contact_name is None:
+        contact_name = _cut(company.get("companyName"), 255) or str(company["id"])
 
-    rows = []
-    xero_total = xero_tax_total = Decimal("0.00")
+    # Each billing item is mapped on its own first, so every problem names its item.
+    parts: list[_Part] = []
     ordered = sorted(lines, key=lambda l: (l.get("sortOrderID") is None, l.get("sortOrderID") or 0, l["id"]))
-    for line_no, line in enumerate(ordered, start=1):
+    for line in ordered:
         item = line["id"]
-        code = reference.billing_codes.get(line.get("billingCodeID"))
+        code = _billing_code_for(line, reference)
         code_label = (f"billing code {line.get('billingCodeID')} '{_text(code.get('name'))}'" if code
                       else f"billing code {line.get('billingCodeID')}")
 
-        account_code = _account_code_for(line, code, mapping)
+        account_code = _account_code_for(line, code, mapping, reference)
         if account_code is None:
             name = _text((code or {}).get("name"))
             problems.add(f"{{items}} ({code_label}) has no account mapping",
@@ -401,58 +758,155 @@ def _plan_one(invoice: dict, lines: list[dict], company: dict | None, reference:
         else:
             rate_percent = Decimal(xero.tax_types[tax_type])
 
-        autotask_tax = money(line["taxDollars"])
-        if line_amount_types == "Inclusive":
-            line_amount = money(line["extendedPrice"]) + autotask_tax
+        tracking = tuple(_tracking_for(mapping.tracking, invoice, line, code, company, region_name, reference,
+                                       xero, problems, item))
+        part = _Part([item], [line], line.get("billingCodeID"), account_code, tax_type, rate_percent, wanted,
+                     tracking)
+        if mapping.lines.group_by == "billing_code":
+            key = (part.code_id, account_code, tax_type, tracking)
+            same = next((p for p in parts if (p.code_id, p.account_code, p.tax_type, p.tracking) == key), None)
+            if same is not None:
+                same.items.append(item)
+                same.lines.append(line)
+                continue
+        parts.append(part)
+
+    rows = []
+    explicit_tax_items: list[int] = []
+    tax_gap = Decimal("0.00")  # Autotask's tax minus Xero's, for the rounding line
+    rounding = mapping.tax.rounding
+    for line_no, part in enumerate(parts, start=1):
+        extended = sum((money(l["extendedPrice"]) for l in part.lines), Decimal("0.00"))
+        autotask_tax = sum((money(l["taxDollars"]) for l in part.lines), Decimal("0.00"))
+        line_amount = extended + autotask_tax if line_amount_types == "Inclusive" else extended
+        bodies = [line_body(l, mapping.lines.description, reference) or f"Autotask billing item {l['id']}"
+                  for l in part.lines]
+        if len(part.lines) == 1:
+            line = part.lines[0]
+            quantity, unit_amount, collapsed = fit_quantity_and_unit(line["quantity"], line.get("rate"),
+                                                                     line_amount)
+            note = (f"{line['quantity'].normalize():f} x {line['rate'].normalize():f}"
+                    if collapsed and line.get("rate") is not None else None)
         else:
-            line_amount = money(line["extendedPrice"])
-        quantity, unit_amount, collapsed = fit_quantity_and_unit(line["quantity"], line.get("rate"), line_amount)
-        note = f"{line['quantity'].normalize():f} x {line['rate'].normalize():f}" if collapsed and line.get(
-            "rate") is not None else None
-        description = description_for(line.get("itemName"), line.get("description"), note,
-                                      fallback=f"Autotask billing item {item}")
+            quantity, unit_amount, note = Decimal(1), line_amount, None
+        description = _cut_description("\n".join(bodies), note)
 
         tax_amount = None
-        if rate_percent is not None and line_amount_types != "NoTax":
-            expected = xero_line_tax(line_amount, rate_percent, line_amount_types)
-            if abs(expected - autotask_tax) > TAX_ROUNDING_TOLERANCE:
-                problems.add(f"billing item {item}: Autotask charged tax {autotask_tax} on {money(line['extendedPrice'])}"
-                             f", but TaxType {tax_type} at {rate_percent.normalize():f}% gives {expected}",
-                             f"map this line's tax ({wanted.split(' (')[0] or 'tax.by_region'}) to a Xero TaxType "
-                             "with the rate Autotask charges")
+        if part.rate_percent is not None and line_amount_types != "NoTax":
+            expected = xero_line_tax(line_amount, part.rate_percent, line_amount_types)
+            if abs(expected - autotask_tax) > TAX_ROUNDING_TOLERANCE * len(part.lines):
+                shown = ", ".join(map(str, part.items))
+                problems.add(f"billing item {shown}: Autotask charged tax {autotask_tax} on {extended}"
+                             f", but TaxType {part.tax_type} at {part.rate_percent.normalize():f}% gives {expected}",
+                             f"map this line's tax ({part.wanted.split(' (')[0] or 'tax.by_region'}) to a Xero "
+                             "TaxType with the rate Autotask charges")
             elif expected != autotask_tax:
-                # Xero's per-line rounding differs from Autotask's: send Autotask's cents explicitly.
-                tax_amount = autotask_tax
-        line_tax = autotask_tax if line_amount_types != "NoTax" else Decimal("0.00")
-        xero_tax_total += line_tax
-        xero_total += line_amount if line_amount_types == "Inclusive" else line_amount + line_tax
+                if rounding.strategy == "tax_amount":
+                    tax_amount = autotask_tax
+                    explicit_tax_items += part.items
+                else:
+                    tax_gap += autotask_tax - expected
 
+        tracking = list(part.tracking) + [(None, None)] * (2 - len(part.tracking))
         rows.append({
-            "autotask_invoice_id": invoice["id"], "autotask_number": number, "invoice_number": invoice_number,
-            "contact_number": str(company["id"]), "contact_name": contact_name, "date": date,
-            "due_date": due_date, "reference": reference_text, "currency_code": currency,
-            "line_amount_types": line_amount_types, "status": mapping.status, "line_no": line_no,
-            "autotask_billing_item_id": item, "description": description, "quantity": quantity,
-            "unit_amount": unit_amount, "account_code": account_code, "tax_type": tax_type,
-            "tax_amount": tax_amount, "line_amount": line_amount,
+            "autotask_invoice_id": invoice["id"], "document_type": document_type, "autotask_number": number,
+            "invoice_number": invoice_number, "contact_number": str(company["id"]), "contact_name": contact_name,
+            "date": date, "due_date": due_date, "reference": reference_text, "currency_code": currency,
+            "line_amount_types": line_amount_types, "status": status, "source_url": source_url,
+            "branding_theme_id": branding_theme_id, "currency_rate": currency_rate, "rounding_note": None,
+            "line_no": line_no, "autotask_billing_item_id": part.items[0], "description": description,
+            "quantity": quantity, "unit_amount": unit_amount, "account_code": part.account_code,
+            "tax_type": part.tax_type, "tax_amount": tax_amount, "line_amount": line_amount,
             "autotask_total": invoice["invoiceTotal"], "autotask_tax": invoice["totalTaxValue"],
+            "tracking1_name": tracking[0][0], "tracking1_option": tracking[0][1],
+            "tracking2_name": tracking[1][0], "tracking2_option": tracking[1][1],
         })
+
+    note = None
+    if explicit_tax_items:
+        note = (f"Xero's per-line tax rounding differs from Autotask's; Autotask's tax is sent as TaxAmount on "
+                + ("billing item " if len(explicit_tax_items) == 1 else "billing items ")
+                + ", ".join(map(str, explicit_tax_items)))
+    elif tax_gap and line_amount_types == "Inclusive":
+        # Inclusive lines already carry the total; only the tax split differs, and a line cannot move it.
+        note = (f"Xero's per-line tax rounding gives {tax_gap.copy_negate()} of tax against Autotask's; "
+                "the total is unchanged (no rounding line needed on tax-inclusive lines)")
+    elif tax_gap:
+        if rounding.account_code not in xero.account_codes:
+            problems.add(f"the rounding account '{rounding.account_code}' does not exist or is archived in Xero",
+                         "add the account in Xero, or correct tax.rounding.account_code in the mapping file")
+        if rounding.tax_type not in xero.tax_types or Decimal(xero.tax_types[rounding.tax_type]) != 0:
+            problems.add(f"the rounding line's TaxType '{rounding.tax_type}' is not a 0 % tax rate in Xero",
+                         "set tax.rounding.tax_type to a 0 % TaxType that exists in Xero (for example NONE)")
+        note = f"added a rounding line of {tax_gap} on account {rounding.account_code}"
+        rows.append({**rows[-1], "line_no": len(rows) + 1, "autotask_billing_item_id": None,
+                     "description": rounding.description, "quantity": Decimal(1), "unit_amount": tax_gap,
+                     "account_code": rounding.account_code, "tax_type": rounding.tax_type, "tax_amount": None,
+                     "line_amount": tax_gap, "tracking1_name": None, "tracking1_option": None,
+                     "tracking2_name": None, "tracking2_option": None})
+    for row in rows:
+        row["rounding_note"] = note
 
     if problems:
         return problems
-    if xero_total != money(invoice["invoiceTotal"]) or xero_tax_total != money(invoice["totalTaxValue"]):
-        problems.add(f"the Xero invoice would total {xero_total} (tax {xero_tax_total}) but Autotask says "
-                     f"{money(invoice['invoiceTotal'])} (tax {money(invoice['totalTaxValue'])}); a billing item's "
-                     "extendedPrice + taxDollars does not equal its totalAmount",
+    _, xero_tax, xero_total = xero_totals(rows, xero.tax_types)
+    tax_must_match = not (rounding.strategy == "rounding_line" and tax_gap)
+    if xero_total != target_total or (tax_must_match and xero_tax != target_tax):
+        problems.add(f"the Xero {'credit note' if credit else 'invoice'} would total {xero_total} (tax {xero_tax}) "
+                     f"but Autotask says {money(invoice['invoiceTotal'])} (tax {money(invoice['totalTaxValue'])}); "
+                     "a billing item's extendedPrice + taxDollars does not equal its totalAmount",
                      "check the billing items' amounts in Autotask; the invoice is not sent until they agree")
         return problems
     return rows
 
 
+def _cut(value, limit: int) -> str | None:
+    text = _text(value)
+    if text is None:
+        return None
+    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+
+
+def contact_names(companies) -> dict[int, str]:
+    """Company id -> Xero contact name, unique across the companies (see contact_name_for)."""
+    rows = _records(companies) if isinstance(companies, pd.DataFrame) else list(companies)
+    by_name: dict[str, list[int]] = {}
+    plain: dict[int, str] = {}
+    for row in rows:
+        name = _text(row.get("companyName")) or str(row["id"])
+        plain[row["id"]] = name
+        # Xero refuses a second active contact whose name differs only in case or spacing.
+        by_name.setdefault(" ".join(name.casefold().split()), []).append(row["id"])
+    names = {}
+    for ids in by_name.values():
+        for position, company_id in enumerate(sorted(ids)):
+            name = plain[company_id]
+            if position == 0:
+                names[company_id] = _cut(name, 255)
+            else:
+                suffix = f" (Autotask #{company_id})"
+                names[company_id] = (name if len(name) + len(suffix) <= 255
+                                     else name[: 255 - len(suffix) - 1] + ELLIPSIS) + suffix
+    return names
+
+
+def contact_name_for(company: dict, companies) -> str:
+    """The Xero contact name for an Autotask company. Two companies with one name would be one Xero
+    contact; the lowest company id keeps the plain name and the others get " (Autotask #<id>)"."""
+    rows = _records(companies) if isinstance(companies, pd.DataFrame) else list(companies)
+    if not any(row["id"] == company["id"] for row in rows):
+        rows.append(company)
+    return contact_names(rows)[company["id"]]
+
+
 def plan_invoices(invoices: pd.DataFrame, lines: pd.DataFrame, companies: pd.DataFrame,
                   reference_data: dict[str, list[dict]], mapping: InvoiceMapping,
-                  xero: XeroReference) -> InvoicePlan:
-    """Draft every invoice that maps cleanly; set aside every other with its reason and fix."""
+                  xero: XeroReference, *, autotask_web_url: str | None = None) -> InvoicePlan:
+    """Draft every invoice (or credit note) that maps cleanly; set aside every other with its reason and fix.
+
+    autotask_web_url is the Autotask zone's webUrl (for example "https://ww5.autotask.net/"); with it each
+    draft carries source_url, the link back to its Autotask invoice.
+    """
     reference = _Reference(reference_data)
     set_aside: list[SetAside] = []
 
@@ -468,7 +922,9 @@ def plan_invoices(invoices: pd.DataFrame, lines: pd.DataFrame, companies: pd.Dat
         bad_lines.setdefault(_int_or_zero(rejected.record.get("invoiceID")), []).append(rejected)
     bad_companies = {_int_or_zero(r.record.get("id")): r for r in companies.attrs.get(_REJECTED_COMPANIES, [])}
 
-    companies_by_id = {row["id"]: row for row in _records(companies)}
+    company_rows = _records(companies)
+    companies_by_id = {row["id"]: row for row in company_rows}
+    names = contact_names(company_rows)
     lines_by_invoice: dict[int, list[dict]] = {}
     for line in _records(lines):
         lines_by_invoice.setdefault(line["invoiceID"], []).append(line)
@@ -498,7 +954,7 @@ def plan_invoices(invoices: pd.DataFrame, lines: pd.DataFrame, companies: pd.Dat
             continue
 
         result = _plan_one(invoice, lines_by_invoice.get(invoice_id, []), companies_by_id.get(invoice["companyID"]),
-                           reference, mapping, xero)
+                           reference, mapping, xero, names.get(invoice["companyID"]), autotask_web_url)
         if isinstance(result, _Problems):
             keep_out("; ".join(result.reasons), "; ".join(result.fixes))
         else:
@@ -510,7 +966,6 @@ def plan_invoices(invoices: pd.DataFrame, lines: pd.DataFrame, companies: pd.Dat
                                   reason=f"the Xero draft is not valid: {problem}",
                                   fix="report this invoice; the mapping produced a draft Xero would refuse"))
     return InvoicePlan(drafts=frame, set_aside=set_aside, skipped=skipped)
-
 
 def _int_or_zero(value) -> int:
     try:
@@ -552,59 +1007,106 @@ def _canonical(value):
     return value
 
 
+# The columns hashed before documents other than plain invoices existed. A newer column joins the hash only
+# when some row holds more than its neutral value, so drafts that did not change keep their old hash and
+# are not reported as changed in Autotask after an upgrade.
+_HASHED_COLUMNS = (
+    "autotask_invoice_id", "autotask_number", "invoice_number", "contact_number", "contact_name", "date",
+    "due_date", "reference", "currency_code", "line_amount_types", "status", "line_no",
+    "autotask_billing_item_id", "description", "quantity", "unit_amount", "account_code", "tax_type",
+    "tax_amount", "line_amount", "autotask_total", "autotask_tax",
+)
+_NEUTRAL = (None, "ACCREC")
+
+
 def content_hash(draft_rows: pd.DataFrame) -> str:
     """A stable sha256 of one invoice's draft: same content, same hash, whatever the row or column order."""
-    columns = list(column_dtypes(XeroInvoiceDraft))
-    rows = sorted(_records(draft_rows[columns]), key=lambda row: row["line_no"])
-    canonical = [[_canonical(row[c]) for c in columns] for row in rows]
+    rows = sorted(_records(draft_rows), key=lambda row: row["line_no"])
+    newer = [c for c in column_dtypes(XeroInvoiceDraft) if c not in _HASHED_COLUMNS
+             and c in draft_rows.columns and any(row[c] not in _NEUTRAL for row in rows)]
+    columns = list(_HASHED_COLUMNS) + newer
+    canonical = [[_canonical(row.get(c)) for c in columns] for row in rows]
     text = json.dumps({"columns": columns, "rows": canonical}, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def to_xero_invoice(draft_rows: pd.DataFrame, contact_id: str | None = None) -> Invoice:
-    """The SDK model for one invoice's draft rows (send with unitdp=4: unit amounts may carry 4 decimals)."""
+def _one_document(draft_rows: pd.DataFrame, what: str) -> list[dict]:
     rows = sorted(_records(draft_rows), key=lambda row: row["line_no"])
     if not rows:
-        raise ValueError("to_xero_invoice needs the draft rows of one invoice, got none")
-    head = rows[0]
+        raise ValueError(f"{what} needs the draft rows of one invoice, got none")
     if len({row["autotask_invoice_id"] for row in rows}) != 1:
-        raise ValueError("to_xero_invoice needs the draft rows of exactly one invoice")
-    contact = Contact(contact_id=contact_id) if contact_id else Contact(contact_number=head["contact_number"])
-    line_items = [
-        LineItem(
+        raise ValueError(f"{what} needs the draft rows of exactly one invoice")
+    return rows
+
+
+def _line_items(rows: list[dict]) -> list[LineItem]:
+    items = []
+    for row in rows:
+        tracking = [LineItemTracking(name=row[f"tracking{n}_name"], option=row[f"tracking{n}_option"])
+                    for n in (1, 2) if row.get(f"tracking{n}_name") and row.get(f"tracking{n}_option")]
+        optional = {}
+        if row["tax_amount"] is not None:
+            optional["tax_amount"] = row["tax_amount"]
+        if tracking:
+            optional["tracking"] = tracking
+        items.append(LineItem(
             description=row["description"], quantity=row["quantity"], unit_amount=row["unit_amount"],
-            account_code=row["account_code"], tax_type=row["tax_type"], line_amount=row["line_amount"],
-            **({"tax_amount": row["tax_amount"]} if row["tax_amount"] is not None else {}),
-        )
-        for row in rows
-    ]
+            account_code=row["account_code"], tax_type=row["tax_type"], line_amount=row["line_amount"], **optional,
+        ))
+    return items
+
+
+def _contact(head: dict, contact_id: str | None) -> Contact:
+    return Contact(contact_id=contact_id) if contact_id else Contact(contact_number=head["contact_number"])
+
+
+def to_xero_invoice(draft_rows: pd.DataFrame, contact_id: str | None = None) -> Invoice:
+    """The SDK model for one invoice's draft rows (send with unitdp=4: unit amounts may carry 4 decimals)."""
+    rows = _one_document(draft_rows, "to_xero_invoice")
+    head = rows[0]
+    if head.get("document_type", "ACCREC") != "ACCREC":
+        raise ValueError(f"Autotask invoice {head['autotask_invoice_id']} is a credit: use to_xero_credit_note")
     optional = {}
-    if head["due_date"] is not None:
-        optional["due_date"] = head["due_date"]
-    if head["invoice_number"] is not None:
-        optional["invoice_number"] = head["invoice_number"]
-    if head["reference"] is not None:
-        optional["reference"] = head["reference"]
+    for column, attribute in (("due_date", "due_date"), ("invoice_number", "invoice_number"),
+                              ("reference", "reference"), ("source_url", "url"),
+                              ("branding_theme_id", "branding_theme_id"), ("currency_rate", "currency_rate")):
+        if head.get(column) is not None:
+            optional[attribute] = head[column]
     return Invoice(
-        type="ACCREC", contact=contact, line_items=line_items, date=head["date"],
+        type="ACCREC", contact=_contact(head, contact_id), line_items=_line_items(rows), date=head["date"],
         line_amount_types=LineAmountTypes(head["line_amount_types"]), status=head["status"],
         currency_code=CurrencyCode(head["currency_code"]), **optional,
     )
 
 
-def _cut(value, limit: int) -> str | None:
-    text = _text(value)
-    if text is None:
-        return None
-    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+def to_xero_credit_note(draft_rows: pd.DataFrame, contact_id: str | None = None) -> CreditNote:
+    """The SDK model for the draft rows of a negative Autotask invoice (send with unitdp=4).
+
+    Credit notes have no Url in Xero's model: the loader finds them again by CreditNoteNumber.
+    """
+    rows = _one_document(draft_rows, "to_xero_credit_note")
+    head = rows[0]
+    if head.get("document_type") != "ACCRECCREDIT":
+        raise ValueError(f"Autotask invoice {head['autotask_invoice_id']} is not a credit: use to_xero_invoice")
+    optional = {}
+    for column, attribute in (("invoice_number", "credit_note_number"), ("reference", "reference"),
+                              ("branding_theme_id", "branding_theme_id"), ("currency_rate", "currency_rate")):
+        if head.get(column) is not None:
+            optional[attribute] = head[column]
+    return CreditNote(
+        type="ACCRECCREDIT", contact=_contact(head, contact_id), line_items=_line_items(rows), date=head["date"],
+        line_amount_types=LineAmountTypes(head["line_amount_types"]), status=head["status"],
+        currency_code=CurrencyCode(head["currency_code"]), **optional,
+    )
 
 
 def to_xero_contact(company: dict, primary_contact: dict | None, *, currency_code: str | None = None,
-                    country: str | None = None) -> Contact:
+                    country: str | None = None, name: str | None = None) -> Contact:
     """The Xero contact for an Autotask company, keyed by ContactNumber = the Autotask company id.
 
     The billing address is used when the company has one, else the company's own address. Autotask
-    holds countries and currencies as ids, so the caller passes their names when it knows them.
+    holds countries and currencies as ids, so the caller passes their names when it knows them. `name`
+    is the contact's name when it must differ from the company's (see contact_name_for).
     """
     billing = _text(company.get("billingAddress1"))
     if billing:
@@ -623,7 +1125,7 @@ def to_xero_contact(company: dict, primary_contact: dict | None, *, currency_cod
         )
     fields = {
         "contact_number": str(company["id"]),
-        "name": _cut(company.get("companyName"), 255) or str(company["id"]),
+        "name": _cut(name, 255) or _cut(company.get("companyName"), 255) or str(company["id"]),
         "tax_number": _cut(company.get("taxID"), 50),
         "is_customer": True,
     }

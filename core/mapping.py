@@ -8,20 +8,33 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 InvoiceStatus = Literal["DRAFT", "SUBMITTED", "AUTHORISED"]
 LineAmountTypes = Literal["Exclusive", "Inclusive", "NoTax"]
-# "autotask": the invoice's dueDate; "invoice_date": the invoice date plus due_days;
-# "xero_contact": leave DueDate out so Xero applies the payment terms on the contact card.
-DueDateRule = Literal["autotask", "invoice_date", "xero_contact"]
 
 # Fields of an Autotask invoice that templates (invoice number, reference) may use.
 TEMPLATE_FIELDS = frozenset({"id", "invoiceNumber", "orderNumber", "companyID", "comments", "taxRegionName"})
+# Only the reference may use these: they are not unique per invoice, or come from its company or lines.
+REFERENCE_FIELDS = TEMPLATE_FIELDS | frozenset({
+    "purchaseOrderNumbers", "companyName", "companyNumber", "fromDate", "toDate", "invoiceDate", "batchID",
+})
+# BillingItem fields a line description template may use.
+LINE_FIELDS = frozenset({
+    "itemName", "description", "quantity", "rate", "itemDate", "purchaseOrderNumber", "billingCode", "id",
+})
 _PLACEHOLDER = re.compile(r"{([^{}]*)}")
+# Where a tracking option's Autotask value comes from.
+_TRACKING_SOURCE = re.compile(
+    r"^(company\.(classification|territory|companyType|udf:.+)|billing_code\.(department|name|gl_account)"
+    r"|billing_item_type|contract|invoice_template|tax_region)$"
+)
+TRACKING_SOURCES = ("company.classification", "company.territory", "company.companyType", "company.udf:<name>",
+                    "billing_code.department", "billing_code.name", "billing_code.gl_account", "billing_item_type",
+                    "contract", "invoice_template", "tax_region")
 
 
 class MappingError(ValueError):
@@ -36,10 +49,15 @@ class _Strict(BaseModel):
 class AccountRules(_Strict):
     """Which Xero account code a billing item is posted to; the first rule that matches wins, in this order."""
 
+    # The line's product (Products id, or its name or sku): more specific than its billing code.
+    by_product_id: dict[int, str] = Field(default_factory=dict)
+    by_product_name: dict[str, str] = Field(default_factory=dict)
     by_billing_code_id: dict[int, str] = Field(default_factory=dict)
     by_billing_code_name: dict[str, str] = Field(default_factory=dict)
     # The billing code's generalLedgerAccount (an Autotask picklist value, per tenant).
     by_gl_account: dict[int, str] = Field(default_factory=dict)
+    # The same picklist by its label ("4000 Labour Revenue"), which survives a picklist renumbering.
+    by_gl_account_label: dict[str, str] = Field(default_factory=dict)
     by_external_number: dict[str, str] = Field(default_factory=dict)
     # billingItemType picklist value (per tenant), for example 1 for labour.
     by_billing_item_type: dict[int, str] = Field(default_factory=dict)
@@ -48,8 +66,8 @@ class AccountRules(_Strict):
     refuse_unmapped: bool = False
 
     @field_validator(
-        "by_billing_code_id", "by_billing_code_name", "by_gl_account", "by_external_number",
-        "by_billing_item_type", mode="before",
+        "by_product_id", "by_product_name", "by_billing_code_id", "by_billing_code_name", "by_gl_account",
+        "by_gl_account_label", "by_external_number", "by_billing_item_type", mode="before",
     )
     @classmethod
     def _codes_are_text(cls, rules):
@@ -76,6 +94,99 @@ class TaxRules(_Strict):
     tax_exempt: str | None = None
     # Used when a line has no tax category, or one that no rule names; leave empty to set such invoices aside.
     default: str | None = None
+    rounding: TaxRounding = Field(default_factory=lambda: TaxRounding())
+
+
+class TaxRounding(_Strict):
+    """What to do when Xero's per-line tax rounding would not reproduce Autotask's tax to the cent."""
+
+    # tax_amount: send Autotask's tax on the line as TaxAmount; rounding_line: add one line for the difference.
+    strategy: Literal["tax_amount", "rounding_line"] = "tax_amount"
+    account_code: str | None = None
+    # TaxType of the rounding line: a 0 % rate, so the line moves the total and not the tax.
+    tax_type: str = "NONE"
+    description: str = "Rounding"
+
+    @field_validator("account_code", mode="before")
+    @classmethod
+    def _code_is_text(cls, code):
+        return str(code) if isinstance(code, int) else code
+
+    @model_validator(mode="after")
+    def _line_needs_an_account(self):
+        if self.strategy == "rounding_line" and not self.account_code:
+            raise ValueError("strategy rounding_line needs account_code: the Xero account the rounding line is "
+                             "posted to, for example \"860\"")
+        return self
+
+
+TaxRules.model_rebuild()
+
+
+class TrackingRule(_Strict):
+    """One Xero tracking category, filled from an Autotask field through a table of options."""
+
+    category: str = Field(min_length=1)
+    source: str
+    # Autotask value (or picklist label) -> Xero option name; "*" is the option for any other value.
+    options: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _keys_are_text(cls, options):
+        # Autotask ids written as YAML numbers must match the text form of the value.
+        if isinstance(options, dict):
+            return {str(key): str(value) if isinstance(value, int) else value for key, value in options.items()}
+        return options
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, source):
+        if not _TRACKING_SOURCE.match(source):
+            raise ValueError(f"unknown source '{source}'; use one of " + ", ".join(TRACKING_SOURCES))
+        return source
+
+
+class BrandingRules(_Strict):
+    """Autotask invoice template (invoiceEditorTemplateID) -> Xero branding theme name."""
+
+    by_template_id: dict[int, str] = Field(default_factory=dict)
+    by_template_name: dict[str, str] = Field(default_factory=dict)
+    # Theme for templates no rule names; null with rules present sets such invoices aside.
+    default: str | None = None
+
+
+class DaysAfterInvoice(_Strict):
+    days_after_invoice: int = Field(ge=0)
+
+
+class DayOfFollowingMonth(_Strict):
+    day_of_following_month: int = Field(ge=1, le=31)
+
+
+# "autotask": the invoice's dueDate; "payment_term": the invoice date plus the payment term's days;
+# "invoice_date": the invoice date plus due_days; "xero_contact": leave DueDate out so Xero applies
+# the payment terms on the contact card.
+DueDateRule = Union[
+    Literal["autotask", "payment_term", "invoice_date", "xero_contact"], DaysAfterInvoice, DayOfFollowingMonth]
+
+
+class LineRules(_Strict):
+    # item: one Xero line per billing item; billing_code: one per billing code (and tax type, account, tracking).
+    group_by: Literal["item", "billing_code"] = "item"
+    # Template over BillingItem fields; null keeps "itemName" and "description" on two lines.
+    description: str | None = None
+
+    @field_validator("description")
+    @classmethod
+    def _line_fields(cls, template):
+        if template is None:
+            return template
+        unknown = sorted(set(_PLACEHOLDER.findall(template)) - LINE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; use one of "
+                             + ", ".join("{" + f + "}" for f in sorted(LINE_FIELDS)))
+        return template
 
 
 class InvoiceMapping(_Strict):
@@ -84,24 +195,48 @@ class InvoiceMapping(_Strict):
     # "autotask": Autotask's invoiceNumber; "xero": Xero numbers them; or a template such as "INV:{id}".
     invoice_number: str = "autotask"
     status: InvoiceStatus = "DRAFT"
+    # Autotask company id (or exact company name) -> status for that customer's invoices.
+    status_overrides: dict[str, InvoiceStatus] = Field(default_factory=dict)
     line_amount_types: LineAmountTypes = "Exclusive"
     due_date: DueDateRule = "autotask"
     due_days: int = Field(default=0, ge=0)
+    due_date_overrides: dict[str, DueDateRule] = Field(default_factory=dict)
     # Template for Xero's Reference; left empty when a field it uses is empty in Autotask.
     reference: str | None = "PO {orderNumber}"
+    tracking: list[TrackingRule] = Field(default_factory=list, max_length=2)
+    branding_themes: BrandingRules = Field(default_factory=BrandingRules)
+    lines: LineRules = Field(default_factory=LineRules)
+    # xero: Xero applies its daily rate; autotask: send the rate from Autotask's Currencies.exchangeRate.
+    currency_rate: Literal["autotask", "xero"] = "xero"
+
+    @field_validator("status_overrides", "due_date_overrides", mode="before")
+    @classmethod
+    def _company_keys_are_text(cls, overrides):
+        if isinstance(overrides, dict):
+            return {str(key): value for key, value in overrides.items()}
+        return overrides
 
     @field_validator("invoice_number", "reference")
     @classmethod
-    def _templates_use_known_fields(cls, template):
+    def _templates_use_known_fields(cls, template, info):
         if template is None or template in ("autotask", "xero"):
             return template
-        unknown = sorted(set(_PLACEHOLDER.findall(template)) - TEMPLATE_FIELDS)
+        allowed = REFERENCE_FIELDS if info.field_name == "reference" else TEMPLATE_FIELDS
+        unknown = sorted(set(_PLACEHOLDER.findall(template)) - allowed)
         if unknown:
             raise ValueError(
                 f"unknown placeholder {{{unknown[0]}}}; use one of "
-                + ", ".join("{" + f + "}" for f in sorted(TEMPLATE_FIELDS))
+                + ", ".join("{" + f + "}" for f in sorted(allowed))
             )
         return template
+
+    @field_validator("tracking")
+    @classmethod
+    def _distinct_categories(cls, rules):
+        names = [rule.category.casefold() for rule in rules]
+        if len(set(names)) != len(names):
+            raise ValueError("the same tracking category is listed twice; Xero takes each category once per line")
+        return rules
 
     @model_validator(mode="after")
     def _template_numbers_are_unique(self):
@@ -141,17 +276,30 @@ def load_mapping(path: str | Path) -> InvoiceMapping:
     try:
         return InvoiceMapping.model_validate(content)
     except ValidationError as error:
-        raise MappingError(f"{path}: " + "; ".join(_explain(e) for e in error.errors())) from error
+        messages = list(dict.fromkeys(_explain(e) for e in error.errors()))
+        raise MappingError(f"{path}: " + "; ".join(messages)) from error
+
+
+_DUE_DATE_BRANCHES = ("DaysAfterInvoice", "DayOfFollowingMonth")
 
 
 def _explain(error: dict) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    loc = [str(part) for part in error["loc"]]
+    # A due-date rule is one of several shapes; pydantic reports each shape's failure, the reader needs one.
+    branch = [part for part in loc if part.startswith("literal[") or part in _DUE_DATE_BRANCHES]
+    if branch:
+        key = ".".join(loc[: loc.index(branch[0])])
+        return (f"key '{key}' is not a due-date rule. Fix: use autotask, payment_term, invoice_date, xero_contact, "
+                "{days_after_invoice: N} or {day_of_following_month: D} (D from 1 to 31)")
+    key = ".".join(loc) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
         return f"key '{key}' is not a mapping setting. Fix: remove it or correct its spelling (see mappings/example.yaml)"
     if kind == "literal_error":
         allowed = error.get("ctx", {}).get("expected", "")
         return f"key '{key}' is {error.get('input')!r}. Fix: use one of {allowed}"
+    if kind == "too_long" and key == "tracking":
+        return "key 'tracking': Xero allows at most two tracking categories. Fix: keep two entries"
     if kind in ("int_parsing", "int_type"):
         return f"key '{key}': {error.get('input')!r} is not a whole number. Fix: use the numeric Autotask id there"
     message = error["msg"].removeprefix("Value error, ")

@@ -89,6 +89,9 @@ class AutotaskInvoiceLines(pa.DataFrameModel):
     purchaseOrderNumber: Series[str] = pa.Field(nullable=True)
     # Only in newer API versions; when missing, the billing code's taxCategoryID applies.
     taxCategoryID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    # The REST model has no product link; a client that joins one in (from the charge) fills productID.
+    productID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    contractID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
     sortOrderID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
     itemDate: Series[str] = pa.Field(nullable=True)
 
@@ -132,6 +135,16 @@ class AutotaskCompanies(pa.DataFrameModel):
     billToState: Series[str] = pa.Field(nullable=True)
     billToZipCode: Series[str] = pa.Field(nullable=True)
     billToCountryID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    companyType: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    classification: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    territoryID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    invoiceTemplateID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    # Autotask's [{"name": ..., "value": ...}] list, kept as it came (tracking may read a UDF).
+    userDefinedFields: Series[object] = pa.Field(nullable=True)
+
+    @pa.check("userDefinedFields", element_wise=True, error="must be a list of {name, value}")
+    def _udfs(cls, value) -> bool:
+        return value is None or (isinstance(value, list) and all(isinstance(u, dict) for u in value))
 
     class Config:
         strict = True
@@ -141,10 +154,13 @@ class AutotaskCompanies(pa.DataFrameModel):
 class XeroInvoiceDraft(pa.DataFrameModel):
     """One row per Xero LineItem, each carrying its invoice's header columns.
 
-    The rows of one autotask_invoice_id are one Xero ACCREC invoice; to_xero_invoice builds it.
+    The rows of one autotask_invoice_id are one Xero document: an ACCREC invoice (to_xero_invoice) or,
+    for a negative Autotask invoice, an ACCRECCREDIT credit note (to_xero_credit_note) whose amounts are
+    the Autotask amounts with their signs turned.
     """
 
     autotask_invoice_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    document_type: Series[str] = pa.Field(isin=["ACCREC", "ACCRECCREDIT"])
     autotask_number: Series[str] = pa.Field(nullable=False)
     # Nullable text columns are object columns so that "no value" stays None, as the SDK models want.
     invoice_number: Series[object] = pa.Field(nullable=True)
@@ -156,8 +172,17 @@ class XeroInvoiceDraft(pa.DataFrameModel):
     currency_code: Series[str] = pa.Field(nullable=False, str_matches=r"^[A-Z]{3}$")
     line_amount_types: Series[str] = pa.Field(isin=["Exclusive", "Inclusive", "NoTax"])
     status: Series[str] = pa.Field(isin=["DRAFT", "SUBMITTED", "AUTHORISED"])
+    # Link back to the Autotask invoice; Xero keeps it as Url, so the loader can find the invoice again
+    # when Xero numbers it.
+    source_url: Series[object] = pa.Field(nullable=True)
+    branding_theme_id: Series[object] = pa.Field(nullable=True)
+    # Units of currency_code per 1 unit of the Xero base currency; None lets Xero use its daily rate.
+    currency_rate: Series[object] = pa.Field(nullable=True)
+    # Why the draft differs from a plain copy of Autotask's lines (explicit TaxAmount, rounding line).
+    rounding_note: Series[object] = pa.Field(nullable=True)
     line_no: Series[pd.Int64Dtype] = pa.Field(nullable=False, ge=1)
-    autotask_billing_item_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    # The first billing item of a grouped line; empty on a rounding line.
+    autotask_billing_item_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
     description: Series[str] = pa.Field(nullable=False, str_length={"min_value": 1, "max_value": 4000})
     quantity: Series[object] = pa.Field(nullable=False)
     unit_amount: Series[object] = pa.Field(nullable=False)
@@ -167,13 +192,17 @@ class XeroInvoiceDraft(pa.DataFrameModel):
     line_amount: Series[object] = pa.Field(nullable=False)
     autotask_total: Series[object] = pa.Field(nullable=False)
     autotask_tax: Series[object] = pa.Field(nullable=False)
+    tracking1_name: Series[object] = pa.Field(nullable=True)
+    tracking1_option: Series[object] = pa.Field(nullable=True)
+    tracking2_name: Series[object] = pa.Field(nullable=True)
+    tracking2_option: Series[object] = pa.Field(nullable=True)
 
     @pa.check("quantity", "unit_amount", "line_amount", "autotask_total", "autotask_tax", element_wise=True,
               error="must be a Decimal amount")
     def _money(cls, value) -> bool:
         return is_decimal(value)
 
-    @pa.check("tax_amount", element_wise=True, error="must be a Decimal amount or empty")
+    @pa.check("tax_amount", "currency_rate", element_wise=True, error="must be a Decimal amount or empty")
     def _tax_amount(cls, value) -> bool:
         return is_decimal_or_missing(value)
 
@@ -181,9 +210,14 @@ class XeroInvoiceDraft(pa.DataFrameModel):
     def _line_amount_in_cents(cls, value) -> bool:
         return is_decimal(value) and value == value.quantize(Decimal("0.01"))
 
-    @pa.check("invoice_number", "reference", element_wise=True, error="must be text of at most 255 characters")
+    @pa.check("invoice_number", "reference", "branding_theme_id", "tracking1_name", "tracking1_option",
+              "tracking2_name", "tracking2_option", element_wise=True, error="must be text of at most 255 characters")
     def _optional_text(cls, value) -> bool:
         return value is None or (isinstance(value, str) and 0 < len(value) <= 255)
+
+    @pa.check("source_url", "rounding_note", element_wise=True, error="must be text or empty")
+    def _optional_long_text(cls, value) -> bool:
+        return value is None or (isinstance(value, str) and len(value) > 0)
 
     @pa.check("date", element_wise=True, error="must be a datetime.date")
     def _date(cls, value) -> bool:

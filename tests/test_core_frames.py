@@ -67,7 +67,11 @@ def test_demo_mapping_maps_everything_the_generator_produces():
         account_codes=frozenset({"200", "260", "400", "404", "429"}),
         tax_types={"OUTPUT2": D("15"), "NONE": D("0"), "ZERORATED": D("0"), "EXEMPTOUTPUT": D("0"),
                    "TAX001": D("10"), "TAX002": D("20")},
-        currencies=frozenset({"NZD", "AUD", "GBP", "USD"}), base_currency="NZD")
+        currencies=frozenset({"NZD", "AUD", "GBP", "USD"}), base_currency="NZD",
+        tracking={"Region": frozenset({"North", "South", "Central"}),
+                  "Department": frozenset({"Managed Services", "Projects", "Hardware"})},
+        branding_themes={"Standard": "5d1c5b1e-0000-4000-8000-000000000001",
+                         "Managed Services": "5d1c5b1e-0000-4000-8000-000000000002"})
     result = plan_invoices(invoices_frame(data["Invoices"]), lines_frame(data["BillingItems"]),
                            companies_frame(data["Companies"]), data, load_mapping(DEMO_MAPPING), xero)
     voided = {i["id"] for i in data["Invoices"] if i["isVoided"]}

@@ -467,6 +467,10 @@ def test_to_xero_contact_prefers_the_billing_address():
     assert "EmailAddress" not in body
 
 
-def test_negative_invoice_is_left_for_the_credit_note_path():
-    aside = only_set_aside(one_invoice([line(80000001, "-2", "165")]))
-    assert "credit note" in aside.reason
+def test_negative_invoice_becomes_a_credit_note_not_a_set_aside():
+    # Changed deliberately: negative invoices used to be set aside; they are now ACCRECCREDIT drafts.
+    result = one_invoice([line(80000001, "-2", "165")])
+    assert result.set_aside == []
+    row = result.drafts.iloc[0]
+    assert row["document_type"] == "ACCRECCREDIT"
+    assert (row["quantity"], row["line_amount"]) == (D("2"), D("330.00"))

@@ -88,3 +88,28 @@ def test_a_list_is_not_a_mapping_file(tmp_path):
     with pytest.raises(MappingError) as error:
         load_mapping(write(tmp_path, "- accounts\n"))
     assert "tenant.yaml" in str(error.value)
+
+
+def test_bad_due_date_rule_gets_one_message_naming_every_shape(tmp_path):
+    with pytest.raises(MappingError) as error:
+        load_mapping(write(tmp_path, "due_date_overrides:\n  174: {day_of_following_month: 40}\n"))
+    message = str(error.value)
+    assert message.count("is not a due-date rule") == 1 and "'due_date_overrides.174'" in message
+    assert "{days_after_invoice: N}" in message
+
+
+def test_rounding_line_without_account_names_the_key(tmp_path):
+    with pytest.raises(MappingError) as error:
+        load_mapping(write(tmp_path, "tax:\n  rounding: {strategy: rounding_line}\n"))
+    assert "'tax.rounding'" in str(error.value) and "account_code" in str(error.value)
+
+
+def test_new_keys_load(tmp_path):
+    mapping = load_mapping(write(tmp_path, (
+        "currency_rate: autotask\nstatus_overrides: {174: AUTHORISED}\n"
+        "due_date: {days_after_invoice: 14}\nlines: {group_by: billing_code}\n"
+        "branding_themes: {by_template_id: {101: Standard}}\n"
+        "tracking:\n  - {category: Region, source: 'company.udf:Region', options: {1: North}}\n")))
+    assert mapping.status_overrides == {"174": "AUTHORISED"}
+    assert mapping.due_date.days_after_invoice == 14
+    assert mapping.tracking[0].options == {"1": "North"}
