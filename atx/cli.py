@@ -14,8 +14,16 @@ from rich.table import Table
 app = typer.Typer(help="Self-hosted Autotask PSA → Xero sync (Prefect flows).", no_args_is_help=True)
 sandbox_app = typer.Typer(help="Local simulators of the Autotask and Xero APIs.", no_args_is_help=True)
 sync_app = typer.Typer(help="Run a sync flow once, now.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Tenant files (tenants/NAME.yaml): one Autotask account into one Xero organisation.", no_args_is_help=True)
+connect_app = typer.Typer(help="Connect a tenant to Autotask or Xero; secrets go to Prefect Secret blocks.", no_args_is_help=True)
+deployments_app = typer.Typer(help="Prefect deployments of every tenant's flows.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The ledger database connection.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(sync_app, name="sync")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(connect_app, name="connect")
+app.add_typer(deployments_app, name="deployments")
+app.add_typer(ledger_app, name="ledger")
 console = Console()
 
 
@@ -139,6 +147,211 @@ def demo(
         "See the runs, logs and report artifacts in the Prefect UI: run `prefect server start`, set "
         "PREFECT_API_URL=http://127.0.0.1:4200/api before `atx demo`, and open http://127.0.0.1:4200."
     )
+
+
+# ---- tenants ----------------------------------------------------------------------------------------
+@tenant_app.command("add")
+def tenant_add(
+    name: str = typer.Argument(..., help="Lowercase letters, digits and dashes."),
+    mapping: str = typer.Option("example", help="Mapping file name in mappings/ (or a path)."),
+    cron: str = typer.Option("0 6 * * *", help="When the scheduled sync runs (cron, five fields)."),
+    timezone: str = typer.Option("UTC", help="Time zone of the cron schedule, e.g. Pacific/Auckland."),
+) -> None:
+    """Scaffold tenants/NAME.yaml (no secrets in it), ready for `atx connect`."""
+    from atx.settings import SettingsError
+    from atx.tenants import scaffold
+
+    try:
+        path = scaffold(name, mapping=mapping, cron=cron, timezone=timezone)
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1)
+    console.print(f"Wrote {path}. Next: `atx connect autotask --tenant {name}`, `atx connect xero --tenant {name}`, "
+                  f"`atx check --tenant {name}`, then `atx deployments sync`.")
+
+
+@tenant_app.command("list")
+def tenant_list() -> None:
+    """Each tenant, its connections, its schedule and its last run."""
+    _quiet_prefect()
+    from atx.tenants import rows
+
+    grid = Table(title="Tenants")
+    for col in ("Tenant", "Autotask [connection]", "Xero organisation [token]", "Schedule", "Last run"):
+        grid.add_column(col)
+    for r in rows():
+        grid.add_row(r.name, r.autotask, r.xero, r.schedule, r.last_run)
+    console.print(grid)
+
+
+# ---- check -------------------------------------------------------------------------------------------
+@app.command("check")
+def check(tenant: str = typer.Option(..., help="Tenant name (tenants/NAME.yaml).")) -> None:
+    """Validate a tenant against the live Autotask and Xero: credentials, mapping, routing."""
+    _quiet_prefect()
+    from atx.check import check_tenant
+
+    problems = check_tenant(tenant)
+    if not problems:
+        console.print(f"[green]{tenant}: no problems found.[/]")
+        return
+    grid = Table(title=f"Problems for {tenant}")
+    for col in ("", "Where", "Problem", "Fix"):
+        grid.add_column(col)
+    for p in problems:
+        grid.add_row("[red]error[/]" if p.severity == "error" else "[yellow]warning[/]", p.area, p.problem, p.fix)
+    console.print(grid)
+    if any(p.severity == "error" for p in problems):
+        raise typer.Exit(1)
+
+
+# ---- connect -----------------------------------------------------------------------------------------
+@connect_app.command("autotask")
+def connect_autotask_cmd(
+    tenant: str = typer.Option(..., help="Tenant name."),
+    zone_lookup_url: Optional[str] = typer.Option(None, help="Zone discovery URL (default: the tenant file's)."),
+) -> None:
+    """Ask for (or read ATX_AUTOTASK_USERNAME, ATX_AUTOTASK_SECRET, ATX_AUTOTASK_INTEGRATION_CODE) the API
+    user's credentials, discover the zone, check them, and store the secret as a Prefect Secret block."""
+    _quiet_prefect()
+    from atx.connect import ConnectError, connect_autotask
+
+    username = os.environ.get("ATX_AUTOTASK_USERNAME") or typer.prompt("Autotask API username")
+    secret = os.environ.get("ATX_AUTOTASK_SECRET") or typer.prompt("Autotask API secret", hide_input=True)
+    code = os.environ.get("ATX_AUTOTASK_INTEGRATION_CODE") or typer.prompt("Autotask API integration code")
+    try:
+        settings, zone = connect_autotask(tenant, username=username, secret=secret, integration_code=code,
+                                          zone_lookup_url=zone_lookup_url)
+    except ConnectError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1)
+    console.print(f"Autotask connected for [bold]{tenant}[/]: zone {zone}; secret stored as {settings.autotask.secret}.")
+
+
+@connect_app.command("xero")
+def connect_xero_cmd(
+    tenant: str = typer.Option(..., help="Tenant name."),
+    client_id: Optional[str] = typer.Option(None, help="Your Xero app's client id (default: the tenant file's)."),
+    org: Optional[str] = typer.Option(None, help="Organisation to use (name or tenantId) when several are granted."),
+    port: int = typer.Option(8765, help="Loopback port of the redirect URI registered with your Xero app."),
+    redirect_host: str = typer.Option("localhost", help="Host of the redirect URI (localhost or 127.0.0.1)."),
+    scopes: str = typer.Option(None, help="Scopes to ask for (default: granular invoices, payments, contacts, settings, attachments)."),
+    open_browser: bool = typer.Option(True, "--browser/--no-browser", help="Open the consent page in a browser."),
+    timeout: int = typer.Option(300, help="Seconds to wait for the consent."),
+) -> None:
+    """OAuth 2.0 code flow with PKCE: consent in the browser, callback on a loopback port, pick the organisation."""
+    _quiet_prefect()
+    from atx.connect import (DEFAULT_SCOPES, ConnectError, consent_url, exchange_code, list_connections, pick_org,
+                             resolve_or_none, save_xero_connection, store_secret, wait_for_callback)
+    from atx.connections import xero_endpoints
+    from atx.settings import load_tenant
+
+    settings = load_tenant(tenant)
+    client_id = client_id or settings.xero.client_id
+    ref = settings.xero.client_secret
+    secret = resolve_or_none(ref)
+    if secret is None:
+        secret = os.environ.get("ATX_XERO_CLIENT_SECRET") or typer.prompt("Xero app client secret", hide_input=True)
+        ref = store_secret(f"{tenant}-xero-client-secret", secret)
+    endpoints = xero_endpoints(settings)
+    consent = consent_url(endpoints.authorize_url, client_id, f"http://{redirect_host}:{port}/callback",
+                          scopes or DEFAULT_SCOPES)
+    console.print("Open this address, sign in to Xero and allow access:", soft_wrap=True)
+    typer.echo(consent.url)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(consent.url)
+    try:
+        answer = wait_for_callback("127.0.0.1" if redirect_host == "localhost" else redirect_host, port, timeout)
+        if answer.get("state") != consent.state:
+            raise ConnectError("the answer from Xero does not match this request (state); run the command again")
+        if "code" not in answer:
+            raise ConnectError(f"Xero did not grant access: {answer.get('error', 'no code')} {answer.get('error_description', '')}")
+        token = exchange_code(endpoints.token_url, client_id, secret, consent, answer["code"])
+        granted = list_connections(endpoints.identity_url, token["access_token"])
+
+        def choose(orgs):
+            for i, c in enumerate(orgs, 1):
+                console.print(f"  {i}. {c.get('tenantName')} ({c.get('tenantId')})")
+            return typer.prompt("Which organisation", type=int) - 1
+
+        chosen = pick_org(granted, org, choose)
+        save_xero_connection(settings, client_id=client_id, client_secret_ref=ref, org=chosen, token=token)
+    except ConnectError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1)
+    console.print(f"Xero connected for [bold]{tenant}[/]: {chosen.get('tenantName')} ({chosen['tenantId']}).")
+
+
+# ---- deployments and serving -------------------------------------------------------------------------
+@deployments_app.command("sync")
+def deployments_sync(file: str = typer.Option("prefect.yaml", help="The prefect.yaml to rewrite.")) -> None:
+    """Regenerate prefect.yaml's deployments from tenants/*.yaml (then run `prefect --no-prompt deploy --all`)."""
+    from atx.settings import load_all_tenants
+    from deployments import prefect_yaml
+
+    tenants = load_all_tenants()
+    with open(file, "w") as fh:
+        fh.write(prefect_yaml(tenants))
+    console.print(f"{file}: {len(tenants)} tenant(s): {', '.join(t.name for t in tenants) or 'none'}. "
+                  "Next: `prefect --no-prompt deploy --all`.")
+
+
+@deployments_app.command("check")
+def deployments_check(file: str = typer.Option("prefect.yaml", help="The prefect.yaml to compare.")) -> None:
+    """Fail when prefect.yaml does not match the tenant files."""
+    from pathlib import Path
+
+    from atx.settings import load_all_tenants
+    from deployments import stale_entries
+
+    stale = stale_entries(Path(file), load_all_tenants())
+    if stale:
+        console.print(f"[red]{file} is out of date for: {', '.join(stale)}[/]. Run `atx deployments sync`.")
+        raise typer.Exit(1)
+    console.print(f"{file} matches the tenant files.")
+
+
+@app.command("serve")
+def serve(
+    tenant: Optional[list[str]] = typer.Option(None, help="Serve only these tenants (default: every tenant)."),
+    limit: Optional[int] = typer.Option(None, help="At most this many runs at once in this process."),
+) -> None:
+    """Serve every tenant's deployments from this process (schedules and on-demand runs), until interrupted."""
+    _quiet_prefect()
+    from prefect import serve as prefect_serve
+
+    from atx.settings import load_all_tenants, load_tenant
+    from deployments import runner_deployments
+
+    tenants = [load_tenant(t) for t in tenant] if tenant else load_all_tenants()
+    if not tenants:
+        console.print("[red]No tenants: create one with `atx tenant add NAME`.[/]")
+        raise typer.Exit(1)
+    prefect_serve(*runner_deployments(tenants), limit=limit)
+
+
+# ---- the ledger's database ---------------------------------------------------------------------------
+@ledger_app.command("block")
+def ledger_block(
+    name: str = typer.Argument(..., help="Name of the SqlAlchemyConnector block to create or replace."),
+    driver: str = typer.Option("postgresql+psycopg", help="SQLAlchemy driver, e.g. postgresql+psycopg or sqlite+pysqlite."),
+    host: Optional[str] = typer.Option(None), port: Optional[int] = typer.Option(None),
+    database: str = typer.Option(..., help="Database name (or the file, for SQLite)."),
+    username: Optional[str] = typer.Option(None),
+    tenant: Optional[list[str]] = typer.Option(None, help="Point these tenants' ledger_block at it."),
+) -> None:
+    """Create the prefect-sqlalchemy block the ledger uses; the password (ATX_LEDGER_PASSWORD or a prompt) is a SecretStr."""
+    _quiet_prefect()
+    from atx.connections import save_ledger_block
+
+    password = None
+    if username:
+        password = os.environ.get("ATX_LEDGER_PASSWORD") or typer.prompt("Database password", hide_input=True, default="")
+    save_ledger_block(name, driver=driver, host=host, port=port, database=database, username=username,
+                      password=password or None, tenants=tenant or [])
+    console.print(f"Saved SqlAlchemyConnector block {name!r}" + (f" for {', '.join(tenant)}" if tenant else "") + ".")
 
 
 def _fresh_demo_ledger(home: str) -> None:

@@ -53,6 +53,9 @@ class AutotaskSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     username: str
+    connection: str | None = Field(
+        None, description="name of the Autotask account; tenants with the same name (default: username) share it"
+    )
     integration_code: str
     secret: str = Field(description="env:NAME or block:NAME")
     zone_lookup_url: str = "https://webservices.autotask.net/atservicesrest"
@@ -80,10 +83,63 @@ class XeroSettings(BaseModel):
     _is_ref = field_validator("client_secret")(AutotaskSettings._is_ref.__func__)
 
 
+class CompanyUdfRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="the company user-defined field's name, as Autotask shows it")
+    values: list[str] = Field(description="this tenant takes companies whose field holds one of these values")
+
+
+class RoutingSettings(BaseModel):
+    """Which documents of a shared Autotask account belong to this tenant. Any one rule matching is enough."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    companies: list[int] = Field(default_factory=list, description="Autotask company ids")
+    business_units: list[int] = Field(
+        default_factory=list, description="BillingItems.organizationalLevelAssociationID values"
+    )
+    invoice_templates: list[int] = Field(default_factory=list, description="Invoices.invoiceEditorTemplateID values")
+    company_udf: CompanyUdfRule | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.companies or self.business_units or self.invoice_templates or self.company_udf)
+
+
+class ScheduleSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str = "0 6 * * *"
+    timezone: str = "UTC"
+    active: bool = True
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError("must be a five-field cron expression, for example \"0 6 * * 1-5\"")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not a time zone name; use one like Pacific/Auckland or Europe/London") from None
+        return v
+
+
+TENANT_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
 class TenantSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: str = Field(pattern=TENANT_NAME)
     autotask: AutotaskSettings
     xero: XeroSettings
     mapping: str = Field(description="mapping file: a path, or a name in mappings/")
@@ -93,6 +149,8 @@ class TenantSettings(BaseModel):
     lookback_days: int = Field(14, ge=0, description="overlap re-read before the last high-water mark")
     attach_pdfs: bool = False
     send_lease_minutes: int = Field(15, ge=0)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
 
     @property
     def send_lease(self) -> timedelta:
@@ -101,6 +159,10 @@ class TenantSettings(BaseModel):
     @property
     def token_connection(self) -> str:
         return self.xero.connection or self.name
+
+    @property
+    def autotask_connection(self) -> str:
+        return (self.autotask.connection or self.autotask.username).strip().lower()
 
     def mapping_path(self) -> Path:
         p = Path(self.mapping)
@@ -126,6 +188,15 @@ def load_tenant(name: str) -> TenantSettings:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise SettingsError(f"{path}: {problems}") from None
+
+
+def tenant_names() -> list[str]:
+    folder = tenants_dir()
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def load_all_tenants() -> list[TenantSettings]:
+    return [load_tenant(name) for name in tenant_names()]
 
 
 def save_tenant(settings: TenantSettings) -> Path:

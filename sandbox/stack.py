@@ -42,13 +42,29 @@ class SandboxStack:
             data = generate_data(seed=self.seed, invoices=self.invoices, start=end - timedelta(days=29), days=30)
         self.autotask = AutotaskSandbox(data, clock=self.clock)
         self.xero = XeroSandbox(clock=self.clock)
-        self.org = self.xero.add_org(self.org_name, self.org_country)
-        if self.org_country == "NZ":
-            _add_demo_tax_rates(self.org)
+        self.org = self.add_org(self.org_name, self.org_country)
         # A fresh client secret per stack: nothing secret is ever written into the repository.
         self.xero_client_secret = secrets.token_urlsafe(24)
-        self.xero.register_app(XERO_CLIENT_ID, self.xero_client_secret, redirect_uris=["http://127.0.0.1/callback"])
+        self.redirect_uris = ["http://127.0.0.1/callback"]
+        self.xero.register_app(XERO_CLIENT_ID, self.xero_client_secret, redirect_uris=self.redirect_uris)
         self._servers: list[BackgroundServer] = []
+
+    def add_org(self, name: str, country: str = "NZ"):
+        """Another Xero organisation in the same simulator (an MSP with several legal entities)."""
+        org = self.xero.add_org(name, country)
+        if country == "NZ":
+            _add_demo_tax_rates(org)
+        return org
+
+    def allow_redirect(self, uri: str) -> None:
+        """Register a callback address with the sandbox's Xero app, as a developer does in Xero's portal."""
+        if uri not in self.redirect_uris:
+            self.redirect_uris.append(uri)
+            self.xero.register_app(XERO_CLIENT_ID, self.xero_client_secret, redirect_uris=self.redirect_uris)
+
+    @property
+    def customer_ids(self) -> list[int]:
+        return sorted(c["id"] for c in self.autotask.records("Companies") if c.get("companyType") == 1)
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "SandboxStack":
@@ -83,10 +99,14 @@ class SandboxStack:
             f"{prefix}_XERO_CLIENT_SECRET": self.xero_client_secret,
         }
 
-    def tenant_settings(self, tenant: str, mapping: str = "demo", **options):
-        """Settings for a tenant on this stack; secrets are referenced through environment variables."""
+    def tenant_settings(self, tenant: str, mapping: str = "demo", *, org=None, **options):
+        """Settings for a tenant on this stack; secrets are referenced through environment variables.
+
+        Every tenant of one stack shares its Autotask account; `org` picks the Xero organisation.
+        """
         from atx.settings import TenantSettings
 
+        org = org or self.org
         env = list(self.secret_env(tenant))
         cred = self.autotask.credentials
         return TenantSettings(
@@ -100,14 +120,14 @@ class SandboxStack:
             xero={
                 "client_id": XERO_CLIENT_ID,
                 "client_secret": f"env:{env[1]}",
-                "tenant_id": self.org.tenant_id,
+                "tenant_id": org.tenant_id,
                 "api_base": self.xero_url,
             },
             mapping=mapping,
             **options,
         )
 
-    def connect_tenant(self, tenant: str, mapping: str = "demo", **options):
+    def connect_tenant(self, tenant: str, mapping: str = "demo", *, org=None, **options):
         """Write the tenant file, export its secrets into this process, and store a granted token set.
 
         This is what `atx connect` does against the real services; the sandbox grants consent at once.
@@ -116,10 +136,11 @@ class SandboxStack:
         from atx.settings import save_tenant
         from ledger import LedgerTokenStore
 
-        settings = self.tenant_settings(tenant, mapping, **options)
+        org = org or self.org
+        settings = self.tenant_settings(tenant, mapping, org=org, **options)
         save_tenant(settings)
         os.environ.update(self.secret_env(tenant))
-        token = self.xero.issue_tokens(XERO_CLIENT_ID, [self.org.tenant_id])
+        token = self.xero.issue_tokens(XERO_CLIENT_ID, [org.tenant_id])
         LedgerTokenStore(ledger_for(settings), settings.token_connection).save(_with_expiry(token, self.clock))
         forget_clients(tenant)
         return settings

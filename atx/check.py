@@ -1,0 +1,292 @@
+"""`atx check`: a tenant against the live systems, before any run writes anything.
+
+Each problem says what is wrong and the fix. `error` problems stop a run at its start (the flows call
+`blocking` through tasks/tenancy.py); `warning` problems are for the person reading `atx check`: the run
+itself sets the affected documents aside with the same reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from atx.settings import SettingsError, TenantSettings, load_all_tenants, load_tenant
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    severity: Severity
+    area: str
+    problem: str
+    fix: str
+
+
+class PreflightFailed(RuntimeError):
+    """The tenant cannot sync until these problems are fixed; nothing has been written."""
+
+    def __init__(self, tenant: str, problems: list[Problem]):
+        self.problems = problems
+        lines = [f"tenant {tenant} cannot sync until this is fixed (nothing was written):"]
+        lines += [f"- {p.area}: {p.problem} Fix: {p.fix}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+def check_tenant(name: str, *, autotask_usage: bool = True) -> list[Problem]:
+    """Every problem found, errors first. `autotask_usage` also checks that what Autotask uses is mapped."""
+    try:
+        settings = load_tenant(name)
+    except SettingsError as exc:
+        return [Problem("error", "tenant file", str(exc), "correct the file, see the README's Tenants section")]
+    problems: list[Problem] = []
+    mapping = _mapping(settings, problems)
+    problems += _secrets(settings)
+    if not any(p.severity == "error" for p in problems):
+        reference = _autotask(settings, problems, autotask_usage)
+        xero = _xero(settings, problems)
+        if mapping is not None and xero is not None:
+            problems += mapping_targets(mapping, xero)
+        if mapping is not None and reference is not None:
+            problems += mapping_coverage(mapping, reference)
+        if xero is not None and reference is not None:
+            problems += currencies(reference, xero)
+    problems += routing_problems(settings)
+    return sorted(problems, key=lambda p: p.severity != "error")
+
+
+def blocking(name: str) -> list[Problem]:
+    return [p for p in check_tenant(name, autotask_usage=False) if p.severity == "error"]
+
+
+# ---- pieces ------------------------------------------------------------------------------------
+def _mapping(settings: TenantSettings, problems: list[Problem]):
+    from core.mapping import MappingError, load_mapping
+
+    try:
+        return load_mapping(settings.mapping_path())
+    except (SettingsError, MappingError) as exc:
+        problems.append(Problem("error", "mapping file", str(exc), "correct the mapping file (see mappings/example.yaml)"))
+        return None
+
+
+def _secrets(settings: TenantSettings) -> list[Problem]:
+    from atx.settings import SecretRef
+
+    out = []
+    for area, ref, fix in (
+        ("Autotask secret", settings.autotask.secret, f"run `atx connect autotask --tenant {settings.name}`"),
+        ("Xero client secret", settings.xero.client_secret, f"run `atx connect xero --tenant {settings.name}`"),
+    ):
+        try:
+            SecretRef(ref).resolve()
+        except Exception as exc:  # a missing block raises ValueError, an unreachable API something else
+            out.append(Problem("error", area, _first_line(exc), fix))
+    return out
+
+
+@dataclass
+class XeroFacts:
+    account_codes: set[str]
+    tax_types: set[str]
+    tracking: dict[str, set[str]]  # category name -> active option names
+    branding_themes: set[str]
+    currencies: set[str]
+
+
+def _xero(settings: TenantSettings, problems: list[Problem]) -> XeroFacts | None:
+    from atx.connections import xero_gateway
+    from clients.xero import XeroAuthError, XeroError
+
+    reconnect = f"run `atx connect xero --tenant {settings.name}`"
+    try:
+        gateway = xero_gateway(settings)
+        granted = {c.get("tenantId") for c in gateway.connections()}
+        if settings.xero.tenant_id not in granted:
+            problems.append(Problem("error", "Xero connection",
+                                    f"the organisation {settings.xero.tenant_id} is not connected to this app.", reconnect))
+            return None
+        org = gateway.organisation()
+        base = str(getattr(org.base_currency, "value", org.base_currency))
+        return XeroFacts(
+            account_codes={a.code for a in gateway.accounts() if a.code and _status(a.status) == "ACTIVE"},
+            tax_types={t.tax_type for t in gateway.tax_rates() if t.tax_type and _status(t.status) in ("ACTIVE", "NONE")},
+            tracking={
+                c.name: {o.name for o in (c.options or []) if _status(o.status) == "ACTIVE"}
+                for c in gateway.tracking_categories() if _status(c.status) == "ACTIVE"
+            },
+            branding_themes={t.name for t in gateway.branding_themes() if t.name},
+            currencies={str(getattr(c.code, "value", c.code)) for c in gateway.currencies()} | {base},
+        )
+    except XeroAuthError as exc:
+        problems.append(Problem("error", "Xero connection", _first_line(exc), reconnect))
+    except XeroError as exc:
+        problems.append(Problem("error", "Xero", _first_line(exc), "try again later; check Xero's status page"))
+    return None
+
+
+REFERENCE = ("BillingCodes", "TaxCategories", "InvoiceTemplates", "Currencies")
+
+
+def _autotask(settings: TenantSettings, problems: list[Problem], usage: bool) -> dict[str, list[dict]] | None:
+    from atx.connections import autotask_client
+    from clients.autotask import AutotaskError
+
+    try:
+        with autotask_client(settings) as at:
+            at.threshold()  # the cheapest authenticated call: proves zone, user, secret and integration code
+            if not usage:
+                return None
+            everything = [{"op": "gte", "field": "id", "value": 0}]
+            return {entity: list(at.query(entity, everything)) for entity in REFERENCE}
+    except AutotaskError as exc:
+        problems.append(Problem("error", "Autotask credentials", _first_line(exc),
+                                f"check the API user, then run `atx connect autotask --tenant {settings.name}`"))
+    except Exception as exc:  # httpx errors: the zone cannot be reached at all
+        problems.append(Problem("error", "Autotask", f"cannot reach Autotask ({type(exc).__name__}).",
+                                "check autotask.zone_lookup_url and the network"))
+    return None
+
+
+def mapping_targets(mapping, xero: XeroFacts) -> list[Problem]:
+    """Every Xero thing the mapping names exists (and is active) in the organisation."""
+    out: list[Problem] = []
+    accounts = getattr(mapping, "accounts", None)
+    for key, code in _named_values(accounts, "accounts"):
+        if code not in xero.account_codes:
+            out.append(Problem("error", "mapping " + key, f"account code {code} is not an active account in Xero.",
+                               f"create account {code} in Xero, or change {key} to an existing code"))
+    tax = getattr(mapping, "tax", None)
+    for key, tax_type in _named_values(tax, "tax"):
+        if tax_type not in xero.tax_types:
+            out.append(Problem("error", "mapping " + key, f"tax type {tax_type} is not an active tax rate in Xero.",
+                               f"create the tax rate in Xero, or change {key} to one of {', '.join(sorted(xero.tax_types)[:8])}…"))
+    rounding = getattr(tax, "rounding", None)
+    if rounding is not None:
+        code = getattr(rounding, "account_code", None)
+        if code and code not in xero.account_codes:
+            out.append(Problem("error", "mapping tax.rounding.account_code", f"account code {code} is not in Xero.",
+                               "point it at an existing account"))
+        if getattr(rounding, "strategy", None) == "rounding_line" and rounding.tax_type not in xero.tax_types:
+            out.append(Problem("error", "mapping tax.rounding.tax_type", f"tax type {rounding.tax_type} is not in Xero.",
+                               "use a 0 % tax type that exists"))
+    for i, rule in enumerate(getattr(mapping, "tracking", None) or []):
+        options = xero.tracking.get(rule.category)
+        if options is None:
+            out.append(Problem("error", f"mapping tracking[{i}]", f"tracking category {rule.category!r} is not active in Xero.",
+                               "create it in Xero (Settings > Tracking categories) or correct its name"))
+            continue
+        for value, option in (getattr(rule, "options", None) or {}).items():
+            if option not in options:
+                out.append(Problem("error", f"mapping tracking[{i}].options.{value}",
+                                   f"option {option!r} is not an active option of {rule.category!r} in Xero.",
+                                   "add the option in Xero or correct its name"))
+    branding = getattr(mapping, "branding_themes", None)
+    for key, theme in _named_values(branding, "branding_themes"):
+        if theme not in xero.branding_themes:
+            out.append(Problem("error", "mapping " + key, f"branding theme {theme!r} is not in Xero.",
+                               "create the theme in Xero (Invoice settings) or use one of: " + ", ".join(sorted(xero.branding_themes))))
+    return out
+
+
+def mapping_coverage(mapping, reference: dict[str, list[dict]]) -> list[Problem]:
+    """What Autotask uses (active billing codes, tax categories, templates) has a mapping."""
+    out: list[Problem] = []
+    accounts, tax = mapping.accounts, mapping.tax
+    if accounts.refuse_unmapped or not accounts.default:
+        for code in reference.get("BillingCodes", []):
+            if not code.get("isActive", True):
+                continue
+            if not (code["id"] in accounts.by_billing_code_id or code.get("name") in accounts.by_billing_code_name
+                    or code.get("generalLedgerAccount") in accounts.by_gl_account
+                    or code.get("externalNumber") in accounts.by_external_number
+                    or _label_mapped(accounts, code)):
+                out.append(Problem("warning", "mapping accounts",
+                                   f"billing code {code.get('name')!r} (id {code['id']}) has no Xero account: its invoices are set aside.",
+                                   f"add accounts.by_billing_code_id.{code['id']} (or a default)"))
+    if not tax.default:
+        star_everywhere = bool(tax.by_region) and all("*" in rules for rules in tax.by_region.values())
+        for category in reference.get("TaxCategories", []):
+            if not category.get("isActive", True) or star_everywhere:
+                continue
+            if category["id"] not in tax.by_category_id and category.get("name") not in tax.by_category_name:
+                out.append(Problem("warning", "mapping tax",
+                                   f"tax category {category.get('name')!r} (id {category['id']}) has no Xero tax type.",
+                                   f"add tax.by_category_name.{category.get('name')} (or tax.default)"))
+    branding = getattr(mapping, "branding_themes", None)
+    if branding is not None and (branding.by_template_id or branding.by_template_name) and not branding.default:
+        for template in reference.get("InvoiceTemplates", []):
+            if template["id"] not in branding.by_template_id and template.get("name") not in branding.by_template_name:
+                out.append(Problem("warning", "mapping branding_themes",
+                                   f"invoice template {template.get('name')!r} (id {template['id']}) has no branding theme.",
+                                   f"add branding_themes.by_template_id.{template['id']} (or a default)"))
+    return out
+
+
+def currencies(reference: dict[str, list[dict]], xero: XeroFacts) -> list[Problem]:
+    out = []
+    for currency in reference.get("Currencies", []):
+        code = currency.get("name") or currency.get("currencyCode")
+        if currency.get("isActive", True) and code and code not in xero.currencies:
+            out.append(Problem("warning", "Xero currencies",
+                               f"Autotask bills in {code} but the organisation is not subscribed to it.",
+                               f"add {code} in Xero (Settings > Currencies) before its invoices are synced"))
+    return out
+
+
+def routing_problems(settings: TenantSettings) -> list[Problem]:
+    try:
+        peers = [t for t in load_all_tenants() if t.autotask_connection == settings.autotask_connection]
+    except SettingsError:
+        return []
+    if len(peers) < 2:
+        return []
+    others = ", ".join(t.name for t in peers if t.name != settings.name)
+    out = []
+    if settings.routing.empty:
+        out.append(Problem("warning", "routing", f"the Autotask account is shared with {others}, and this tenant has "
+                           "no routing rules: it receives no invoices.",
+                           "add routing.companies, business_units, invoice_templates or company_udf to the tenant file"))
+    for other in peers:
+        if other.name == settings.name:
+            continue
+        for key in ("companies", "business_units", "invoice_templates"):
+            both = sorted(set(getattr(settings.routing, key)) & set(getattr(other.routing, key)))
+            if both:
+                out.append(Problem("warning", "routing", f"routing.{key} {both} also route to {other.name}: those "
+                                   "invoices go to neither and are reported.", f"keep each value in one tenant's file"))
+    return out
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+def _named_values(section, prefix: str):
+    """(key path, Xero name) for every value a mapping section sends to Xero."""
+    if section is None:
+        return
+    for name in type(section).model_fields:
+        value = getattr(section, name)
+        if name in ("refuse_unmapped", "rounding", "strategy"):
+            continue
+        if isinstance(value, str):
+            yield f"{prefix}.{name}", value
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if isinstance(v, str):
+                    yield f"{prefix}.{name}.{k}", v
+                elif isinstance(v, dict):
+                    for kk, vv in v.items():
+                        if isinstance(vv, str):
+                            yield f"{prefix}.{name}.{k}.{kk}", vv
+
+
+def _label_mapped(accounts, code: dict) -> bool:
+    labels = getattr(accounts, "by_gl_account_label", None) or {}
+    return bool(labels) and str(code.get("generalLedgerAccountLabel") or "") in labels
+
+
+def _status(value) -> str:
+    return str(getattr(value, "value", value)).upper()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

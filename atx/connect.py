@@ -1,0 +1,187 @@
+"""`atx connect`: credentials into Prefect Secret blocks, and Xero's consent (code + PKCE) on a loopback port.
+
+Secrets are stored one string per Secret block (a dict Secret comes back unmasked from the API) and the
+tenant file is rewritten to name the block. The Xero token set goes to the ledger's token store.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.server
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+
+from atx.settings import SecretRef, SettingsError, TenantSettings, load_tenant, save_tenant
+
+DEFAULT_SCOPES = ("offline_access accounting.invoices accounting.payments accounting.contacts "
+                  "accounting.settings accounting.attachments")
+
+
+class ConnectError(RuntimeError):
+    pass
+
+
+def store_secret(block_name: str, value: str) -> str:
+    from prefect.blocks.system import Secret
+
+    Secret(value=value).save(block_name, overwrite=True)
+    return f"block:{block_name}"
+
+
+# ---- Autotask ------------------------------------------------------------------------------------
+def connect_autotask(tenant: str, *, username: str, secret: str, integration_code: str,
+                     zone_lookup_url: str | None = None) -> tuple[TenantSettings, str]:
+    """Discover the zone, prove the credentials with one cheap call, then store them. Returns (settings, zone)."""
+    from clients.autotask import AutotaskClient, AutotaskError
+
+    settings = load_tenant(tenant)
+    lookup = zone_lookup_url or settings.autotask.zone_lookup_url
+    client = AutotaskClient(username=username, secret=secret, integration_code=integration_code, zone_lookup_url=lookup)
+    try:
+        with client as at:
+            at.threshold()
+            zone = at._base()
+    except AutotaskError as exc:
+        raise ConnectError(f"Autotask refused these credentials: {exc}. Nothing was stored.") from None
+    except httpx.HTTPError as exc:
+        raise ConnectError(f"cannot reach Autotask at {lookup} ({type(exc).__name__}). Nothing was stored.") from None
+    ref = store_secret(f"{tenant}-autotask-secret", secret)
+    autotask = settings.autotask.model_copy(update={
+        "username": username, "integration_code": integration_code, "secret": ref, "zone_lookup_url": lookup,
+    })
+    settings = settings.model_copy(update={"autotask": autotask})
+    save_tenant(settings)
+    return settings, zone
+
+
+# ---- Xero ----------------------------------------------------------------------------------------
+@dataclass
+class Consent:
+    url: str
+    redirect_uri: str
+    state: str
+    verifier: str
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(64)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def consent_url(authorize_url: str, client_id: str, redirect_uri: str, scopes: str) -> Consent:
+    verifier, challenge = pkce_pair()
+    state = secrets.token_urlsafe(24)
+    query = urlencode({
+        "response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "scope": scopes,
+        "state": state, "code_challenge": challenge, "code_challenge_method": "S256",
+    })
+    return Consent(f"{authorize_url}?{query}", redirect_uri, state, verifier)
+
+
+class _Callback(http.server.BaseHTTPRequestHandler):
+    result: dict = {}
+    done: threading.Event
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        parts = urlsplit(self.path)
+        if parts.path != "/callback":
+            self.send_response(404)
+            self.end_headers()
+            return
+        type(self).result.update({k: v[0] for k, v in parse_qs(parts.query).items()})
+        ok = "code" in type(self).result
+        body = ("Connected. You can close this window and return to the terminal." if ok
+                else "Xero did not grant access. Return to the terminal for details.").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        type(self).done.set()
+
+    def log_message(self, *args):  # the query string holds the code: keep it out of the terminal
+        pass
+
+
+def wait_for_callback(host: str, port: int, timeout: float) -> dict:
+    handler = type("Callback", (_Callback,), {"result": {}, "done": threading.Event()})
+    server = http.server.ThreadingHTTPServer((host, port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        if not handler.done.wait(timeout):
+            raise ConnectError(f"no answer from Xero's consent page within {int(timeout)} s; run the command again")
+        return dict(handler.result)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def exchange_code(token_url: str, client_id: str, client_secret: str, consent: Consent, code: str) -> dict:
+    response = httpx.post(token_url, data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": consent.redirect_uri,
+        "code_verifier": consent.verifier,
+    }, auth=(client_id, client_secret), timeout=30)
+    if response.status_code != 200:
+        error = response.json().get("error", response.status_code) if response.headers.get("content-type", "").startswith("application/json") else response.status_code
+        raise ConnectError(f"Xero refused the authorisation code ({error}); run `atx connect xero` again")
+    token = response.json()
+    token["expires_at"] = time.time() + int(token.get("expires_in", 1800))
+    if isinstance(token.get("scope"), str):
+        token["scope"] = token["scope"].split()
+    keep = ("access_token", "refresh_token", "expires_in", "token_type", "scope", "id_token", "expires_at")
+    return {k: v for k, v in token.items() if k in keep}
+
+
+def list_connections(identity_url: str, access_token: str) -> list[dict]:
+    response = httpx.get(f"{identity_url}/connections", headers={"Authorization": f"Bearer {access_token}",
+                                                                  "Accept": "application/json"}, timeout=30)
+    if response.status_code != 200:
+        raise ConnectError(f"Xero did not list the organisations granted (HTTP {response.status_code})")
+    return response.json()
+
+
+def pick_org(connections: list[dict], wanted: str | None, choose=None) -> dict:
+    orgs = [c for c in connections if c.get("tenantType", "ORGANISATION") == "ORGANISATION"]
+    if not orgs:
+        raise ConnectError("the consent granted no Xero organisation; run `atx connect xero` again and tick one")
+    if wanted:
+        found = [c for c in orgs if wanted in (c.get("tenantId"), c.get("tenantName"))]
+        if not found:
+            names = ", ".join(f"{c.get('tenantName')} ({c.get('tenantId')})" for c in orgs)
+            raise ConnectError(f"organisation {wanted!r} was not granted; granted: {names}")
+        return found[0]
+    if len(orgs) == 1:
+        return orgs[0]
+    if choose is None:
+        raise ConnectError("several organisations were granted: pass --org NAME_OR_TENANT_ID")
+    return orgs[choose(orgs)]
+
+
+def save_xero_connection(settings: TenantSettings, *, client_id: str, client_secret_ref: str, org: dict,
+                         token: dict) -> TenantSettings:
+    from atx.connections import forget_clients, ledger_for
+    from ledger import LedgerTokenStore
+
+    xero = settings.xero.model_copy(update={"client_id": client_id, "client_secret": client_secret_ref,
+                                            "tenant_id": org["tenantId"]})
+    settings = settings.model_copy(update={"xero": xero})
+    store = LedgerTokenStore(ledger_for(settings), settings.token_connection)
+    with store.locked():
+        store.save(token)
+    save_tenant(settings)
+    forget_clients(settings.name)
+    return settings
+
+
+def resolve_or_none(ref: str) -> str | None:
+    try:
+        return SecretRef(ref).resolve()
+    except (SettingsError, ValueError):
+        return None

@@ -1,0 +1,159 @@
+"""Tenancy tasks: the checks a run makes before it writes, and keeping only this tenant's documents.
+
+Several tenants (Xero organisations) may share one Autotask account. Right after extract, each run keeps
+the invoices its routing rules claim and reports, in its run report, those that match no tenant or more
+than one: they are never guessed into an organisation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NONE
+
+from atx.settings import TenantSettings, load_all_tenants, load_tenant
+from core import routing
+from tasks.extract import AutotaskExtract
+from tasks.load import InvoiceOutcome
+
+
+@task(name="check-tenant", cache_policy=NONE)
+def preflight(tenant: str) -> None:
+    """The blocking part of `atx check`: credentials, the Xero connection, and every mapped Xero name."""
+    from atx.check import PreflightFailed, blocking
+
+    problems = blocking(tenant)
+    if problems:
+        raise PreflightFailed(tenant, problems)
+    get_run_logger().info("checked %s: Autotask and Xero answer, and every mapped account and tax type exists", tenant)
+
+
+@dataclass
+class Routed:
+    extract: AutotaskExtract
+    # One report row per invoice this tenant cannot take: matching no tenant, or several.
+    outcomes: list[InvoiceOutcome] = field(default_factory=list)
+    others: int = 0  # invoices that belong to other tenants
+
+
+def rules_of(settings: TenantSettings) -> routing.TenantRules:
+    r = settings.routing
+    return routing.TenantRules.of(
+        companies=r.companies,
+        business_units=r.business_units,
+        invoice_templates=r.invoice_templates,
+        udf_name=r.company_udf.name if r.company_udf else None,
+        udf_values=r.company_udf.values if r.company_udf else (),
+    )
+
+
+def peers_of(settings: TenantSettings) -> dict[str, routing.TenantRules]:
+    """Every tenant on the same Autotask account (this one included), with its rules."""
+    tenants = {t.name: t for t in load_all_tenants() if t.autotask_connection == settings.autotask_connection}
+    tenants[settings.name] = settings
+    return {name: rules_of(t) for name, t in sorted(tenants.items())}
+
+
+@task(name="route-invoices", retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NONE)
+def route_invoices(tenant: str, extract: AutotaskExtract) -> Routed:
+    settings = load_tenant(tenant)
+    peers = peers_of(settings)
+    logger = get_run_logger()
+    if len(peers) == 1 and peers[tenant].empty:
+        return Routed(extract=extract)
+    units, udfs, calls = _routing_facts(settings, peers, extract)
+    from core.invoices import _REJECTED_INVOICES
+
+    docs = routing.documents(
+        extract.invoices, extract.lines, business_units=units, company_udfs=udfs,
+        extra_records=[r.record for r in extract.invoices.attrs.get(_REJECTED_INVOICES, [])],
+    )
+    result = routing.route(docs, peers)
+    mine = result.of(tenant)
+    totals = dict(zip(extract.invoices["id"], extract.invoices["invoiceTotal"])) if len(extract.invoices) else {}
+    outcomes = []
+    for invoice_id in result.unrouted:
+        outcomes.append(_report(invoice_id, result, totals, "skipped (not routed: matches no tenant)",
+                                "add the company, business unit, template or UDF value to one tenant's routing rules"))
+    for invoice_id, claimants in result.conflicts.items():
+        if tenant in claimants:
+            outcomes.append(_report(invoice_id, result, totals, f"skipped (not routed: matches {', '.join(claimants)})",
+                                    "make the tenants' routing rules exclusive, so one tenant claims it"))
+    others = len(result.owner) - len(mine)
+    logger.info("routing: %d invoices for %s, %d for other tenants, %d match no tenant, %d match several",
+                len(mine), tenant, others, len(result.unrouted), len(result.conflicts))
+    for o in outcomes:
+        logger.warning("%s %s: %s (fix: %s)", o.autotask_number, o.action, o.reason, o.fix)
+    if outcomes:
+        create_table_artifact(
+            key=f"routing-{tenant}",
+            table=[{"Autotask number": o.autotask_number, "Autotask id": o.autotask_id, "Problem": o.action, "Fix": o.fix}
+                   for o in outcomes],
+            description=f"Invoices not routed to exactly one tenant (seen by {tenant})",
+        )
+    kept = keep_only(extract, mine)
+    kept.api_calls += calls
+    return Routed(extract=kept, outcomes=outcomes, others=others)
+
+
+def keep_only(extract: AutotaskExtract, invoice_ids: set[int]) -> AutotaskExtract:
+    """The extract narrowed to these invoices, including the records that failed validation."""
+    from core.invoices import _REJECTED_COMPANIES, _REJECTED_INVOICES, _REJECTED_LINES
+
+    def narrowed(frame: pd.DataFrame, mask, key: str, keep_record) -> pd.DataFrame:
+        out = frame[mask].copy() if len(frame) else frame.copy()
+        out.attrs = dict(frame.attrs)
+        out.attrs[key] = [r for r in frame.attrs.get(key, []) if keep_record(r.record)]
+        return out
+
+    ids = {int(i) for i in invoice_ids}
+    invoices = narrowed(extract.invoices, extract.invoices["id"].isin(ids) if len(extract.invoices) else None,
+                        _REJECTED_INVOICES, lambda r: _int(r.get("id")) in ids)
+    lines = narrowed(extract.lines, extract.lines["invoiceID"].isin(ids) if len(extract.lines) else None,
+                     _REJECTED_LINES, lambda r: _int(r.get("invoiceID")) in ids)
+    company_ids = {int(c) for c in invoices["companyID"]} if len(invoices) else set()
+    company_ids |= {_int(r.record.get("companyID")) for r in invoices.attrs.get(_REJECTED_INVOICES, [])}
+    companies = narrowed(extract.companies, extract.companies["id"].isin(company_ids) if len(extract.companies) else None,
+                         _REJECTED_COMPANIES, lambda r: _int(r.get("id")) in company_ids)
+    contacts = [c for c in extract.contacts if _int(c.get("companyID")) in company_ids]
+    return replace(extract, invoices=invoices, lines=lines, companies=companies, contacts=contacts)
+
+
+def _routing_facts(settings: TenantSettings, peers: dict[str, routing.TenantRules], extract: AutotaskExtract):
+    """Business units and company UDFs, read only when some tenant routes by them (the frames omit them)."""
+    from atx.connections import autotask_client
+
+    want_units = any(r.business_units for r in peers.values()) and "organizationalLevelAssociationID" not in extract.lines.columns
+    want_udfs = any(r.udf_name for r in peers.values())
+    if not (want_units or want_udfs) or not len(extract.invoices):
+        return {}, {}, 0
+    units: dict[int, set[int]] = {}
+    udfs: dict[int, dict[str, str]] = {}
+    with autotask_client(settings) as at:
+        if want_units:
+            for item in at.query_in("BillingItems", "invoiceID", [int(i) for i in extract.invoices["id"]],
+                                    include_fields=["invoiceID", "organizationalLevelAssociationID"]):
+                if item.get("organizationalLevelAssociationID") is not None:
+                    units.setdefault(int(item["invoiceID"]), set()).add(int(item["organizationalLevelAssociationID"]))
+        if want_udfs:
+            company_ids = sorted({int(c) for c in extract.invoices["companyID"]})
+            udfs = routing.udfs_by_company(at.query_in("Companies", "id", company_ids,
+                                                       include_fields=["userDefinedFields"]))
+        return units, udfs, at.calls
+
+
+def _report(invoice_id: int, result: routing.Routing, totals: dict, action: str, fix: str) -> InvoiceOutcome:
+    return InvoiceOutcome(
+        autotask_id=int(invoice_id), autotask_number=result.numbers.get(invoice_id, str(invoice_id)), contact="",
+        currency="", autotask_total=totals.get(invoice_id, 0), action=action,
+        reason="routing rules do not pick exactly one Xero organisation", fix=fix,
+    )
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None

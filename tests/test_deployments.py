@@ -1,0 +1,55 @@
+"""prefect.yaml generated from the tenant files: each tenant's deployment, schedule and limit."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from deployments import deployment_entries, stale_entries
+from sandbox.stack import SandboxStack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_each_tenant_gets_its_own_deployment_schedule_and_limit(atx_home, tmp_path):
+    with SandboxStack(invoices=1) as stack:
+        stack.connect_tenant("acme", schedule={"cron": "0 6 * * 1-5", "timezone": "Pacific/Auckland"})
+        stack.connect_tenant("beta", schedule={"cron": "15 22 * * *", "timezone": "Europe/London", "active": False})
+    out = tmp_path / "prefect.yaml"
+    result = subprocess.run([sys.executable, "-m", "atx.cli", "deployments", "sync", "--file", str(out)],
+                            env=dict(os.environ), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    doc = yaml.safe_load(out.read_text())
+    by_name = {d["name"]: d for d in doc["deployments"]}
+    assert set(by_name) == {"acme", "beta"}
+    acme, beta = by_name["acme"], by_name["beta"]
+    assert acme["entrypoint"] == "flows/invoices.py:invoices"
+    assert acme["schedules"] == [{"cron": "0 6 * * 1-5", "timezone": "Pacific/Auckland", "active": True}]
+    assert beta["schedules"] == [{"cron": "15 22 * * *", "timezone": "Europe/London", "active": False}]
+    assert acme["parameters"] == {"tenant": "acme", "dry_run": False}
+    assert "tenant:acme" in acme["tags"] and acme["concurrency_limit"]["limit"] == 1
+    # No secret and no machine path ends up in the generated file.
+    text = out.read_text()
+    assert str(atx_home) not in text and "env:" not in text and "block:" not in text
+
+    from atx.settings import load_all_tenants
+
+    assert stale_entries(out, load_all_tenants()) == []
+    check = subprocess.run([sys.executable, "-m", "atx.cli", "deployments", "check", "--file", str(out)],
+                           env=dict(os.environ), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout
+
+
+def test_a_changed_schedule_makes_prefect_yaml_stale(atx_home, tmp_path):
+    with SandboxStack(invoices=1) as stack:
+        settings = stack.connect_tenant("acme")
+    out = tmp_path / "prefect.yaml"
+    from deployments import prefect_yaml
+
+    out.write_text(prefect_yaml([settings]))
+    moved = settings.model_copy(update={"schedule": settings.schedule.model_copy(update={"cron": "0 9 * * *"})})
+    assert stale_entries(out, [moved]) == ["acme"]
+    assert deployment_entries([moved])[0]["schedules"][0]["cron"] == "0 9 * * *"
