@@ -202,7 +202,10 @@ def test_thread_limit_rejections_are_retried():
         with sandbox.hold("Invoices") as gate:
             def sleep(seconds: float) -> None:
                 sleeps.append(seconds)
-                gate.set()  # the held requests finish while we back off
+                # Release the held requests only once both extra calls have been turned away,
+                # or a slow machine lets the last one in after the first release.
+                _wait_until(lambda: sandbox.thread_rejections >= 2)
+                gate.set()
 
             with client_for(sandbox, server, threads_per_entity=5, sleep=sleep) as c:
                 c.get("Companies", 174)  # resolve the zone before the burst
