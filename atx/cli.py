@@ -42,11 +42,22 @@ def sandbox_serve(
     invoices: int = typer.Option(40, help="How many invoices to generate."),
     data: Optional[str] = typer.Option(None, help="Load Autotask entities from this JSON file instead."),
     tenant: str = typer.Option("sandbox", help="Write a tenant file with this name pointing at the simulators."),
+    autotask_faults: Optional[str] = typer.Option(
+        None, help="Inject faults into the Autotask simulator, e.g. '503=0.05,timeout=0.01' (kinds: 429, 500, 503, timeout, drop, lost_response)."
+    ),
+    xero_faults: Optional[str] = typer.Option(None, help="Inject faults into the Xero simulator, e.g. '500=0.05,lost_response=0.02'."),
 ) -> None:
     """Run both simulators in the foreground until interrupted."""
+    from sandbox.faults import parse_fault_spec
     from sandbox.stack import SandboxStack
 
-    stack = SandboxStack(seed=seed, invoices=invoices, data_file=data, host=host, autotask_port=autotask_port, xero_port=xero_port)
+    try:
+        faults = {"autotask_faults": parse_fault_spec(autotask_faults, seed=seed), "xero_faults": parse_fault_spec(xero_faults, seed=seed)}
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    stack = SandboxStack(
+        seed=seed, invoices=invoices, data_file=data, host=host, autotask_port=autotask_port, xero_port=xero_port, **faults
+    )
     with stack:
         stack.connect_tenant(tenant)
         console.print(f"Autotask simulator: [bold]{stack.autotask_url}[/]  (zone lookup; API user {stack.autotask.credentials.username})")
@@ -101,10 +112,12 @@ def print_summary(summary, message: str | None = None, *, table: bool = True) ->
         console.print(f"[bold]{message or ''}[/]  API calls: Autotask {summary.autotask_calls}, Xero {summary.xero_calls}.")
         return
     grid = Table(title=f"Invoices for {summary.tenant}, {summary.since}..{summary.until}" + (" (dry run)" if summary.dry_run else ""))
-    for col in ("Autotask", "Xero", "Contact", "Currency", "Total", "Action"):
-        grid.add_column(col, justify="right" if col == "Total" else "left")
+    for col in ("Autotask", "Xero", "Contact", "Currency", "Total", "Xero total", "Status", "Action"):
+        grid.add_column(col, justify="right" if "otal" in col else "left")
     for o in summary.outcomes:
-        grid.add_row(o.autotask_number, o.xero_number or "", o.contact, o.currency, f"{o.autotask_total:,.2f}", o.action)
+        xero_total = getattr(o, "xero_total", None)
+        grid.add_row(o.autotask_number, o.xero_number or "", o.contact, o.currency, f"{o.autotask_total:,.2f}",
+                     "" if xero_total is None else f"{xero_total:,.2f}", getattr(o, "status", None) or "", o.action)
     console.print(grid)
     if summary.set_aside_count:
         aside = Table(title="Set aside (retried on the next run)")
@@ -116,6 +129,14 @@ def print_summary(summary, message: str | None = None, *, table: bool = True) ->
             if o.action == "set aside":
                 aside.add_row(o.autotask_number, o.reason or "", o.fix or "")
         console.print(aside)
+    attention = getattr(summary, "attention", [])
+    if attention:
+        people = Table(title="In Xero, needs a person")
+        for col in ("Autotask", "Xero", "Status", "Problem", "What to do"):
+            people.add_column(col)
+        for o in attention:
+            people.add_row(o.autotask_number, o.xero_number or "", o.status or "", o.reason or "", o.fix or "")
+        console.print(people)
     console.print(f"[bold]{message or ''}[/]  API calls: Autotask {summary.autotask_calls}, Xero {summary.xero_calls}.")
 
 

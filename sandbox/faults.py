@@ -227,3 +227,22 @@ async def _close_connection(send) -> None:
         if getattr(cycle, "disconnected", True):
             return
         await asyncio.sleep(0)
+
+
+def parse_fault_spec(spec: str | None, *, seed: int = 0) -> FaultConfig:
+    """`"rate_500=0.05,rate_lost_response=0.01"` (or `500=0.05,lost_response=0.01`) -> FaultConfig,
+    for `atx sandbox serve --xero-faults ...`."""
+    rates: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in (spec or "").split(","))):
+        name, _, value = part.partition("=")
+        key = name.strip() if name.strip().startswith("rate_") else f"rate_{name.strip()}"
+        if key not in {f"rate_{k}" for k in FAULT_KINDS}:
+            raise ValueError(f"unknown fault {name!r}: use one of {', '.join(FAULT_KINDS)}")
+        try:
+            rate = float(value)
+        except ValueError:
+            raise ValueError(f"fault {name!r} needs a share between 0 and 1, e.g. {name}=0.05") from None
+        if not 0 <= rate <= 1:
+            raise ValueError(f"fault {name!r} needs a share between 0 and 1, got {value}")
+        rates[key] = rate
+    return FaultConfig(seed=seed, **rates)

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from sandbox.autotask import AutotaskSandbox, create_app as create_autotask_app, generate_data, load_data
 from sandbox.clock import Clock, SystemClock
+from sandbox.faults import FaultConfig, with_faults
 from sandbox.serving import BackgroundServer
 from sandbox.xero.app import create_app as create_xero_app
 from sandbox.xero.state import XeroSandbox
@@ -33,6 +34,9 @@ class SandboxStack:
     org_name: str = "Demo MSP Ltd"
     org_country: str = "NZ"
     window_end: date | None = None
+    # Fault injection, off by default: a share of 429/500/503, timeouts, drops and lost responses.
+    autotask_faults: FaultConfig = field(default_factory=FaultConfig)
+    xero_faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self):
         end = self.window_end or date.today()
@@ -41,7 +45,7 @@ class SandboxStack:
         else:
             data = generate_data(seed=self.seed, invoices=self.invoices, start=end - timedelta(days=29), days=30)
         self.autotask = AutotaskSandbox(data, clock=self.clock)
-        self.xero = XeroSandbox(clock=self.clock)
+        self.xero = XeroSandbox(clock=self.clock, faults=self.xero_faults)
         self.org = self.add_org(self.org_name, self.org_country)
         # A fresh client secret per stack: nothing secret is ever written into the repository.
         self.xero_client_secret = secrets.token_urlsafe(24)
@@ -68,7 +72,7 @@ class SandboxStack:
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "SandboxStack":
-        self.autotask_server = BackgroundServer(create_autotask_app(self.autotask), self.host, self.autotask_port).start()
+        self.autotask_server = BackgroundServer(with_faults(create_autotask_app(self.autotask), self.autotask_faults), self.host, self.autotask_port).start()
         self.xero_server = BackgroundServer(create_xero_app(self.xero), self.host, self.xero_port).start()
         self._servers = [self.autotask_server, self.xero_server]
         return self

@@ -28,7 +28,7 @@ def test_sandbox_serve_prints_urls_and_serves_both_apis(tmp_path):
     at_port, xero_port = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "atx.cli", "sandbox", "serve", "--autotask-port", str(at_port), "--xero-port", str(xero_port),
-         "--invoices", "5", "--tenant", "local"],
+         "--invoices", "5", "--tenant", "local", "--autotask-faults", "503=1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path),
     )
     try:
@@ -44,8 +44,9 @@ def test_sandbox_serve_prints_urls_and_serves_both_apis(tmp_path):
         out = "".join(lines)
         assert f"http://127.0.0.1:{at_port}/atservicesrest" in out
         assert f"http://127.0.0.1:{xero_port}" in out
+        # Every Autotask call fails with 503: the fault option reached the simulator.
         zone = httpx.get(f"http://127.0.0.1:{at_port}/atservicesrest/v1.0/zoneInformation", params={"user": "nobody@example.com"})
-        assert zone.status_code == 500 and zone.json()["errors"]
+        assert zone.status_code == 503
         assert httpx.get(f"http://127.0.0.1:{xero_port}/connections").status_code == 401
         assert (tmp_path / "tenants" / "local.yaml").exists()
         # The tenant file names its secrets; it never holds them.

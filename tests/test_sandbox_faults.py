@@ -184,3 +184,14 @@ def test_lost_response_on_put_invoices_leaves_the_invoice_in_xero(xero):
     assert len(stored) == 1
     found = accounting.get_invoices(org.tenant_id, invoice_numbers=["LOST-1"])
     assert [i.invoice_number for i in found.invoices] == ["LOST-1"]
+
+
+def test_fault_specs_from_the_command_line_are_parsed_strictly():
+    from sandbox.faults import parse_fault_spec
+
+    config = parse_fault_spec("500=0.05, rate_lost_response=0.5", seed=3)
+    assert (config.rate_500, config.rate_lost_response, config.rate_429, config.seed) == (0.05, 0.5, 0.0, 3)
+    assert parse_fault_spec(None).rate_503 == 0.0
+    for bad in ("502=0.1", "500=2", "500=often"):
+        with pytest.raises(ValueError):
+            parse_fault_spec(bad)
