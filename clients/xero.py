@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import httpx
 import urllib3
-from xero_python.accounting import AccountingApi, Contact, Contacts, Invoice, Invoices
+from xero_python.accounting import AccountingApi, Contact, Contacts, CreditNote, CreditNotes, Invoice, Invoices
 from xero_python.api_client import ApiClient
 from xero_python.api_client.configuration import Configuration
 from xero_python.api_client.oauth2 import OAuth2Token
@@ -401,24 +401,86 @@ class XeroGateway:
         return [_element(i, "invoice_id", "invoice_number") for i in (data.invoices or [])]
 
     def find_invoices(
-        self, *, numbers: Iterable[str] = (), ids: Iterable[str] = (), statuses: Iterable[str] = (), where: str | None = None
+        self, *, numbers: Iterable[str] = (), ids: Iterable[str] = (), statuses: Iterable[str] = (), where: str | None = None,
+        contact_ids: Iterable[str] = (), created_by_my_app: bool = False, modified_since=None, chunk_size: int = 40,
     ) -> list[Invoice]:
-        """Pages through GET /Invoices (with line items); numbers and ids are asked in chunks."""
+        """Pages through GET /Invoices (with line items); numbers and ids are asked in chunks.
+
+        contact_ids, created_by_my_app and modified_since (a datetime: If-Modified-Since) narrow any read;
+        they are how a document Xero numbered is found again by its Url after a lost answer.
+        """
         numbers, ids = [n for n in numbers if n], [str(i) for i in ids if i]
         kwargs: dict[str, Any] = {"unitdp": 4}
         if statuses:
             kwargs["statuses"] = list(statuses)
         if where:
             kwargs["where"] = where
+        contact_ids = [str(c) for c in contact_ids if c]
+        if contact_ids:
+            kwargs["contact_i_ds"] = contact_ids
+        if created_by_my_app:
+            kwargs["created_by_my_app"] = True
+        if modified_since is not None:
+            kwargs["if_modified_since"] = modified_since
         found: list[Invoice] = []
         if numbers:
-            for chunk in _chunks(numbers, 40):
+            for chunk in _chunks(numbers, chunk_size):
                 found += self._pages(self.accounting.get_invoices, "invoices", "reading invoices", invoice_numbers=chunk, **kwargs)
         if ids:
-            for chunk in _chunks(ids, 40):
+            for chunk in _chunks(ids, chunk_size):
                 found += self._pages(self.accounting.get_invoices, "invoices", "reading invoices", i_ds=chunk, **kwargs)
         if not numbers and not ids:
             found = self._pages(self.accounting.get_invoices, "invoices", "reading invoices", **kwargs)
+        return found
+
+    def set_invoice_statuses(self, changes: list[tuple[str, str]], *, idempotency_key: str) -> list[ElementResult]:
+        """POST /Invoices with only InvoiceID and Status (VOIDED, DELETED): nothing else changes."""
+        invoices = [Invoice(invoice_id=invoice_id, status=status) for invoice_id, status in changes]
+        return self.update_invoices(invoices, idempotency_key=idempotency_key)
+
+    # ---- credit notes --------------------------------------------------------------------------------
+    def create_credit_notes(self, credit_notes: list[CreditNote], *, idempotency_key: str) -> list[ElementResult]:
+        """PUT /CreditNotes: create only, at most 50, each answered on its own."""
+        _check_batch(credit_notes)
+        data = self._call(
+            self.accounting.create_credit_notes, CreditNotes(credit_notes=credit_notes), write=True,
+            what=f"creating {len(credit_notes)} credit notes", summarize_errors=False, unitdp=4,
+            idempotency_key=idempotency_key,
+        )
+        return [_element(c, "credit_note_id", "credit_note_number") for c in (data.credit_notes or [])]
+
+    def update_credit_notes(self, credit_notes: list[CreditNote], *, idempotency_key: str) -> list[ElementResult]:
+        """POST /CreditNotes: update (by CreditNoteID) or create."""
+        _check_batch(credit_notes)
+        data = self._call(
+            self.accounting.update_or_create_credit_notes, CreditNotes(credit_notes=credit_notes), write=True,
+            what=f"updating {len(credit_notes)} credit notes", summarize_errors=False, unitdp=4,
+            idempotency_key=idempotency_key,
+        )
+        return [_element(c, "credit_note_id", "credit_note_number") for c in (data.credit_notes or [])]
+
+    def set_credit_note_statuses(self, changes: list[tuple[str, str]], *, idempotency_key: str) -> list[ElementResult]:
+        notes = [CreditNote(credit_note_id=note_id, status=status) for note_id, status in changes]
+        return self.update_credit_notes(notes, idempotency_key=idempotency_key)
+
+    def find_credit_notes(
+        self, *, numbers: Iterable[str] = (), ids: Iterable[str] = (), where: str | None = None, modified_since=None,
+        chunk_size: int = 25,
+    ) -> list[CreditNote]:
+        """GET /CreditNotes by CreditNoteNumber or CreditNoteID (the SDK has no list parameters for them:
+        a `where` of ORs, in chunks), or by any `where`; paged, with line items."""
+        kwargs: dict[str, Any] = {"unitdp": 4}
+        if modified_since is not None:
+            kwargs["if_modified_since"] = modified_since
+        clauses = [f'CreditNoteNumber=="{_quote(n)}"' for n in numbers if n]
+        clauses += [f'CreditNoteID==Guid("{_quote(i)}")' for i in ids if i]
+        found: list[CreditNote] = []
+        for chunk in _chunks(clauses, chunk_size):
+            found += self._pages(self.accounting.get_credit_notes, "credit_notes", "reading credit notes",
+                                 where=" OR ".join(chunk), **kwargs)
+        if not clauses:
+            found = self._pages(self.accounting.get_credit_notes, "credit_notes", "reading credit notes",
+                                **({"where": where} if where else {}), **kwargs)
         return found
 
     def _pages(self, method: Callable, attr: str, what: str, page_size: int = 100, **kwargs) -> list:
@@ -485,6 +547,12 @@ class XeroGateway:
     def attach_to_invoice(self, invoice_id: str, file_name: str, content: bytes, *, idempotency_key: str) -> None:
         self._call(
             self.accounting.create_invoice_attachment_by_file_name, invoice_id, file_name, content, write=True,
+            what=f"attaching {file_name}", include_online=True, idempotency_key=idempotency_key,
+        )
+
+    def attach_to_credit_note(self, credit_note_id: str, file_name: str, content: bytes, *, idempotency_key: str) -> None:
+        self._call(
+            self.accounting.create_credit_note_attachment_by_file_name, credit_note_id, file_name, content, write=True,
             what=f"attaching {file_name}", include_online=True, idempotency_key=idempotency_key,
         )
 

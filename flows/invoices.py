@@ -22,12 +22,15 @@ from tasks.load import (
     BATCH_SIZE,
     DOC_INVOICE,
     InvoiceOutcome,
+    apply_voids,
+    attach_pdfs,
     load_invoice_batch,
     read_xero_reference,
     resolve_unanswered,
     sync_contacts,
 )
 from tasks.report import RunSummary, publish_report
+from tasks.tenancy import preflight, route_invoices
 
 
 def _run_name() -> str:
@@ -59,7 +62,8 @@ def map_invoices(tenant: str, extract: AutotaskExtract, xero: XeroReference) -> 
     """Pure mapping (core.invoices.plan_invoices) wrapped for logging."""
     settings = load_tenant(tenant)
     mapping = load_mapping(settings.mapping_path())
-    plan = plan_invoices(extract.invoices, extract.lines, extract.companies, extract.reference, mapping, xero)
+    plan = plan_invoices(extract.invoices, extract.lines, extract.companies, extract.reference, mapping, xero,
+                         autotask_web_url=getattr(extract, "web_url", None))
     get_run_logger().info(
         "mapped %d invoices for Xero; %d set aside",
         plan.drafts["autotask_invoice_id"].nunique() if len(plan.drafts) else 0,
@@ -133,7 +137,11 @@ def invoices(tenant: str, since: date | None = None, until: date | None = None, 
     # The gateway is shared by every task of this process; count only this run's calls.
     xero_calls_before = xero_gateway(load_tenant(tenant)).calls
 
+    preflight(tenant)  # stops the run before any write when credentials or mapped Xero names are wrong
     extract = extract_invoices(tenant, since, until)
+    routed = route_invoices(tenant, extract)  # only this tenant's invoices; the rest are reported
+    extract = routed.extract
+    summary.outcomes += routed.outcomes
     summary.autotask_calls = extract.api_calls
     reference = read_xero_reference(tenant)
     plan = map_invoices(tenant, extract, reference)
@@ -145,6 +153,8 @@ def invoices(tenant: str, since: date | None = None, until: date | None = None, 
     else:
         record_set_aside(tenant, plan.set_aside)
         resolve_unanswered(tenant, run_id)
+        voids = apply_voids(tenant, run_id, plan.skipped)  # voided in Autotask after reaching Xero
+        summary.outcomes = [o for o in summary.outcomes if o.autotask_id not in voids] + list(voids.values())
         company_ids = sorted({int(n) for n in plan.drafts["contact_number"]}) if len(plan.drafts) else []
         contacts = sync_contacts(
             tenant, extract.companies, extract.contacts, company_ids, extract.reference.get("Currencies", [])
@@ -159,6 +169,7 @@ def invoices(tenant: str, since: date | None = None, until: date | None = None, 
             update_progress_artifact(progress, progress=100.0 * min(start + BATCH_SIZE, len(invoice_ids)) / len(invoice_ids))
         if not invoice_ids:
             update_progress_artifact(progress, progress=100.0)
+        summary.attach_failures = attach_pdfs(tenant)
         advance_high_water(tenant, until)
 
     summary.xero_calls = xero_gateway(load_tenant(tenant)).calls - xero_calls_before

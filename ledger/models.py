@@ -27,6 +27,8 @@ class DocState:
     SENDING = "sending"
     SYNCED = "synced"
     SET_ASIDE = "set_aside"
+    # The Autotask invoice was voided and its Xero copy voided (or deleted while DRAFT) by this sync.
+    VOIDED = "voided"
 
 
 class SyncRecord(Base):
@@ -53,6 +55,16 @@ class SyncRecord(Base):
     fix: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, default=0)
+    # Added after the first release (Ledger adds missing nullable columns on start):
+    # the Xero contact the document was sent to (the Url lookup asks for that contact's documents),
+    xero_contact_id: Mapped[str | None] = mapped_column(String(64))
+    # Xero's status and total as last seen (text, so the Decimal survives every database exactly),
+    xero_status: Mapped[str | None] = mapped_column(String(20))
+    xero_total: Mapped[str | None] = mapped_column(String(40))
+    # when the Autotask PDF was attached to the Xero document (None: not yet),
+    attached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # and a note for a person on a synced document (changed after approval, voided but paid, ...).
+    attention: Mapped[str | None] = mapped_column(Text)
 
 
 class SyncWatermark(Base):

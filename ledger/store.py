@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy import Engine, create_engine, event, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -51,6 +51,7 @@ class Candidate:
     natural_key: str | None
     content_hash: str
     document_date: date | None = None
+    contact_id: str | None = None  # the Xero ContactID it is sent to (kept for lookups by Url)
 
 
 def engine_for_url(url: str) -> Engine:
@@ -71,6 +72,7 @@ class Ledger:
     def __init__(self, engine: Engine):
         self.engine = engine
         Base.metadata.create_all(engine)
+        _add_missing_columns(engine)
         self._session = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
@@ -168,6 +170,7 @@ class Ledger:
                             attempts=1,
                             updated_at=now,
                             version=1,
+                            xero_contact_id=c.contact_id,
                         )
                     )
                     try:
@@ -176,7 +179,7 @@ class Ledger:
                     except IntegrityError:
                         s.rollback()  # another run inserted it first: it owns the document
                     continue
-                if row.state == DocState.SYNCED:
+                if row.state in (DocState.SYNCED, DocState.VOIDED):
                     continue
                 if row.state == DocState.SENDING:
                     # In flight in a live run, or stale: either way Xero may hold it, so only a
@@ -197,6 +200,7 @@ class Ledger:
                         attempts=row.attempts + 1,
                         updated_at=now,
                         version=row.version + 1,
+                        xero_contact_id=c.contact_id,
                     )
                 )
                 s.commit()
@@ -206,12 +210,61 @@ class Ledger:
 
     # ---- recording outcomes ------------------------------------------------------------------
     def record_synced(
-        self, tenant: str, doc_type: str, autotask_id: int, *, xero_id: str, xero_number: str | None
+        self, tenant: str, doc_type: str, autotask_id: int, *, xero_id: str, xero_number: str | None,
+        xero_status: str | None = None, xero_total=None,
     ) -> None:
+        values = {}
+        if xero_status is not None:
+            values["xero_status"] = xero_status
+        if xero_total is not None:
+            values["xero_total"] = str(xero_total)
         self._move(
             tenant, doc_type, autotask_id, state=DocState.SYNCED, xero_id=xero_id, xero_number=xero_number,
-            reason=None, fix=None,
+            reason=None, fix=None, **values,
         )
+
+    def record_updated(
+        self, tenant: str, doc_type: str, autotask_id: int, *, content_hash: str, xero_status: str | None,
+        xero_total=None,
+    ) -> None:
+        """A synced document was changed in Xero to match Autotask again (it was still a draft there)."""
+        self._move(tenant, doc_type, autotask_id, content_hash=content_hash, xero_status=xero_status,
+                   xero_total=None if xero_total is None else str(xero_total), attention=None)
+
+    def record_voided(self, tenant: str, doc_type: str, autotask_id: int, *, xero_status: str) -> None:
+        self._move(tenant, doc_type, autotask_id, state=DocState.VOIDED, xero_status=xero_status, attention=None)
+
+    def note(self, tenant: str, doc_type: str, autotask_id: int, attention: str | None, **values) -> None:
+        """Leave a note for a person on a document, without changing its state."""
+        self._move(tenant, doc_type, autotask_id, attention=attention, **values)
+
+    def mark_attached(self, tenant: str, doc_type: str, autotask_id: int) -> None:
+        self._move(tenant, doc_type, autotask_id, attached_at=_now())
+
+    def upsert_synced(
+        self, tenant: str, doc_type: str, autotask_id: int, *, xero_id: str, content_hash: str | None,
+        autotask_number: str | None = None, xero_number: str | None = None,
+    ) -> None:
+        """Record a document that needs no claim (a contact: Xero keys it by ContactNumber, so a repeat is
+        an update, never a duplicate)."""
+        now = _now()
+        with self.session() as s:
+            row = _row(s, tenant, doc_type, autotask_id)
+            if row is None:
+                s.add(SyncRecord(
+                    tenant=tenant, doc_type=doc_type, autotask_id=autotask_id, autotask_number=autotask_number,
+                    natural_key=xero_number, state=DocState.SYNCED, content_hash=content_hash, xero_id=xero_id,
+                    xero_number=xero_number, attempts=1, updated_at=now, version=1,
+                ))
+            else:
+                row.state, row.xero_id, row.content_hash = DocState.SYNCED, xero_id, content_hash
+                row.xero_number = xero_number or row.xero_number
+                row.reason = row.fix = None
+                row.updated_at, row.version = now, row.version + 1
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
 
     def set_aside(
         self,
@@ -280,6 +333,22 @@ class Ledger:
             elif until > row.high_water:
                 row.high_water, row.updated_at = until, _now()
             s.commit()
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Ledgers made by an older release lack the newer nullable columns: add them (no data changes)."""
+    existing = {c["name"] for c in inspect(engine).get_columns(SyncRecord.__tablename__)}
+    missing = [c for c in SyncRecord.__table__.columns if c.name not in existing and c.nullable]
+    if not missing:
+        return
+    for column in missing:
+        kind = column.type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {SyncRecord.__tablename__} ADD COLUMN {column.name} {kind}"))
+        except Exception:  # noqa: BLE001 - another process added it first
+            if column.name not in {c["name"] for c in inspect(engine).get_columns(SyncRecord.__tablename__)}:
+                raise
 
 
 class LedgerTokenStore:

@@ -29,6 +29,9 @@ class AutotaskExtract:
     reference: dict[str, list[dict]]
     api_calls: int = 0
     rejected: list[tuple[dict, str]] = field(default_factory=list)
+    # The Autotask zone's web address: links back to each invoice (Xero's Url, the marker by which a
+    # document Xero numbered is found again after a lost answer).
+    web_url: str | None = None
 
 
 def _utc(d: date) -> str:
@@ -45,6 +48,11 @@ def extract_invoices(tenant: str, since: date, until: date) -> AutotaskExtract:
             {"op": "lt", "field": "invoiceDateTime", "value": _utc(until + timedelta(days=1))},
         ]
         invoice_records = list(at.query("Invoices", window))
+        # An invoice voided since the window began may be dated before it: read those too, so a void
+        # reaches Xero whatever the invoice's date.
+        seen = {r["id"] for r in invoice_records}
+        voided = [{"op": "gte", "field": "voidedDate", "value": _utc(since)}, {"op": "eq", "field": "isVoided", "value": True}]
+        invoice_records += [r for r in at.query("Invoices", voided) if r["id"] not in seen]
         invoice_ids = [r["id"] for r in invoice_records]
         line_records = list(at.query_in("BillingItems", "invoiceID", invoice_ids)) if invoice_ids else []
         company_ids = sorted({r["companyID"] for r in invoice_records if r.get("companyID") is not None})
@@ -61,5 +69,22 @@ def extract_invoices(tenant: str, since: date, until: date) -> AutotaskExtract:
             companies=companies_frame(company_records),
             contacts=contacts,
             reference=reference,
-            api_calls=at.calls,
+            api_calls=at.calls + 1,
+            web_url=_web_url(settings),
         )
+
+
+def _web_url(settings) -> str | None:
+    """Autotask's zoneInformation names the zone's web address (for links to invoices); None if unknown."""
+    import httpx
+
+    try:
+        response = httpx.get(
+            f"{settings.autotask.zone_lookup_url.rstrip('/')}/v1.0/zoneInformation",
+            params={"user": settings.autotask.username}, headers={"Accept": "application/json"}, timeout=30,
+        )
+        if response.status_code == 200:
+            return response.json().get("webUrl") or None
+    except (httpx.HTTPError, ValueError):
+        pass
+    return None
