@@ -16,7 +16,9 @@ from atx.connections import autotask_client
 from atx.settings import load_tenant
 from core.invoices import companies_frame, invoices_frame, lines_frame
 
-REFERENCE_ENTITIES = ("BillingCodes", "TaxCategories", "Taxes", "TaxRegions", "Currencies", "PaymentTerms", "InvoiceTemplates")
+REFERENCE_ENTITIES = (
+    "BillingCodes", "TaxCategories", "Taxes", "TaxRegions", "Currencies", "PaymentTerms", "InvoiceTemplates", "Products",
+)
 ALL_RECORDS = [{"op": "gte", "field": "id", "value": 0}]
 
 

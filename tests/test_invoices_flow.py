@@ -73,6 +73,13 @@ def test_first_run_creates_each_invoice_and_a_rerun_creates_none(stack):
     assert created + first.set_aside_count == len(live)
     assert created > 0
     assert_exactly_once(stack, settings)
+    # The demo mapping's tracking category and branding themes reach Xero.
+    in_xero = xero_accrec(settings)
+    options = {t.option for i in in_xero for li in i.line_items for t in (li.tracking or [])}
+    assert options and options <= {"Managed Services", "Projects", "Hardware"}
+    themes = {t.name: str(t.branding_theme_id) for t in xero_gateway(settings).branding_themes()}
+    assert {str(i.branding_theme_id) for i in in_xero} <= set(themes.values())
+    assert str(themes["Managed Services"]) in {str(i.branding_theme_id) for i in in_xero}
 
     state, second = run()
     assert second.count("created") == 0
