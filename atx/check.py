@@ -253,7 +253,7 @@ def routing_problems(settings: TenantSettings) -> list[Problem]:
             both = sorted(set(getattr(settings.routing, key)) & set(getattr(other.routing, key)))
             if both:
                 out.append(Problem("warning", "routing", f"routing.{key} {both} also route to {other.name}: those "
-                                   "invoices go to neither and are reported.", f"keep each value in one tenant's file"))
+                                   "invoices go to neither and are reported.", "keep each value in one tenant's file"))
     return out
 
 

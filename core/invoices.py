@@ -824,7 +824,7 @@ def _plan_one(invoice: dict, lines: list[dict], company: dict | None, reference:
 
     note = None
     if explicit_tax_items:
-        note = (f"Xero's per-line tax rounding differs from Autotask's; Autotask's tax is sent as TaxAmount on "
+        note = ("Xero's per-line tax rounding differs from Autotask's; Autotask's tax is sent as TaxAmount on "
                 + ("billing item " if len(explicit_tax_items) == 1 else "billing items ")
                 + ", ".join(map(str, explicit_tax_items)))
     elif tax_gap and line_amount_types == "Inclusive":

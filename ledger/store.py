@@ -8,7 +8,6 @@ The order of writes is what keeps a document in Xero exactly once:
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -17,7 +16,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, select, text, upda
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ledger.models import Base, DocState, StoredToken, SyncRecord, SyncWatermark
+from ledger.models import Base, DocState, SyncRecord, SyncWatermark
 
 # A run that has not recorded an answer within this time is presumed dead; its rows get resolved.
 DEFAULT_LEASE = timedelta(minutes=15)
@@ -350,28 +349,3 @@ def _add_missing_columns(engine: Engine) -> None:
             if column.name not in {c["name"] for c in inspect(engine).get_columns(SyncRecord.__tablename__)}:
                 raise
 
-
-class LedgerTokenStore:
-    """Keeps one Xero connection's token set in the ledger database (never in a repo file)."""
-
-    def __init__(self, ledger: Ledger, connection: str):
-        self._ledger = ledger
-        self.connection = connection
-
-    def load(self) -> dict | None:
-        with self._ledger.session() as s:
-            row = s.get(StoredToken, self.connection)
-            return json.loads(row.token_json) if row else None
-
-    def save(self, token: dict) -> None:
-        with self._ledger.session() as s:
-            row = s.get(StoredToken, self.connection)
-            text = json.dumps(token)
-            if row is None:
-                s.add(StoredToken(connection=self.connection, token_json=text, updated_at=_now()))
-            else:
-                row.token_json, row.updated_at = text, _now()
-            s.commit()
-
-    def __repr__(self) -> str:  # never show the token
-        return f"LedgerTokenStore(connection={self.connection!r})"

@@ -12,7 +12,7 @@ from core.invoices import (
     XeroReference, companies_frame, contact_name_for, content_hash, currency_rate_for, invoices_frame, lines_frame,
     plan_invoices, to_xero_contact, to_xero_credit_note, to_xero_invoice, xero_totals,
 )
-from core.mapping import BrandingRules, InvoiceMapping, TrackingRule
+from core.mapping import BrandingRules, TrackingRule
 from tests.test_core_invoices import REFERENCE_DATA, XERO, company, invoice_for, line, mapping, money
 
 THEMES = {"Standard": "11111111-0000-4000-8000-000000000001", "Managed Services": "11111111-0000-4000-8000-000000000002"}
