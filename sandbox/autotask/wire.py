@@ -11,53 +11,21 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
-_encode_str = json.encoder.encode_basestring_ascii
-
+from sandbox import jsonwire
 
 def dumps(value) -> str:
-    parts: list[str] = []
-    _write(value, parts)
-    return "".join(parts)
+    return jsonwire.dumps(value, decimal=_decimal_text, moment=_timestamp)
 
 
-def _write(value, out: list[str]) -> None:
-    if value is None:
-        out.append("null")
-    elif value is True:
-        out.append("true")
-    elif value is False:
-        out.append("false")
-    elif isinstance(value, str):
-        out.append(_encode_str(value))
-    elif isinstance(value, int):
-        out.append(str(value))
-    elif isinstance(value, Decimal):
-        # Like .NET doubles, whole numbers keep a ".0" so readers parse every amount as a decimal.
-        out.append(format(value, "f") + (".0" if value.as_tuple().exponent >= 0 else ""))
-    elif isinstance(value, float):
-        out.append(repr(value))
-    elif isinstance(value, dict):
-        out.append("{")
-        for i, (k, v) in enumerate(value.items()):
-            if i:
-                out.append(",")
-            out.append(_encode_str(str(k)))
-            out.append(":")
-            _write(v, out)
-        out.append("}")
-    elif isinstance(value, (list, tuple)):
-        out.append("[")
-        for i, v in enumerate(value):
-            if i:
-                out.append(",")
-            _write(v, out)
-        out.append("]")
-    elif isinstance(value, datetime | date):
-        from .generator import at_utc
+def _decimal_text(value: Decimal) -> str:
+    # Like .NET doubles, whole numbers keep a ".0" so readers parse every amount as a decimal.
+    return format(value, "f") + (".0" if value.as_tuple().exponent >= 0 else "")
 
-        out.append(_encode_str(at_utc(value)))
-    else:
-        raise TypeError(f"cannot serialise {type(value).__name__}")
+
+def _timestamp(value: date | datetime) -> str:
+    from .generator import at_utc
+
+    return at_utc(value)
 
 
 def loads(text: str | bytes):

@@ -11,6 +11,8 @@ import re
 from datetime import date, datetime, time, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from sandbox import jsonwire
+
 TWO_DP = Decimal("0.01")
 FOUR_DP = Decimal("0.0001")
 _MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
@@ -94,37 +96,6 @@ def _decimal_text(value: Decimal) -> str:
     return text if value.is_finite() else "null"
 
 
-def _encode(value, out: list[str]) -> None:
-    if isinstance(value, dict):
-        out.append("{")
-        first = True
-        for key, item in value.items():
-            if not first:
-                out.append(",")
-            first = False
-            out.append(json.dumps(str(key)))
-            out.append(":")
-            _encode(item, out)
-        out.append("}")
-    elif isinstance(value, (list, tuple)):
-        out.append("[")
-        for index, item in enumerate(value):
-            if index:
-                out.append(",")
-            _encode(item, out)
-        out.append("]")
-    elif isinstance(value, bool) or value is None:
-        out.append(json.dumps(value))
-    elif isinstance(value, Decimal):
-        out.append(_decimal_text(value))
-    elif isinstance(value, datetime) or isinstance(value, date):
-        out.append(json.dumps(ms_date(value)))
-    else:
-        out.append(json.dumps(value))
-
-
 def dumps(value) -> bytes:
     """JSON with Decimals written exactly and dates in Xero's MS-JSON form."""
-    out: list[str] = []
-    _encode(value, out)
-    return "".join(out).encode()
+    return jsonwire.dumps(value, decimal=_decimal_text, moment=ms_date).encode()
