@@ -130,6 +130,7 @@ REFERENCE = ("BillingCodes", "TaxCategories", "InvoiceTemplates", "Currencies")
 def _autotask(settings: TenantSettings, problems: list[Problem], usage: bool) -> dict[str, list[dict]] | None:
     from atx.connections import autotask_client
     from clients.autotask import AutotaskError
+    from tasks.extract import picklists
 
     try:
         with autotask_client(settings) as at:
@@ -137,7 +138,9 @@ def _autotask(settings: TenantSettings, problems: list[Problem], usage: bool) ->
             if not usage:
                 return None
             everything = [{"op": "gte", "field": "id", "value": 0}]
-            return {entity: list(at.query(entity, everything)) for entity in REFERENCE}
+            reference = {entity: list(at.query(entity, everything)) for entity in REFERENCE}
+            reference["Picklists"] = picklists(at)
+            return reference
     except AutotaskError as exc:
         problems.append(Problem("error", "Autotask credentials", _first_line(exc),
                                 f"check the API user, then run `atx connect autotask --tenant {settings.name}`"))
@@ -199,7 +202,7 @@ def mapping_coverage(mapping, reference: dict[str, list[dict]]) -> list[Problem]
             if not (code["id"] in accounts.by_billing_code_id or code.get("name") in accounts.by_billing_code_name
                     or code.get("generalLedgerAccount") in accounts.by_gl_account
                     or code.get("externalNumber") in accounts.by_external_number
-                    or _label_mapped(accounts, code)):
+                    or _label_mapped(accounts, code, reference)):
                 out.append(Problem("warning", "mapping accounts",
                                    f"billing code {code.get('name')!r} (id {code['id']}) has no Xero account: its invoices are set aside.",
                                    f"add accounts.by_billing_code_id.{code['id']} (or a default)"))
@@ -278,9 +281,10 @@ def _named_values(section, prefix: str):
                             yield f"{prefix}.{name}.{k}.{kk}", vv
 
 
-def _label_mapped(accounts, code: dict) -> bool:
+def _label_mapped(accounts, code: dict, reference: dict) -> bool:
     labels = getattr(accounts, "by_gl_account_label", None) or {}
-    return bool(labels) and str(code.get("generalLedgerAccountLabel") or "") in labels
+    gl = {str(v.get("value")): str(v.get("label")) for v in reference.get("Picklists", {}).get("BillingCodes.generalLedgerAccount", [])}
+    return bool(labels) and gl.get(str(code.get("generalLedgerAccount"))) in labels
 
 
 def _status(value) -> str:

@@ -119,6 +119,12 @@ class AutotaskClient:
     def get(self, entity: str, id: int) -> dict | None:
         return self._send("GET", f"{entity}/{int(id)}", entity).get("item")
 
+    def picklists(self, entity: str) -> dict[str, list[dict]]:
+        """Picklist values per field ("Entity.field" -> [{value, label, ...}]): the values are per
+        tenant, so rules written with labels ("4000 Labour Revenue") need this to match."""
+        fields = self._send("GET", f"{entity}/entityInformation/fields", entity).get("fields") or []
+        return {f"{entity}.{f['name']}": f.get("picklistValues") or [] for f in fields if f.get("isPickList")}
+
     def invoice_pdf(self, invoice_id: int) -> tuple[str, bytes]:
         result = self._send("GET", f"Invoices/{int(invoice_id)}/InvoicePdf", "Invoices")
         if isinstance(result.get("item"), dict):  # some tenants wrap the file model

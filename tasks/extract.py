@@ -65,6 +65,7 @@ def extract_invoices(tenant: str, since: date, until: date) -> AutotaskExtract:
             else []
         )
         reference = {entity: list(at.query(entity, ALL_RECORDS)) for entity in REFERENCE_ENTITIES}
+        reference["Picklists"] = picklists(at)
         return AutotaskExtract(
             invoices=invoices_frame(invoice_records),
             lines=lines_frame(line_records),
@@ -74,6 +75,17 @@ def extract_invoices(tenant: str, since: date, until: date) -> AutotaskExtract:
             api_calls=at.calls + 1,
             web_url=_web_url(settings),
         )
+
+
+PICKLIST_ENTITIES = ("BillingCodes", "BillingItems", "Companies")
+
+
+def picklists(at) -> dict[str, list[dict]]:
+    """Labels of the picklists mapping rules may name (GL accounts, item types, classifications)."""
+    found: dict[str, list[dict]] = {}
+    for entity in PICKLIST_ENTITIES:
+        found.update(at.picklists(entity))
+    return found
 
 
 def _web_url(settings) -> str | None:

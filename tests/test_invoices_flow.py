@@ -185,3 +185,31 @@ def test_a_window_past_one_autotask_page(atx_home, prefect_server):
         assert len(live) > 500
         assert summary.count("created") + summary.set_aside_count == len(live)
         assert_exactly_once(stack, settings)
+
+
+def test_rules_written_with_picklist_labels_match(stack, tmp_path):
+    """Picklist values differ per Autotask tenant; labels do not. Rules keyed by label must match."""
+    import yaml
+
+    from sandbox.autotask.catalog import GENERAL_LEDGER_ACCOUNTS
+
+    mapping = yaml.safe_load(open("mappings/demo.yaml"))
+    mapping["accounts"] = {
+        "refuse_unmapped": True,
+        "by_gl_account_label": {label: ("260" if "Expenses" in label else "200") for label in GENERAL_LEDGER_ACCOUNTS.values()},
+    }
+    by_label = {"Service Desk": "Managed Services", "Projects": "Projects", "Procurement": "Hardware"}
+    mapping["tracking"] = [{"category": "Department", "source": "billing_code.department", "options": by_label}]
+    path = tmp_path / "labels.yaml"
+    path.write_text(yaml.safe_dump(mapping))
+    settings = stack.connect_tenant("acme", mapping=str(path))
+    _, summary = run()
+    assert summary.set_aside_count == 0, [(s.autotask_number, s.reason) for s in summary.set_aside]
+    assert_exactly_once(stack, settings)
+    in_xero = xero_accrec(settings)
+    assert in_xero
+    for invoice in in_xero:
+        for line in invoice.line_items:
+            assert line.account_code in ("200", "260")
+            assert {t.option for t in line.tracking or []} <= set(by_label.values())
+    assert {t.option for i in in_xero for li in i.line_items for t in li.tracking or []} >= {"Managed Services"}
