@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from datetime import date
 from typing import Optional
@@ -24,7 +25,8 @@ app.add_typer(tenant_app, name="tenant")
 app.add_typer(connect_app, name="connect")
 app.add_typer(deployments_app, name="deployments")
 app.add_typer(ledger_app, name="ledger")
-console = Console()
+# Piped output (CI logs, `make demo | tee`) gets a width that keeps the report tables readable.
+console = Console(width=None if sys.stdout.isatty() else 150)
 
 
 def _quiet_prefect() -> None:

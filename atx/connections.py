@@ -79,6 +79,7 @@ def _new_gateway(settings: TenantSettings) -> XeroGateway:
         calls_per_minute=x.calls_per_minute,
         max_in_flight=x.max_in_flight,
         connection_name=settings.token_connection,
+        settings_ttl_seconds=120,
     )
 
 

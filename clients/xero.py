@@ -182,6 +182,7 @@ class XeroGateway:
         clock: Callable[[], float] = time.monotonic,
         timeout: float = 60,
         max_wait_seconds: float = 120,
+        settings_ttl_seconds: float = 0,
         connection_name: str = "xero",
     ):
         self.client_id = client_id
@@ -198,6 +199,9 @@ class XeroGateway:
         self.pacer = Pacer(calls_per_minute, max_in_flight, sleep, clock)
         self.calls = 0
         self.day_remaining: int | None = None
+        self._clock = clock
+        self.settings_ttl = settings_ttl_seconds
+        self._settings: dict[str, tuple[float, Any]] = {}
         self._calls_lock = threading.Lock()
         self._sent = threading.local()
 
@@ -524,24 +528,46 @@ class XeroGateway:
         return found
 
     # ---- settings ------------------------------------------------------------------------------------
+    # Settings change rarely and every run reads them twice (the preflight check, then the mapping's
+    # reference): a short memory spares the organisation's 60 calls a minute.
+    def _setting(self, name: str, read: Callable[[], Any]):
+        now = self._clock()
+        with self._calls_lock:
+            hit = self._settings.get(name)
+        if hit is not None and now - hit[0] < self.settings_ttl:
+            return hit[1]
+        value = read()
+        with self._calls_lock:
+            self._settings[name] = (now, value)
+        return value
+
+    def forget_settings(self) -> None:
+        with self._calls_lock:
+            self._settings.clear()
+
     def accounts(self) -> list:
-        return self._call(self.accounting.get_accounts, write=False, what="reading accounts").accounts or []
+        return self._setting("accounts", lambda: self._call(
+            self.accounting.get_accounts, write=False, what="reading accounts").accounts or [])
 
     def tax_rates(self) -> list:
-        return self._call(self.accounting.get_tax_rates, write=False, what="reading tax rates").tax_rates or []
+        return self._setting("tax_rates", lambda: self._call(
+            self.accounting.get_tax_rates, write=False, what="reading tax rates").tax_rates or [])
 
     def tracking_categories(self) -> list:
-        data = self._call(self.accounting.get_tracking_categories, write=False, what="reading tracking categories")
-        return data.tracking_categories or []
+        return self._setting("tracking", lambda: self._call(
+            self.accounting.get_tracking_categories, write=False, what="reading tracking categories").tracking_categories or [])
 
     def branding_themes(self) -> list:
-        return self._call(self.accounting.get_branding_themes, write=False, what="reading branding themes").branding_themes or []
+        return self._setting("themes", lambda: self._call(
+            self.accounting.get_branding_themes, write=False, what="reading branding themes").branding_themes or [])
 
     def currencies(self) -> list:
-        return self._call(self.accounting.get_currencies, write=False, what="reading currencies").currencies or []
+        return self._setting("currencies", lambda: self._call(
+            self.accounting.get_currencies, write=False, what="reading currencies").currencies or [])
 
     def organisation(self):
-        return self._call(self.accounting.get_organisations, write=False, what="reading the organisation").organisations[0]
+        return self._setting("organisation", lambda: self._call(
+            self.accounting.get_organisations, write=False, what="reading the organisation").organisations[0])
 
     # ---- attachments and identity --------------------------------------------------------------------
     def attach_to_invoice(self, invoice_id: str, file_name: str, content: bytes, *, idempotency_key: str) -> None:

@@ -360,6 +360,18 @@ def test_the_pacer_keeps_calls_under_the_budget(world):
         assert sum(1 for t in arrivals if start <= t < start + 60) <= 3
 
 
+def test_settings_are_remembered_for_their_ttl_only(world):
+    gateway = world.gateway(clock=world.clock.monotonic, settings_ttl_seconds=120)
+    for _ in range(3):
+        gateway.tax_rates()
+        gateway.organisation()
+    assert world.log.count("GET", "/api.xro/2.0/TaxRates") == 1
+    assert world.log.count("GET", "/api.xro/2.0/Organisation") == 1
+    world.clock.advance(121)
+    gateway.tax_rates()
+    assert world.log.count("GET", "/api.xro/2.0/TaxRates") == 2
+
+
 # ---- 5. tokens -----------------------------------------------------------------------------------------
 class WatchedStore(MemoryTokenStore):
     """A token store that notes, at each save, which requests the server had already seen."""
