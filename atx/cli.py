@@ -99,14 +99,83 @@ def run_invoices(tenant: str, since: date | None, until: date | None, dry_run: b
 
     from flows.invoices import invoices
 
-    with tags(f"tenant:{tenant}"):
-        state = invoices(tenant=tenant, since=since, until=until, dry_run=dry_run, return_state=True)
+    def work():
+        with tags(f"tenant:{tenant}"):
+            return invoices(tenant=tenant, since=since, until=until, dry_run=dry_run, return_state=True)
+
+    state = _with_progress_bar(f"invoices for {tenant}", tenant, work)
     if not state.is_completed():
         console.print(f"[red]The run ended {state.name}:[/] {state.message}")
         return None
     summary = state.result()
     print_summary(summary, state.message, table=table)
     return summary
+
+
+def _with_progress_bar(description: str, tenant: str, work):
+    """Run a flow in a thread and mirror its Prefect progress artifact in a terminal progress bar."""
+    if not console.is_terminal:
+        return work()
+    from datetime import datetime, timezone
+
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn
+
+    started = datetime.now(timezone.utc)
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["state"] = work()
+        except BaseException as exc:  # re-raised in the calling thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(description, total=100)
+        while thread.is_alive():
+            done = latest_progress(tenant, started)
+            if done is not None:
+                bar.update(task, completed=done)
+            thread.join(1.0)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["state"]
+
+
+def latest_progress(tenant: str, since) -> float | None:
+    """Percent done of the tenant's newest flow run started after `since`, from its progress artifact."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterType,
+        FlowRunFilter,
+        FlowRunFilterStartTime,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    try:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    tags=FlowRunFilterTags(all_=[f"tenant:{tenant}"]), start_time=FlowRunFilterStartTime(after_=since)
+                ),
+                sort=FlowRunSort.START_TIME_DESC,
+                limit=1,
+            )
+            if not runs:
+                return None
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[runs[0].id]), type=ArtifactFilterType(any_=["progress"])
+                )
+            )
+    except Exception:  # the bar is a courtesy; the run itself reports any real problem
+        return None
+    return float(artifacts[-1].data) if artifacts else None
 
 
 def print_summary(summary, message: str | None = None, *, table: bool = True) -> None:

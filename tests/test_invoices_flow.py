@@ -90,8 +90,15 @@ def test_first_run_creates_each_invoice_and_a_rerun_creates_none(stack):
 def test_the_run_is_named_tagged_and_reports_every_document(stack):
     from prefect.client.orchestration import get_client
 
+    from datetime import datetime, timezone
+
+    from atx.cli import latest_progress
+
     stack.connect_tenant("acme")
+    started = datetime.now(timezone.utc) - timedelta(seconds=1)
     state, summary = run()
+    # What the CLI's progress bar reads: the run's own progress artifact, finished.
+    assert latest_progress("acme", started) == 100.0
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(state.state_details.flow_run_id)
         artifacts = client.read_artifacts()
