@@ -18,12 +18,16 @@ from atx.settings import load_tenant
 from core.invoices import InvoicePlan, SetAside, XeroReference, plan_invoices
 from core.mapping import load_mapping
 from tasks.extract import AutotaskExtract, extract_invoices
+from clients.xero import XeroRateLimited
 from tasks.load import (
     BATCH_SIZE,
+    DEFERRED,
+    DOC_CREDIT_NOTE,
     DOC_INVOICE,
     InvoiceOutcome,
     apply_voids,
     attach_pdfs,
+    deferred_outcome,
     load_invoice_batch,
     read_xero_reference,
     resolve_unanswered,
@@ -73,13 +77,40 @@ def map_invoices(tenant: str, extract: AutotaskExtract, xero: XeroReference) -> 
 
 
 @task(name="record-set-aside", cache_policy=NONE)
-def record_set_aside(tenant: str, set_aside: list[SetAside]) -> None:
-    """Documents the mapping refused are kept in the ledger with the reason and retried next run."""
+def record_set_aside(tenant: str, set_aside: list[SetAside], credits: frozenset[int] = frozenset()) -> None:
+    """Documents the mapping refused are kept in the ledger with the reason and retried next run.
+
+    `credits`: ids of Autotask invoices with a negative total, which are credit notes in Xero; their rows
+    are recorded as credit notes (core's SetAside does not say which type a document is)."""
     ledger = ledger_for(load_tenant(tenant))
     logger = get_run_logger()
     for s in set_aside:
-        ledger.set_aside(tenant, DOC_INVOICE, s.autotask_id, autotask_number=s.autotask_number, reason=s.reason, fix=s.fix)
+        doc_type = DOC_CREDIT_NOTE if int(s.autotask_id) in credits else DOC_INVOICE
+        if not ledger.set_aside(tenant, doc_type, s.autotask_id, autotask_number=s.autotask_number, reason=s.reason, fix=s.fix):
+            # Synced, voided, or `sending` (in flight, or awaiting a lookup after a lost answer): the row
+            # keeps its state, so nothing can be sent again without that lookup.
+            logger.warning("%s cannot be sent as it is (%s), but the ledger shows it in Xero or in flight: left as it is",
+                           s.autotask_number, s.reason)
+            continue
         logger.warning("set aside %s: %s (fix: %s)", s.autotask_number, s.reason, s.fix)
+
+
+def _credits(extract: AutotaskExtract) -> frozenset[int]:
+    """Autotask invoices with a negative total (credit notes in Xero), rejected records included."""
+    from decimal import Decimal, InvalidOperation
+
+    from core.invoices import _REJECTED_INVOICES
+
+    records = extract.invoices[["id", "invoiceTotal"]].to_dict("records") if len(extract.invoices) else []
+    records += [r.record for r in extract.invoices.attrs.get(_REJECTED_INVOICES, [])]
+    found = set()
+    for r in records:
+        try:
+            if r.get("id") is not None and Decimal(str(r.get("invoiceTotal"))) < 0:
+                found.add(int(r["id"]))
+        except (InvalidOperation, TypeError, ValueError):
+            continue
+    return frozenset(found)
 
 
 @task(name="advance-high-water", cache_policy=NONE)
@@ -138,7 +169,16 @@ def invoices(tenant: str, since: date | None = None, until: date | None = None, 
     xero_calls_before = xero_gateway(load_tenant(tenant)).calls
 
     preflight(tenant)  # stops the run before any write when credentials or mapped Xero names are wrong
-    extract = extract_invoices(tenant, since, until)
+    stopped: str | None = None  # why the run stopped sending early (Xero's API limit)
+    revisit: list[int] = []
+    if not dry_run:
+        try:
+            # Answers a dead run never got are looked up first, so documents found missing are read again below.
+            resolve_unanswered(tenant, run_id)
+        except XeroRateLimited as exc:
+            stopped = str(exc)
+        revisit = ledger_for(load_tenant(tenant)).unfinished(tenant, (DOC_INVOICE, DOC_CREDIT_NOTE))
+    extract = extract_invoices(tenant, since, until, revisit)
     routed = route_invoices(tenant, extract)  # only this tenant's invoices; the rest are reported
     extract = routed.extract
     summary.outcomes += routed.outcomes
@@ -151,26 +191,49 @@ def invoices(tenant: str, since: date | None = None, until: date | None = None, 
     if dry_run:
         summary.outcomes = _planned(plan)
     else:
-        record_set_aside(tenant, plan.set_aside)
-        resolve_unanswered(tenant, run_id)
-        voids = apply_voids(tenant, run_id, plan.skipped)  # voided in Autotask after reaching Xero
-        summary.outcomes = [o for o in summary.outcomes if o.autotask_id not in voids] + list(voids.values())
-        company_ids = sorted({int(n) for n in plan.drafts["contact_number"]}) if len(plan.drafts) else []
-        contacts = sync_contacts(
-            tenant, extract.companies, extract.contacts, company_ids, extract.reference.get("Currencies", [])
-        )
-        drafts = _without_failed_contacts(plan.drafts, contacts["failed"], summary)
-        invoice_ids = list(dict.fromkeys(drafts["autotask_invoice_id"])) if len(drafts) else []
-        progress = create_progress_artifact(progress=0.0, description=f"Invoices into Xero for {tenant}")
-        for start in range(0, len(invoice_ids), BATCH_SIZE):
-            batch_ids = set(invoice_ids[start : start + BATCH_SIZE])
-            batch = drafts[drafts["autotask_invoice_id"].isin(batch_ids)]
-            summary.outcomes += load_invoice_batch(tenant, run_id, batch, contacts["ids"])
-            update_progress_artifact(progress, progress=100.0 * min(start + BATCH_SIZE, len(invoice_ids)) / len(invoice_ids))
-        if not invoice_ids:
-            update_progress_artifact(progress, progress=100.0)
-        summary.attach_failures = attach_pdfs(tenant)
-        advance_high_water(tenant, until)
+        credits = _credits(extract)
+        record_set_aside(tenant, plan.set_aside, credits)
+        done: set[int] = set()  # documents this run has dealt with (sent, found, set aside, ...)
+        try:
+            if stopped:
+                raise XeroRateLimited("day", None, stopped)
+            voids = apply_voids(tenant, run_id, plan.skipped)  # voided in Autotask after reaching Xero
+            summary.outcomes = [o for o in summary.outcomes if o.autotask_id not in voids] + list(voids.values())
+            company_ids = sorted({int(n) for n in plan.drafts["contact_number"]}) if len(plan.drafts) else []
+            contacts = sync_contacts(
+                tenant, extract.companies, extract.contacts, company_ids, extract.reference.get("Currencies", [])
+            )
+            drafts = _without_failed_contacts(plan.drafts, contacts["failed"], summary, credits)
+            done |= set(plan.drafts["autotask_invoice_id"].astype(int)) - set(drafts["autotask_invoice_id"].astype(int)) \
+                if len(plan.drafts) else set()
+            invoice_ids = list(dict.fromkeys(drafts["autotask_invoice_id"])) if len(drafts) else []
+            progress = create_progress_artifact(progress=0.0, description=f"Invoices into Xero for {tenant}")
+            for start in range(0, len(invoice_ids), BATCH_SIZE):
+                batch_ids = set(invoice_ids[start : start + BATCH_SIZE])
+                batch = drafts[drafts["autotask_invoice_id"].isin(batch_ids)]
+                outcomes = load_invoice_batch(tenant, run_id, batch, contacts["ids"])
+                deferred = [o for o in outcomes if o.action.startswith(DEFERRED)]
+                summary.outcomes += outcomes
+                done |= {int(i) for i in batch_ids}
+                update_progress_artifact(progress, progress=100.0 * min(start + BATCH_SIZE, len(invoice_ids)) / len(invoice_ids))
+                if deferred:
+                    stopped = deferred[0].reason
+                    break
+            if not invoice_ids:
+                update_progress_artifact(progress, progress=100.0)
+            if not stopped:
+                summary.attach_failures = attach_pdfs(tenant)
+        except XeroRateLimited as exc:
+            stopped = str(exc)
+        if stopped:
+            # Nothing is lost: what was sent is recorded; the rest has no claim (or a `sending` row that the
+            # next run looks up first), and the window stays where it was, so the next run picks it all up.
+            for k, g in (plan.drafts.groupby("autotask_invoice_id", sort=False) if len(plan.drafts) else []):
+                if int(k) not in done:
+                    summary.outcomes.append(deferred_outcome(int(k), g, stopped))
+            get_run_logger().warning("stopped early, the high-water mark is not moved: %s", stopped)
+        else:
+            advance_high_water(tenant, until)
 
     summary.xero_calls = xero_gateway(load_tenant(tenant)).calls - xero_calls_before
     publish_report(summary)
@@ -179,12 +242,18 @@ def invoices(tenant: str, since: date | None = None, until: date | None = None, 
         f"{summary.set_aside_count} set aside"
     )
     logger.info(message)
+    if stopped:
+        left = summary.count(DEFERRED)
+        return Completed(
+            message=f"stopped early, {left} documents left for the next run: {stopped}; {message}", data=summary
+        )
     if summary.set_aside_count:
         return Completed(message=f"completed with {summary.set_aside_count} set aside", data=summary)
     return Completed(message=message, data=summary)
 
 
-def _without_failed_contacts(drafts: pd.DataFrame, failed: dict[int, str], summary: RunSummary) -> pd.DataFrame:
+def _without_failed_contacts(drafts: pd.DataFrame, failed: dict[int, str], summary: RunSummary,
+                             credits: frozenset[int] = frozenset()) -> pd.DataFrame:
     """An invoice whose contact could not be made in Xero is set aside, not sent."""
     if not failed or not len(drafts):
         return drafts
@@ -200,6 +269,6 @@ def _without_failed_contacts(drafts: pd.DataFrame, failed: dict[int, str], summa
                 fix="fix the company in Autotask (name, tax number, currency) or the contact in Xero, then rerun",
             )
         )
-    record_set_aside(summary.tenant, refused)
+    record_set_aside(summary.tenant, refused, credits)
     summary.set_aside += refused
     return drafts[~bad]

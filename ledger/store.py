@@ -276,11 +276,22 @@ class Ledger:
         fix: str,
         content_hash: str | None = None,
         document_date: date | None = None,
-    ) -> None:
-        """Keep a document out of Xero with the reason and the fix; the next run tries it again."""
+        run_id: str | None = None,
+    ) -> bool:
+        """Keep a document out of Xero with the reason and the fix; the next run tries it again.
+
+        A row `sending` is moved only by the run that claimed it (pass its run_id): any other run's
+        `sending` row may already be in Xero, and only a lookup by its natural key may move it on.
+        Setting it aside here would let a later claim send it again without that lookup. Synced and
+        voided rows are in Xero and stay as they are. Returns whether the row is now set aside."""
         now = _now()
         with self.session() as s:
             row = _row(s, tenant, doc_type, autotask_id)
+            if row is not None and (
+                row.state in (DocState.SYNCED, DocState.VOIDED)
+                or (row.state == DocState.SENDING and (run_id is None or row.run_id != run_id))
+            ):
+                return False
             if row is None:
                 s.add(
                     SyncRecord(
@@ -289,7 +300,7 @@ class Ledger:
                         reason=reason, fix=fix, attempts=0, updated_at=now, version=1,
                     )
                 )
-            elif row.state != DocState.SYNCED:
+            else:
                 row.state = DocState.SET_ASIDE
                 row.reason, row.fix = reason, fix
                 row.updated_at = now
@@ -298,6 +309,35 @@ class Ledger:
                 s.commit()
             except IntegrityError:
                 s.rollback()
+                return False
+        return True
+
+    def unfinished(self, tenant: str, doc_types: Iterable[str]) -> list[int]:
+        """Autotask ids of documents not yet in Xero (set aside, or released after a lookup): each run
+        reads them again by id, whatever their date, so the window's high-water mark never leaves one behind."""
+        with self.session() as s:
+            ids = s.scalars(
+                select(SyncRecord.autotask_id).where(
+                    SyncRecord.tenant == tenant,
+                    SyncRecord.doc_type.in_(list(doc_types)),
+                    SyncRecord.state.in_([DocState.SET_ASIDE, DocState.PENDING]),
+                )
+            ).all()
+        return sorted(set(int(i) for i in ids))
+
+    def forget_set_aside(self, tenant: str, doc_type: str, autotask_ids: Iterable[int]) -> None:
+        """Drop set-aside rows of a document now mapped as the other type (a credit recorded as an
+        invoice by an older release): they would otherwise be read again on every run."""
+        ids = list(autotask_ids)
+        if not ids:
+            return
+        with self.session() as s:
+            for row in s.scalars(select(SyncRecord).where(
+                SyncRecord.tenant == tenant, SyncRecord.doc_type == doc_type, SyncRecord.autotask_id.in_(ids),
+                SyncRecord.state == DocState.SET_ASIDE,
+            )):
+                s.delete(row)
+            s.commit()
 
     def release(self, tenant: str, doc_type: str, autotask_id: int) -> None:
         """Xero has no copy of a document whose answer was lost: it may be sent again."""

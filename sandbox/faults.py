@@ -40,6 +40,8 @@ class ScriptedFault:
     path_prefix: str | None = None
     times: int = 1
     fired: int = 0
+    after: int = 0  # let this many matching requests through first (a fault in the middle of a run)
+    passed: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         if self.method and self.method.upper() != method.upper():
@@ -75,11 +77,11 @@ class FaultConfig:
         self._scripts: list[ScriptedFault] = []
 
     def script(self, kind: str, *, method: str | None = None, path_prefix: str | None = None,
-               times: int = 1) -> ScriptedFault:
-        """Fire `kind` on the next `times` requests that match."""
+               times: int = 1, after: int = 0) -> ScriptedFault:
+        """Fire `kind` on the next `times` requests that match, after letting `after` of them through."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
-        scripted = ScriptedFault(kind, method, path_prefix, times)
+        scripted = ScriptedFault(kind, method, path_prefix, times, after=after)
         with self._lock:
             self._scripts.append(scripted)
         return scripted
@@ -105,6 +107,9 @@ class FaultConfig:
         with self._lock:
             for scripted in self._scripts:
                 if scripted.matches(method, path):
+                    if scripted.passed < scripted.after:
+                        scripted.passed += 1
+                        continue
                     scripted.fired += 1
                     self.log.append((scripted.kind, method, path))
                     return scripted.kind

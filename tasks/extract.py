@@ -41,8 +41,12 @@ def _utc(d: date) -> str:
 
 
 @task(name="extract-autotask-invoices", retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NONE)
-def extract_invoices(tenant: str, since: date, until: date) -> AutotaskExtract:
-    """Reads are always safe to retry, so this task retries on any failure."""
+def extract_invoices(tenant: str, since: date, until: date, revisit: list[int] | None = None) -> AutotaskExtract:
+    """Reads are always safe to retry, so this task retries on any failure.
+
+    `revisit`: ids of documents the ledger holds as not yet in Xero (set aside, or released after a
+    lookup). They are read by id whatever their date, so a document dated before the window is still
+    tried again on every run."""
     settings = load_tenant(tenant)
     with autotask_client(settings) as at:
         window = [
@@ -55,6 +59,10 @@ def extract_invoices(tenant: str, since: date, until: date) -> AutotaskExtract:
         seen = {r["id"] for r in invoice_records}
         voided = [{"op": "gte", "field": "voidedDate", "value": _utc(since)}, {"op": "eq", "field": "isVoided", "value": True}]
         invoice_records += [r for r in at.query("Invoices", voided) if r["id"] not in seen]
+        seen = {r["id"] for r in invoice_records}
+        again = [i for i in dict.fromkeys(revisit or []) if i not in seen]
+        if again:
+            invoice_records += [r for r in at.query_in("Invoices", "id", again) if r["id"] not in seen]
         invoice_ids = [r["id"] for r in invoice_records]
         line_records = list(at.query_in("BillingItems", "invoiceID", invoice_ids)) if invoice_ids else []
         company_ids = sorted({r["companyID"] for r in invoice_records if r.get("companyID") is not None})

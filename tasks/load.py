@@ -27,7 +27,7 @@ from prefect.cache_policies import NONE
 
 from atx.connections import autotask_client, ledger_for, xero_gateway
 from atx.settings import load_tenant
-from clients.xero import XeroError, XeroOutcomeUnknown, XeroRateLimited
+from clients.xero import XeroAuthError, XeroError, XeroOutcomeUnknown, XeroRateLimited
 from core.invoices import XeroReference, contact_names, content_hash, to_xero_contact, to_xero_invoice
 from ledger import Candidate, DocState
 
@@ -95,7 +95,19 @@ def _dec(value) -> Decimal | None:
 
 
 # ---- reference data ----------------------------------------------------------------------------
-@task(name="read-xero-settings", retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NONE)
+def worth_retrying(task, task_run, state) -> bool:
+    """Prefect retries reads, but not into Xero's day limit or a connection that needs a person."""
+    try:
+        state.result()
+    except (XeroRateLimited, XeroAuthError):
+        return False
+    except Exception:  # noqa: BLE001 - any other failure of a read is worth another try
+        return True
+    return True
+
+
+@task(name="read-xero-settings", retries=3, retry_delay_seconds=[5, 30, 120], retry_condition_fn=worth_retrying,
+      cache_policy=NONE)
 def read_xero_reference(tenant: str) -> XeroReference:
     settings = load_tenant(tenant)
     xero = xero_gateway(settings)
@@ -139,7 +151,8 @@ def _prefect_run_alive(run_id: str) -> bool:
     return not (run.state and run.state.is_final())
 
 
-@task(name="resolve-unanswered-invoices", retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NONE)
+@task(name="resolve-unanswered-invoices", retries=3, retry_delay_seconds=[5, 30, 120], retry_condition_fn=worth_retrying,
+      cache_policy=NONE)
 def resolve_unanswered(tenant: str, run_id: str) -> list[InvoiceOutcome]:
     """Rows left `sending` by a run that died: look each up in Xero before it may be sent again."""
     settings = load_tenant(tenant)
@@ -174,9 +187,12 @@ def _resolve(tenant, ledger, xero, doc_type: str, rows) -> None:
             docs = {i.invoice_number: i for i in xero.find_invoices(numbers=[r.natural_key for r in by_number])}
             found.update({r.autotask_id: docs[r.natural_key] for r in by_number if r.natural_key in docs})
         by_url = [r for r in rows if _is_url(r.natural_key)]
-        for contact_id in sorted({r.xero_contact_id for r in by_url if r.xero_contact_id}):
-            mine = [r for r in by_url if r.xero_contact_id == contact_id]
-            docs = xero.find_invoices(contact_ids=[contact_id], created_by_my_app=True, modified_since=_since(mine))
+        # A row without a contact id is looked up among all of this app's invoices since the attempt:
+        # releasing it unlooked-up could send a second copy.
+        for contact_id in sorted({r.xero_contact_id or "" for r in by_url}):
+            mine = [r for r in by_url if (r.xero_contact_id or "") == contact_id]
+            docs = xero.find_invoices(contact_ids=[contact_id] if contact_id else [], created_by_my_app=True,
+                                      modified_since=_since(mine))
             for r in mine:
                 match = [d for d in docs if (d.url or "") == r.natural_key and _status(d) not in ("DELETED", "VOIDED")]
                 if match:
@@ -388,14 +404,41 @@ def load_invoice_batch(tenant: str, run_id: str, drafts: pd.DataFrame, contact_i
     xero = xero_gateway(settings)
     groups = {int(k): g for k, g in drafts.groupby("autotask_invoice_id", sort=False)}
     outcomes: dict[int, InvoiceOutcome] = {}
-    for doc_type in (DOC_INVOICE, DOC_CREDIT_NOTE):
-        mine = {k: g for k, g in groups.items() if _doc_type(g) == doc_type}
-        if mine:
-            outcomes.update(_load_documents(tenant, run_id, ledger, xero, doc_type, mine, contact_ids))
+    try:
+        for doc_type in (DOC_INVOICE, DOC_CREDIT_NOTE):
+            mine = {k: g for k, g in groups.items() if _doc_type(g) == doc_type}
+            if mine:
+                # A document now mapped as this type leaves any set-aside row of the other type behind.
+                ledger.forget_set_aside(tenant, DOC_CREDIT_NOTE if doc_type == DOC_INVOICE else DOC_INVOICE, list(mine))
+                _load_documents(tenant, run_id, ledger, xero, doc_type, mine, contact_ids, outcomes)
+    except XeroRateLimited as exc:
+        # Xero did nothing with the refused call (claimed rows were released, or stay `sending` for a
+        # lookup when an answer was lost); what this batch already recorded stays recorded. The rest is
+        # reported as left for the next run, and the flow stops sending.
+        get_run_logger().warning("stopping: %s", exc)
+        for k, g in groups.items():
+            if k not in outcomes:
+                outcomes[k] = deferred_outcome(k, g, str(exc))
     return [outcomes[k] for k in groups if k in outcomes]
 
 
-def _load_documents(tenant, run_id, ledger, xero, doc_type, groups: dict[int, pd.DataFrame], contact_ids) -> dict[int, InvoiceOutcome]:
+DEFERRED = "not sent yet"
+
+
+def deferred_outcome(autotask_id: int, g: pd.DataFrame, reason: str) -> InvoiceOutcome:
+    """A document this run stopped before sending (Xero's limit): the next run sends it."""
+    return InvoiceOutcome(
+        autotask_id=int(autotask_id), autotask_number=str(g["autotask_number"].iloc[0]),
+        contact=str(g["contact_name"].iloc[0]), currency=str(g["currency_code"].iloc[0]),
+        autotask_total=g["autotask_total"].iloc[0], action=f"{DEFERRED} (Xero's API limit reached; the next run sends it)",
+        reason=reason, fix="nothing to do: the next run picks it up",
+        document_type=str(g["document_type"].iloc[0]) if "document_type" in g.columns else "ACCREC",
+    )
+
+
+def _load_documents(tenant, run_id, ledger, xero, doc_type, groups: dict[int, pd.DataFrame], contact_ids,
+                    outcomes: dict[int, InvoiceOutcome]) -> dict[int, InvoiceOutcome]:
+    """Fills `outcomes` as it goes, so what was recorded before an exception is still reported."""
     logger = get_run_logger()
     candidates = [
         Candidate(
@@ -409,7 +452,6 @@ def _load_documents(tenant, run_id, ledger, xero, doc_type, groups: dict[int, pd
         for k, g in groups.items()
     ]
     rows = ledger.records(tenant, doc_type, list(groups))
-    outcomes: dict[int, InvoiceOutcome] = {}
 
     # Already in Xero: unchanged → reported; changed → updated while DRAFT, else left for a person.
     synced = [c for c in candidates if rows.get(c.autotask_id) is not None and rows[c.autotask_id].state in (DocState.SYNCED, DocState.VOIDED)]
@@ -482,7 +524,8 @@ def _load_documents(tenant, run_id, ledger, xero, doc_type, groups: dict[int, pd
             # Refused as a whole (a 400 outside per-element results): nothing was created.
             for c in claimed:
                 reason, fix = str(exc), fix_for(str(exc))
-                ledger.set_aside(tenant, doc_type, c.autotask_id, autotask_number=c.autotask_number, reason=reason, fix=fix)
+                ledger.set_aside(tenant, doc_type, c.autotask_id, autotask_number=c.autotask_number, reason=reason, fix=fix,
+                                 run_id=run_id)
                 o = _outcome(c, groups[c.autotask_id], "set aside")
                 o.reason, o.fix = reason, fix
                 outcomes[c.autotask_id] = o
@@ -500,7 +543,8 @@ def _load_documents(tenant, run_id, ledger, xero, doc_type, groups: dict[int, pd
             else:
                 reason = "; ".join(result.errors) or "Xero refused the document without a message"
                 fix = fix_for(reason)
-                ledger.set_aside(tenant, doc_type, c.autotask_id, autotask_number=c.autotask_number, reason=reason, fix=fix)
+                ledger.set_aside(tenant, doc_type, c.autotask_id, autotask_number=c.autotask_number, reason=reason, fix=fix,
+                                 run_id=run_id)
                 o = _outcome(c, g, "set aside")
                 o.reason, o.fix = reason, fix
                 outcomes[c.autotask_id] = o

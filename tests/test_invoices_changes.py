@@ -202,12 +202,12 @@ def test_xero_numbering_lost_answer_and_a_rerun_days_later_makes_one_copy(atx_ho
     with SandboxStack(seed=11, invoices=12, window_end=END, clock=clock) as stack:
         settings = connect(stack, "acme", mapping=mapping_file(tmp_path, invoice_number="xero"))
         # The batch is created but its answer is lost; the lookup that follows is refused (429 far beyond
-        # the wait budget), so the run dies with its rows still `sending`: a crash between send and record.
+        # the wait budget), so the run stops with its rows still `sending`, as a crash between send and record would.
         stack.xero.faults.retry_after_seconds = 3600
         stack.xero.faults.script("lost_response", method="PUT", path_prefix="/api.xro/2.0/Invoices", times=1)
         stack.xero.faults.script("429", method="GET", path_prefix="/api.xro/2.0/Invoices", times=1)
         state, _ = run(expect_completed=False)
-        assert not state.is_completed()
+        assert state.message.startswith("stopped early"), state.message
         rows = ledger_for(settings).records("acme", "invoice")
         sending = [r for r in rows.values() if r.state == DocState.SENDING]
         assert sending and all(r.natural_key.startswith("http") and r.xero_contact_id for r in sending)

@@ -57,7 +57,11 @@ def test_synced_documents_are_never_claimed_again(ledger):
     docs = _candidates(3)
     ledger.claim("acme", "invoice", docs, run_id="r1", idempotency_key="k1")
     ledger.record_synced("acme", "invoice", 0, xero_id="x0", xero_number="INV-0")
-    ledger.set_aside("acme", "invoice", 1, autotask_number="INV-1", reason="bad tax", fix="map it")
+    # Only the run that claimed a `sending` row may set it aside: for any other, Xero may hold it.
+    assert not ledger.set_aside("acme", "invoice", 1, autotask_number="INV-1", reason="bad tax", fix="map it")
+    assert not ledger.set_aside("acme", "invoice", 1, autotask_number="INV-1", reason="bad tax", fix="map it", run_id="r2")
+    assert ledger.records("acme", "invoice")[1].state == DocState.SENDING
+    assert ledger.set_aside("acme", "invoice", 1, autotask_number="INV-1", reason="bad tax", fix="map it", run_id="r1")
     again = ledger.claim("acme", "invoice", docs, run_id="r2", idempotency_key="k2")
     # 0 is synced; 1 was set aside and is retried; 2 is still in flight in r1.
     assert [c.autotask_id for c in again] == [1]
