@@ -24,6 +24,7 @@ demo: $(STAMP)
 	$(BIN)/atx demo
 
 test: $(STAMP)
+	mkdir -p $(PREFECT_HOME)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 bench: $(STAMP)
