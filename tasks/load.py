@@ -466,6 +466,15 @@ def _load_documents(tenant, run_id, ledger, xero, doc_type, groups: dict[int, pd
     fresh = [c for c in candidates if c not in synced]
     clashes = _number_clashes(xero, doc_type, [c for c in fresh if rows.get(c.autotask_id) is None or rows[c.autotask_id].state != DocState.SENDING])
     for c in fresh:
+        if c.natural_key in clashes and _our_earlier_copy(clashes[c.natural_key], c, groups[c.autotask_id], rows.get(c.autotask_id)):
+            # A write of ours whose answer was lost and that an earlier lookup missed: adopt it, never send again.
+            existing = clashes.pop(c.natural_key)
+            xero_id, number = _id_and_number(existing)
+            ledger.record_synced(tenant, doc_type, c.autotask_id, xero_id=xero_id, xero_number=number,
+                                 xero_status=_status(existing), xero_total=_dec(existing.total))
+            outcomes[c.autotask_id] = _outcome(c, groups[c.autotask_id], "recovered", xero_id, number)
+            logger.info("found %s in Xero from an earlier attempt; recorded it, nothing re-sent", number)
+    for c in fresh:
         if c.natural_key in clashes:
             existing = clashes[c.natural_key]
             noun = "Credit Note" if doc_type == DOC_CREDIT_NOTE else "Invoice"
@@ -487,7 +496,7 @@ def _load_documents(tenant, run_id, ledger, xero, doc_type, groups: dict[int, pd
             o = _outcome(c, groups[c.autotask_id], "set aside")
             o.reason, o.fix = reason, fix
             outcomes[c.autotask_id] = o
-    candidates = [c for c in fresh if c.natural_key and c.natural_key not in clashes]
+    candidates = [c for c in fresh if c.natural_key and c.natural_key not in clashes and c.autotask_id not in outcomes]
 
     what = doc_type if doc_type == DOC_INVOICE else "credit_note"
     for attempt in range(3):
@@ -554,6 +563,18 @@ def _load_documents(tenant, run_id, ledger, xero, doc_type, groups: dict[int, pd
         for c in candidates:
             outcomes.setdefault(c.autotask_id, _outcome(c, groups[c.autotask_id], "in flight elsewhere"))
     return outcomes
+
+
+def _our_earlier_copy(existing, c: Candidate, group: pd.DataFrame, row) -> bool:
+    """The Xero document holding this number is one we sent before: this row was attempted with that
+    very number, and the document is for the same contact with the same total. Anything else is a
+    clash with a document this sync did not create, and is never touched."""
+    if row is None or not row.attempts or row.natural_key != c.natural_key or not c.contact_id:
+        return False
+    contact = getattr(existing, "contact", None)
+    same_contact = contact is not None and str(getattr(contact, "contact_id", "")) == str(c.contact_id)
+    total = existing.total
+    return same_contact and total is not None and Decimal(str(total)) == abs(Decimal(str(group["autotask_total"].iloc[0])))
 
 
 def _number_clashes(xero, doc_type: str, candidates: list[Candidate]) -> dict[str, object]:

@@ -220,3 +220,26 @@ def test_rules_written_with_picklist_labels_match(stack, tmp_path):
             assert line.account_code in ("200", "260")
             assert {t.option for t in line.tracking or []} <= set(by_label.values())
     assert {t.option for i in in_xero for li in i.line_items for t in li.tracking or []} >= {"Managed Services"}
+
+
+def test_a_copy_from_an_earlier_attempt_is_adopted_not_sent_again(stack):
+    """A write whose answer was lost and that a lookup then missed (the row went back to waiting):
+    the next run finds the number in Xero, sees it is our own earlier copy (same contact, same total,
+    attempted with that number) and records it instead of calling it a clash or sending it again."""
+    from sqlalchemy import update
+
+    from ledger.models import SyncRecord
+
+    settings = stack.connect_tenant("acme")
+    run()
+    ledger = ledger_for(settings)
+    victim = next(r for r in ledger.records("acme", "invoice").values() if r.state == DocState.SYNCED)
+    with ledger.session() as s:
+        s.execute(update(SyncRecord).where(SyncRecord.id == victim.id).values(state=DocState.PENDING, xero_id=None))
+        s.commit()
+    _, summary = run()
+    outcome = next(o for o in summary.outcomes if o.autotask_id == victim.autotask_id)
+    assert outcome.action == "recovered", (outcome.action, outcome.reason)
+    assert summary.set_aside_count == 0
+    assert ledger.records("acme", "invoice")[victim.autotask_id].xero_id == victim.xero_id
+    assert_exactly_once(stack, settings)
