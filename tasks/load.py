@@ -497,6 +497,8 @@ def _load_documents(tenant, run_id, ledger, xero, doc_type, groups: dict[int, pd
             o.reason, o.fix = reason, fix
             outcomes[c.autotask_id] = o
     candidates = [c for c in fresh if c.natural_key and c.natural_key not in clashes and c.autotask_id not in outcomes]
+    outcomes.update(_found_by_marker(tenant, ledger, xero, doc_type, candidates, groups, rows))
+    candidates = [c for c in candidates if c.autotask_id not in outcomes]
 
     what = doc_type if doc_type == DOC_INVOICE else "credit_note"
     for attempt in range(3):
@@ -523,7 +525,12 @@ def _load_documents(tenant, run_id, ledger, xero, doc_type, groups: dict[int, pd
                     o = _outcome(c, groups[c.autotask_id], "recovered", row.xero_id, row.xero_number)
                     o.xero_total, o.status = _dec(row.xero_total), row.xero_status
                     outcomes[c.autotask_id] = o
-            candidates = [c for c in claimed if state[c.autotask_id].state != DocState.SYNCED]
+            # Only a number makes Xero refuse a second copy; a document found by its Url or Reference
+            # marker waits for the next run, which looks it up again before sending anything.
+            candidates = [c for c in claimed if state[c.autotask_id].state != DocState.SYNCED and _by_number(c.natural_key)]
+            for c in claimed:
+                if state[c.autotask_id].state != DocState.SYNCED and not _by_number(c.natural_key):
+                    outcomes[c.autotask_id] = _outcome(c, groups[c.autotask_id], "not sent yet (answer lost; looked up again next run)")
             continue
         except XeroRateLimited:
             for c in claimed:  # a 429 means Xero did nothing with the batch
@@ -563,6 +570,29 @@ def _load_documents(tenant, run_id, ledger, xero, doc_type, groups: dict[int, pd
         for c in candidates:
             outcomes.setdefault(c.autotask_id, _outcome(c, groups[c.autotask_id], "in flight elsewhere"))
     return outcomes
+
+
+def _by_number(natural_key: str | None) -> bool:
+    return bool(natural_key) and not _is_url(natural_key) and not natural_key.startswith(REFERENCE_MARKER)
+
+
+def _found_by_marker(tenant, ledger, xero, doc_type, candidates: list[Candidate], groups, rows) -> dict[int, InvoiceOutcome]:
+    """Documents Xero numbers carry no number Xero could refuse twice. One that was attempted before
+    (its answer lost, its row waiting again) is looked up by its marker before it may be sent."""
+    attempted = [rows[c.autotask_id] for c in candidates
+                 if not _by_number(c.natural_key) and rows.get(c.autotask_id) is not None and rows[c.autotask_id].attempts]
+    if not attempted:
+        return {}
+    _resolve(tenant, ledger, xero, doc_type, attempted)
+    now = ledger.records(tenant, doc_type, [r.autotask_id for r in attempted])
+    found = {}
+    for c in candidates:
+        row = now.get(c.autotask_id)
+        if row is not None and row.state == DocState.SYNCED:
+            o = _outcome(c, groups[c.autotask_id], "recovered", row.xero_id, row.xero_number)
+            o.xero_total, o.status = _dec(row.xero_total), row.xero_status
+            found[c.autotask_id] = o
+    return found
 
 
 def _our_earlier_copy(existing, c: Candidate, group: pd.DataFrame, row) -> bool:

@@ -111,7 +111,7 @@ def publish_report(summary: RunSummary) -> str:
         f"| needs a person (see the attention table) | {len(summary.attention)} |",
         f"| planned (dry run) | {summary.count('planned')} |",
         f"| in flight in another run | {summary.count('in flight')} |",
-        f"| not sent yet: Xero's API limit stopped the run (the next run sends them) | {summary.count('not sent yet')} |",
+        f"| not sent yet (an API limit or a lost answer; the next run sends or finds them) | {summary.count('not sent yet')} |",
         f"| skipped (voided before sync) | {summary.count('skipped')} |",
         f"| set aside | {summary.set_aside_count} |",
         f"| PDF attachments not done yet (retried next run) | {len(summary.attach_failures)} |",

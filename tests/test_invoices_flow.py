@@ -243,3 +243,31 @@ def test_a_copy_from_an_earlier_attempt_is_adopted_not_sent_again(stack):
     assert summary.set_aside_count == 0
     assert ledger.records("acme", "invoice")[victim.autotask_id].xero_id == victim.xero_id
     assert_exactly_once(stack, settings)
+
+
+def test_with_xero_numbering_an_attempted_document_is_looked_up_before_it_is_sent_again(stack, tmp_path):
+    """Xero numbers the invoices, so nothing stops a second copy but our own lookup: a row that was
+    attempted and is waiting again must be found by its Url marker, never sent twice."""
+    import yaml
+    from sqlalchemy import update
+
+    from ledger.models import SyncRecord
+
+    mapping = yaml.safe_load(open("mappings/demo.yaml"))
+    mapping["invoice_number"] = "xero"
+    path = tmp_path / "xero-numbers.yaml"
+    path.write_text(yaml.safe_dump(mapping))
+    settings = stack.connect_tenant("acme", mapping=str(path))
+    run()
+    ledger = ledger_for(settings)
+    synced = [r for r in ledger.records("acme", "invoice").values() if r.state == DocState.SYNCED]
+    victim = synced[0]
+    with ledger.session() as s:
+        s.execute(update(SyncRecord).where(SyncRecord.id == victim.id).values(state=DocState.PENDING, xero_id=None))
+        s.commit()
+    _, summary = run()
+    outcome = next(o for o in summary.outcomes if o.autotask_id == victim.autotask_id)
+    assert outcome.action == "recovered", outcome.action
+    urls = Counter(i.url for i in xero_accrec(settings))
+    assert len(urls) == len(synced) and set(urls.values()) == {1}
+    assert ledger.records("acme", "invoice")[victim.autotask_id].xero_id == victim.xero_id
