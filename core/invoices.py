@@ -1066,17 +1066,18 @@ def to_xero_invoice(draft_rows: pd.DataFrame, contact_id: str | None = None) -> 
     head = rows[0]
     if head.get("document_type", "ACCREC") != "ACCREC":
         raise ValueError(f"Autotask invoice {head['autotask_invoice_id']} is a credit: use to_xero_credit_note")
-    optional = {}
-    for column, attribute in (("due_date", "due_date"), ("invoice_number", "invoice_number"),
-                              ("reference", "reference"), ("source_url", "url"),
-                              ("branding_theme_id", "branding_theme_id"), ("currency_rate", "currency_rate")):
-        if head.get(column) is not None:
-            optional[attribute] = head[column]
+    optional = _filled(head, due_date="due_date", invoice_number="invoice_number", reference="reference",
+                        url="source_url", branding_theme_id="branding_theme_id", currency_rate="currency_rate")
     return Invoice(
         type="ACCREC", contact=_contact(head, contact_id), line_items=_line_items(rows), date=head["date"],
         line_amount_types=LineAmountTypes(head["line_amount_types"]), status=head["status"],
         currency_code=CurrencyCode(head["currency_code"]), **optional,
     )
+
+
+def _filled(head: dict, **columns: str) -> dict:
+    """SDK keyword -> the draft column that fills it, for the columns that hold a value."""
+    return {attribute: head[column] for attribute, column in columns.items() if head.get(column) is not None}
 
 
 def to_xero_credit_note(draft_rows: pd.DataFrame, contact_id: str | None = None) -> CreditNote:
@@ -1088,11 +1089,8 @@ def to_xero_credit_note(draft_rows: pd.DataFrame, contact_id: str | None = None)
     head = rows[0]
     if head.get("document_type") != "ACCRECCREDIT":
         raise ValueError(f"Autotask invoice {head['autotask_invoice_id']} is not a credit: use to_xero_invoice")
-    optional = {}
-    for column, attribute in (("invoice_number", "credit_note_number"), ("reference", "reference"),
-                              ("branding_theme_id", "branding_theme_id"), ("currency_rate", "currency_rate")):
-        if head.get(column) is not None:
-            optional[attribute] = head[column]
+    optional = _filled(head, credit_note_number="invoice_number", reference="reference",
+                        branding_theme_id="branding_theme_id", currency_rate="currency_rate")
     return CreditNote(
         type="ACCRECCREDIT", contact=_contact(head, contact_id), line_items=_line_items(rows), date=head["date"],
         line_amount_types=LineAmountTypes(head["line_amount_types"]), status=head["status"],
