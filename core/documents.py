@@ -1,0 +1,320 @@
+"""The document pipeline's pure half: what a document kind is, what one planned document holds, and
+what to do with it given what the ledger and Xero already hold.
+
+Every flow maps its Autotask records into `DocumentPlan`s; `decide` turns a plan, its ledger row and
+the Xero document found for it into an `Action`; the shell (`tasks/sync.py`) carries the action out.
+A new document type is a `DocumentKind` entry below and a pure mapping that yields plans.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import Enum
+from typing import Protocol
+
+
+class KeyKind(str, Enum):
+    """How a document is found in Xero again when an answer was lost (the natural key's kind)."""
+
+    NUMBER = "number"                    # the number we send; Xero refuses a second document with it
+    URL = "url"                          # Xero numbers it; its Url (a link back to Autotask) is the marker
+    REFERENCE = "reference"              # Xero numbers it and it has no Url: its Reference is the marker
+    CONTACT_NUMBER = "contact_number"    # numbers need not be unique (bills): the contact and the number
+
+
+class Status(str, Enum):
+    """Xero document statuses, for invoices, credit notes, bills and purchase orders alike."""
+
+    DRAFT = "DRAFT"
+    SUBMITTED = "SUBMITTED"
+    AUTHORISED = "AUTHORISED"
+    PAID = "PAID"
+    BILLED = "BILLED"
+    VOIDED = "VOIDED"
+    DELETED = "DELETED"
+
+    @classmethod
+    def of(cls, value) -> "Status | None":
+        text = str(getattr(value, "value", value) or "").upper()
+        return cls.__members__.get(text)
+
+
+GONE = frozenset({Status.VOIDED, Status.DELETED})
+
+
+@dataclass(frozen=True)
+class DocumentKind:
+    """One Xero document type and everything the pipeline needs to know to sync it."""
+
+    name: str                       # the ledger's kind: "invoice", "credit_note", "bill", "purchase_order"
+    noun: str                       # how the report names one: "invoice", "bill", ...
+    endpoint: str                   # Xero collection: "Invoices", "CreditNotes", "PurchaseOrders"
+    xero_type: str | None           # Type sent to Xero (ACCREC, ACCRECCREDIT, ACCPAY), None for purchase orders
+    numbers_unique: bool            # Xero refuses a second document of this type with the same number
+    marker: KeyKind | None          # the lookup marker when Xero numbers it (None: we always number it)
+    # What takes a document out of Xero, by its status there; a status missing here needs a person.
+    remove: dict[Status, Status] = field(default_factory=dict)
+    # Statuses in which the pipeline may rewrite the document to match the source again.
+    editable: frozenset[Status] = frozenset({Status.DRAFT})
+    attachments: bool = False
+    link: str | None = None         # where a person opens it in Xero ({id})
+
+    def remove_status(self, current: Status | None) -> Status | None:
+        return self.remove.get(current) if current is not None else None
+
+
+_VOID_OR_DELETE = {Status.DRAFT: Status.DELETED, Status.SUBMITTED: Status.DELETED, Status.AUTHORISED: Status.VOIDED}
+
+INVOICE = DocumentKind(
+    name="invoice", noun="invoice", endpoint="Invoices", xero_type="ACCREC", numbers_unique=True,
+    marker=KeyKind.URL, remove=_VOID_OR_DELETE, attachments=True,
+    link="https://go.xero.com/AccountsReceivable/View.aspx?InvoiceID={id}",
+)
+CREDIT_NOTE = DocumentKind(
+    name="credit_note", noun="credit note", endpoint="CreditNotes", xero_type="ACCRECCREDIT", numbers_unique=True,
+    marker=KeyKind.REFERENCE, remove=_VOID_OR_DELETE, attachments=True,
+    link="https://go.xero.com/AccountsReceivable/ViewCreditNote.aspx?creditNoteID={id}",
+)
+BILL = DocumentKind(
+    name="bill", noun="bill", endpoint="Invoices", xero_type="ACCPAY", numbers_unique=False,
+    marker=None, remove=_VOID_OR_DELETE, attachments=False,
+    link="https://go.xero.com/AccountsPayable/View.aspx?InvoiceID={id}",
+)
+PURCHASE_ORDER = DocumentKind(
+    name="purchase_order", noun="purchase order", endpoint="PurchaseOrders", xero_type=None, numbers_unique=True,
+    marker=None,
+    # Purchase orders post nothing to the ledger: any status short of BILLED may be deleted or rewritten.
+    remove={Status.DRAFT: Status.DELETED, Status.SUBMITTED: Status.DELETED, Status.AUTHORISED: Status.DELETED},
+    editable=frozenset({Status.DRAFT, Status.SUBMITTED, Status.AUTHORISED}),
+    link="https://go.xero.com/Accounts/Payable/PurchaseOrders/View/{id}",
+)
+KINDS: dict[str, DocumentKind] = {k.name: k for k in (INVOICE, CREDIT_NOTE, BILL, PURCHASE_ORDER)}
+
+
+# ---- one planned document ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Line:
+    """One Xero LineItem."""
+
+    description: str
+    quantity: Decimal
+    unit_amount: Decimal
+    line_amount: Decimal
+    account_code: str | None = None
+    tax_type: str | None = None
+    tax_amount: Decimal | None = None          # sent only when Autotask's tax differs from Xero's rounding
+    tracking: tuple[tuple[str, str], ...] = ()  # (category, option), at most two
+    item_code: str | None = None
+    source_line_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ContactRef:
+    """The Xero contact a document is for: keyed by ContactNumber, the Autotask company id."""
+
+    number: str
+    name: str
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """Why a document cannot be sent as it is, and what a person does about it."""
+
+    reason: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class DocumentPlan:
+    """Everything the pure core decided about one document, before anything is asked of Xero."""
+
+    kind: str                            # a KINDS key
+    source_id: str                       # the source record's id, as text (Autotask invoice id, ...)
+    source_number: str                   # how people name it in the source system
+    content_hash: str = ""
+    contact: ContactRef | None = None
+    number: str | None = None            # the number we send; None when Xero numbers it
+    natural_key: str | None = None
+    natural_key_kind: KeyKind | None = None
+    date: dt.date | None = None
+    due_date: dt.date | None = None
+    delivery_date: dt.date | None = None
+    reference: str | None = None
+    currency_code: str | None = None
+    currency_rate: Decimal | None = None
+    line_amount_types: str = "Exclusive"
+    status: Status = Status.DRAFT
+    url: str | None = None
+    branding_theme_id: str | None = None
+    lines: tuple[Line, ...] = ()
+    total: Decimal | None = None         # what Xero will show: the sum of the lines and their tax
+    tax: Decimal | None = None
+    source_total: Decimal | None = None  # the total as the source system shows it
+    note: str | None = None              # rounding notes and other remarks for the report
+    source: str = "autotask"
+    set_aside: SetAside | None = None    # the document cannot be sent as it is
+    void: bool = False                   # voided or cancelled in the source: take it out of Xero if it is there
+
+    @property
+    def document_kind(self) -> DocumentKind:
+        return KINDS[self.kind]
+
+    @property
+    def sendable(self) -> bool:
+        return self.set_aside is None and not self.void
+
+
+# ---- what Xero and the ledger hold -------------------------------------------------------------
+@dataclass(frozen=True)
+class XeroDocument:
+    """A document as Xero holds it, in plain types (the gateway's answer to every read)."""
+
+    kind: str
+    id: str
+    number: str | None
+    status: Status | None
+    total: Decimal | None = None
+    contact_id: str | None = None
+    contact_number: str | None = None
+    url: str | None = None
+    reference: str | None = None
+    amount_due: Decimal | None = None
+    amount_paid: Decimal | None = None
+    amount_credited: Decimal | None = None
+    has_allocations: bool = False       # payments, credit notes, prepayments or overpayments against it
+    updated: dt.datetime | None = None
+
+    @property
+    def money_allocated(self) -> bool:
+        return self.has_allocations or any((a or 0) > 0 for a in (self.amount_paid, self.amount_credited))
+
+
+class LedgerRow(Protocol):
+    """What `decide` reads of a ledger row (ledger.models.SyncRecord)."""
+
+    state: str
+    content_hash: str | None
+    target_id: str | None
+    natural_key: str | None
+    attempts: int
+    contact_id: str | None
+
+
+class Action(str, Enum):
+    SEND = "send"                     # create it in Xero
+    ADOPT = "adopt"                   # Xero holds our own earlier copy: record it, send nothing
+    CLASH = "clash"                   # Xero holds a document this sync did not create under its key
+    UPDATE = "update"                 # changed in the source; Xero's copy may still be rewritten
+    NEEDS_PERSON = "needs_person"     # changed or voided in the source, but Xero's copy is past rewriting
+    VOID = "void"                     # voided in the source: void Xero's copy
+    DELETE = "delete"                 # voided in the source: delete Xero's (draft) copy
+    RECORD_VOIDED = "record_voided"   # voided in the source and already gone from Xero: record it
+    SET_ASIDE = "set_aside"           # cannot be sent as it is
+    SKIP = "skip"                     # nothing to do
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    why: str = ""                     # for SKIP, CLASH, NEEDS_PERSON, SET_ASIDE: what a person reads
+    fix: str | None = None
+    target_status: Status | None = None  # for VOID and DELETE: the status to set
+
+
+# Ledger states (ledger.models.DocState), repeated as plain text so the core needs no database import.
+_SENDING, _SYNCED, _VOIDED = "sending", "synced", "voided"
+
+CHANGED_AFTER_APPROVAL = "changed in Autotask after it was approved in Xero: raise a credit note in Xero (and a new invoice if needed)"
+
+
+def decide(plan: DocumentPlan, row: LedgerRow | None, xero_doc: XeroDocument | None) -> Decision:
+    """What to do with one planned document.
+
+    `xero_doc` is what Xero holds for it: by the ledger's target id when the row has one, otherwise by
+    its natural key (None when nothing was found, or nothing was looked up)."""
+    kind = plan.document_kind
+    in_xero = row is not None and row.state in (_SYNCED, _VOIDED) and bool(row.target_id)
+    if plan.void:
+        return _decide_void(kind, row, xero_doc, in_xero)
+    if row is not None and row.state == _SENDING:
+        return Decision(Action.SKIP, "in flight elsewhere")
+    if plan.set_aside is not None:
+        if in_xero:
+            return Decision(Action.SKIP, f"in Xero already; as it is now it could not be sent: {plan.set_aside.reason}",
+                            plan.set_aside.fix)
+        return Decision(Action.SET_ASIDE, plan.set_aside.reason, plan.set_aside.fix)
+    if in_xero:
+        return _decide_synced(kind, plan, row, xero_doc)
+    if xero_doc is not None and xero_doc.status not in GONE:
+        if _our_earlier_copy(plan, row, xero_doc):
+            return Decision(Action.ADOPT, "found in Xero from an earlier attempt; recorded, nothing re-sent")
+        return Decision(Action.CLASH, *_clash_text(kind, plan, xero_doc))
+    if not plan.natural_key:
+        return Decision(Action.SET_ASIDE,
+                        "Xero numbers this document and its link back to Autotask (the lookup marker) is unknown",
+                        "check that Autotask's zoneInformation answers (it names the web address); the document is "
+                        "retried next run")
+    return Decision(Action.SEND)
+
+
+def _decide_void(kind: DocumentKind, row, xero_doc, in_xero: bool) -> Decision:
+    if not in_xero:
+        return Decision(Action.SKIP, "voided before sync")
+    if row.state == _VOIDED:
+        return Decision(Action.SKIP, "already voided in Xero")
+    status = xero_doc.status if xero_doc is not None else None
+    if status in GONE:
+        return Decision(Action.RECORD_VOIDED, "already voided in Xero", target_status=status)
+    allocated = xero_doc is not None and xero_doc.money_allocated
+    target = kind.remove_status(status)
+    if xero_doc is None or allocated or target is None:
+        shown = status.value if status is not None else "missing"
+        why = (f"voided in Autotask, but in Xero it is {shown}"
+               + (" with payments or credit notes allocated" if allocated else "")
+               + ": remove the payments or credits in Xero, then void it there (or reissue it in Autotask)")
+        return Decision(Action.NEEDS_PERSON, why, "a person decides: the sync never voids a document with payments")
+    return Decision(Action.VOID if target == Status.VOIDED else Action.DELETE, target_status=target)
+
+
+def _decide_synced(kind: DocumentKind, plan: DocumentPlan, row, xero_doc) -> Decision:
+    if row.state == _VOIDED:
+        return Decision(Action.SKIP, "already voided in Xero")
+    if row.content_hash == plan.content_hash:
+        return Decision(Action.SKIP, "already in Xero")
+    status = xero_doc.status if xero_doc is not None else None
+    if status in kind.editable:
+        return Decision(Action.UPDATE)
+    shown = status.value if status is not None else "missing"
+    return Decision(Action.NEEDS_PERSON, f"changed in Autotask after it reached Xero, where it is {shown}",
+                    CHANGED_AFTER_APPROVAL)
+
+
+def _our_earlier_copy(plan: DocumentPlan, row, xero_doc: XeroDocument) -> bool:
+    """The Xero document under this key is one we sent before: this row was attempted with that very
+    key, and the document is for the same contact with the same total. Anything else is a clash with a
+    document this sync did not create, and is never touched."""
+    if row is None or not row.attempts or row.natural_key != plan.natural_key or not row.contact_id:
+        return False
+    return xero_doc.contact_id == row.contact_id and xero_doc.total is not None and xero_doc.total == plan.total
+
+
+def _clash_text(kind: DocumentKind, plan: DocumentPlan, doc: XeroDocument) -> tuple[str, str]:
+    status = doc.status.value if doc.status is not None else "unknown status"
+    if kind.numbers_unique:
+        noun = {"invoice": "Invoice", "credit_note": "Credit Note", "purchase_order": "Purchase Order"}.get(kind.name, kind.noun)
+        reason = (f"{noun} number {plan.natural_key} is already used in Xero by a document this sync did not create "
+                  f"({status}, total {doc.total}); it was not sent, and the Xero document was not changed")
+        fix = ("give Autotask invoice numbers a prefix (invoice_number: \"AT-{invoiceNumber}\" in the mapping file), "
+               "or use invoice_number: xero")
+        if kind.name == "purchase_order":
+            fix = "give purchase order numbers a prefix (bills.purchase_order_number in the mapping file)"
+        return reason, fix
+    reason = (f"the supplier already has a {kind.noun} numbered {plan.number} in Xero that this sync did not create "
+              f"({status}, total {doc.total}); it was not sent again")
+    fix = "if Xero's bill is this one, nothing to do; otherwise correct the vendor invoice number in Autotask"
+    return reason, fix
+
+
+def batches(items: list, size: int = 50) -> list[list]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
