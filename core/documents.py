@@ -7,7 +7,10 @@ A new document type is a `DocumentKind` entry below and a pure mapping that yiel
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
+import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
@@ -79,6 +82,8 @@ CREDIT_NOTE = DocumentKind(
 BILL = DocumentKind(
     name="bill", noun="bill", endpoint="Invoices", xero_type="ACCPAY", numbers_unique=False,
     marker=None, remove=_VOID_OR_DELETE, attachments=False,
+    # A receiving corrected after it was billed is reported, never re-billed, whatever the bill's status.
+    editable=frozenset(),
     link="https://go.xero.com/AccountsPayable/View.aspx?InvoiceID={id}",
 )
 PURCHASE_ORDER = DocumentKind(
@@ -163,6 +168,33 @@ class DocumentPlan:
     @property
     def sendable(self) -> bool:
         return self.set_aside is None and not self.void
+
+
+def plan_hash(plan: DocumentPlan) -> str:
+    """A stable sha256 of what a plan would send: same content, same hash. The hash itself, the report
+    note and the set-aside reason are not content."""
+    def canonical(value):
+        if isinstance(value, Decimal):
+            # 100, 100.0 and 100.00 are the same amount and must hash the same.
+            return format(value.normalize(), "f") if value != 0 else "0"
+        if isinstance(value, (dt.date, dt.datetime)):
+            return value.isoformat()
+        if isinstance(value, Enum):
+            return value.value
+        if isinstance(value, (list, tuple)):
+            return [canonical(v) for v in value]
+        if dataclasses.is_dataclass(value):
+            return {f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return value
+
+    content = {f.name: canonical(getattr(plan, f.name)) for f in dataclasses.fields(plan)
+               if f.name not in ("content_hash", "note", "set_aside")}
+    text = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def with_hash(plan: DocumentPlan) -> DocumentPlan:
+    return dataclasses.replace(plan, content_hash=plan_hash(plan))
 
 
 # ---- what Xero and the ledger hold -------------------------------------------------------------
