@@ -22,12 +22,17 @@ from typing import Any, Protocol
 
 import httpx
 import urllib3
-from xero_python.accounting import AccountingApi, Contact, Contacts, CreditNote, CreditNotes, Invoice, Invoices
+from xero_python.accounting import (
+    AccountingApi, Contact, Contacts, CreditNote, CreditNotes, CurrencyCode, Invoice, Invoices, LineAmountTypes, LineItem,
+    LineItemTracking, PurchaseOrder, PurchaseOrders,
+)
 from xero_python.api_client import ApiClient
 from xero_python.api_client.configuration import Configuration
 from xero_python.api_client.oauth2 import OAuth2Token
 from xero_python.exceptions import HTTPStatusException
 from xero_python.identity import IdentityApi
+
+from core.documents import DocumentKind, DocumentPlan, Status, XeroDocument
 
 BATCH_LIMIT = 50
 TOKEN_KEYS = ("access_token", "refresh_token", "expires_in", "token_type", "scope", "id_token", "expires_at")
@@ -166,8 +171,197 @@ def _refresh_lock(key: str) -> threading.Lock:
         return _refresh_locks.setdefault(key, threading.Lock())
 
 
+# ---- documents in plain types ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Written:
+    """One document's answer to a batch write, in plain types."""
+
+    ok: bool
+    document: XeroDocument | None
+    errors: list[str]
+
+
+class _DocumentEndpoint:
+    """How one Xero collection is read and written through the SDK (the only place that knows)."""
+
+    def __init__(self, model, plural, collection, create, update, get_list, id_attr, number_attr):
+        self.model, self.plural, self.collection = model, plural, collection
+        self.create, self.update, self.get_list = create, update, get_list
+        self.id_attr, self.number_attr = id_attr, number_attr
+
+
+_ENDPOINTS = {
+    "Invoices": _DocumentEndpoint(Invoice, Invoices, "invoices", "create_invoices", "update_or_create_invoices",
+                                  "get_invoices", "invoice_id", "invoice_number"),
+    "CreditNotes": _DocumentEndpoint(CreditNote, CreditNotes, "credit_notes", "create_credit_notes",
+                                     "update_or_create_credit_notes", "get_credit_notes", "credit_note_id",
+                                     "credit_note_number"),
+    "PurchaseOrders": _DocumentEndpoint(PurchaseOrder, PurchaseOrders, "purchase_orders", "create_purchase_orders",
+                                        "update_or_create_purchase_orders", "get_purchase_orders",
+                                        "purchase_order_id", "purchase_order_number"),
+}
+
+
+def sdk_document(kind: DocumentKind, plan: DocumentPlan, contact_id: str | None = None, *, target_id: str | None = None):
+    """The SDK model for one plan. With `target_id` it rewrites that document (never renumbering it)."""
+    fields: dict[str, Any] = {
+        "contact": Contact(contact_id=contact_id) if contact_id else Contact(contact_number=plan.contact.number),
+        "line_items": [_line_item(line) for line in plan.lines],
+        "date": plan.date,
+        "line_amount_types": LineAmountTypes(plan.line_amount_types),
+        "status": plan.status.value,
+    }
+    if plan.currency_code:
+        fields["currency_code"] = CurrencyCode(plan.currency_code)
+    optional = {"branding_theme_id": plan.branding_theme_id, "currency_rate": plan.currency_rate}
+    endpoint = _ENDPOINTS[kind.endpoint]
+    if kind.endpoint == "Invoices":
+        fields["type"] = kind.xero_type
+        optional.update(due_date=plan.due_date, url=plan.url)
+        if kind.xero_type == "ACCREC":
+            optional["reference"] = plan.reference  # Xero keeps Reference on sales invoices only
+    elif kind.endpoint == "CreditNotes":
+        fields["type"] = kind.xero_type
+        optional["reference"] = plan.reference
+    else:
+        optional.update(delivery_date=plan.delivery_date, reference=plan.reference)
+    if target_id:
+        optional[endpoint.id_attr] = target_id
+    else:
+        optional[endpoint.number_attr] = plan.number
+    fields.update({k: v for k, v in optional.items() if v is not None})
+    return endpoint.model(**fields)
+
+
+def _line_item(line) -> LineItem:
+    optional: dict[str, Any] = {}
+    if line.tax_amount is not None:
+        optional["tax_amount"] = line.tax_amount
+    if line.tracking:
+        optional["tracking"] = [LineItemTracking(name=name, option=option) for name, option in line.tracking]
+    if line.item_code:
+        optional["item_code"] = line.item_code
+    if line.account_code:
+        optional["account_code"] = line.account_code
+    if line.tax_type:
+        optional["tax_type"] = line.tax_type
+    return LineItem(description=line.description, quantity=line.quantity, unit_amount=line.unit_amount,
+                    line_amount=line.line_amount, **optional)
+
+
+def plain_document(kind: DocumentKind, model) -> XeroDocument:
+    """An SDK model as the pipeline sees it."""
+    endpoint = _ENDPOINTS[kind.endpoint]
+    contact = getattr(model, "contact", None)
+    allocated = bool(getattr(model, "payments", None) or getattr(model, "allocations", None)
+                     or getattr(model, "credit_notes", None) or getattr(model, "prepayments", None)
+                     or getattr(model, "overpayments", None))
+    remaining, total = _decimal(getattr(model, "remaining_credit", None)), _decimal(getattr(model, "total", None))
+    if remaining is not None and total is not None and remaining < total:
+        allocated = True  # part of a credit note is used
+    return XeroDocument(
+        kind=kind.name,
+        id=str(getattr(model, endpoint.id_attr)),
+        number=getattr(model, endpoint.number_attr, None),
+        status=Status.of(getattr(model, "status", None)),
+        total=total,
+        contact_id=str(contact.contact_id) if contact is not None and contact.contact_id else None,
+        contact_number=getattr(contact, "contact_number", None) if contact is not None else None,
+        url=getattr(model, "url", None),
+        reference=getattr(model, "reference", None),
+        amount_due=_decimal(getattr(model, "amount_due", None)),
+        amount_paid=_decimal(getattr(model, "amount_paid", None)),
+        amount_credited=_decimal(getattr(model, "amount_credited", None)),
+        has_allocations=allocated,
+        updated=getattr(model, "updated_date_utc", None),
+    )
+
+
+def _decimal(value):
+    from decimal import Decimal
+
+    return None if value is None else Decimal(str(value))
+
+
+class DocumentsMixin:
+    """Generic create / update / find / set_status / attach, driven by the kind table."""
+
+    def create(self, kind: DocumentKind, plans: list[DocumentPlan], contact_ids: dict[str, str], *,
+               idempotency_key: str) -> list[Written]:
+        """PUT: create only, at most 50, each answered on its own."""
+        models = [sdk_document(kind, p, contact_ids.get(p.contact.number) if p.contact else None) for p in plans]
+        return self._write(kind, "create", models, idempotency_key, f"creating {len(models)} {kind.noun}s")
+
+    def update(self, kind: DocumentKind, changes: list[tuple[str, DocumentPlan]], contact_ids: dict[str, str], *,
+               idempotency_key: str) -> list[Written]:
+        """POST by id: the lines are replaced, the number Xero holds is kept."""
+        models = [sdk_document(kind, p, contact_ids.get(p.contact.number) if p.contact else None, target_id=target)
+                  for target, p in changes]
+        return self._write(kind, "update", models, idempotency_key, f"updating {len(models)} {kind.noun}s")
+
+    def set_status(self, kind: DocumentKind, changes: list[tuple[str, Status]], *, idempotency_key: str) -> list[Written]:
+        """POST with only the id and the status (VOIDED, DELETED): nothing else changes."""
+        endpoint = _ENDPOINTS[kind.endpoint]
+        models = [endpoint.model(**{endpoint.id_attr: doc_id, "status": status.value}) for doc_id, status in changes]
+        return self._write(kind, "update", models, idempotency_key, f"changing the status of {len(models)} {kind.noun}s")
+
+    def _write(self, kind: DocumentKind, how: str, models: list, idempotency_key: str, what: str) -> list[Written]:
+        _check_batch(models)
+        endpoint = _ENDPOINTS[kind.endpoint]
+        method = getattr(self.accounting, endpoint.create if how == "create" else endpoint.update)
+        extra = {} if kind.endpoint == "PurchaseOrders" else {"unitdp": 4}
+        data = self._call(method, endpoint.plural(**{endpoint.collection: models}), write=True, what=what,
+                          summarize_errors=False, idempotency_key=idempotency_key, **extra)
+        results = []
+        for model in getattr(data, endpoint.collection) or []:
+            element = _element(model, endpoint.id_attr, endpoint.number_attr)
+            results.append(Written(ok=element.ok, document=plain_document(kind, model) if element.ok else None,
+                                   errors=element.errors))
+        return results
+
+    def find(self, kind: DocumentKind, *, ids=(), numbers=(), contact_ids=(), created_by_my_app: bool = False,
+             modified_since=None, where: str | None = None) -> list[XeroDocument]:
+        """Documents of this kind by id, by number, or by any narrower read; deleted ones included."""
+        ids, numbers = [str(i) for i in ids if i], [str(n) for n in numbers if n]
+        if kind.endpoint == "Invoices":
+            models = self.find_invoices(ids=ids, numbers=numbers, contact_ids=contact_ids, where=where,
+                                        created_by_my_app=created_by_my_app, modified_since=modified_since)
+            models = [m for m in models if str(getattr(m.type, "value", m.type)) == kind.xero_type]
+        elif kind.endpoint == "CreditNotes":
+            models = self.find_credit_notes(ids=ids, numbers=numbers, where=where, modified_since=modified_since)
+        else:
+            models = self._find_purchase_orders(ids, numbers, modified_since)
+        return [plain_document(kind, m) for m in models]
+
+    def _find_purchase_orders(self, ids: list[str], numbers: list[str], modified_since) -> list:
+        """Purchase orders have no list filters by id or number: one read each (they are few)."""
+        found = []
+        for doc_id in ids:
+            found += self._call(self.accounting.get_purchase_order, doc_id, write=False,
+                                what="reading a purchase order").purchase_orders or []
+        for number in numbers:
+            try:
+                found += self._call(self.accounting.get_purchase_order_by_number, number, write=False,
+                                    what="reading a purchase order").purchase_orders or []
+            except XeroError as exc:
+                if "404" not in str(exc):
+                    raise
+        if not ids and not numbers:
+            kwargs = {"if_modified_since": modified_since} if modified_since is not None else {}
+            found = self._pages(self.accounting.get_purchase_orders, "purchase_orders", "reading purchase orders", **kwargs)
+        return found
+
+    def attach(self, kind: DocumentKind, doc_id: str, file_name: str, content: bytes, *, idempotency_key: str) -> None:
+        if kind.endpoint == "CreditNotes":
+            self.attach_to_credit_note(doc_id, file_name, content, idempotency_key=idempotency_key)
+        elif kind.endpoint == "Invoices":
+            self.attach_to_invoice(doc_id, file_name, content, idempotency_key=idempotency_key)
+        else:
+            raise ValueError(f"{kind.noun}s carry no attachments here")
+
+
 # ---- the gateway -----------------------------------------------------------------------------------
-class XeroGateway:
+class XeroGateway(DocumentsMixin):
     def __init__(
         self,
         *,

@@ -254,6 +254,12 @@ class Decision:
     target_status: Status | None = None  # for VOID and DELETE: the status to set
 
 
+# Why a document needs nothing this run (Decision.why of a SKIP); the report shows each on its own.
+ALREADY_IN_XERO = "already in Xero"
+ALREADY_VOIDED = "already voided in Xero"
+IN_FLIGHT = "in flight elsewhere"
+VOIDED_BEFORE_SYNC = "voided before sync"
+
 # Ledger states (ledger.models.DocState), repeated as plain text so the core needs no database import.
 _SENDING, _SYNCED, _VOIDED = "sending", "synced", "voided"
 
@@ -270,7 +276,7 @@ def decide(plan: DocumentPlan, row: LedgerRow | None, xero_doc: XeroDocument | N
     if plan.void:
         return _decide_void(kind, row, xero_doc, in_xero)
     if row is not None and row.state == _SENDING:
-        return Decision(Action.SKIP, "in flight elsewhere")
+        return Decision(Action.SKIP, IN_FLIGHT)
     if plan.set_aside is not None:
         if in_xero:
             return Decision(Action.SKIP, f"in Xero already; as it is now it could not be sent: {plan.set_aside.reason}",
@@ -292,12 +298,12 @@ def decide(plan: DocumentPlan, row: LedgerRow | None, xero_doc: XeroDocument | N
 
 def _decide_void(kind: DocumentKind, row, xero_doc, in_xero: bool) -> Decision:
     if not in_xero:
-        return Decision(Action.SKIP, "voided before sync")
+        return Decision(Action.SKIP, VOIDED_BEFORE_SYNC)
     if row.state == _VOIDED:
-        return Decision(Action.SKIP, "already voided in Xero")
+        return Decision(Action.SKIP, ALREADY_VOIDED)
     status = xero_doc.status if xero_doc is not None else None
     if status in GONE:
-        return Decision(Action.RECORD_VOIDED, "already voided in Xero", target_status=status)
+        return Decision(Action.RECORD_VOIDED, ALREADY_VOIDED, target_status=status)
     allocated = xero_doc is not None and xero_doc.money_allocated
     target = kind.remove_status(status)
     if xero_doc is None or allocated or target is None:
@@ -311,9 +317,9 @@ def _decide_void(kind: DocumentKind, row, xero_doc, in_xero: bool) -> Decision:
 
 def _decide_synced(kind: DocumentKind, plan: DocumentPlan, row, xero_doc) -> Decision:
     if row.state == _VOIDED:
-        return Decision(Action.SKIP, "already voided in Xero")
+        return Decision(Action.SKIP, ALREADY_VOIDED)
     if row.content_hash == plan.content_hash:
-        return Decision(Action.SKIP, "already in Xero")
+        return Decision(Action.SKIP, ALREADY_IN_XERO)
     status = xero_doc.status if xero_doc is not None else None
     if status in kind.editable:
         return Decision(Action.UPDATE)
@@ -346,6 +352,26 @@ def _clash_text(kind: DocumentKind, plan: DocumentPlan, doc: XeroDocument) -> tu
               f"({status}, total {doc.total}); it was not sent again")
     fix = "if Xero's bill is this one, nothing to do; otherwise correct the vendor invoice number in Autotask"
     return reason, fix
+
+
+def fix_for(message: str) -> str:
+    """Turn Xero's wording into the action a finance person can take."""
+    m = message.lower()
+    if "account code" in m:
+        return "map the billing code to an active Xero account code in the tenant's mapping file"
+    if "taxtype" in m or "tax type" in m:
+        return "map the tax category to a TaxType that suits the account in the tenant's mapping file"
+    if "lock date" in m:
+        return "the invoice date is in a locked period: ask the accountant to move the lock date, or re-date the invoice"
+    if "not subscribed to currency" in m:
+        return "enable the currency in Xero (Settings > Currencies) or change the company's currency in Autotask"
+    if "must be unique" in m:
+        return "the number is already used in Xero by a document this sync did not create: give Autotask invoice numbers a prefix"
+    if "tracking" in m:
+        return "activate the tracking option in Xero or change the tracking mapping"
+    if "payment" in m or "allocated" in m:
+        return "remove the payments or credit notes allocated to it in Xero first, then rerun"
+    return "correct the document in Autotask or the mapping, then run the sync again"
 
 
 def batches(items: list, size: int = 50) -> list[list]:

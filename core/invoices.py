@@ -21,6 +21,7 @@ from xero_python.accounting import (
     Address, Contact, CreditNote, CurrencyCode, Invoice, LineAmountTypes, LineItem, LineItemTracking, Phone,
 )
 
+from core import documents
 from core.frames import RejectedRecord, companies_with_rejects, frame_of_rows, invoices_with_rejects, lines_with_rejects
 from core.mapping import DayOfFollowingMonth, DaysAfterInvoice, InvoiceMapping, TrackingRule
 from core.schemas import XeroInvoiceDraft, column_dtypes
@@ -1099,7 +1100,7 @@ def to_xero_credit_note(draft_rows: pd.DataFrame, contact_id: str | None = None)
 
 
 def to_xero_contact(company: dict, primary_contact: dict | None, *, currency_code: str | None = None,
-                    country: str | None = None, name: str | None = None) -> Contact:
+                    country: str | None = None, name: str | None = None, supplier: bool = False) -> Contact:
     """The Xero contact for an Autotask company, keyed by ContactNumber = the Autotask company id.
 
     The billing address is used when the company has one, else the company's own address. Autotask
@@ -1125,7 +1126,8 @@ def to_xero_contact(company: dict, primary_contact: dict | None, *, currency_cod
         "contact_number": str(company["id"]),
         "name": _cut(name, 255) or _cut(company.get("companyName"), 255) or str(company["id"]),
         "tax_number": _cut(company.get("taxID"), 50),
-        "is_customer": True,
+        # A vendor's contact is one the MSP buys from; Xero marks it a supplier once a bill names it.
+        "is_customer": None if supplier else True,
     }
     if address is not None:
         fields["addresses"] = [address]
@@ -1140,3 +1142,71 @@ def to_xero_contact(company: dict, primary_contact: dict | None, *, currency_cod
     if currency_code and currency_code.upper() in _KNOWN_CURRENCIES:
         fields["default_currency"] = CurrencyCode(currency_code.upper())
     return Contact(**{k: v for k, v in fields.items() if v is not None})
+
+
+# -- to the document pipeline ------------------------------------------------------------------------
+
+def credit_ids(invoices: pd.DataFrame) -> frozenset[int]:
+    """Autotask invoices with a negative total (credit notes in Xero), rejected records included."""
+    records = invoices[["id", "invoiceTotal"]].to_dict("records") if len(invoices) else []
+    records += [r.record for r in invoices.attrs.get(_REJECTED_INVOICES, [])]
+    found = set()
+    for r in records:
+        try:
+            if r.get("id") is not None and Decimal(str(r.get("invoiceTotal"))) < 0:
+                found.add(int(r["id"]))
+        except (ArithmeticError, TypeError, ValueError):
+            continue
+    return frozenset(found)
+
+
+def invoice_documents(plan: InvoicePlan, credits: frozenset[int] = frozenset()) -> list[documents.DocumentPlan]:
+    """The plan as the pipeline's DocumentPlans: one per invoice or credit note, drafted, set aside or voided.
+
+    The content hash is the draft rows' (content_hash), so ledgers written before the pipeline existed
+    still recognise every document they hold as unchanged."""
+    out = [_document_of(rows) for _, rows in plan.drafts.groupby("autotask_invoice_id", sort=False)] if len(plan.drafts) else []
+    for s in plan.set_aside:
+        out.append(documents.DocumentPlan(
+            kind="credit_note" if int(s.autotask_id) in credits else "invoice", source_id=str(s.autotask_id),
+            source_number=s.autotask_number, set_aside=documents.SetAside(s.reason, s.fix)))
+    for s in plan.skipped:
+        out.append(documents.DocumentPlan(
+            kind="credit_note" if int(s.autotask_id) in credits else "invoice", source_id=str(s.autotask_id),
+            source_number=s.autotask_number, void=True))
+    return out
+
+
+def _document_of(draft_rows: pd.DataFrame) -> documents.DocumentPlan:
+    rows = sorted(_records(draft_rows), key=lambda row: row["line_no"])
+    head = rows[0]
+    credit = head["document_type"] == "ACCRECCREDIT"
+    number = head["invoice_number"]
+    if number:
+        key, key_kind = number, documents.KeyKind.NUMBER
+    elif credit:
+        key, key_kind = head["reference"], documents.KeyKind.REFERENCE
+    else:
+        key, key_kind = head["source_url"], documents.KeyKind.URL
+    lines = tuple(
+        documents.Line(
+            description=row["description"], quantity=row["quantity"], unit_amount=row["unit_amount"],
+            line_amount=row["line_amount"], account_code=row["account_code"], tax_type=row["tax_type"],
+            tax_amount=row["tax_amount"],
+            tracking=tuple((row[f"tracking{n}_name"], row[f"tracking{n}_option"]) for n in (1, 2)
+                           if row.get(f"tracking{n}_name") and row.get(f"tracking{n}_option")),
+            source_line_id=None if row["autotask_billing_item_id"] is None else str(row["autotask_billing_item_id"]),
+        )
+        for row in rows
+    )
+    return documents.DocumentPlan(
+        kind="credit_note" if credit else "invoice", source_id=str(head["autotask_invoice_id"]),
+        source_number=head["autotask_number"], content_hash=content_hash(draft_rows),
+        contact=documents.ContactRef(number=head["contact_number"], name=head["contact_name"]),
+        number=number or None, natural_key=key or None, natural_key_kind=key_kind if key else None,
+        date=head["date"], due_date=head["due_date"], reference=head["reference"], currency_code=head["currency_code"],
+        currency_rate=head["currency_rate"], line_amount_types=head["line_amount_types"],
+        status=documents.Status(head["status"]), url=head["source_url"], branding_theme_id=head["branding_theme_id"],
+        lines=lines, total=abs(money(head["autotask_total"])), tax=abs(money(head["autotask_tax"])),
+        source_total=head["autotask_total"], note=head["rounding_note"] or None,
+    )

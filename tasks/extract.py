@@ -12,8 +12,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
-from atx.connections import autotask_client
-from atx.settings import load_tenant
+from atx.context import TenantContext
 from core.invoices import companies_frame, invoices_frame, lines_frame
 
 REFERENCE_ENTITIES = (
@@ -41,14 +40,14 @@ def _utc(d: date) -> str:
 
 
 @task(name="extract-autotask-invoices", retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NONE)
-def extract_invoices(tenant: str, since: date, until: date, revisit: list[int] | None = None) -> AutotaskExtract:
+def extract_invoices(ctx: TenantContext, since: date, until: date, revisit: list[int] | None = None) -> AutotaskExtract:
     """Reads are always safe to retry, so this task retries on any failure.
 
     `revisit`: ids of documents the ledger holds as not yet in Xero (set aside, or released after a
     lookup). They are read by id whatever their date, so a document dated before the window is still
     tried again on every run."""
-    settings = load_tenant(tenant)
-    with autotask_client(settings) as at:
+    settings = ctx.settings
+    with ctx.autotask() as at:
         window = [
             {"op": "gte", "field": "invoiceDateTime", "value": _utc(since)},
             {"op": "lt", "field": "invoiceDateTime", "value": _utc(until + timedelta(days=1))},

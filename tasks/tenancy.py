@@ -16,7 +16,7 @@ from prefect.cache_policies import NONE
 from atx.settings import TenantSettings, load_all_tenants, load_tenant
 from core import routing
 from tasks.extract import AutotaskExtract
-from tasks.load import InvoiceOutcome
+from tasks.outcomes import Outcome, Result
 
 
 @task(name="check-tenant", cache_policy=NONE)
@@ -34,7 +34,7 @@ def preflight(tenant: str) -> None:
 class Routed:
     extract: AutotaskExtract
     # One report row per invoice this tenant cannot take: matching no tenant, or several.
-    outcomes: list[InvoiceOutcome] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     others: int = 0  # invoices that belong to other tenants
 
 
@@ -57,8 +57,8 @@ def peers_of(settings: TenantSettings) -> dict[str, routing.TenantRules]:
 
 
 @task(name="route-invoices", retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NONE)
-def route_invoices(tenant: str, extract: AutotaskExtract) -> Routed:
-    settings = load_tenant(tenant)
+def route_invoices(ctx, extract: AutotaskExtract) -> Routed:
+    settings, tenant = ctx.settings, ctx.tenant
     peers = peers_of(settings)
     logger = get_run_logger()
     if len(peers) == 1 and peers[tenant].empty:
@@ -75,21 +75,21 @@ def route_invoices(tenant: str, extract: AutotaskExtract) -> Routed:
     totals = dict(zip(extract.invoices["id"], extract.invoices["invoiceTotal"])) if len(extract.invoices) else {}
     outcomes = []
     for invoice_id in result.unrouted:
-        outcomes.append(_report(invoice_id, result, totals, "skipped (not routed: matches no tenant)",
+        outcomes.append(_report(invoice_id, result, totals, "not routed: matches no tenant",
                                 "add the company, business unit, template or UDF value to one tenant's routing rules"))
     for invoice_id, claimants in result.conflicts.items():
         if tenant in claimants:
-            outcomes.append(_report(invoice_id, result, totals, f"skipped (not routed: matches {', '.join(claimants)})",
+            outcomes.append(_report(invoice_id, result, totals, f"not routed: matches {', '.join(claimants)}",
                                     "make the tenants' routing rules exclusive, so one tenant claims it"))
     others = len(result.owner) - len(mine)
     logger.info("routing: %d invoices for %s, %d for other tenants, %d match no tenant, %d match several",
                 len(mine), tenant, others, len(result.unrouted), len(result.conflicts))
     for o in outcomes:
-        logger.warning("%s %s: %s (fix: %s)", o.autotask_number, o.action, o.reason, o.fix)
+        logger.warning("%s %s: %s (fix: %s)", o.source_number, o.action, o.reason, o.fix)
     if outcomes:
         create_table_artifact(
             key=f"routing-{tenant}",
-            table=[{"Autotask number": o.autotask_number, "Autotask id": o.autotask_id, "Problem": o.action, "Fix": o.fix}
+            table=[{"Autotask number": o.source_number, "Autotask id": o.source_id, "Problem": o.action, "Fix": o.fix}
                    for o in outcomes],
             description=f"Invoices not routed to exactly one tenant (seen by {tenant})",
         )
@@ -144,10 +144,10 @@ def _routing_facts(settings: TenantSettings, peers: dict[str, routing.TenantRule
         return units, udfs, at.calls
 
 
-def _report(invoice_id: int, result: routing.Routing, totals: dict, action: str, fix: str) -> InvoiceOutcome:
-    return InvoiceOutcome(
-        autotask_id=int(invoice_id), autotask_number=result.numbers.get(invoice_id, str(invoice_id)), contact="",
-        currency="", autotask_total=totals.get(invoice_id, 0), action=action,
+def _report(invoice_id: int, result: routing.Routing, totals: dict, detail: str, fix: str) -> Outcome:
+    return Outcome(
+        kind="invoice", source_id=str(invoice_id), source_number=result.numbers.get(invoice_id, str(invoice_id)),
+        result=Result.SKIPPED, detail=detail, source_total=totals.get(invoice_id),
         reason="routing rules do not pick exactly one Xero organisation", fix=fix,
     )
 

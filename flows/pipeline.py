@@ -1,0 +1,186 @@
+"""The one flow body every document flow runs: a flow is a `FlowSpec` and a few lines that call `run`.
+
+choose the window → check the tenant → resolve answers a dead run never got → read and plan (the
+flow's own part) → contacts → documents in batches of 50 (`tasks.sync.sync_documents`) → PDFs →
+report. Nothing here knows a document type: the spec names its kinds and its reading and planning.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import pandas as pd
+from prefect import get_run_logger, runtime, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NONE
+from prefect.states import Completed
+
+from atx.context import TenantContext, open_tenant
+from clients.xero import XeroRateLimited
+from core.documents import DocumentKind, DocumentPlan, SetAside, batches
+from core.invoices import XeroReference
+from tasks.attachments import FetchPdf, attach_pdfs
+from tasks.contacts import sync_contacts
+from tasks.outcomes import Outcome
+from tasks.reference import read_xero_reference
+from tasks.report import RunSummary, publish_report
+from tasks.sync import not_sent, resolve_unanswered, sync_documents
+from tasks.tenancy import preflight
+
+
+@dataclass
+class Planned:
+    """What a flow's reading and planning hands the pipeline."""
+
+    plans: list[DocumentPlan]
+    companies: pd.DataFrame                 # the companies the plans' contacts are made from
+    contacts: list[dict] = field(default_factory=list)      # their primary contacts
+    currencies: list[dict] = field(default_factory=list)    # Autotask Currencies (contact default currency)
+    outcomes: list[Outcome] = field(default_factory=list)   # reported before any send (routing, ...)
+    autotask_calls: int = 0
+    supplier: bool = False                  # the contacts are suppliers (bills), not customers
+
+
+# (context, since, until, ids the ledger holds as unfinished, Xero's settings) -> Planned
+ReadAndPlan = Callable[[TenantContext, date, date, list[str], XeroReference], Planned]
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    name: str                               # the flow's name: "invoices", "bills"
+    kinds: tuple[DocumentKind, ...]
+    read_and_plan: ReadAndPlan
+    fetch_pdf: FetchPdf | None = None       # attachments, for kinds that carry them
+
+
+@task(name="choose-window", cache_policy=NONE)
+def choose_window(ctx: TenantContext, flow: str, since: date | None, until: date | None) -> tuple[date, date]:
+    """Parameters win; otherwise pick up where the last completed run ended, with an overlap."""
+    until = until or date.today()
+    if since is None:
+        high_water = ctx.ledger.high_water(ctx.tenant, flow)
+        since = (high_water - timedelta(days=ctx.settings.lookback_days) if high_water
+                 else until - timedelta(days=ctx.settings.first_sync_days))
+    if since > until:
+        raise ValueError(f"the window starts after it ends: since={since} until={until}")
+    return since, until
+
+
+@task(name="advance-high-water", cache_policy=NONE)
+def advance_high_water(ctx: TenantContext, flow: str, until: date) -> None:
+    ctx.ledger.advance_high_water(ctx.tenant, flow, until)
+
+
+def _label_run(name: str, tenant: str) -> None:
+    """Name the run after its real window and tag it with the tenant, however it was started."""
+    from prefect.client.orchestration import get_client
+
+    tags = sorted(set(runtime.flow_run.tags) | {f"tenant:{tenant}"})
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(runtime.flow_run.id, name=name, tags=tags)
+
+
+def run_name() -> str:
+    p = runtime.flow_run.parameters
+    window = f"{p.get('since') or 'last run'}..{p.get('until') or 'today'}"
+    return f"{runtime.flow_run.flow_name} · {p['tenant']} · {window}"
+
+
+def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry_run: bool):
+    """The flow body: every step a task, every document through sync_documents."""
+    ctx = open_tenant(tenant, str(runtime.flow_run.id))
+    since, until = choose_window(ctx, spec.name, since, until)
+    _label_run(f"{spec.name} · {tenant} · {since}..{until}" + (" · dry run" if dry_run else ""), tenant)
+    summary = RunSummary(tenant=tenant, since=since, until=until, dry_run=dry_run, flow=spec.name)
+    xero_calls_before = ctx.xero.calls  # the gateway is shared by the process's runs: count only this one's
+
+    preflight(tenant)  # stops the run before any write when credentials or mapped Xero names are wrong
+    revisit: list[str] = []
+    if not dry_run:
+        try:
+            # Answers a dead run never got are looked up first, so documents found missing are read again below.
+            resolve_unanswered(ctx, spec.kinds)
+        except XeroRateLimited as exc:
+            summary.stopped = str(exc)
+        revisit = ctx.ledger.unfinished(tenant, [k.name for k in spec.kinds])
+    planned = spec.read_and_plan(ctx, since, until, revisit, read_xero_reference(ctx))
+    summary.outcomes += planned.outcomes
+    summary.autotask_calls = planned.autotask_calls
+    _sync(ctx, spec, planned, summary)
+    if summary.stopped:
+        get_run_logger().warning("stopped early, the high-water mark is not moved: %s", summary.stopped)
+    elif not dry_run:
+        advance_high_water(ctx, spec.name, until)
+    summary.xero_calls = ctx.xero.calls - xero_calls_before
+    publish_report(summary)
+    return _final_state(summary)
+
+
+def _sync(ctx: TenantContext, spec: FlowSpec, planned: Planned, summary: RunSummary) -> None:
+    plans = planned.plans
+    done: set[tuple[str, str]] = set()
+    try:
+        if summary.stopped:
+            raise XeroRateLimited("day", None, summary.stopped)
+        contact_ids: dict[str, str] = {}
+        if not summary.dry_run:
+            plans, contact_ids = _with_contacts(ctx, planned)
+            _forget_other_kinds(ctx, spec, plans)
+        progress = create_progress_artifact(progress=0.0, description=f"{spec.name.capitalize()} into Xero for {ctx.tenant}")
+        total, sent = max(len(plans), 1), 0
+        for kind in spec.kinds:
+            for batch in batches([p for p in plans if p.kind == kind.name]):
+                result = sync_documents(ctx, kind, batch, contact_ids, dry_run=summary.dry_run)
+                summary.outcomes += result.outcomes
+                done |= {(p.kind, p.source_id) for p in batch}
+                sent += len(batch)
+                update_progress_artifact(progress, progress=100.0 * sent / total)
+                if result.stopped:
+                    raise XeroRateLimited("day", None, result.stopped)
+        update_progress_artifact(progress, progress=100.0)
+        if spec.fetch_pdf is not None and not summary.dry_run:
+            summary.attach_failures = attach_pdfs(ctx, spec.kinds, spec.fetch_pdf)
+    except XeroRateLimited as exc:
+        # Nothing is lost: what was sent is recorded; the rest has no claim (or a `sending` row that the
+        # next run looks up first), and the window stays where it was, so the next run picks it all up.
+        summary.stopped = str(exc)
+        summary.outcomes += [not_sent(p, str(exc)) for p in plans if (p.kind, p.source_id) not in done and p.sendable]
+
+
+def _with_contacts(ctx: TenantContext, planned: Planned) -> tuple[list[DocumentPlan], dict[str, str]]:
+    """Ensure the plans' contacts; a document whose contact could not be made is set aside, not sent."""
+    numbers = sorted({p.contact.number for p in planned.plans if p.sendable and p.contact})
+    contacts = sync_contacts(ctx, planned.companies, planned.contacts, numbers, planned.currencies,
+                             supplier=planned.supplier)
+    plans = []
+    for p in planned.plans:
+        reason = contacts.failed.get(p.contact.number) if p.sendable and p.contact else None
+        if reason:
+            p = dataclasses.replace(p, set_aside=SetAside(
+                f"the Xero contact for company {p.contact.number} could not be created: {reason}",
+                "fix the company in Autotask (name, tax number, currency) or the contact in Xero, then rerun"))
+        plans.append(p)
+    return plans, contacts.ids
+
+
+def _forget_other_kinds(ctx: TenantContext, spec: FlowSpec, plans: list[DocumentPlan]) -> None:
+    """A document now planned as one kind leaves any set-aside row of another kind of this flow behind
+    (an invoice whose total turned negative is now a credit note): it would be read again every run."""
+    for kind in spec.kinds:
+        ids = [p.source_id for p in plans if p.kind == kind.name]
+        for other in spec.kinds:
+            if other is not kind and ids:
+                ctx.ledger.forget_set_aside(ctx.tenant, other.name, ids)
+
+
+def _final_state(summary: RunSummary):
+    get_run_logger().info(summary.message)
+    if summary.stopped:
+        left = summary.count("not sent yet")
+        return Completed(message=f"stopped early, {left} documents left for the next run: {summary.stopped}; "
+                                 f"{summary.message}", data=summary)
+    if summary.set_aside_count:
+        return Completed(message=f"completed with {summary.set_aside_count} set aside", data=summary)
+    return Completed(message=summary.message, data=summary)

@@ -1,0 +1,435 @@
+"""The document pipeline's shell: the one implementation of claim, send, record and resolve.
+
+Every kind goes through `sync_documents`. For a batch of at most 50 plans of one kind it reads the
+ledger rows, looks up in Xero what decide() needs (documents by id when the ledger knows them, by
+natural key when it does not), decides each plan, and carries the decisions out:
+
+1. **Claim**: rows are marked `sending` with the batch's idempotency key and committed before the call.
+2. **Send** with summarizeErrors=false, so each element answers on its own.
+3. **Record** each element at once: synced with Xero's id and number, or set aside with the reason.
+4. **Resolve**: when an answer is lost, or a run died between 1 and 3, the document is looked up by
+   its natural key before anything is sent again (`resolve_rows`).
+
+Only reads are retried by Prefect; a write is repeated only after a lookup said Xero does not hold it.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NONE
+
+from atx.context import TenantContext
+from clients.xero import XeroAuthError, XeroError, XeroOutcomeUnknown, XeroRateLimited
+from core.documents import (
+    ALREADY_IN_XERO, ALREADY_VOIDED, GONE, IN_FLIGHT, Action, Decision, DocumentKind, DocumentPlan, KeyKind,
+    Status, XeroDocument, batches, decide, fix_for,
+)
+from ledger import Candidate, DocState
+from tasks.outcomes import Outcome, Result
+
+# How far before the attempt a marker lookup reads back (our clock and Xero's may disagree a little).
+LOOKUP_MARGIN = timedelta(hours=1)
+# Ledgers made before natural keys had a kind of their own prefixed credit-note references so.
+_OLD_REFERENCE_PREFIX = "Reference:"
+
+
+@dataclass
+class SyncResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    stopped: str | None = None  # why the run stopped sending (Xero's day limit); None when it did not
+
+
+def worth_retrying(task, task_run, state) -> bool:
+    """Prefect retries reads, but not into Xero's day limit or a connection that needs a person."""
+    try:
+        state.result()
+    except (XeroRateLimited, XeroAuthError):
+        return False
+    except Exception:  # noqa: BLE001 - any other failure of a read is worth another try
+        return True
+    return True
+
+
+# ---- answers that never came ---------------------------------------------------------------------
+def prefect_run_alive(run_id: str) -> bool:
+    """A ledger row's owner is alive while its Prefect flow run is not in a final state."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(run_id))
+    except Exception:  # noqa: BLE001 - an unknown run is not alive
+        return False
+    return not (run.state and run.state.is_final())
+
+
+@task(name="resolve-unanswered", retries=3, retry_delay_seconds=[5, 30, 120], retry_condition_fn=worth_retrying,
+      cache_policy=NONE)
+def resolve_unanswered(ctx: TenantContext, kinds: tuple[DocumentKind, ...]) -> None:
+    """Rows left `sending` by a run that died: look each up in Xero before it may be sent again."""
+    for kind in kinds:
+        stale = ctx.ledger.stale(ctx.tenant, kind.name, run_id=ctx.run_id, owner_alive=prefect_run_alive,
+                                 lease=ctx.settings.send_lease)
+        if stale:
+            resolve_rows(ctx, kind, stale)
+
+
+def resolve_rows(ctx: TenantContext, kind: DocumentKind, rows) -> None:
+    """Found in Xero by its natural key → synced; not found → it may be sent again."""
+    logger = get_run_logger()
+    found = find_by_natural_key(ctx.xero, kind, rows)
+    for r in rows:
+        doc = found.get(r.source_id)
+        if doc is not None:
+            ctx.ledger.record_synced(ctx.tenant, kind.name, r.source_id, target_id=doc.id, target_number=doc.number,
+                                     target_status=doc.status.value if doc.status else None, target_total=doc.total)
+            logger.info("found %s in Xero after a lost answer; recorded it, nothing re-sent", doc.number or r.source_number)
+        else:
+            ctx.ledger.release(ctx.tenant, kind.name, r.source_id)
+            logger.info("%s is not in Xero after a lost answer; it will be sent again", r.source_number)
+
+
+def _key_kind(row) -> KeyKind | None:
+    if row.natural_key_kind:
+        return KeyKind(row.natural_key_kind)
+    return None
+
+
+def _since(rows) -> datetime | None:
+    claimed = [r.claimed_at if r.claimed_at.tzinfo else r.claimed_at.replace(tzinfo=timezone.utc)
+               for r in rows if r.claimed_at is not None]
+    return min(claimed) - LOOKUP_MARGIN if claimed else None
+
+
+def _live(docs: list[XeroDocument]) -> list[XeroDocument]:
+    return [d for d in docs if d.status not in GONE]
+
+
+def find_by_natural_key(xero, kind: DocumentKind, rows) -> dict[str, XeroDocument]:
+    """source id → the live Xero document that carries the row's natural key."""
+    found: dict[str, XeroDocument] = {}
+    by_kind: dict[KeyKind | None, list] = {}
+    for r in rows:
+        if r.natural_key:
+            by_kind.setdefault(_key_kind(r), []).append(r)
+    numbered = by_kind.get(KeyKind.NUMBER, [])
+    if numbered:
+        docs = {d.number: d for d in _live(xero.find(kind, numbers=[r.natural_key for r in numbered]))}
+        found.update({r.source_id: docs[r.natural_key] for r in numbered if r.natural_key in docs})
+    # A row without a contact id is looked up among all of this app's documents since the attempt:
+    # releasing it unlooked-up could send a second copy.
+    for contact_id, mine in _by_contact(by_kind.get(KeyKind.URL, [])).items():
+        docs = _live(xero.find(kind, contact_ids=[contact_id] if contact_id else [], created_by_my_app=True,
+                               modified_since=_since(mine)))
+        for r in mine:
+            match = [d for d in docs if (d.url or "") == r.natural_key]
+            if match:
+                found[r.source_id] = match[0]
+    for r in by_kind.get(KeyKind.REFERENCE, []):
+        reference = r.natural_key.removeprefix(_OLD_REFERENCE_PREFIX).replace('"', '\\"')
+        where = f'Reference=="{reference}"' + (f' AND Contact.ContactID==Guid("{r.contact_id}")' if r.contact_id else "")
+        docs = _live(xero.find(kind, where=where, modified_since=_since([r])))
+        if docs:
+            found[r.source_id] = docs[0]
+    for contact_id, mine in _by_contact(by_kind.get(KeyKind.CONTACT_NUMBER, [])).items():
+        docs = _live(xero.find(kind, numbers=[r.natural_key for r in mine], contact_ids=[contact_id] if contact_id else []))
+        for r in mine:
+            match = [d for d in docs if d.number == r.natural_key and (not contact_id or d.contact_id == contact_id)]
+            if match:
+                found[r.source_id] = match[0]
+    return found
+
+
+def _by_contact(rows) -> dict[str, list]:
+    groups: dict[str, list] = {}
+    for r in rows:
+        groups.setdefault(r.contact_id or "", []).append(r)
+    return groups
+
+
+# ---- one batch of one kind -------------------------------------------------------------------------
+@task(name="sync-documents", cache_policy=NONE)
+def sync_documents(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], contact_ids: dict[str, str],
+                   dry_run: bool = False) -> SyncResult:
+    """Decide and carry out every plan of one batch (at most 50, one kind); record each as Xero answers."""
+    outcomes: dict[str, Outcome] = {}
+    try:
+        rows = _rows_after_marker_lookups(ctx, kind, plans)
+        docs = {} if dry_run else lookup(ctx.xero, kind, plans, rows, contact_ids)
+        decisions = {p.source_id: decide(p, rows.get(p.source_id), docs.get(p.source_id)) for p in plans}
+        if dry_run:
+            return SyncResult([_planned(p, rows.get(p.source_id), decisions[p.source_id]) for p in plans])
+        for p in plans:
+            outcome = _record_decision(ctx, kind, p, rows.get(p.source_id), decisions[p.source_id], docs.get(p.source_id))
+            if outcome is not None:
+                outcomes[p.source_id] = outcome
+        _update(ctx, kind, [p for p in plans if decisions[p.source_id].action == Action.UPDATE], rows, contact_ids, outcomes)
+        _remove(ctx, kind, [(p, decisions[p.source_id]) for p in plans
+                            if decisions[p.source_id].action in (Action.VOID, Action.DELETE)], rows, outcomes)
+        _send(ctx, kind, [p for p in plans if decisions[p.source_id].action == Action.SEND], contact_ids, outcomes)
+    except XeroRateLimited as exc:
+        # Xero did nothing with the refused call; what this batch recorded stays recorded. The rest is
+        # reported as left for the next run, and the flow stops sending.
+        get_run_logger().warning("stopping: %s", exc)
+        for p in plans:
+            outcomes.setdefault(p.source_id, not_sent(p, str(exc)))
+        return SyncResult([outcomes[p.source_id] for p in plans], stopped=str(exc))
+    return SyncResult([outcomes[p.source_id] for p in plans if p.source_id in outcomes])
+
+
+def not_sent(plan: DocumentPlan, reason: str) -> Outcome:
+    return Outcome.of(plan, Result.NOT_SENT, detail="Xero's API limit reached; the next run sends it", reason=reason,
+                      fix="nothing to do: the next run picks it up")
+
+
+def _rows_after_marker_lookups(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan]) -> dict:
+    """Documents Xero numbers carry no number Xero could refuse twice. One attempted before (its answer
+    lost, its row waiting again) is looked up by its marker before it may be sent."""
+    rows = ctx.ledger.records(ctx.tenant, kind.name, [p.source_id for p in plans])
+    attempted = [rows[p.source_id] for p in plans
+                 if p.sendable and p.natural_key_kind in (KeyKind.URL, KeyKind.REFERENCE) and p.source_id in rows
+                 and rows[p.source_id].state in (DocState.PENDING, DocState.SET_ASIDE) and rows[p.source_id].attempts]
+    if not attempted:
+        return rows
+    resolve_rows(ctx, kind, attempted)
+    return ctx.ledger.records(ctx.tenant, kind.name, [p.source_id for p in plans])
+
+
+def lookup(xero, kind: DocumentKind, plans: list[DocumentPlan], rows: dict, contact_ids: dict[str, str]) -> dict[str, XeroDocument]:
+    """What decide() needs from Xero: documents the ledger knows, by id, when they changed or were voided;
+    documents it does not know, by natural key, so a clash is found before anything is written."""
+    found: dict[str, XeroDocument] = {}
+    known = {p.source_id: rows[p.source_id].target_id for p in plans
+             if p.source_id in rows and rows[p.source_id].state == DocState.SYNCED and rows[p.source_id].target_id
+             and (p.void or rows[p.source_id].content_hash != p.content_hash)}
+    if known:
+        docs = {d.id: d for d in xero.find(kind, ids=list(known.values()))}
+        found.update({source_id: docs[target] for source_id, target in known.items() if target in docs})
+    fresh = [p for p in plans if p.sendable and p.natural_key
+             and (p.source_id not in rows or rows[p.source_id].state in (DocState.PENDING, DocState.SET_ASIDE))]
+    numbered = [p for p in fresh if p.natural_key_kind == KeyKind.NUMBER]
+    if numbered:
+        docs = {d.number: d for d in xero.find(kind, numbers=[p.natural_key for p in numbered]) if d.status != Status.DELETED}
+        found.update({p.source_id: docs[p.natural_key] for p in numbered if p.natural_key in docs})
+    by_contact: dict[str, list[DocumentPlan]] = {}
+    for p in fresh:
+        if p.natural_key_kind == KeyKind.CONTACT_NUMBER and contact_ids.get(p.contact.number):
+            by_contact.setdefault(contact_ids[p.contact.number], []).append(p)
+    for contact_id, mine in by_contact.items():
+        docs = _live(xero.find(kind, numbers=[p.natural_key for p in mine], contact_ids=[contact_id]))
+        for p in mine:
+            match = [d for d in docs if d.number == p.natural_key and d.contact_id == contact_id]
+            if match:
+                found[p.source_id] = match[0]
+    return found
+
+
+def _planned(plan: DocumentPlan, row, decision: Decision) -> Outcome:
+    """A dry run shows what a real run would do, from the ledger, writing nothing."""
+    if decision.action == Action.SKIP and row is not None and row.target_id:
+        return Outcome.of_row(plan, Result.ALREADY_VOIDED if decision.why == ALREADY_VOIDED else Result.ALREADY, row)
+    if decision.action in (Action.SET_ASIDE, Action.CLASH):
+        return Outcome.of(plan, Result.SET_ASIDE, reason=decision.why, fix=decision.fix)
+    if decision.action == Action.SKIP:
+        return _skip(plan, row, decision)
+    return Outcome.of(plan, Result.PLANNED, detail=None if decision.action == Action.SEND else decision.action.value)
+
+
+def _skip(plan: DocumentPlan, row, decision: Decision) -> Outcome:
+    if row is not None and row.target_id and decision.why in (ALREADY_IN_XERO, ALREADY_VOIDED):
+        result = Result.ALREADY if decision.why == ALREADY_IN_XERO else Result.ALREADY_VOIDED
+        return Outcome.of_row(plan, result, row, reason=row.attention)
+    if row is not None and row.target_id:
+        return Outcome.of_row(plan, Result.ALREADY, row, reason=decision.why, fix=decision.fix)
+    if decision.why == IN_FLIGHT:
+        return Outcome.of(plan, Result.IN_FLIGHT)
+    return Outcome.of(plan, Result.SKIPPED, detail=decision.why)
+
+
+def _record_decision(ctx: TenantContext, kind: DocumentKind, plan: DocumentPlan, row, decision: Decision,
+                     doc: XeroDocument | None) -> Outcome | None:
+    """Decisions that need no write to Xero are recorded at once; the others return None."""
+    ledger, tenant, logger = ctx.ledger, ctx.tenant, get_run_logger()
+    action = decision.action
+    if action == Action.SKIP:
+        if row is None or row.state != DocState.SENDING or decision.why != IN_FLIGHT:
+            return _skip(plan, row, decision)
+        return Outcome.of(plan, Result.IN_FLIGHT)
+    if action in (Action.SET_ASIDE, Action.CLASH):
+        ledger.set_aside(tenant, kind.name, plan.source_id, source_number=plan.source_number, reason=decision.why,
+                         fix=decision.fix or "", content_hash=plan.content_hash or None, document_date=plan.date)
+        logger.warning("set aside %s %s: %s (fix: %s)", kind.noun, plan.source_number, decision.why, decision.fix)
+        return Outcome.of(plan, Result.SET_ASIDE, reason=decision.why, fix=decision.fix)
+    if action == Action.ADOPT:
+        ledger.record_synced(tenant, kind.name, plan.source_id, target_id=doc.id, target_number=doc.number,
+                             target_status=doc.status.value if doc.status else None, target_total=doc.total)
+        logger.info("found %s in Xero from an earlier attempt; recorded it, nothing re-sent", doc.number)
+        return Outcome.of(plan, Result.RECOVERED, xero_id=doc.id, xero_number=doc.number, xero_total=doc.total,
+                          status=doc.status.value if doc.status else None)
+    if action == Action.NEEDS_PERSON:
+        status = doc.status.value if doc is not None and doc.status else "missing"
+        ledger.note(tenant, kind.name, plan.source_id, decision.fix if not plan.void else decision.why,
+                    target_status=status)
+        logger.warning("%s %s: %s", kind.noun, plan.source_number, decision.why)
+        result = Result.NEEDS_ATTENTION if plan.void else Result.CHANGED_AFTER_APPROVAL
+        return Outcome.of_row(plan, result, row, status=status, reason=decision.why, fix=decision.fix,
+                              xero_total=doc.total if doc is not None else None)
+    if action == Action.RECORD_VOIDED:
+        ledger.record_voided(tenant, kind.name, plan.source_id, target_status=decision.target_status.value)
+        return Outcome.of_row(plan, Result.ALREADY_VOIDED, row, status=decision.target_status.value)
+    return None
+
+
+# ---- writes ----------------------------------------------------------------------------------------
+def _key(*parts) -> str:
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:64]
+
+
+def _send(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], contact_ids: dict[str, str],
+          outcomes: dict[str, Outcome]) -> None:
+    """Claim, create, record. A lost answer is looked up by natural key; documents with a number Xero
+    would refuse twice are sent again at once, the others wait for the next run's lookup."""
+    logger = get_run_logger()
+    by_id = {p.source_id: p for p in plans}
+    candidates = [_candidate(p, contact_ids) for p in plans]
+    for attempt in range(3):
+        if not candidates:
+            return
+        key = _key(ctx.tenant, kind.name, ctx.run_id, attempt, *[f"{c.source_id}:{c.content_hash}" for c in candidates])
+        claimed = ctx.ledger.claim(ctx.tenant, kind.name, candidates, run_id=ctx.run_id, idempotency_key=key)
+        claimed_ids = {c.source_id for c in claimed}
+        for c in candidates:
+            if c.source_id not in claimed_ids:
+                outcomes.setdefault(c.source_id, _not_claimed(ctx, kind, by_id[c.source_id]))
+        if not claimed:
+            return
+        mine = [by_id[c.source_id] for c in claimed]
+        try:
+            results = ctx.xero.create(kind, mine, contact_ids, idempotency_key=key)
+        except XeroOutcomeUnknown:
+            logger.warning("Xero's answer to a batch of %d %ss was lost; looking them up before re-sending", len(mine), kind.noun)
+            again = _after_lost_answer(ctx, kind, mine, outcomes)
+            candidates = [c for c in claimed if c.source_id in again]
+            continue
+        except XeroRateLimited:
+            for p in mine:  # a 429 means Xero did nothing with the batch
+                ctx.ledger.release(ctx.tenant, kind.name, p.source_id)
+            raise
+        except XeroError as exc:
+            # Refused as a whole (a 400 outside per-element results): nothing was created.
+            for p in mine:
+                _set_aside_after_send(ctx, kind, p, str(exc), outcomes)
+            return
+        for p, written in zip(mine, results):
+            if written.ok:
+                doc = written.document
+                status = doc.status.value if doc.status else None
+                ctx.ledger.record_synced(ctx.tenant, kind.name, p.source_id, target_id=doc.id, target_number=doc.number,
+                                         target_status=status, target_total=doc.total)
+                outcomes[p.source_id] = Outcome.of(p, Result.CREATED, xero_id=doc.id, xero_number=doc.number,
+                                                   xero_total=doc.total, status=status)
+                logger.info("created %s %s for %s in Xero", kind.noun, doc.number, p.contact.name if p.contact else "")
+            else:
+                _set_aside_after_send(ctx, kind, p, "; ".join(written.errors) or "Xero refused the document without a message",
+                                      outcomes)
+        return
+    for c in candidates:
+        outcomes.setdefault(c.source_id, Outcome.of(by_id[c.source_id], Result.IN_FLIGHT))
+
+
+def _candidate(plan: DocumentPlan, contact_ids: dict[str, str]) -> Candidate:
+    return Candidate(
+        source_id=plan.source_id, source_number=plan.source_number, natural_key=plan.natural_key,
+        content_hash=plan.content_hash, document_date=plan.date,
+        contact_id=contact_ids.get(plan.contact.number) if plan.contact else None,
+        natural_key_kind=plan.natural_key_kind.value if plan.natural_key_kind else None, source=plan.source,
+    )
+
+
+def _not_claimed(ctx: TenantContext, kind: DocumentKind, plan: DocumentPlan) -> Outcome:
+    row = ctx.ledger.records(ctx.tenant, kind.name, [plan.source_id]).get(plan.source_id)
+    if row is not None and row.state == DocState.SYNCED:
+        return Outcome.of_row(plan, Result.ALREADY, row, reason=row.attention)
+    return Outcome.of(plan, Result.IN_FLIGHT)
+
+
+def _after_lost_answer(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan],
+                       outcomes: dict[str, Outcome]) -> set[str]:
+    """Look the batch up; record what Xero holds. Returns the ids that may be sent again at once."""
+    ids = [p.source_id for p in plans]
+    resolve_rows(ctx, kind, list(ctx.ledger.records(ctx.tenant, kind.name, ids).values()))
+    state = ctx.ledger.records(ctx.tenant, kind.name, ids)
+    again: set[str] = set()
+    for p in plans:
+        row = state[p.source_id]
+        if row.state == DocState.SYNCED:
+            outcomes[p.source_id] = Outcome.of_row(p, Result.RECOVERED, row)
+        elif p.natural_key_kind == KeyKind.NUMBER:
+            again.add(p.source_id)  # Xero would refuse a second copy with this number
+        else:
+            outcomes[p.source_id] = Outcome.of(p, Result.NOT_SENT, detail="answer lost; looked up again next run")
+    return again
+
+
+def _set_aside_after_send(ctx: TenantContext, kind: DocumentKind, plan: DocumentPlan, reason: str,
+                          outcomes: dict[str, Outcome]) -> None:
+    fix = fix_for(reason)
+    ctx.ledger.set_aside(ctx.tenant, kind.name, plan.source_id, source_number=plan.source_number, reason=reason, fix=fix,
+                         run_id=ctx.run_id)
+    outcomes[plan.source_id] = Outcome.of(plan, Result.SET_ASIDE, reason=reason, fix=fix)
+    get_run_logger().warning("set aside %s %s: %s (fix: %s)", kind.noun, plan.source_number, reason, fix)
+
+
+def _update(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], rows: dict, contact_ids: dict[str, str],
+            outcomes: dict[str, Outcome]) -> None:
+    """Changed in Autotask while Xero's copy may still be rewritten: rewrite it by id, never renumbered."""
+    for chunk in batches(plans):
+        key = _key(ctx.tenant, "update", kind.name, *[f"{p.source_id}:{p.content_hash}" for p in chunk])
+        try:
+            results = ctx.xero.update(kind, [(rows[p.source_id].target_id, p) for p in chunk], contact_ids,
+                                      idempotency_key=key)
+        except XeroOutcomeUnknown:
+            results = [None] * len(chunk)  # an update by id repeats harmlessly: the next run sends it again
+        for p, written in zip(chunk, results):
+            row = rows[p.source_id]
+            if written is not None and written.ok:
+                doc = written.document
+                status = doc.status.value if doc.status else None
+                ctx.ledger.record_updated(ctx.tenant, kind.name, p.source_id, content_hash=p.content_hash,
+                                          target_status=status, target_total=doc.total)
+                outcomes[p.source_id] = Outcome.of_row(p, Result.UPDATED, row, xero_total=doc.total, status=status)
+                get_run_logger().info("updated %s %s in Xero to match Autotask", kind.noun, row.target_number)
+            else:
+                reason = "; ".join(written.errors) if written is not None else "Xero did not answer the update; it is sent again next run"
+                ctx.ledger.note(ctx.tenant, kind.name, p.source_id, f"update refused: {reason}")
+                outcomes[p.source_id] = Outcome.of_row(p, Result.NEEDS_ATTENTION, row, reason=reason, fix=fix_for(reason))
+
+
+def _remove(ctx: TenantContext, kind: DocumentKind, pairs: list[tuple[DocumentPlan, Decision]], rows: dict,
+            outcomes: dict[str, Outcome]) -> None:
+    """Voided in Autotask: Xero's copy is voided, or deleted while a draft."""
+    for chunk in batches(pairs):
+        changes = [(rows[p.source_id].target_id, d.target_status) for p, d in chunk]
+        key = _key(ctx.tenant, "void", kind.name, *[f"{a}:{b.value}" for a, b in changes])
+        try:
+            results = ctx.xero.set_status(kind, changes, idempotency_key=key)
+        except XeroOutcomeUnknown:
+            results = [None] * len(chunk)  # a status change repeats harmlessly: the next run checks and sends again
+        for (p, d), written in zip(chunk, results):
+            row = rows[p.source_id]
+            if written is not None and written.ok:
+                ctx.ledger.record_voided(ctx.tenant, kind.name, p.source_id, target_status=d.target_status.value)
+                result = Result.VOIDED if d.target_status == Status.VOIDED else Result.DELETED
+                outcomes[p.source_id] = Outcome.of_row(p, result, row, status=d.target_status.value)
+                get_run_logger().info("%s voided in Autotask: %s", p.source_number, result.value)
+            else:
+                reason = "; ".join(written.errors) if written is not None else "Xero did not answer; retried next run"
+                text = f"voided in Autotask; Xero refused to void it: {reason}"
+                ctx.ledger.note(ctx.tenant, kind.name, p.source_id, text)
+                outcomes[p.source_id] = Outcome.of_row(p, Result.NEEDS_ATTENTION, row, status=None, reason=text,
+                                                       fix=fix_for(reason))
