@@ -80,36 +80,55 @@ def sandbox_serve(
             pass
 
 
-@sync_app.command("invoices")
-def sync_invoices(
-    tenant: str = typer.Option(..., help="Tenant name (tenants/NAME.yaml)."),
-    since: Optional[str] = typer.Option(None, help="First invoice date, YYYY-MM-DD (default: where the last run ended)."),
-    until: Optional[str] = typer.Option(None, help="Last invoice date, YYYY-MM-DD (default: today)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Map and validate, publish the report, write nothing to Xero."),
-) -> None:
-    """Run the invoices flow once for a tenant."""
-    _quiet_prefect()
-    summary = run_invoices(tenant, _date(since), _date(until), dry_run)
-    if summary is None:
-        raise typer.Exit(1)
+def _sync_command(flow_name: str, what: str):
+    def command(
+        tenant: str = typer.Option(..., help="Tenant name (tenants/NAME.yaml)."),
+        since: Optional[str] = typer.Option(None, help="First document date, YYYY-MM-DD (default: where the last run ended)."),
+        until: Optional[str] = typer.Option(None, help="Last document date, YYYY-MM-DD (default: today)."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Map and validate, publish the report, write nothing to Xero."),
+    ) -> None:
+        _quiet_prefect()
+        summary = run_flow(flow_name, tenant, _date(since), _date(until), dry_run)
+        if summary is None:
+            raise typer.Exit(1)
+
+    command.__doc__ = f"Run the {flow_name} flow once for a tenant: {what}."
+    return command
 
 
-def run_invoices(tenant: str, since: date | None, until: date | None, dry_run: bool, *, table: bool = True):
+def _flows() -> dict:
+    from deployments.generate import FLOWS
+
+    return FLOWS
+
+
+for _name, (_path, _what) in _flows().items():
+    sync_app.command(_name)(_sync_command(_name, _what))
+
+
+def run_flow(flow_name: str, tenant: str, since: date | None, until: date | None, dry_run: bool, *, table: bool = True):
+    import importlib
+
     from prefect import tags
 
-    from flows.invoices import invoices
+    module, _, attr = _flows()[flow_name][0].partition(":")
+    flow = getattr(importlib.import_module(module), attr)
 
     def work():
         with tags(f"tenant:{tenant}"):
-            return invoices(tenant=tenant, since=since, until=until, dry_run=dry_run, return_state=True)
+            return flow(tenant=tenant, since=since, until=until, dry_run=dry_run, return_state=True)
 
-    state = _with_progress_bar(f"invoices for {tenant}", tenant, work)
+    state = _with_progress_bar(f"{flow_name} for {tenant}", tenant, work)
     if not state.is_completed():
         console.print(f"[red]The run ended {state.name}:[/] {state.message}")
         return None
     summary = state.result()
     print_summary(summary, state.message, table=table)
     return summary
+
+
+def run_invoices(tenant: str, since: date | None, until: date | None, dry_run: bool, *, table: bool = True):
+    return run_flow("invoices", tenant, since, until, dry_run, table=table)
 
 
 def _with_progress_bar(description: str, tenant: str, work):
@@ -182,25 +201,23 @@ def print_summary(summary, message: str | None = None, *, table: bool = True) ->
     if not table:
         console.print(f"[bold]{message or ''}[/]  API calls: Autotask {summary.autotask_calls}, Xero {summary.xero_calls}.")
         return
-    grid = Table(title=f"Invoices for {summary.tenant}, {summary.since}..{summary.until}" + (" (dry run)" if summary.dry_run else ""))
+    title = f"{summary.flow.capitalize()} for {summary.tenant}, {summary.since}..{summary.until}"
+    grid = Table(title=title + (" (dry run)" if summary.dry_run else ""))
     for col in ("Autotask", "Xero", "Contact", "Currency", "Total", "Xero total", "Status", "Action"):
         grid.add_column(col, justify="right" if "otal" in col else "left")
     for o in summary.outcomes:
-        xero_total = getattr(o, "xero_total", None)
-        grid.add_row(o.autotask_number, o.xero_number or "", o.contact, o.currency, f"{o.autotask_total:,.2f}",
-                     "" if xero_total is None else f"{xero_total:,.2f}", getattr(o, "status", None) or "", o.action)
+        grid.add_row(o.source_number, o.xero_number or "", o.contact, o.currency,
+                     "" if o.source_total is None else f"{o.source_total:,.2f}",
+                     "" if o.xero_total is None else f"{o.xero_total:,.2f}", o.status or "", o.action)
     console.print(grid)
     if summary.set_aside_count:
         aside = Table(title="Set aside (retried on the next run)")
         for col in ("Autotask", "Reason", "Fix"):
             aside.add_column(col)
-        for s in summary.set_aside:
-            aside.add_row(s.autotask_number, s.reason, s.fix)
-        for o in summary.outcomes:
-            if o.action == "set aside":
-                aside.add_row(o.autotask_number, o.reason or "", o.fix or "")
+        for o in summary.set_aside:
+            aside.add_row(o.source_number, o.reason or "", o.fix or "")
         console.print(aside)
-    attention = getattr(summary, "attention", [])
+    attention = summary.attention
     if attention:
         people = Table(title="In Xero, needs a person")
         for col in ("Autotask", "Xero", "Status", "Problem", "What to do"):

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import yaml
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -147,6 +149,8 @@ class TenantSettings(BaseModel):
     first_sync_days: int = Field(30, ge=1, description="how far back the very first run looks")
     lookback_days: int = Field(14, ge=0, description="overlap re-read before the last high-water mark")
     attach_pdfs: bool = False
+    # The flows this tenant runs on a schedule (each gets a deployment); any flow can still be run by hand.
+    flows: list[Literal["invoices", "bills"]] = Field(default_factory=lambda: ["invoices"])
     send_lease_minutes: int = Field(15, ge=0)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)

@@ -10,6 +10,7 @@ from atx.settings import TenantSettings
 # flow name -> (module path of the flow object, what it does, for the deployment's description)
 FLOWS: dict[str, tuple[str, str]] = {
     "invoices": ("flows.invoices:invoices", "Autotask invoices into Xero"),
+    "bills": ("flows.bills:bills", "Autotask purchase orders into Xero bills or purchase orders"),
 }
 WORK_POOL = "atx"
 
@@ -34,7 +35,7 @@ def deployment_entries(tenants: list[TenantSettings]) -> list[dict]:
     """prefect.yaml `deployments:` entries: each tenant's schedule, tags and a limit of one run at a time."""
     entries = []
     for flow_name, (module_path, what) in FLOWS.items():
-        for t in sorted(tenants, key=lambda t: t.name):
+        for t in sorted((t for t in tenants if flow_name in t.flows), key=lambda t: t.name):
             entries.append({
                 "name": t.name,
                 "entrypoint": _file_entrypoint(module_path),
@@ -81,7 +82,7 @@ def runner_deployments(tenants: list[TenantSettings]) -> list:
     for flow_name, (module_path, what) in FLOWS.items():
         module, _, attr = module_path.partition(":")
         flow = getattr(importlib.import_module(module), attr)
-        for t in sorted(tenants, key=lambda t: t.name):
+        for t in sorted((t for t in tenants if flow_name in t.flows), key=lambda t: t.name):
             out.append(flow.to_deployment(
                 name=t.name,
                 schedules=[Cron(t.schedule.cron, timezone=t.schedule.timezone, active=t.schedule.active)],

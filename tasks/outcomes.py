@@ -52,6 +52,15 @@ class Outcome:
     note: str | None = None
 
     @property
+    def autotask_id(self) -> int | None:
+        """The Autotask record's id, when the document is one Autotask record (invoices, POs)."""
+        return int(self.source_id) if self.source_id.isdigit() else None
+
+    @property
+    def autotask_number(self) -> str:
+        return self.source_number
+
+    @property
     def action(self) -> str:
         return f"{self.result.value} ({self.detail})" if self.detail else self.result.value
 

@@ -188,7 +188,7 @@ def test_pdfs_are_attached_once_and_a_failed_one_next_run(stack):
     stack.org.attachments.pop(rows[victim["id"]].xero_id)
     stack.xero.faults.script("500", method="PUT", path_prefix=f"/api.xro/2.0/Invoices/{rows[victim['id']].xero_id}/Attachments")
     _, second = run()
-    assert victim["id"] in second.attach_failures
+    assert str(victim["id"]) in second.attach_failures
     assert rows[victim["id"]].xero_id not in stack.org.attachments
     stamps = {k: r.attached_at for k, r in ledger.records("acme", "invoice").items()}
     _, third = run()
