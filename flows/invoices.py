@@ -36,6 +36,8 @@ from tasks.load import (
 from tasks.report import RunSummary, publish_report
 from tasks.tenancy import preflight, route_invoices
 
+FLOW = "invoices"  # the flow's name: its high-water mark in the ledger is kept under it
+
 
 def _run_name() -> str:
     p = runtime.flow_run.parameters
@@ -50,7 +52,7 @@ def choose_window(tenant: str, since: date | None, until: date | None) -> tuple[
     settings = load_tenant(tenant)
     until = until or date.today()
     if since is None:
-        high_water = ledger_for(settings).high_water(tenant, DOC_INVOICE)
+        high_water = ledger_for(settings).high_water(tenant, FLOW)
         since = (
             high_water - timedelta(days=settings.lookback_days)
             if high_water
@@ -86,7 +88,7 @@ def record_set_aside(tenant: str, set_aside: list[SetAside], credits: frozenset[
     logger = get_run_logger()
     for s in set_aside:
         doc_type = DOC_CREDIT_NOTE if int(s.autotask_id) in credits else DOC_INVOICE
-        if not ledger.set_aside(tenant, doc_type, s.autotask_id, autotask_number=s.autotask_number, reason=s.reason, fix=s.fix):
+        if not ledger.set_aside(tenant, doc_type, str(s.autotask_id), source_number=s.autotask_number, reason=s.reason, fix=s.fix):
             # Synced, voided, or `sending` (in flight, or awaiting a lookup after a lost answer): the row
             # keeps its state, so nothing can be sent again without that lookup.
             logger.warning("%s cannot be sent as it is (%s), but the ledger shows it in Xero or in flight: left as it is",
@@ -115,7 +117,7 @@ def _credits(extract: AutotaskExtract) -> frozenset[int]:
 
 @task(name="advance-high-water", cache_policy=NONE)
 def advance_high_water(tenant: str, until: date) -> None:
-    ledger_for(load_tenant(tenant)).advance_high_water(tenant, DOC_INVOICE, until)
+    ledger_for(load_tenant(tenant)).advance_high_water(tenant, FLOW, until)
 
 
 def _label_run(name: str, tenant: str) -> None:
@@ -177,7 +179,7 @@ def invoices(tenant: str, since: date | None = None, until: date | None = None, 
             resolve_unanswered(tenant, run_id)
         except XeroRateLimited as exc:
             stopped = str(exc)
-        revisit = ledger_for(load_tenant(tenant)).unfinished(tenant, (DOC_INVOICE, DOC_CREDIT_NOTE))
+        revisit = [int(i) for i in ledger_for(load_tenant(tenant)).unfinished(tenant, (DOC_INVOICE, DOC_CREDIT_NOTE))]
     extract = extract_invoices(tenant, since, until, revisit)
     routed = route_invoices(tenant, extract)  # only this tenant's invoices; the rest are reported
     extract = routed.extract

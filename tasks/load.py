@@ -29,7 +29,7 @@ from atx.connections import autotask_client, ledger_for, xero_gateway
 from atx.settings import load_tenant
 from clients.xero import XeroAuthError, XeroError, XeroOutcomeUnknown, XeroRateLimited
 from core.invoices import XeroReference, contact_names, content_hash, to_xero_contact, to_xero_invoice
-from ledger import Candidate, DocState
+from ledger import Candidate, DocState, NaturalKeyKind
 
 DOC_INVOICE = "invoice"
 DOC_CREDIT_NOTE = "credit_note"
@@ -77,7 +77,7 @@ class InvoiceOutcome:
 
 def idempotency_key(tenant: str, run_id: str, candidates: list[Candidate], attempt: int = 0, what: str = DOC_INVOICE) -> str:
     """Deterministic per batch and attempt, so an in-process retry of the same request replays."""
-    text = "|".join([tenant, what, run_id, str(attempt)] + [f"{c.autotask_id}:{c.content_hash}" for c in candidates])
+    text = "|".join([tenant, what, run_id, str(attempt)] + [f"{c.source_id}:{c.content_hash}" for c in candidates])
     return hashlib.sha256(text.encode()).hexdigest()[:64]
 
 
@@ -180,45 +180,45 @@ def _since(rows) -> object:
 def _resolve(tenant, ledger, xero, doc_type: str, rows) -> None:
     """Find each row's document in Xero by its natural key: found → synced, not found → may be sent again."""
     logger = get_run_logger()
-    found: dict[int, object] = {}
+    found: dict[str, object] = {}
     by_number = [r for r in rows if r.natural_key and not _is_url(r.natural_key) and not r.natural_key.startswith(REFERENCE_MARKER)]
     if doc_type == DOC_INVOICE:
         if by_number:
             docs = {i.invoice_number: i for i in xero.find_invoices(numbers=[r.natural_key for r in by_number])}
-            found.update({r.autotask_id: docs[r.natural_key] for r in by_number if r.natural_key in docs})
+            found.update({r.source_id: docs[r.natural_key] for r in by_number if r.natural_key in docs})
         by_url = [r for r in rows if _is_url(r.natural_key)]
         # A row without a contact id is looked up among all of this app's invoices since the attempt:
         # releasing it unlooked-up could send a second copy.
-        for contact_id in sorted({r.xero_contact_id or "" for r in by_url}):
-            mine = [r for r in by_url if (r.xero_contact_id or "") == contact_id]
+        for contact_id in sorted({r.contact_id or "" for r in by_url}):
+            mine = [r for r in by_url if (r.contact_id or "") == contact_id]
             docs = xero.find_invoices(contact_ids=[contact_id] if contact_id else [], created_by_my_app=True,
                                       modified_since=_since(mine))
             for r in mine:
                 match = [d for d in docs if (d.url or "") == r.natural_key and _status(d) not in ("DELETED", "VOIDED")]
                 if match:
-                    found[r.autotask_id] = match[0]
+                    found[r.source_id] = match[0]
                 if len(match) > 1:
-                    logger.error("%d Xero invoices carry the Url of Autotask invoice %s", len(match), r.autotask_number)
+                    logger.error("%d Xero invoices carry the Url of Autotask invoice %s", len(match), r.source_number)
     else:
         if by_number:
             docs = {c.credit_note_number: c for c in xero.find_credit_notes(numbers=[r.natural_key for r in by_number])}
-            found.update({r.autotask_id: docs[r.natural_key] for r in by_number if r.natural_key in docs})
+            found.update({r.source_id: docs[r.natural_key] for r in by_number if r.natural_key in docs})
         for r in [r for r in rows if (r.natural_key or "").startswith(REFERENCE_MARKER)]:
             reference = r.natural_key[len(REFERENCE_MARKER):].replace('"', '\\"')
-            where = f'Reference=="{reference}"' + (f' AND Contact.ContactID==Guid("{r.xero_contact_id}")' if r.xero_contact_id else "")
+            where = f'Reference=="{reference}"' + (f' AND Contact.ContactID==Guid("{r.contact_id}")' if r.contact_id else "")
             docs = [d for d in xero.find_credit_notes(where=where, modified_since=_since([r])) if _status(d) not in ("DELETED", "VOIDED")]
             if docs:
-                found[r.autotask_id] = docs[0]
+                found[r.source_id] = docs[0]
     for r in rows:
-        doc = found.get(r.autotask_id)
+        doc = found.get(r.source_id)
         if doc is not None and _status(doc) not in ("DELETED", "VOIDED"):
             xero_id, number = _id_and_number(doc)
-            ledger.record_synced(tenant, doc_type, r.autotask_id, xero_id=xero_id, xero_number=number,
-                                 xero_status=_status(doc), xero_total=_dec(doc.total))
-            logger.info("found %s in Xero after a lost answer; recorded it, nothing re-sent", number or r.autotask_number)
+            ledger.record_synced(tenant, doc_type, r.source_id, target_id=xero_id, target_number=number,
+                                 target_status=_status(doc), target_total=_dec(doc.total))
+            logger.info("found %s in Xero after a lost answer; recorded it, nothing re-sent", number or r.source_number)
         else:
-            ledger.release(tenant, doc_type, r.autotask_id)
-            logger.info("%s is not in Xero after a lost answer; it will be sent again", r.autotask_number)
+            ledger.release(tenant, doc_type, r.source_id)
+            logger.info("%s is not in Xero after a lost answer; it will be sent again", r.source_number)
 
 
 def _id_and_number(doc) -> tuple[str, str | None]:
@@ -243,7 +243,7 @@ def sync_contacts(
     Matched by ContactNumber first, then by exact name when that contact has no ContactNumber (or the
     same one): a contact that belongs to another company number is never adopted. Created or updated in
     batches of at most 50; updated only when the Autotask side changed (a content hash per company in
-    the ledger, doc_type "contact"). Two companies with one name get distinct names (core.contact_names).
+    the ledger, kind "contact"). Two companies with one name get distinct names (core.contact_names).
 
     Returns {"ids": {company id: ContactID}, "failed": {company id: reason}}. Creation is safe to
     repeat: contacts are looked up by ContactNumber before and after any write whose answer is lost.
@@ -283,8 +283,8 @@ def sync_contacts(
                     f"Xero already has a contact named '{c.name}' that belongs to another record "
                     f"(ContactNumber {c.contact_number}); it is not merged with Autotask company {company}"
                 )
-    known = ledger.records(tenant, DOC_CONTACT, wanted)
-    to_update = [i for i in wanted if i in adopt or (i in ids and (known.get(i) is None or known[i].content_hash != hashes[i]))]
+    known = ledger.records(tenant, DOC_CONTACT, [str(i) for i in wanted])
+    to_update = [i for i in wanted if i in adopt or (i in ids and (known.get(str(i)) is None or known[str(i)].content_hash != hashes[i]))]
     to_create = [i for i in wanted if i not in ids and i not in adopt and i not in failed]
 
     for start in range(0, len(to_update), BATCH_SIZE):
@@ -303,8 +303,8 @@ def sync_contacts(
             ids[i] = contact_id
             result = results[n] if results is not None else None
             if result is not None and result.ok:
-                ledger.upsert_synced(tenant, DOC_CONTACT, i, xero_id=contact_id, content_hash=hashes[i],
-                                     autotask_number=str(i), xero_number=str(i))
+                ledger.upsert_synced(tenant, DOC_CONTACT, str(i), target_id=contact_id, content_hash=hashes[i],
+                                     source_number=str(i), target_number=str(i), natural_key_kind=NaturalKeyKind.CONTACT_NUMBER)
                 logger.info("updated contact %s in Xero", models[i].name)
             elif result is not None:
                 # The contact exists; its invoices can still go. The update is retried next run.
@@ -322,16 +322,17 @@ def sync_contacts(
             ids.update(found)
             for i in chunk:
                 if i in found:
-                    ledger.upsert_synced(tenant, DOC_CONTACT, i, xero_id=found[i], content_hash=hashes[i],
-                                         autotask_number=str(i), xero_number=str(i))
+                    ledger.upsert_synced(tenant, DOC_CONTACT, str(i), target_id=found[i], content_hash=hashes[i],
+                                         source_number=str(i), target_number=str(i), natural_key_kind=NaturalKeyKind.CONTACT_NUMBER)
                 else:
                     failed[i] = "Xero did not answer while creating the contact; it will be retried next run"
             continue
         for company_id, result in zip(chunk, results):
             if result.ok:
                 ids[company_id] = result.xero_id
-                ledger.upsert_synced(tenant, DOC_CONTACT, company_id, xero_id=result.xero_id, content_hash=hashes[company_id],
-                                     autotask_number=str(company_id), xero_number=str(company_id))
+                ledger.upsert_synced(tenant, DOC_CONTACT, str(company_id), target_id=result.xero_id, content_hash=hashes[company_id],
+                                     source_number=str(company_id), target_number=str(company_id),
+                                     natural_key_kind=NaturalKeyKind.CONTACT_NUMBER)
                 logger.info("created contact %s in Xero", models[company_id].name)
             else:
                 failed[company_id] = "; ".join(result.errors)
@@ -387,6 +388,14 @@ def _natural_key(group: pd.DataFrame) -> str | None:
     return str(url) if url else None
 
 
+def _natural_key_kind(key: str | None) -> str | None:
+    if not key:
+        return None
+    if _is_url(key):
+        return NaturalKeyKind.URL
+    return NaturalKeyKind.REFERENCE if key.startswith(REFERENCE_MARKER) else NaturalKeyKind.NUMBER
+
+
 def _to_model(group: pd.DataFrame, contact_id: str | None):
     if _doc_type(group) == DOC_CREDIT_NOTE:
         from core.invoices import to_xero_credit_note
@@ -409,7 +418,7 @@ def load_invoice_batch(tenant: str, run_id: str, drafts: pd.DataFrame, contact_i
             mine = {k: g for k, g in groups.items() if _doc_type(g) == doc_type}
             if mine:
                 # A document now mapped as this type leaves any set-aside row of the other type behind.
-                ledger.forget_set_aside(tenant, DOC_CREDIT_NOTE if doc_type == DOC_INVOICE else DOC_INVOICE, list(mine))
+                ledger.forget_set_aside(tenant, DOC_CREDIT_NOTE if doc_type == DOC_INVOICE else DOC_INVOICE, [str(k) for k in mine])
                 _load_documents(tenant, run_id, ledger, xero, doc_type, mine, contact_ids, outcomes)
     except XeroRateLimited as exc:
         # Xero did nothing with the refused call (claimed rows were released, or stay `sending` for a
@@ -442,37 +451,38 @@ def _load_documents(tenant, run_id, ledger, xero, doc_type, groups: dict[int, pd
     logger = get_run_logger()
     candidates = [
         Candidate(
-            autotask_id=k,
-            autotask_number=str(g["autotask_number"].iloc[0]),
+            source_id=str(k),
+            source_number=str(g["autotask_number"].iloc[0]),
             natural_key=_natural_key(g),
+            natural_key_kind=_natural_key_kind(_natural_key(g)),
             content_hash=content_hash(g),
             document_date=g["date"].iloc[0],
             contact_id=contact_ids.get(_company(g)),
         )
         for k, g in groups.items()
     ]
-    rows = ledger.records(tenant, doc_type, list(groups))
+    rows = ledger.records(tenant, doc_type, [str(k) for k in groups])
 
     # Already in Xero: unchanged → reported; changed → updated while DRAFT, else left for a person.
-    synced = [c for c in candidates if rows.get(c.autotask_id) is not None and rows[c.autotask_id].state in (DocState.SYNCED, DocState.VOIDED)]
-    changed = [c for c in synced if rows[c.autotask_id].state == DocState.SYNCED and rows[c.autotask_id].content_hash != c.content_hash]
+    synced = [c for c in candidates if rows.get(c.source_id) is not None and rows[c.source_id].state in (DocState.SYNCED, DocState.VOIDED)]
+    changed = [c for c in synced if rows[c.source_id].state == DocState.SYNCED and rows[c.source_id].content_hash != c.content_hash]
     for c in synced:
         if c not in changed:
-            outcomes[c.autotask_id] = _already(c, groups[c.autotask_id], rows[c.autotask_id])
+            outcomes[int(c.source_id)] = _already(c, groups[int(c.source_id)], rows[c.source_id])
     if changed:
         outcomes.update(_update_changed(tenant, ledger, xero, doc_type, changed, groups, rows, contact_ids))
 
     # Never synced: look the numbers up first, so a clash is found before anything is written.
     fresh = [c for c in candidates if c not in synced]
-    clashes = _number_clashes(xero, doc_type, [c for c in fresh if rows.get(c.autotask_id) is None or rows[c.autotask_id].state != DocState.SENDING])
+    clashes = _number_clashes(xero, doc_type, [c for c in fresh if rows.get(c.source_id) is None or rows[c.source_id].state != DocState.SENDING])
     for c in fresh:
-        if c.natural_key in clashes and _our_earlier_copy(clashes[c.natural_key], c, groups[c.autotask_id], rows.get(c.autotask_id)):
+        if c.natural_key in clashes and _our_earlier_copy(clashes[c.natural_key], c, groups[int(c.source_id)], rows.get(c.source_id)):
             # A write of ours whose answer was lost and that an earlier lookup missed: adopt it, never send again.
             existing = clashes.pop(c.natural_key)
             xero_id, number = _id_and_number(existing)
-            ledger.record_synced(tenant, doc_type, c.autotask_id, xero_id=xero_id, xero_number=number,
-                                 xero_status=_status(existing), xero_total=_dec(existing.total))
-            outcomes[c.autotask_id] = _outcome(c, groups[c.autotask_id], "recovered", xero_id, number)
+            ledger.record_synced(tenant, doc_type, c.source_id, target_id=xero_id, target_number=number,
+                                 target_status=_status(existing), target_total=_dec(existing.total))
+            outcomes[int(c.source_id)] = _outcome(c, groups[int(c.source_id)], "recovered", xero_id, number)
             logger.info("found %s in Xero from an earlier attempt; recorded it, nothing re-sent", number)
     for c in fresh:
         if c.natural_key in clashes:
@@ -481,35 +491,35 @@ def _load_documents(tenant, run_id, ledger, xero, doc_type, groups: dict[int, pd
             reason = (f"{noun} number {c.natural_key} is already used in Xero by a document this sync did not create "
                       f"({_status(existing)}, total {existing.total}); it was not sent, and the Xero document was not changed")
             fix = "give Autotask invoice numbers a prefix (invoice_number: \"AT-{invoiceNumber}\" in the mapping file), or use invoice_number: xero"
-            ledger.set_aside(tenant, doc_type, c.autotask_id, autotask_number=c.autotask_number, reason=reason, fix=fix,
+            ledger.set_aside(tenant, doc_type, c.source_id, source_number=c.source_number, reason=reason, fix=fix,
                              content_hash=c.content_hash, document_date=c.document_date)
-            o = _outcome(c, groups[c.autotask_id], "set aside")
+            o = _outcome(c, groups[int(c.source_id)], "set aside")
             o.reason, o.fix = reason, fix
-            outcomes[c.autotask_id] = o
-            logger.warning("set aside %s: %s", c.autotask_number, reason)
+            outcomes[int(c.source_id)] = o
+            logger.warning("set aside %s: %s", c.source_number, reason)
     for c in fresh:
-        if not c.natural_key and c.autotask_id not in outcomes:
+        if not c.natural_key and int(c.source_id) not in outcomes:
             # Nothing would find it again after a lost answer: sending it could make a second copy.
             reason = "Xero numbers this document and its link back to Autotask (the lookup marker) is unknown"
             fix = "check that Autotask's zoneInformation answers (it names the web address); the document is retried next run"
-            ledger.set_aside(tenant, doc_type, c.autotask_id, autotask_number=c.autotask_number, reason=reason, fix=fix)
-            o = _outcome(c, groups[c.autotask_id], "set aside")
+            ledger.set_aside(tenant, doc_type, c.source_id, source_number=c.source_number, reason=reason, fix=fix)
+            o = _outcome(c, groups[int(c.source_id)], "set aside")
             o.reason, o.fix = reason, fix
-            outcomes[c.autotask_id] = o
-    candidates = [c for c in fresh if c.natural_key and c.natural_key not in clashes and c.autotask_id not in outcomes]
+            outcomes[int(c.source_id)] = o
+    candidates = [c for c in fresh if c.natural_key and c.natural_key not in clashes and int(c.source_id) not in outcomes]
     outcomes.update(_found_by_marker(tenant, ledger, xero, doc_type, candidates, groups, rows))
-    candidates = [c for c in candidates if c.autotask_id not in outcomes]
+    candidates = [c for c in candidates if int(c.source_id) not in outcomes]
 
     what = doc_type if doc_type == DOC_INVOICE else "credit_note"
     for attempt in range(3):
         key = idempotency_key(tenant, run_id, candidates, attempt, what)
         claimed = ledger.claim(tenant, doc_type, candidates, run_id=run_id, idempotency_key=key) if candidates else []
         for c in candidates:
-            if c not in claimed and c.autotask_id not in outcomes:
-                outcomes[c.autotask_id] = _skipped(ledger, tenant, doc_type, c, groups[c.autotask_id])
+            if c not in claimed and int(c.source_id) not in outcomes:
+                outcomes[int(c.source_id)] = _skipped(ledger, tenant, doc_type, c, groups[int(c.source_id)])
         if not claimed:
             break
-        models = [_to_model(groups[c.autotask_id], c.contact_id) for c in claimed]
+        models = [_to_model(groups[int(c.source_id)], c.contact_id) for c in claimed]
         try:
             if doc_type == DOC_CREDIT_NOTE:
                 results = xero.create_credit_notes(models, idempotency_key=key)
@@ -517,58 +527,58 @@ def _load_documents(tenant, run_id, ledger, xero, doc_type, groups: dict[int, pd
                 results = xero.create_invoices(models, idempotency_key=key)
         except XeroOutcomeUnknown:
             logger.warning("Xero's answer to a batch of %d documents was lost; looking them up before re-sending", len(claimed))
-            _resolve(tenant, ledger, xero, doc_type, list(ledger.records(tenant, doc_type, [c.autotask_id for c in claimed]).values()))
-            state = ledger.records(tenant, doc_type, [c.autotask_id for c in claimed])
+            _resolve(tenant, ledger, xero, doc_type, list(ledger.records(tenant, doc_type, [c.source_id for c in claimed]).values()))
+            state = ledger.records(tenant, doc_type, [c.source_id for c in claimed])
             for c in claimed:
-                row = state[c.autotask_id]
+                row = state[c.source_id]
                 if row.state == DocState.SYNCED:
-                    o = _outcome(c, groups[c.autotask_id], "recovered", row.xero_id, row.xero_number)
-                    o.xero_total, o.status = _dec(row.xero_total), row.xero_status
-                    outcomes[c.autotask_id] = o
+                    o = _outcome(c, groups[int(c.source_id)], "recovered", row.target_id, row.target_number)
+                    o.xero_total, o.status = _dec(row.target_total), row.target_status
+                    outcomes[int(c.source_id)] = o
             # Only a number makes Xero refuse a second copy; a document found by its Url or Reference
             # marker waits for the next run, which looks it up again before sending anything.
-            candidates = [c for c in claimed if state[c.autotask_id].state != DocState.SYNCED and _by_number(c.natural_key)]
+            candidates = [c for c in claimed if state[c.source_id].state != DocState.SYNCED and _by_number(c.natural_key)]
             for c in claimed:
-                if state[c.autotask_id].state != DocState.SYNCED and not _by_number(c.natural_key):
-                    outcomes[c.autotask_id] = _outcome(c, groups[c.autotask_id], "not sent yet (answer lost; looked up again next run)")
+                if state[c.source_id].state != DocState.SYNCED and not _by_number(c.natural_key):
+                    outcomes[int(c.source_id)] = _outcome(c, groups[int(c.source_id)], "not sent yet (answer lost; looked up again next run)")
             continue
         except XeroRateLimited:
             for c in claimed:  # a 429 means Xero did nothing with the batch
-                ledger.release(tenant, doc_type, c.autotask_id)
+                ledger.release(tenant, doc_type, c.source_id)
             raise
         except XeroError as exc:
             # Refused as a whole (a 400 outside per-element results): nothing was created.
             for c in claimed:
                 reason, fix = str(exc), fix_for(str(exc))
-                ledger.set_aside(tenant, doc_type, c.autotask_id, autotask_number=c.autotask_number, reason=reason, fix=fix,
+                ledger.set_aside(tenant, doc_type, c.source_id, source_number=c.source_number, reason=reason, fix=fix,
                                  run_id=run_id)
-                o = _outcome(c, groups[c.autotask_id], "set aside")
+                o = _outcome(c, groups[int(c.source_id)], "set aside")
                 o.reason, o.fix = reason, fix
-                outcomes[c.autotask_id] = o
+                outcomes[int(c.source_id)] = o
             break
         for c, result in zip(claimed, results):
-            g = groups[c.autotask_id]
+            g = groups[int(c.source_id)]
             if result.ok:
                 total, status = _dec(getattr(result.element, "total", None)), _status(result.element)
-                ledger.record_synced(tenant, doc_type, c.autotask_id, xero_id=result.xero_id, xero_number=result.number,
-                                     xero_status=status, xero_total=total)
+                ledger.record_synced(tenant, doc_type, c.source_id, target_id=result.xero_id, target_number=result.number,
+                                     target_status=status, target_total=total)
                 o = _outcome(c, g, "created", result.xero_id, result.number)
                 o.xero_total, o.status = total, status
-                outcomes[c.autotask_id] = o
+                outcomes[int(c.source_id)] = o
                 logger.info("created %s for %s in Xero", result.number, g["contact_name"].iloc[0])
             else:
                 reason = "; ".join(result.errors) or "Xero refused the document without a message"
                 fix = fix_for(reason)
-                ledger.set_aside(tenant, doc_type, c.autotask_id, autotask_number=c.autotask_number, reason=reason, fix=fix,
+                ledger.set_aside(tenant, doc_type, c.source_id, source_number=c.source_number, reason=reason, fix=fix,
                                  run_id=run_id)
                 o = _outcome(c, g, "set aside")
                 o.reason, o.fix = reason, fix
-                outcomes[c.autotask_id] = o
-                logger.warning("set aside %s: %s (fix: %s)", c.autotask_number, reason, fix)
+                outcomes[int(c.source_id)] = o
+                logger.warning("set aside %s: %s (fix: %s)", c.source_number, reason, fix)
         break
     else:
         for c in candidates:
-            outcomes.setdefault(c.autotask_id, _outcome(c, groups[c.autotask_id], "in flight elsewhere"))
+            outcomes.setdefault(int(c.source_id), _outcome(c, groups[int(c.source_id)], "in flight elsewhere"))
     return outcomes
 
 
@@ -579,19 +589,19 @@ def _by_number(natural_key: str | None) -> bool:
 def _found_by_marker(tenant, ledger, xero, doc_type, candidates: list[Candidate], groups, rows) -> dict[int, InvoiceOutcome]:
     """Documents Xero numbers carry no number Xero could refuse twice. One that was attempted before
     (its answer lost, its row waiting again) is looked up by its marker before it may be sent."""
-    attempted = [rows[c.autotask_id] for c in candidates
-                 if not _by_number(c.natural_key) and rows.get(c.autotask_id) is not None and rows[c.autotask_id].attempts]
+    attempted = [rows[c.source_id] for c in candidates
+                 if not _by_number(c.natural_key) and rows.get(c.source_id) is not None and rows[c.source_id].attempts]
     if not attempted:
         return {}
     _resolve(tenant, ledger, xero, doc_type, attempted)
-    now = ledger.records(tenant, doc_type, [r.autotask_id for r in attempted])
+    now = ledger.records(tenant, doc_type, [r.source_id for r in attempted])
     found = {}
     for c in candidates:
-        row = now.get(c.autotask_id)
+        row = now.get(c.source_id)
         if row is not None and row.state == DocState.SYNCED:
-            o = _outcome(c, groups[c.autotask_id], "recovered", row.xero_id, row.xero_number)
-            o.xero_total, o.status = _dec(row.xero_total), row.xero_status
-            found[c.autotask_id] = o
+            o = _outcome(c, groups[int(c.source_id)], "recovered", row.target_id, row.target_number)
+            o.xero_total, o.status = _dec(row.target_total), row.target_status
+            found[int(c.source_id)] = o
     return found
 
 
@@ -625,54 +635,54 @@ def _update_changed(tenant, ledger, xero, doc_type, changed: list[Candidate], gr
     anything further along is left alone and reported for a person."""
     logger = get_run_logger()
     outcomes: dict[int, InvoiceOutcome] = {}
-    ids = [rows[c.autotask_id].xero_id for c in changed]
+    ids = [rows[c.source_id].target_id for c in changed]
     if doc_type == DOC_CREDIT_NOTE:
         current = {str(d.credit_note_id): d for d in xero.find_credit_notes(ids=ids)}
     else:
         current = {str(d.invoice_id): d for d in xero.find_invoices(ids=ids)}
     drafts, later = [], []
     for c in changed:
-        row = rows[c.autotask_id]
-        doc = current.get(row.xero_id)
+        row = rows[c.source_id]
+        doc = current.get(row.target_id)
         (drafts if doc is not None and _status(doc) == "DRAFT" else later).append(c)
     for c in later:
-        row, doc = rows[c.autotask_id], current.get(rows[c.autotask_id].xero_id)
+        row, doc = rows[c.source_id], current.get(rows[c.source_id].target_id)
         status = _status(doc) if doc is not None else "missing"
-        ledger.note(tenant, doc_type, c.autotask_id, CHANGED_AFTER_APPROVAL, xero_status=status)
-        o = _outcome(c, groups[c.autotask_id], "changed after approval", row.xero_id, row.xero_number)
+        ledger.note(tenant, doc_type, c.source_id, CHANGED_AFTER_APPROVAL, target_status=status)
+        o = _outcome(c, groups[int(c.source_id)], "changed after approval", row.target_id, row.target_number)
         o.status, o.xero_total = status, _dec(getattr(doc, "total", None))
         o.reason, o.fix = f"changed in Autotask after it reached Xero, where it is {status}", CHANGED_AFTER_APPROVAL
-        outcomes[c.autotask_id] = o
-        logger.warning("%s changed in Autotask but is %s in Xero: left for a person", c.autotask_number, status)
+        outcomes[int(c.source_id)] = o
+        logger.warning("%s changed in Autotask but is %s in Xero: left for a person", c.source_number, status)
     if drafts:
         models = []
         for c in drafts:
-            model = _to_model(groups[c.autotask_id], c.contact_id)
+            model = _to_model(groups[int(c.source_id)], c.contact_id)
             # By id, and never renumbered: the number Xero holds is the document's key in the ledger.
             if doc_type == DOC_CREDIT_NOTE:
-                model.credit_note_id, model.credit_note_number = rows[c.autotask_id].xero_id, None
+                model.credit_note_id, model.credit_note_number = rows[c.source_id].target_id, None
             else:
-                model.invoice_id, model.invoice_number = rows[c.autotask_id].xero_id, None
+                model.invoice_id, model.invoice_number = rows[c.source_id].target_id, None
             models.append(model)
-        key = _key(tenant, "update", doc_type, *[f"{c.autotask_id}:{c.content_hash}" for c in drafts])
+        key = _key(tenant, "update", doc_type, *[f"{c.source_id}:{c.content_hash}" for c in drafts])
         try:
             results = (xero.update_credit_notes if doc_type == DOC_CREDIT_NOTE else xero.update_invoices)(models, idempotency_key=key)
         except XeroOutcomeUnknown:
             results = [None] * len(drafts)  # an update by id repeats harmlessly: the next run sends it again
         for c, result in zip(drafts, results):
-            row = rows[c.autotask_id]
+            row = rows[c.source_id]
             if result is not None and result.ok:
                 total, status = _dec(getattr(result.element, "total", None)), _status(result.element)
-                ledger.record_updated(tenant, doc_type, c.autotask_id, content_hash=c.content_hash, xero_status=status, xero_total=total)
-                o = _outcome(c, groups[c.autotask_id], "updated in Xero", row.xero_id, row.xero_number)
+                ledger.record_updated(tenant, doc_type, c.source_id, content_hash=c.content_hash, target_status=status, target_total=total)
+                o = _outcome(c, groups[int(c.source_id)], "updated in Xero", row.target_id, row.target_number)
                 o.xero_total, o.status = total, status
-                logger.info("updated draft %s in Xero to match Autotask", row.xero_number)
+                logger.info("updated draft %s in Xero to match Autotask", row.target_number)
             else:
                 reason = "; ".join(result.errors) if result is not None else "Xero did not answer the update; it is sent again next run"
-                ledger.note(tenant, doc_type, c.autotask_id, f"update refused: {reason}")
-                o = _outcome(c, groups[c.autotask_id], "needs attention", row.xero_id, row.xero_number)
+                ledger.note(tenant, doc_type, c.source_id, f"update refused: {reason}")
+                o = _outcome(c, groups[int(c.source_id)], "needs attention", row.target_id, row.target_number)
                 o.reason, o.fix = reason, fix_for(reason)
-            outcomes[c.autotask_id] = o
+            outcomes[int(c.source_id)] = o
     return outcomes
 
 
@@ -683,8 +693,8 @@ def _company(group: pd.DataFrame) -> int:
 def _outcome(c: Candidate, g: pd.DataFrame, action: str, xero_id: str | None = None, number: str | None = None) -> InvoiceOutcome:
     key = c.natural_key if c.natural_key and not _is_url(c.natural_key) and not c.natural_key.startswith(REFERENCE_MARKER) else None
     return InvoiceOutcome(
-        autotask_id=c.autotask_id,
-        autotask_number=c.autotask_number or str(c.autotask_id),
+        autotask_id=int(c.source_id),
+        autotask_number=c.source_number or c.source_id,
         contact=str(g["contact_name"].iloc[0]),
         currency=str(g["currency_code"].iloc[0]),
         autotask_total=g["autotask_total"].iloc[0],
@@ -698,15 +708,15 @@ def _outcome(c: Candidate, g: pd.DataFrame, action: str, xero_id: str | None = N
 
 def _already(c: Candidate, g: pd.DataFrame, row) -> InvoiceOutcome:
     action = "already in Xero" if row.state == DocState.SYNCED else "already voided in Xero"
-    o = _outcome(c, g, action, row.xero_id, row.xero_number)
-    o.xero_total, o.status = _dec(row.xero_total), row.xero_status
+    o = _outcome(c, g, action, row.target_id, row.target_number)
+    o.xero_total, o.status = _dec(row.target_total), row.target_status
     if row.attention:
         o.reason = row.attention
     return o
 
 
 def _skipped(ledger, tenant: str, doc_type: str, c: Candidate, g: pd.DataFrame) -> InvoiceOutcome:
-    row = ledger.records(tenant, doc_type, [c.autotask_id]).get(c.autotask_id)
+    row = ledger.records(tenant, doc_type, [c.source_id]).get(c.source_id)
     if row is not None and row.state == DocState.SYNCED:
         return _already(c, g, row)
     return _outcome(c, g, "in flight elsewhere")
@@ -724,39 +734,39 @@ def apply_voids(tenant: str, run_id: str, voided: list) -> dict[int, InvoiceOutc
     by_id = {int(s.autotask_id): s for s in voided}
     outcomes: dict[int, InvoiceOutcome] = {}
     for doc_type in (DOC_INVOICE, DOC_CREDIT_NOTE):
-        rows = {k: r for k, r in ledger.records(tenant, doc_type, list(by_id)).items() if r.xero_id}
+        rows = {int(k): r for k, r in ledger.records(tenant, doc_type, [str(i) for i in by_id]).items() if r.target_id}
         for k, r in rows.items():
             if r.state == DocState.VOIDED:
-                outcomes[k] = _void_outcome(r, by_id[k], "already voided in Xero", r.xero_status)
+                outcomes[k] = _void_outcome(r, by_id[k], "already voided in Xero", r.target_status)
         live = [r for r in rows.values() if r.state == DocState.SYNCED]
         if not live:
             continue
         if doc_type == DOC_CREDIT_NOTE:
-            docs = {str(d.credit_note_id): d for d in xero.find_credit_notes(ids=[r.xero_id for r in live])}
+            docs = {str(d.credit_note_id): d for d in xero.find_credit_notes(ids=[r.target_id for r in live])}
         else:
-            docs = {str(d.invoice_id): d for d in xero.find_invoices(ids=[r.xero_id for r in live])}
+            docs = {str(d.invoice_id): d for d in xero.find_invoices(ids=[r.target_id for r in live])}
         changes: list[tuple[object, str]] = []
         for r in live:
-            doc = docs.get(r.xero_id)
+            doc = docs.get(r.target_id)
             status = _status(doc) if doc is not None else "missing"
             paid = doc is not None and _has_money_allocated(doc)
             if status in ("VOIDED", "DELETED"):
-                ledger.record_voided(tenant, doc_type, r.autotask_id, xero_status=status)
-                outcomes[r.autotask_id] = _void_outcome(r, by_id[r.autotask_id], "already voided in Xero", status)
+                ledger.record_voided(tenant, doc_type, r.source_id, target_status=status)
+                outcomes[int(r.source_id)] = _void_outcome(r, by_id[int(r.source_id)], "already voided in Xero", status)
             elif paid or status in ("PAID", "missing"):
                 note = (f"voided in Autotask, but in Xero it is {status}"
                         + (" with payments or credit notes allocated" if paid else "")
                         + ": remove the payments or credits in Xero, then void it there (or reissue it in Autotask)")
-                ledger.note(tenant, doc_type, r.autotask_id, note, xero_status=status)
-                o = _void_outcome(r, by_id[r.autotask_id], "needs attention", status)
+                ledger.note(tenant, doc_type, r.source_id, note, target_status=status)
+                o = _void_outcome(r, by_id[int(r.source_id)], "needs attention", status)
                 o.reason, o.fix = note, "a person decides: the sync never voids a document with payments"
-                outcomes[r.autotask_id] = o
-                logger.warning("%s: %s", r.autotask_number, note)
+                outcomes[int(r.source_id)] = o
+                logger.warning("%s: %s", r.source_number, note)
             else:
                 changes.append((r, "VOIDED" if status == "AUTHORISED" else "DELETED"))
         for start in range(0, len(changes), BATCH_SIZE):
             chunk = changes[start : start + BATCH_SIZE]
-            pairs = [(r.xero_id, status) for r, status in chunk]
+            pairs = [(r.target_id, status) for r, status in chunk]
             key = _key(tenant, "void", doc_type, *[f"{a}:{b}" for a, b in pairs])
             setter = xero.set_credit_note_statuses if doc_type == DOC_CREDIT_NOTE else xero.set_invoice_statuses
             try:
@@ -765,16 +775,16 @@ def apply_voids(tenant: str, run_id: str, voided: list) -> dict[int, InvoiceOutc
                 results = [None] * len(chunk)  # a status change repeats harmlessly: next run checks and sends again
             for (r, status), result in zip(chunk, results):
                 if result is not None and result.ok:
-                    ledger.record_voided(tenant, doc_type, r.autotask_id, xero_status=status)
+                    ledger.record_voided(tenant, doc_type, r.source_id, target_status=status)
                     action = "voided in Xero" if status == "VOIDED" else "deleted in Xero (was a draft)"
-                    outcomes[r.autotask_id] = _void_outcome(r, by_id[r.autotask_id], action, status)
-                    logger.info("%s voided in Autotask: %s", r.autotask_number, action)
+                    outcomes[int(r.source_id)] = _void_outcome(r, by_id[int(r.source_id)], action, status)
+                    logger.info("%s voided in Autotask: %s", r.source_number, action)
                 else:
                     reason = "; ".join(result.errors) if result is not None else "Xero did not answer; retried next run"
-                    ledger.note(tenant, doc_type, r.autotask_id, f"voided in Autotask; Xero refused to void it: {reason}")
-                    o = _void_outcome(r, by_id[r.autotask_id], "needs attention", None)
+                    ledger.note(tenant, doc_type, r.source_id, f"voided in Autotask; Xero refused to void it: {reason}")
+                    o = _void_outcome(r, by_id[int(r.source_id)], "needs attention", None)
                     o.reason, o.fix = f"voided in Autotask; Xero refused to void it: {reason}", fix_for(reason)
-                    outcomes[r.autotask_id] = o
+                    outcomes[int(r.source_id)] = o
     return outcomes
 
 
@@ -791,10 +801,10 @@ def _has_money_allocated(doc) -> bool:
 
 def _void_outcome(row, s, action: str, status: str | None) -> InvoiceOutcome:
     return InvoiceOutcome(
-        autotask_id=row.autotask_id, autotask_number=row.autotask_number or s.autotask_number, contact="", currency="",
-        autotask_total=Decimal(0), action=action, xero_id=row.xero_id, xero_number=row.xero_number,
-        xero_total=_dec(row.xero_total), status=status,
-        document_type="ACCRECCREDIT" if row.doc_type == DOC_CREDIT_NOTE else "ACCREC",
+        autotask_id=int(row.source_id), autotask_number=row.source_number or s.autotask_number, contact="", currency="",
+        autotask_total=Decimal(0), action=action, xero_id=row.target_id, xero_number=row.target_number,
+        xero_total=_dec(row.target_total), status=status,
+        document_type="ACCRECCREDIT" if row.kind == DOC_CREDIT_NOTE else "ACCREC",
     )
 
 
@@ -817,7 +827,7 @@ def attach_pdfs(tenant: str) -> dict[int, str]:
         (doc_type, r)
         for doc_type in (DOC_INVOICE, DOC_CREDIT_NOTE)
         for r in ledger.records(tenant, doc_type).values()
-        if r.state == DocState.SYNCED and r.xero_id and r.attached_at is None
+        if r.state == DocState.SYNCED and r.target_id and r.attached_at is None
     ][:ATTACHMENTS_PER_RUN]
     failed: dict[int, str] = {}
 
@@ -828,15 +838,15 @@ def attach_pdfs(tenant: str) -> dict[int, str]:
     def one(item):
         doc_type, r = item
         try:
-            file_name, content = at.invoice_pdf(r.autotask_id)
+            file_name, content = at.invoice_pdf(int(r.source_id))
             attach = xero.attach_to_credit_note if doc_type == DOC_CREDIT_NOTE else xero.attach_to_invoice
             # A repeat can never duplicate: Xero replaces an attachment of the same file name. So each attempt
             # gets its own key (a key reused within minutes would replay the earlier answer instead).
-            attach(r.xero_id, _safe_file_name(file_name, r), content, idempotency_key=_key(tenant, "pdf", r.xero_id, uuid.uuid4()))
-            ledger.mark_attached(tenant, doc_type, r.autotask_id)
+            attach(r.target_id, _safe_file_name(file_name, r), content, idempotency_key=_key(tenant, "pdf", r.target_id, uuid.uuid4()))
+            ledger.mark_attached(tenant, doc_type, r.source_id)
         except Exception as exc:  # noqa: BLE001 - one failed attachment never stops the others
-            failed[r.autotask_id] = f"{type(exc).__name__}: {exc}"
-            logger.warning("could not attach the PDF of %s (retried next run): %s", r.autotask_number, failed[r.autotask_id])
+            failed[int(r.source_id)] = f"{type(exc).__name__}: {exc}"
+            logger.warning("could not attach the PDF of %s (retried next run): %s", r.source_number, failed[int(r.source_id)])
 
     try:
         with ThreadPoolExecutor(max_workers=3) as pool:
@@ -848,4 +858,4 @@ def attach_pdfs(tenant: str) -> dict[int, str]:
 
 def _safe_file_name(name: str, row) -> str:
     cleaned = "".join(ch for ch in name if ch not in '<>:"/\\|?*+').strip()
-    return cleaned or f"Invoice_{row.autotask_number or row.autotask_id}.pdf"
+    return cleaned or f"Invoice_{row.source_number or row.source_id}.pdf"
