@@ -16,10 +16,10 @@ A new revision: change ledger/models.py, then (against a database at the current
     from alembic import command; from ledger.migrations import config
     command.revision(config(url="sqlite:///ledger.db"), "what changes and why", autogenerate=True)
 and review the file (data moves by hand; SQLite needs `op.batch_alter_table` for renames and type changes).
+`command.check(config(url=...))` says whether a database at head and the models agree.
 """
 from __future__ import annotations
 
-import functools
 import threading
 from pathlib import Path
 
@@ -27,7 +27,6 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.types import DateTime, String, Text
 
@@ -62,13 +61,22 @@ def config(connection: Connection | None = None, *, url: str | None = None) -> C
     return cfg
 
 
-@functools.cache
-def _scripts() -> ScriptDirectory:
-    return ScriptDirectory.from_config(config())
+_known: tuple[str, frozenset[str]] | None = None
+_known_lock = threading.Lock()
+
+
+def _revisions() -> tuple[str, frozenset[str]]:
+    """The head revision and every revision this release ships, read from versions/ once per process."""
+    global _known
+    with _known_lock:
+        if _known is None:
+            scripts = ScriptDirectory.from_config(config())
+            _known = (scripts.get_current_head(), frozenset(r.revision for r in scripts.walk_revisions()))
+        return _known
 
 
 def head() -> str:
-    return _scripts().get_current_head()
+    return _revisions()[0]
 
 
 def current(conn: Connection) -> tuple[str, ...]:
@@ -95,15 +103,14 @@ def upgrade(engine: Engine) -> None:
 def _at_head(heads: tuple[str, ...]) -> bool:
     if not heads:
         return False
+    newest, known = _revisions()
     for rev in heads:
-        try:
-            _scripts().get_revision(rev)
-        except CommandError:
+        if rev not in known:
             raise LedgerTooNew(
                 f"the ledger database is at revision {rev}, which this release does not know: a newer release "
                 "migrated it. Upgrade this installation (or point it at another database)."
-            ) from None
-    return heads == (head(),)
+            )
+    return heads == (newest,)
 
 
 def _lock(conn: Connection) -> None:
