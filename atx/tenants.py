@@ -111,7 +111,7 @@ def _high_water(settings) -> str:
     try:
         from atx.connections import ledger_for
 
-        mark = ledger_for(settings).high_water(settings.name, "invoice")
+        mark = ledger_for(settings).high_water(settings.name, "invoices")
     except Exception:
         return "never"
     return f"synced up to {mark}" if mark else "never"

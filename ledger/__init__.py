@@ -1,6 +1,9 @@
-"""The sync ledger: which Autotask document is in Xero, under which id, and why not when it isn't."""
-from ledger.models import DocState, SyncRecord
+"""The sync ledger: which source document is in Xero, under which id, and why not when it isn't."""
+from ledger.models import DocState, NaturalKeyKind, SyncRecord, SyncWatermark, SyncWindow, WindowState
 from ledger.store import Candidate, Ledger, engine_for_url
 from ledger.tokens import LedgerTokenStore
 
-__all__ = ["Candidate", "DocState", "Ledger", "LedgerTokenStore", "SyncRecord", "engine_for_url"]
+__all__ = [
+    "Candidate", "DocState", "Ledger", "LedgerTokenStore", "NaturalKeyKind", "SyncRecord", "SyncWatermark",
+    "SyncWindow", "WindowState", "engine_for_url",
+]

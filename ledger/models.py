@@ -1,7 +1,7 @@
-"""The sync ledger: our own record of what reached Xero.
+"""The sync ledger: our own record of what reached the target system (Xero).
 
 Xero's Idempotency-Key is remembered for minutes; this table is remembered for good. One row per
-(tenant, document type, Autotask id) says where that document stands:
+(tenant, kind, source system, source id) says where that document stands:
 
     pending ──claim──► sending ──► synced
        ▲                  │  └───► set_aside (reason, fix) ──► claimed again on the next run
@@ -9,12 +9,17 @@ Xero's Idempotency-Key is remembered for minutes; this table is remembered for g
 
 Rows are claimed with a conditional update on `version`, so two overlapping runs can never both send
 the same document, even without Prefect's concurrency limit.
+
+The schema is general: every document kind (invoices, credit notes, contacts, later bills, purchase
+orders and payments) shares these columns, and what only one kind needs lives in `facts` (JSON). The
+schema is changed only by the Alembic revisions in ledger/migrations/versions; `Ledger` upgrades the
+database to the newest one when it starts.
 """
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
-from sqlalchemy import BigInteger, Date, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Date, DateTime, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -27,57 +32,102 @@ class DocState:
     SENDING = "sending"
     SYNCED = "synced"
     SET_ASIDE = "set_aside"
-    # The Autotask invoice was voided and its Xero copy voided (or deleted while DRAFT) by this sync.
+    # The source document was voided and its Xero copy voided (or deleted while DRAFT) by this sync.
     VOIDED = "voided"
+
+
+class NaturalKeyKind:
+    """What a row's natural key is, so a lookup after a lost answer knows how to ask Xero for it."""
+
+    NUMBER = "number"                  # the document number we sent (InvoiceNumber, CreditNoteNumber, ...)
+    URL = "url"                        # the link back to the source document (Xero numbers invoices)
+    REFERENCE = "reference"            # "Reference:<text>" (Xero numbers credit notes, which have no Url)
+    CONTACT_NUMBER = "contact_number"  # a contact's ContactNumber
 
 
 class SyncRecord(Base):
     __tablename__ = "sync_ledger"
-    __table_args__ = (UniqueConstraint("tenant", "doc_type", "autotask_id", name="uq_ledger_document"),)
+    __table_args__ = (UniqueConstraint("tenant", "kind", "source", "source_id", name="uq_ledger_document"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant: Mapped[str] = mapped_column(String(100), index=True)
-    doc_type: Mapped[str] = mapped_column(String(30))
-    autotask_id: Mapped[int] = mapped_column(BigInteger)
-    autotask_number: Mapped[str | None] = mapped_column(String(100))
-    # The key Xero can be asked about when an answer was lost (the invoice number we sent).
+    # "invoice", "credit_note", "contact"; later "bill", "purchase_order", "payment".
+    kind: Mapped[str] = mapped_column(String(30))
+    # The source system and its id of the document (text: not every source numbers with integers).
+    source: Mapped[str] = mapped_column(String(30), default="autotask", server_default="autotask")
+    source_id: Mapped[str] = mapped_column(Text)
+    source_number: Mapped[str | None] = mapped_column(String(100))
+    # The key Xero can be asked about when an answer was lost, and what kind of key it is (NaturalKeyKind).
     natural_key: Mapped[str | None] = mapped_column(String(255))
+    natural_key_kind: Mapped[str | None] = mapped_column(String(20))
     document_date: Mapped[date | None] = mapped_column(Date)
     state: Mapped[str] = mapped_column(String(20), index=True)
     content_hash: Mapped[str | None] = mapped_column(String(64))
-    xero_id: Mapped[str | None] = mapped_column(String(64))
-    xero_number: Mapped[str | None] = mapped_column(String(255))
+    # The document in the target system (Xero): its id, number, and status and total as last seen
+    # (the total as text, so the Decimal survives every database exactly).
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    target_number: Mapped[str | None] = mapped_column(String(255))
+    target_status: Mapped[str | None] = mapped_column(String(20))
+    target_total: Mapped[str | None] = mapped_column(String(40))
+    # The Xero contact the document was sent to (the Url lookup asks for that contact's documents).
+    contact_id: Mapped[str | None] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
     run_id: Mapped[str | None] = mapped_column(String(64))
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     reason: Mapped[str | None] = mapped_column(Text)
     fix: Mapped[str | None] = mapped_column(Text)
+    # A note for a person on a synced document (changed after approval, voided but paid, ...).
+    attention: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, default=0)
-    # Added after the first release (Ledger adds missing nullable columns on start):
-    # the Xero contact the document was sent to (the Url lookup asks for that contact's documents),
-    xero_contact_id: Mapped[str | None] = mapped_column(String(64))
-    # Xero's status and total as last seen (text, so the Decimal survives every database exactly),
-    xero_status: Mapped[str | None] = mapped_column(String(20))
-    xero_total: Mapped[str | None] = mapped_column(String(40))
-    # when the Autotask PDF was attached to the Xero document (None: not yet),
-    attached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # and a note for a person on a synced document (changed after approval, voided but paid, ...).
-    attention: Mapped[str | None] = mapped_column(Text)
+    # Facts only some kinds have, e.g. {"attached_at": "2026-11-24T06:00:00+00:00"} (the PDF attached).
+    facts: Mapped[dict] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+
+    @property
+    def attached_at(self) -> datetime | None:
+        """When the source PDF was attached to the Xero document (None: not yet); kept in `facts`."""
+        value = (self.facts or {}).get("attached_at")
+        if not value:
+            return None
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 class SyncWatermark(Base):
     """Where the last completed run of a tenant's flow ended, so the next one picks up there."""
 
     __tablename__ = "sync_watermark"
-    __table_args__ = (UniqueConstraint("tenant", "doc_type", name="uq_watermark"),)
+    __table_args__ = (UniqueConstraint("tenant", "flow", name="uq_watermark"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant: Mapped[str] = mapped_column(String(100))
-    doc_type: Mapped[str] = mapped_column(String(30))
+    flow: Mapped[str] = mapped_column(String(50))  # the flow's name: "invoices", ...
     high_water: Mapped[date] = mapped_column(Date)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WindowState:
+    RUNNING = "running"
+    DONE = "done"
+
+
+class SyncWindow(Base):
+    """One date window of a tenant's flow worked through on its own (a backfill goes window by window)."""
+
+    __tablename__ = "sync_window"
+    __table_args__ = (UniqueConstraint("tenant", "flow", "window_start", "window_end", name="uq_window"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(100))
+    flow: Mapped[str] = mapped_column(String(50))
+    window_start: Mapped[date] = mapped_column(Date)
+    window_end: Mapped[date] = mapped_column(Date)
+    state: Mapped[str] = mapped_column(String(20))  # WindowState
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    facts: Mapped[dict] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
 
 
 class StoredToken(Base):

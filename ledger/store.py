@@ -5,6 +5,10 @@ The order of writes is what keeps a document in Xero exactly once:
 2. `record_synced` / `set_aside` store each element's outcome as soon as Xero answers;
 3. rows left `sending` by a run that died or lost its answer are `stale`; they are looked up in Xero by
    their natural key, then `record_synced` or `release`d to `pending`, before anything is re-sent.
+
+A row is addressed by (tenant, kind, source, source_id): the kind of document ("invoice", "credit_note",
+"contact", ...), the system it comes from ("autotask") and its id there, always text. Where rows are
+returned by id, the dict is keyed by that text.
 """
 from __future__ import annotations
 
@@ -12,14 +16,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import Engine, create_engine, event, inspect, select, text, update
+from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ledger.models import Base, DocState, SyncRecord, SyncWatermark
+from ledger import migrations
+from ledger.models import DocState, SyncRecord, SyncWatermark, SyncWindow, WindowState
 
 # A run that has not recorded an answer within this time is presumed dead; its rows get resolved.
 DEFAULT_LEASE = timedelta(minutes=15)
+AUTOTASK = "autotask"
 
 
 def _now() -> datetime:
@@ -33,24 +39,42 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def _row(s: Session, tenant: str, doc_type: str, autotask_id: int) -> SyncRecord | None:
+def _text_id(source_id) -> str:
+    """Source ids are text at the ledger's boundary: an int here is a caller not yet converted, and
+    PostgreSQL would refuse to compare it with a TEXT column while SQLite silently would."""
+    if not isinstance(source_id, str):
+        raise TypeError(f"ledger source ids are text: got {type(source_id).__name__} {source_id!r} (pass str(...))")
+    return source_id
+
+
+def _row(s: Session, tenant: str, kind: str, source_id: str, source: str) -> SyncRecord | None:
     return s.scalars(
         select(SyncRecord).where(
-            SyncRecord.tenant == tenant, SyncRecord.doc_type == doc_type, SyncRecord.autotask_id == autotask_id
+            SyncRecord.tenant == tenant,
+            SyncRecord.kind == kind,
+            SyncRecord.source == source,
+            SyncRecord.source_id == _text_id(source_id),
         )
     ).one_or_none()
+
+
+def _id_order(source_id: str) -> tuple:
+    # Numeric ids in numeric order ("9" before "10"), any others after them.
+    return (0, int(source_id), "") if source_id.isdigit() else (1, 0, source_id)
 
 
 @dataclass(frozen=True)
 class Candidate:
     """A document this run wants to send."""
 
-    autotask_id: int
-    autotask_number: str | None
+    source_id: str
+    source_number: str | None
     natural_key: str | None
     content_hash: str
     document_date: date | None = None
     contact_id: str | None = None  # the Xero ContactID it is sent to (kept for lookups by Url)
+    natural_key_kind: str | None = None  # ledger.models.NaturalKeyKind
+    source: str = AUTOTASK
 
 
 def engine_for_url(url: str) -> Engine:
@@ -70,8 +94,7 @@ def engine_for_url(url: str) -> Engine:
 class Ledger:
     def __init__(self, engine: Engine):
         self.engine = engine
-        Base.metadata.create_all(engine)
-        _add_missing_columns(engine)
+        migrations.upgrade(engine)  # the schema at the newest revision, whoever else is starting now
         self._session = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
@@ -86,24 +109,27 @@ class Ledger:
         return self._session()
 
     # ---- reading ---------------------------------------------------------------------------
-    def records(self, tenant: str, doc_type: str, ids: Iterable[int] | None = None) -> dict[int, SyncRecord]:
+    def records(
+        self, tenant: str, kind: str, ids: Iterable[str] | None = None, *, source: str = AUTOTASK
+    ) -> dict[str, SyncRecord]:
         with self.session() as s:
-            q = select(SyncRecord).where(SyncRecord.tenant == tenant, SyncRecord.doc_type == doc_type)
+            q = select(SyncRecord).where(SyncRecord.tenant == tenant, SyncRecord.kind == kind, SyncRecord.source == source)
             if ids is not None:
-                ids = list(ids)
+                ids = [_text_id(i) for i in ids]
                 if not ids:
                     return {}
-                q = q.where(SyncRecord.autotask_id.in_(ids))
-            return {r.autotask_id: r for r in s.scalars(q)}
+                q = q.where(SyncRecord.source_id.in_(ids))
+            return {r.source_id: r for r in s.scalars(q)}
 
     def stale(
         self,
         tenant: str,
-        doc_type: str,
+        kind: str,
         *,
         run_id: str,
         owner_alive: Callable[[str], bool] = lambda run_id: True,
         lease: timedelta = DEFAULT_LEASE,
+        source: str = AUTOTASK,
     ) -> list[SyncRecord]:
         """Rows left `sending` whose answer will never come: this run's own (answer lost), those of
         a run that has finished or crashed, and any whose lease ran out."""
@@ -111,7 +137,8 @@ class Ledger:
         with self.session() as s:
             rows = s.scalars(
                 select(SyncRecord).where(
-                    SyncRecord.tenant == tenant, SyncRecord.doc_type == doc_type, SyncRecord.state == DocState.SENDING
+                    SyncRecord.tenant == tenant, SyncRecord.kind == kind, SyncRecord.source == source,
+                    SyncRecord.state == DocState.SENDING,
                 )
             ).all()
         return [
@@ -120,13 +147,14 @@ class Ledger:
             if r.run_id == run_id or _aware(r.claimed_at) <= cutoff or not owner_alive(r.run_id or "")
         ]
 
-    def set_aside_records(self, tenant: str, doc_type: str) -> list[SyncRecord]:
+    def set_aside_records(self, tenant: str, kind: str, *, source: str = AUTOTASK) -> list[SyncRecord]:
         with self.session() as s:
             return list(
                 s.scalars(
                     select(SyncRecord).where(
                         SyncRecord.tenant == tenant,
-                        SyncRecord.doc_type == doc_type,
+                        SyncRecord.kind == kind,
+                        SyncRecord.source == source,
                         SyncRecord.state == DocState.SET_ASIDE,
                     )
                 )
@@ -136,7 +164,7 @@ class Ledger:
     def claim(
         self,
         tenant: str,
-        doc_type: str,
+        kind: str,
         candidates: Sequence[Candidate],
         *,
         run_id: str,
@@ -151,15 +179,17 @@ class Ledger:
         now = _now()
         for c in candidates:
             with self.session() as s:
-                row = _row(s, tenant, doc_type, c.autotask_id)
+                row = _row(s, tenant, kind, c.source_id, c.source)
                 if row is None:
                     s.add(
                         SyncRecord(
                             tenant=tenant,
-                            doc_type=doc_type,
-                            autotask_id=c.autotask_id,
-                            autotask_number=c.autotask_number,
+                            kind=kind,
+                            source=c.source,
+                            source_id=c.source_id,
+                            source_number=c.source_number,
                             natural_key=c.natural_key,
+                            natural_key_kind=c.natural_key_kind,
                             document_date=c.document_date,
                             state=DocState.SENDING,
                             content_hash=c.content_hash,
@@ -169,7 +199,8 @@ class Ledger:
                             attempts=1,
                             updated_at=now,
                             version=1,
-                            xero_contact_id=c.contact_id,
+                            contact_id=c.contact_id,
+                            facts={},
                         )
                     )
                     try:
@@ -189,8 +220,9 @@ class Ledger:
                     .where(SyncRecord.id == row.id, SyncRecord.version == row.version)
                     .values(
                         state=DocState.SENDING,
-                        autotask_number=c.autotask_number,
+                        source_number=c.source_number,
                         natural_key=c.natural_key,
+                        natural_key_kind=c.natural_key_kind,
                         document_date=c.document_date,
                         content_hash=c.content_hash,
                         idempotency_key=idempotency_key,
@@ -199,7 +231,7 @@ class Ledger:
                         attempts=row.attempts + 1,
                         updated_at=now,
                         version=row.version + 1,
-                        xero_contact_id=c.contact_id,
+                        contact_id=c.contact_id,
                     )
                 )
                 s.commit()
@@ -209,55 +241,63 @@ class Ledger:
 
     # ---- recording outcomes ------------------------------------------------------------------
     def record_synced(
-        self, tenant: str, doc_type: str, autotask_id: int, *, xero_id: str, xero_number: str | None,
-        xero_status: str | None = None, xero_total=None,
+        self, tenant: str, kind: str, source_id: str, *, target_id: str, target_number: str | None,
+        target_status: str | None = None, target_total=None, source: str = AUTOTASK,
     ) -> None:
         values = {}
-        if xero_status is not None:
-            values["xero_status"] = xero_status
-        if xero_total is not None:
-            values["xero_total"] = str(xero_total)
+        if target_status is not None:
+            values["target_status"] = target_status
+        if target_total is not None:
+            values["target_total"] = str(target_total)
         self._move(
-            tenant, doc_type, autotask_id, state=DocState.SYNCED, xero_id=xero_id, xero_number=xero_number,
+            tenant, kind, source_id, source, state=DocState.SYNCED, target_id=target_id, target_number=target_number,
             reason=None, fix=None, **values,
         )
 
     def record_updated(
-        self, tenant: str, doc_type: str, autotask_id: int, *, content_hash: str, xero_status: str | None,
-        xero_total=None,
+        self, tenant: str, kind: str, source_id: str, *, content_hash: str, target_status: str | None,
+        target_total=None, source: str = AUTOTASK,
     ) -> None:
-        """A synced document was changed in Xero to match Autotask again (it was still a draft there)."""
-        self._move(tenant, doc_type, autotask_id, content_hash=content_hash, xero_status=xero_status,
-                   xero_total=None if xero_total is None else str(xero_total), attention=None)
+        """A synced document was changed in Xero to match its source again (it was still a draft there)."""
+        self._move(tenant, kind, source_id, source, content_hash=content_hash, target_status=target_status,
+                   target_total=None if target_total is None else str(target_total), attention=None)
 
-    def record_voided(self, tenant: str, doc_type: str, autotask_id: int, *, xero_status: str) -> None:
-        self._move(tenant, doc_type, autotask_id, state=DocState.VOIDED, xero_status=xero_status, attention=None)
+    def record_voided(self, tenant: str, kind: str, source_id: str, *, target_status: str, source: str = AUTOTASK) -> None:
+        self._move(tenant, kind, source_id, source, state=DocState.VOIDED, target_status=target_status, attention=None)
 
-    def note(self, tenant: str, doc_type: str, autotask_id: int, attention: str | None, **values) -> None:
+    def note(self, tenant: str, kind: str, source_id: str, attention: str | None, *, source: str = AUTOTASK,
+             **values) -> None:
         """Leave a note for a person on a document, without changing its state."""
-        self._move(tenant, doc_type, autotask_id, attention=attention, **values)
+        self._move(tenant, kind, source_id, source, attention=attention, **values)
 
-    def mark_attached(self, tenant: str, doc_type: str, autotask_id: int) -> None:
-        self._move(tenant, doc_type, autotask_id, attached_at=_now())
+    def set_facts(self, tenant: str, kind: str, source_id: str, *, source: str = AUTOTASK, **facts) -> None:
+        """Merge these kind-specific facts (JSON values) into the row's `facts`."""
+        self._move(tenant, kind, source_id, source, facts=facts)
+
+    def mark_attached(self, tenant: str, kind: str, source_id: str, *, source: str = AUTOTASK) -> None:
+        """The source PDF is attached to the Xero document (facts["attached_at"], an ISO timestamp)."""
+        self.set_facts(tenant, kind, source_id, source=source, attached_at=_now().isoformat())
 
     def upsert_synced(
-        self, tenant: str, doc_type: str, autotask_id: int, *, xero_id: str, content_hash: str | None,
-        autotask_number: str | None = None, xero_number: str | None = None,
+        self, tenant: str, kind: str, source_id: str, *, target_id: str, content_hash: str | None,
+        source_number: str | None = None, target_number: str | None = None, natural_key_kind: str | None = None,
+        source: str = AUTOTASK,
     ) -> None:
         """Record a document that needs no claim (a contact: Xero keys it by ContactNumber, so a repeat is
-        an update, never a duplicate)."""
+        an update, never a duplicate). Its natural key is the target number."""
         now = _now()
         with self.session() as s:
-            row = _row(s, tenant, doc_type, autotask_id)
+            row = _row(s, tenant, kind, source_id, source)
             if row is None:
                 s.add(SyncRecord(
-                    tenant=tenant, doc_type=doc_type, autotask_id=autotask_id, autotask_number=autotask_number,
-                    natural_key=xero_number, state=DocState.SYNCED, content_hash=content_hash, xero_id=xero_id,
-                    xero_number=xero_number, attempts=1, updated_at=now, version=1,
+                    tenant=tenant, kind=kind, source=source, source_id=source_id, source_number=source_number,
+                    natural_key=target_number, natural_key_kind=natural_key_kind if target_number else None,
+                    state=DocState.SYNCED, content_hash=content_hash, target_id=target_id,
+                    target_number=target_number, attempts=1, updated_at=now, version=1, facts={},
                 ))
             else:
-                row.state, row.xero_id, row.content_hash = DocState.SYNCED, xero_id, content_hash
-                row.xero_number = xero_number or row.xero_number
+                row.state, row.target_id, row.content_hash = DocState.SYNCED, target_id, content_hash
+                row.target_number = target_number or row.target_number
                 row.reason = row.fix = None
                 row.updated_at, row.version = now, row.version + 1
             try:
@@ -268,15 +308,16 @@ class Ledger:
     def set_aside(
         self,
         tenant: str,
-        doc_type: str,
-        autotask_id: int,
+        kind: str,
+        source_id: str,
         *,
-        autotask_number: str | None,
+        source_number: str | None,
         reason: str,
         fix: str,
         content_hash: str | None = None,
         document_date: date | None = None,
         run_id: str | None = None,
+        source: str = AUTOTASK,
     ) -> bool:
         """Keep a document out of Xero with the reason and the fix; the next run tries it again.
 
@@ -286,7 +327,7 @@ class Ledger:
         voided rows are in Xero and stay as they are. Returns whether the row is now set aside."""
         now = _now()
         with self.session() as s:
-            row = _row(s, tenant, doc_type, autotask_id)
+            row = _row(s, tenant, kind, source_id, source)
             if row is not None and (
                 row.state in (DocState.SYNCED, DocState.VOIDED)
                 or (row.state == DocState.SENDING and (run_id is None or row.run_id != run_id))
@@ -295,9 +336,9 @@ class Ledger:
             if row is None:
                 s.add(
                     SyncRecord(
-                        tenant=tenant, doc_type=doc_type, autotask_id=autotask_id, autotask_number=autotask_number,
+                        tenant=tenant, kind=kind, source=source, source_id=source_id, source_number=source_number,
                         document_date=document_date, state=DocState.SET_ASIDE, content_hash=content_hash,
-                        reason=reason, fix=fix, attempts=0, updated_at=now, version=1,
+                        reason=reason, fix=fix, attempts=0, updated_at=now, version=1, facts={},
                     )
                 )
             else:
@@ -312,80 +353,124 @@ class Ledger:
                 return False
         return True
 
-    def unfinished(self, tenant: str, doc_types: Iterable[str]) -> list[int]:
-        """Autotask ids of documents not yet in Xero (set aside, or released after a lookup): each run
+    def unfinished(self, tenant: str, kinds: Iterable[str], *, source: str = AUTOTASK) -> list[str]:
+        """Source ids of documents not yet in Xero (set aside, or released after a lookup): each run
         reads them again by id, whatever their date, so the window's high-water mark never leaves one behind."""
         with self.session() as s:
             ids = s.scalars(
-                select(SyncRecord.autotask_id).where(
+                select(SyncRecord.source_id).where(
                     SyncRecord.tenant == tenant,
-                    SyncRecord.doc_type.in_(list(doc_types)),
+                    SyncRecord.kind.in_(list(kinds)),
+                    SyncRecord.source == source,
                     SyncRecord.state.in_([DocState.SET_ASIDE, DocState.PENDING]),
                 )
             ).all()
-        return sorted(set(int(i) for i in ids))
+        return sorted(set(ids), key=_id_order)
 
-    def forget_set_aside(self, tenant: str, doc_type: str, autotask_ids: Iterable[int]) -> None:
-        """Drop set-aside rows of a document now mapped as the other type (a credit recorded as an
+    def forget_set_aside(self, tenant: str, kind: str, source_ids: Iterable[str], *, source: str = AUTOTASK) -> None:
+        """Drop set-aside rows of a document now mapped as another kind (a credit recorded as an
         invoice by an older release): they would otherwise be read again on every run."""
-        ids = list(autotask_ids)
+        ids = [_text_id(i) for i in source_ids]
         if not ids:
             return
         with self.session() as s:
             for row in s.scalars(select(SyncRecord).where(
-                SyncRecord.tenant == tenant, SyncRecord.doc_type == doc_type, SyncRecord.autotask_id.in_(ids),
-                SyncRecord.state == DocState.SET_ASIDE,
+                SyncRecord.tenant == tenant, SyncRecord.kind == kind, SyncRecord.source == source,
+                SyncRecord.source_id.in_(ids), SyncRecord.state == DocState.SET_ASIDE,
             )):
                 s.delete(row)
             s.commit()
 
-    def release(self, tenant: str, doc_type: str, autotask_id: int) -> None:
+    def release(self, tenant: str, kind: str, source_id: str, *, source: str = AUTOTASK) -> None:
         """Xero has no copy of a document whose answer was lost: it may be sent again."""
-        self._move(tenant, doc_type, autotask_id, state=DocState.PENDING)
+        self._move(tenant, kind, source_id, source, state=DocState.PENDING)
 
-    def _move(self, tenant: str, doc_type: str, autotask_id: int, **values) -> None:
+    def _move(self, tenant: str, kind: str, source_id: str, source: str, **values) -> None:
         with self.session() as s:
-            row = _row(s, tenant, doc_type, autotask_id)
+            row = _row(s, tenant, kind, source_id, source)
             if row is None:
-                raise LookupError(f"no ledger row for {doc_type} {autotask_id} of tenant {tenant}")
+                raise LookupError(f"no ledger row for {kind} {source}:{source_id} of tenant {tenant}")
+            facts = values.pop("facts", None)
+            if facts:
+                row.facts = {**(row.facts or {}), **facts}  # a new dict, so the change is seen and written
             for k, v in values.items():
                 setattr(row, k, v)
             row.updated_at = _now()
             row.version += 1
             s.commit()
 
-    # ---- windows -----------------------------------------------------------------------------
-    def high_water(self, tenant: str, doc_type: str) -> date | None:
+    # ---- high-water marks ------------------------------------------------------------------
+    def high_water(self, tenant: str, flow: str) -> date | None:
+        """Where the last completed run of this tenant's flow ("invoices", ...) ended."""
         with self.session() as s:
             row = s.scalars(
-                select(SyncWatermark).where(SyncWatermark.tenant == tenant, SyncWatermark.doc_type == doc_type)
+                select(SyncWatermark).where(SyncWatermark.tenant == tenant, SyncWatermark.flow == flow)
             ).one_or_none()
             return row.high_water if row else None
 
-    def advance_high_water(self, tenant: str, doc_type: str, until: date) -> None:
+    def advance_high_water(self, tenant: str, flow: str, until: date) -> None:
+        for _ in range(2):  # a racing first insert loses to the unique key once, then updates
+            with self.session() as s:
+                row = s.scalars(
+                    select(SyncWatermark).where(SyncWatermark.tenant == tenant, SyncWatermark.flow == flow)
+                ).one_or_none()
+                if row is None:
+                    s.add(SyncWatermark(tenant=tenant, flow=flow, high_water=until, updated_at=_now()))
+                elif until > row.high_water:
+                    row.high_water, row.updated_at = until, _now()
+                try:
+                    s.commit()
+                    return
+                except IntegrityError:
+                    s.rollback()
+
+    # ---- windows (a backfill works through a date range window by window) --------------------
+    def start_window(self, tenant: str, flow: str, start: date, end: date, *, run_id: str) -> SyncWindow:
+        """This run works on [start, end] of the tenant's flow now (a window done before is opened again)."""
+        for _ in range(2):
+            with self.session() as s:
+                row = _window(s, tenant, flow, start, end)
+                now = _now()
+                if row is None:
+                    row = SyncWindow(tenant=tenant, flow=flow, window_start=start, window_end=end, facts={})
+                    s.add(row)
+                row.state, row.run_id, row.started_at, row.finished_at = WindowState.RUNNING, run_id, now, None
+                try:
+                    s.commit()
+                    return row
+                except IntegrityError:
+                    s.rollback()  # another run inserted it first: take it over on the next pass
+        raise RuntimeError(f"could not start window {start}..{end} of {flow} for {tenant}")
+
+    def finish_window(
+        self, tenant: str, flow: str, start: date, end: date, *, run_id: str, facts: dict | None = None
+    ) -> bool:
+        """The window is done, with facts about it merged in (counts, ...). Only the run that started it
+        last may finish it: returns False (and changes nothing) when another run has taken it over."""
         with self.session() as s:
-            row = s.scalars(
-                select(SyncWatermark).where(SyncWatermark.tenant == tenant, SyncWatermark.doc_type == doc_type)
-            ).one_or_none()
+            row = _window(s, tenant, flow, start, end)
             if row is None:
-                s.add(SyncWatermark(tenant=tenant, doc_type=doc_type, high_water=until, updated_at=_now()))
-            elif until > row.high_water:
-                row.high_water, row.updated_at = until, _now()
+                raise LookupError(f"window {start}..{end} of {flow} for {tenant} was never started")
+            if row.run_id != run_id:
+                return False
+            row.state, row.finished_at = WindowState.DONE, _now()
+            if facts:
+                row.facts = {**(row.facts or {}), **facts}
             s.commit()
+            return True
+
+    def windows(self, tenant: str, flow: str) -> list[SyncWindow]:
+        with self.session() as s:
+            return list(s.scalars(
+                select(SyncWindow).where(SyncWindow.tenant == tenant, SyncWindow.flow == flow)
+                .order_by(SyncWindow.window_start, SyncWindow.window_end)
+            ))
 
 
-def _add_missing_columns(engine: Engine) -> None:
-    """Ledgers made by an older release lack the newer nullable columns: add them (no data changes)."""
-    existing = {c["name"] for c in inspect(engine).get_columns(SyncRecord.__tablename__)}
-    missing = [c for c in SyncRecord.__table__.columns if c.name not in existing and c.nullable]
-    if not missing:
-        return
-    for column in missing:
-        kind = column.type.compile(dialect=engine.dialect)
-        try:
-            with engine.begin() as conn:
-                conn.execute(text(f"ALTER TABLE {SyncRecord.__tablename__} ADD COLUMN {column.name} {kind}"))
-        except Exception:  # noqa: BLE001 - another process added it first
-            if column.name not in {c["name"] for c in inspect(engine).get_columns(SyncRecord.__tablename__)}:
-                raise
-
+def _window(s: Session, tenant: str, flow: str, start: date, end: date) -> SyncWindow | None:
+    return s.scalars(
+        select(SyncWindow).where(
+            SyncWindow.tenant == tenant, SyncWindow.flow == flow,
+            SyncWindow.window_start == start, SyncWindow.window_end == end,
+        )
+    ).one_or_none()

@@ -37,3 +37,13 @@ def postgres_url():
     if not url:
         pytest.skip("set ATX_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) to run PostgreSQL tests")
     return url
+
+
+@pytest.fixture
+def postgres_schema(postgres_url):
+    """A fresh PostgreSQL schema of its own (dropped afterwards): parallel workers never share ledger tables.
+    Reach it with tests.ledger_support.engine_in_schema(postgres_url, postgres_schema)."""
+    from tests.ledger_support import postgres_schema as fresh_schema
+
+    with fresh_schema(postgres_url) as schema:
+        yield schema

@@ -182,13 +182,15 @@ def test_a_revoked_grant_fails_the_run_asking_to_reconnect_and_writes_nothing(st
 
 
 @pytest.mark.postgres
-def test_the_lock_serialises_refreshes_on_postgresql(postgres_url):
+def test_the_lock_serialises_refreshes_on_postgresql(postgres_url, postgres_schema):
     import threading
     import uuid
 
-    from ledger import Ledger, engine_for_url
+    from ledger import Ledger
+    from tests.ledger_support import engine_in_schema
 
-    ledger = Ledger(engine_for_url(postgres_url))
+    # A schema of its own: the shared database's public schema is never migrated by a test.
+    ledger = Ledger(engine_in_schema(postgres_url, postgres_schema))
     connection = f"lock-test-{uuid.uuid4().hex[:8]}"
     first = LedgerTokenStore(ledger, connection)
     first.save({"generation": 0})

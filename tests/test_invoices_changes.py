@@ -59,7 +59,7 @@ def assert_each_once(stack: SandboxStack, settings) -> None:
     tax to the cent, whose id the ledger holds; or a set-aside row with reason and fix."""
     org = stack.org
     ledger = ledger_for(settings)
-    # A credit's row is doc_type credit_note once it maps; an older set-aside row as "invoice" may remain.
+    # A credit's row is kind credit_note once it maps; an older set-aside row as "invoice" may remain.
     rows = ledger.records(settings.name, "invoice")
     rows.update({k: r for k, r in ledger.records(settings.name, "credit_note").items()
                  if k not in rows or rows[k].state == DocState.SET_ASIDE})
@@ -71,13 +71,13 @@ def assert_each_once(stack: SandboxStack, settings) -> None:
     assert all(n == 1 for n in numbers.values())
     by_id = {d["InvoiceID"]: d for d in invoices} | {d["CreditNoteID"]: d for d in credits}
     for inv in live_invoices(stack):
-        row = rows.get(inv["id"])
+        row = rows.get(str(inv["id"]))
         assert row is not None, f"{inv['invoiceNumber']} was silently dropped"
         if row.state == DocState.SET_ASIDE:
             assert row.reason and row.fix
             continue
         assert row.state == DocState.SYNCED, (inv["invoiceNumber"], row.state)
-        doc = by_id[row.xero_id]
+        doc = by_id[row.target_id]
         sign = -1 if "CreditNoteID" in doc else 1
         assert sign * doc["Total"] == Decimal(str(inv["invoiceTotal"])), inv["invoiceNumber"]
         assert sign * doc["TotalTax"] == Decimal(str(inv["totalTaxValue"])), inv["invoiceNumber"]
@@ -110,9 +110,9 @@ def stack(atx_home, prefect_server):
 
 
 def _xero_doc(stack, settings, autotask_id, doc_type="invoice") -> dict:
-    row = ledger_for(settings).records(settings.name, doc_type)[autotask_id]
+    row = ledger_for(settings).records(settings.name, doc_type)[str(autotask_id)]
     store = stack.org.invoices if doc_type == "invoice" else stack.org.credit_notes
-    return store[row.xero_id]
+    return store[row.target_id]
 
 
 # ---- 4. changes after sync ---------------------------------------------------------------------------
@@ -185,8 +185,8 @@ def test_a_number_clash_is_found_before_writing_and_never_overwritten(stack, tmp
     assert "did not create" in outcome.reason and "prefix" in outcome.fix
     assert "must be unique" not in outcome.reason  # found by the lookup, not by Xero refusing a write
     assert stack.org.invoices[theirs.xero_id] == before
-    row = ledger_for(settings).records("acme", "invoice")[victim["id"]]
-    assert row.state == DocState.SET_ASIDE and row.xero_id is None
+    row = ledger_for(settings).records("acme", "invoice")[str(victim["id"])]
+    assert row.state == DocState.SET_ASIDE and row.target_id is None
 
     # The fix: a prefix. The rerun creates it under the new number; the other document stays as it was.
     settings = connect(stack, "acme", mapping=mapping_file(tmp_path, invoice_number="AT-{invoiceNumber}"))
@@ -210,7 +210,7 @@ def test_xero_numbering_lost_answer_and_a_rerun_days_later_makes_one_copy(atx_ho
         assert state.message.startswith("stopped early"), state.message
         rows = ledger_for(settings).records("acme", "invoice")
         sending = [r for r in rows.values() if r.state == DocState.SENDING]
-        assert sending and all(r.natural_key.startswith("http") and r.xero_contact_id for r in sending)
+        assert sending and all(r.natural_key.startswith("http") and r.contact_id for r in sending)
         created = [d for d in stack.org.invoices.values() if d["Type"] == "ACCREC"]
         assert len(created) == len(sending)  # Xero holds them; only the answer was lost
 
@@ -223,10 +223,10 @@ def test_xero_numbering_lost_answer_and_a_rerun_days_later_makes_one_copy(atx_ho
         assert all(n == 1 for n in urls.values())
         rows = ledger_for(settings).records("acme", "invoice")
         for r in sending:
-            now = rows[r.autotask_id]
+            now = rows[r.source_id]
             assert now.state == DocState.SYNCED
-            assert now.xero_number == stack.org.invoices[now.xero_id]["InvoiceNumber"]  # Xero's own number
-            assert now.xero_number.startswith("INV-")
+            assert now.target_number == stack.org.invoices[now.target_id]["InvoiceNumber"]  # Xero's own number
+            assert now.target_number.startswith("INV-")
         reported = {o.autotask_id: o for o in summary.outcomes}
         assert all(o.xero_number for o in reported.values() if o.action in ("created", "already in Xero"))
         assert_each_once(stack, settings)
@@ -244,7 +244,7 @@ def test_an_unmapped_billing_code_is_set_aside_then_created_once_the_mapping_is_
     assert all("account mapping" in s.reason and "by_billing_code" in s.fix for s in aside.values())
     assert first.count("created") == len(live_invoices(stack)) - len(aside)
     rows = ledger_for(settings).records("acme", "invoice")
-    assert all(rows[k].state == DocState.SET_ASIDE and rows[k].reason for k in aside)
+    assert all(rows[str(k)].state == DocState.SET_ASIDE and rows[str(k)].reason for k in aside)
 
     settings = connect(stack, "acme", mapping=mapping_file(tmp_path, "fixed"))
     state, second = run()

@@ -56,9 +56,9 @@ def _first_of(stack, company_id: int) -> dict:
 
 
 def _contact_of(stack, settings, autotask_id: int, doc_type: str = "invoice") -> dict:
-    row = ledger_for(settings).records(settings.name, doc_type)[autotask_id]
+    row = ledger_for(settings).records(settings.name, doc_type)[str(autotask_id)]
     store = stack.org.invoices if doc_type == "invoice" else stack.org.credit_notes
-    return stack.org.contacts[store[row.xero_id]["Contact"]["ContactID"]]
+    return stack.org.contacts[store[row.target_id]["Contact"]["ContactID"]]
 
 
 def test_contacts_credit_notes_and_awkward_data(stack):
@@ -90,16 +90,16 @@ def test_contacts_credit_notes_and_awkward_data(stack):
     assert unicode_contact["Name"] == "Ōtautahi Café & Co — Ünïcödé Ltd"
     assert unicode_contact["EmailAddress"] == "accounts@c9002.example.com"
     assert unicode_contact["TaxNumber"] == companies[a]["taxID"]
-    long_doc = stack.org.invoices[ledger_for(settings).records("acme", "invoice")[880002].xero_id]
+    long_doc = stack.org.invoices[ledger_for(settings).records("acme", "invoice")["880002"].target_id]
     assert max(len(l["Description"]) for l in long_doc["LineItems"]) == 4000
-    exempt_doc = stack.org.invoices[ledger_for(settings).records("acme", "invoice")[880003].xero_id]
+    exempt_doc = stack.org.invoices[ledger_for(settings).records("acme", "invoice")["880003"].target_id]
     assert {l["TaxType"] for l in exempt_doc["LineItems"]} == {"EXEMPTOUTPUT"} and exempt_doc["TotalTax"] == 0
     adopted = _contact_of(stack, settings, _first_of(stack, b)["id"])
     assert adopted["ContactID"] == hand_made.xero_id and adopted["ContactNumber"] == str(b)
     assert len([c for c in stack.org.contacts.values() if c["Name"] == companies[b]["companyName"]]) == 1
     # The credit is a credit note with positive amounts, under the Autotask number.
-    row = ledger_for(settings).records("acme", "credit_note")[credit["id"]]
-    note = stack.org.credit_notes[row.xero_id]
+    row = ledger_for(settings).records("acme", "credit_note")[str(credit["id"])]
+    note = stack.org.credit_notes[row.target_id]
     assert note["CreditNoteNumber"] == "INV-880004" and note["Total"] == -Decimal(str(credit["invoiceTotal"]))
     outcome = next(o for o in first.outcomes if o.autotask_id == credit["id"])
     assert outcome.action == "created" and outcome.document_type == "ACCRECCREDIT" and "CreditNote" in outcome.link
@@ -122,7 +122,7 @@ def test_contacts_credit_notes_and_awkward_data(stack):
     stack.autotask.update("Invoices", credit["id"], {"isVoided": True, "voidedDate": "2026-11-20T00:00:00Z"})
     _, fourth = run()
     assert next(o for o in fourth.outcomes if o.autotask_id == credit["id"]).action == "deleted in Xero (was a draft)"
-    assert stack.org.credit_notes[row.xero_id]["Status"] == "DELETED"
+    assert stack.org.credit_notes[row.target_id]["Status"] == "DELETED"
     assert_each_once(stack, settings)
 
 
@@ -151,7 +151,7 @@ def test_currencies_rates_and_a_currency_the_org_lacks(stack):
     gbp = [i for i in live_invoices(stack) if i["companyID"] in
            {c["id"] for c in stack.autotask.records("Companies") if c.get("currencyID") == 3}]
     assert gbp, "the sandbox data should bill a British customer"
-    doc = stack.org.invoices[ledger_for(settings).records("acme", "invoice")[gbp[0]["id"]].xero_id]
+    doc = stack.org.invoices[ledger_for(settings).records("acme", "invoice")[str(gbp[0]["id"])].target_id]
     assert doc["CurrencyCode"] == "GBP" and doc["CurrencyRate"] == Decimal("0.458700")  # GBP per 1 NZD
     with get_client(sync_client=True) as client:
         artifacts = [a for a in client.read_artifacts() if a.flow_run_id == state.state_details.flow_run_id]
@@ -176,23 +176,25 @@ def test_pdfs_are_attached_once_and_a_failed_one_next_run(stack):
     synced = {k: r for k, r in rows.items() if r.state == DocState.SYNCED}
     assert synced and all(r.attached_at for r in synced.values())
     for r in synced.values():
-        files = stack.org.attachments[r.xero_id]
+        files = stack.org.attachments[r.target_id]
         assert len(files) == 1 and next(iter(files.values()))["Content"].startswith(b"%PDF")
 
     # Take the victim's attachment away and make its next attempt fail: the run after retries it.
     ledger = ledger_for(settings)
+    mine = rows[str(victim["id"])]
     with ledger.session() as s:
-        row = s.get(type(rows[victim["id"]]), rows[victim["id"]].id)
-        row.attached_at = None
+        row = s.get(type(mine), mine.id)
+        row.facts = {k: v for k, v in row.facts.items() if k != "attached_at"}
         s.commit()
-    stack.org.attachments.pop(rows[victim["id"]].xero_id)
-    stack.xero.faults.script("500", method="PUT", path_prefix=f"/api.xro/2.0/Invoices/{rows[victim['id']].xero_id}/Attachments")
+    assert ledger.records("acme", "invoice")[str(victim["id"])].attached_at is None
+    stack.org.attachments.pop(mine.target_id)
+    stack.xero.faults.script("500", method="PUT", path_prefix=f"/api.xro/2.0/Invoices/{mine.target_id}/Attachments")
     _, second = run()
     assert str(victim["id"]) in second.attach_failures
-    assert rows[victim["id"]].xero_id not in stack.org.attachments
+    assert mine.target_id not in stack.org.attachments
     stamps = {k: r.attached_at for k, r in ledger.records("acme", "invoice").items()}
     _, third = run()
     assert third.attach_failures == {}
-    assert len(stack.org.attachments[rows[victim["id"]].xero_id]) == 1
+    assert len(stack.org.attachments[mine.target_id]) == 1
     after = ledger.records("acme", "invoice")
     assert all(after[k].attached_at == v for k, v in stamps.items() if v is not None)  # nothing attached twice

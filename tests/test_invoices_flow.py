@@ -53,14 +53,14 @@ def assert_exactly_once(stack: SandboxStack, settings) -> None:
         if inv.get("isVoided"):
             continue
         number = inv["invoiceNumber"]
-        row = ledger.get(inv["id"])
+        row = ledger.get(str(inv["id"]))
         assert row is not None, f"{number} was silently dropped: neither in the ledger nor reported"
         if row.state == DocState.SET_ASIDE:
             assert number not in by_number and row.reason and row.fix
             continue
         assert row.state == DocState.SYNCED, (number, row.state)
         xi = by_number[number]
-        assert str(xi.invoice_id) == row.xero_id
+        assert str(xi.invoice_id) == row.target_id
         assert Decimal(str(xi.total)) == Decimal(str(inv["invoiceTotal"])), number
         assert Decimal(str(xi.total_tax)) == Decimal(str(inv["totalTaxValue"])), number
 
@@ -143,7 +143,7 @@ def test_a_run_killed_after_sending_is_resolved_by_lookup(stack):
     dead_run = str(uuid.uuid4())
     ledger.claim(
         "acme", "invoice",
-        [Candidate(victim.autotask_id, victim.autotask_number, victim.xero_number, "dead-run-hash")],
+        [Candidate(str(victim.autotask_id), victim.autotask_number, victim.xero_number, "dead-run-hash")],
         run_id=dead_run, idempotency_key="dead-run-key",
     )
     from xero_python.accounting import Contact, Invoice, LineItem
@@ -160,7 +160,7 @@ def test_a_run_killed_after_sending_is_resolved_by_lookup(stack):
     _, summary = run()
     numbers = Counter(i.invoice_number for i in xero_accrec(settings))
     assert numbers[victim.xero_number] == 1
-    assert ledger_for(settings).records("acme", "invoice")[victim.autotask_id].xero_id == sent[0].xero_id
+    assert ledger_for(settings).records("acme", "invoice")[str(victim.autotask_id)].target_id == sent[0].xero_id
 
 
 def test_two_overlapping_runs_never_duplicate(stack):
@@ -235,13 +235,13 @@ def test_a_copy_from_an_earlier_attempt_is_adopted_not_sent_again(stack):
     ledger = ledger_for(settings)
     victim = next(r for r in ledger.records("acme", "invoice").values() if r.state == DocState.SYNCED)
     with ledger.session() as s:
-        s.execute(update(SyncRecord).where(SyncRecord.id == victim.id).values(state=DocState.PENDING, xero_id=None))
+        s.execute(update(SyncRecord).where(SyncRecord.id == victim.id).values(state=DocState.PENDING, target_id=None))
         s.commit()
     _, summary = run()
-    outcome = next(o for o in summary.outcomes if o.autotask_id == victim.autotask_id)
+    outcome = next(o for o in summary.outcomes if o.autotask_id == int(victim.source_id))
     assert outcome.action == "recovered", (outcome.action, outcome.reason)
     assert summary.set_aside_count == 0
-    assert ledger.records("acme", "invoice")[victim.autotask_id].xero_id == victim.xero_id
+    assert ledger.records("acme", "invoice")[victim.source_id].target_id == victim.target_id
     assert_exactly_once(stack, settings)
 
 
@@ -263,11 +263,11 @@ def test_with_xero_numbering_an_attempted_document_is_looked_up_before_it_is_sen
     synced = [r for r in ledger.records("acme", "invoice").values() if r.state == DocState.SYNCED]
     victim = synced[0]
     with ledger.session() as s:
-        s.execute(update(SyncRecord).where(SyncRecord.id == victim.id).values(state=DocState.PENDING, xero_id=None))
+        s.execute(update(SyncRecord).where(SyncRecord.id == victim.id).values(state=DocState.PENDING, target_id=None))
         s.commit()
     _, summary = run()
-    outcome = next(o for o in summary.outcomes if o.autotask_id == victim.autotask_id)
+    outcome = next(o for o in summary.outcomes if o.autotask_id == int(victim.source_id))
     assert outcome.action == "recovered", outcome.action
     urls = Counter(i.url for i in xero_accrec(settings))
     assert len(urls) == len(synced) and set(urls.values()) == {1}
-    assert ledger.records("acme", "invoice")[victim.autotask_id].xero_id == victim.xero_id
+    assert ledger.records("acme", "invoice")[victim.source_id].target_id == victim.target_id

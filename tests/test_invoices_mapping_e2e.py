@@ -93,16 +93,16 @@ def in_xero(stack, settings, *, tax_may_differ: frozenset[int] = frozenset()) ->
     rows = ledger_for(settings).records(settings.name, "invoice")
     synced = {k: r for k, r in rows.items() if r.state == DocState.SYNCED}
     gateway = xero_gateway(settings)
-    by_id = {str(d.invoice_id): d for d in gateway.find_invoices(ids=[r.xero_id for r in synced.values()])} if synced else {}
+    by_id = {str(d.invoice_id): d for d in gateway.find_invoices(ids=[r.target_id for r in synced.values()])} if synced else {}
     docs = {}
     for invoice in live_invoices(stack):
-        row = rows.get(invoice["id"])
+        row = rows.get(str(invoice["id"]))
         assert row is not None, f"{invoice['invoiceNumber']} neither in Xero nor set aside"
         if row.state == DocState.SET_ASIDE:
             assert row.reason and row.fix, invoice["invoiceNumber"]
             continue
         assert row.state == DocState.SYNCED, (invoice["invoiceNumber"], row.state)
-        doc = by_id[row.xero_id]
+        doc = by_id[row.target_id]
         assert value_of(doc.type) == "ACCREC"
         assert money(doc.total) == money(invoice["invoiceTotal"]), invoice["invoiceNumber"]
         if invoice["id"] not in tax_may_differ:
@@ -141,8 +141,8 @@ def test_invoice_number_template_numbers_by_autotask_id_and_keeps_the_autotask_n
     for invoice in live_invoices(stack):
         doc = docs[invoice["id"]]
         assert doc.invoice_number == f"INV:{invoice['id']}"
-        assert rows[invoice["id"]].autotask_number == invoice["invoiceNumber"]  # Autotask's number is kept
-        assert rows[invoice["id"]].xero_number == doc.invoice_number
+        assert rows[str(invoice["id"])].source_number == invoice["invoiceNumber"]  # Autotask's number is kept
+        assert rows[str(invoice["id"])].target_number == doc.invoice_number
         assert doc.url.endswith(f"InvoiceID={invoice['id']}")  # and the link back to the Autotask invoice
     _, second = run()
     assert second.count("created") == 0 and second.count("already in Xero") == len(docs)
@@ -164,7 +164,7 @@ def test_invoice_number_xero_lets_xero_number_and_the_reference_starts_with_the_
         assert reference.startswith(invoice["invoiceNumber"]), reference
     assert docs[ordered["id"]].reference == f"{ordered['invoiceNumber']} / PO-4711"  # demo reference: {orderNumber}
     rows = ledger_for(settings).records("acme", "invoice")
-    assert {rows[k].xero_number for k in docs} == set(numbers)
+    assert {rows[str(k)].target_number for k in docs} == set(numbers)
 
     _, second = run()
     assert second.count("created") == 0 and second.count("already in Xero") == len(docs)

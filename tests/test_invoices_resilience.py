@@ -36,15 +36,15 @@ def test_a_day_limit_mid_run_stops_gracefully_and_the_next_run_sends_the_rest(at
         assert first.count("created") > 0 and left
         rows = ledger_for(settings).records("acme", "invoice")
         assert not [r for r in rows.values() if r.state == DocState.SENDING], "rows left sending after a 429"
-        assert all(rows[k].state != DocState.SYNCED for k in left if k in rows)
-        assert ledger_for(settings).high_water("acme", "invoice") is None  # not moved past unsent documents
+        assert all(rows[str(k)].state != DocState.SYNCED for k in left if str(k) in rows)
+        assert ledger_for(settings).high_water("acme", "invoices") is None  # not moved past unsent documents
 
         stack.xero.faults.clear()
         state, second = run()
         assert not state.message.startswith("stopped early")
         assert {o.autotask_id for o in second.outcomes if o.action == "created"} == left
         assert second.count("created") + first.count("created") + second.set_aside_count == len(live_invoices(stack))
-        assert ledger_for(settings).high_water("acme", "invoice") == UNTIL
+        assert ledger_for(settings).high_water("acme", "invoices") == UNTIL
         assert_each_once(stack, settings)
 
 
@@ -59,8 +59,8 @@ def test_set_aside_documents_before_the_next_window_are_retried_and_credits_keep
         aside = {s.autotask_id for s in first.set_aside}
         assert credit["id"] in aside
         ledger = ledger_for(settings)
-        assert ledger.records("acme", "credit_note")[credit["id"]].state == DocState.SET_ASIDE
-        assert credit["id"] not in ledger.records("acme", "invoice")  # not recorded as an invoice
+        assert ledger.records("acme", "credit_note")[str(credit["id"])].state == DocState.SET_ASIDE
+        assert str(credit["id"]) not in ledger.records("acme", "invoice")  # not recorded as an invoice
 
         # Weeks later, the mapping fixed: the window starts from the high-water mark, after these dates.
         settings = connect(stack, "acme", mapping=mapping_file(tmp_path, "fixed"))
@@ -72,7 +72,7 @@ def test_set_aside_documents_before_the_next_window_are_retried_and_credits_keep
         created = {o.autotask_id for o in second.outcomes if o.action == "created"}
         assert created == aside, sorted(aside - created)
         assert second.set_aside_count == 0
-        assert ledger.records("acme", "credit_note")[credit["id"]].state == DocState.SYNCED
+        assert ledger.records("acme", "credit_note")[str(credit["id"])].state == DocState.SYNCED
         assert_each_once(stack, settings)
 
 
@@ -97,7 +97,7 @@ def test_a_mapping_set_aside_never_turns_a_lost_answer_into_a_second_copy(atx_ho
         stack.xero.faults.script("429", method="GET", path_prefix="/api.xro/2.0/Invoices", times=1)
         state, _ = run(expect_completed=False)
         rows = ledger_for(settings).records("acme", "invoice")
-        assert all(rows[r.autotask_id].state == DocState.SENDING for r in sending)
+        assert all(rows[r.source_id].state == DocState.SENDING for r in sending)
 
         # Run 3, days later, the mapping back: the rows are found by their Url, nothing is sent twice.
         clock.advance(3 * 24 * 3600)

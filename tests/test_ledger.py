@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from datetime import timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
-from sqlalchemy import text
 
-from ledger import Candidate, DocState, Ledger, engine_for_url
+from ledger import Candidate, DocState, Ledger, NaturalKeyKind, WindowState, engine_for_url
+from tests.ledger_support import engine_in_schema
 
 
 def _candidates(n: int, offset: int = 0) -> list[Candidate]:
-    return [Candidate(autotask_id=offset + i, autotask_number=f"INV-{offset + i}", natural_key=f"INV-{offset + i}", content_hash=f"h{i}") for i in range(n)]
+    return [Candidate(source_id=str(offset + i), source_number=f"INV-{offset + i}", natural_key=f"INV-{offset + i}",
+                      content_hash=f"h{i}", natural_key_kind=NaturalKeyKind.NUMBER) for i in range(n)]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -21,14 +22,9 @@ def ledger(request, tmp_path):
         yield Ledger(engine_for_url(f"sqlite+pysqlite:///{tmp_path / 'ledger.db'}"))
         return
     url = request.getfixturevalue("postgres_url")
-    engine = engine_for_url(url)
-    schema = f"ledger_test_{uuid.uuid4().hex[:8]}"
-    with engine.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    engine = engine_for_url(url).execution_options(schema_translate_map={None: schema})
+    engine = engine_in_schema(url, request.getfixturevalue("postgres_schema"))
     yield Ledger(engine)
-    with engine_for_url(url).begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
 
 
 def test_racing_runs_claim_each_document_once(ledger):
@@ -45,53 +41,120 @@ def test_racing_runs_claim_each_document_once(ledger):
         t.start()
     for t in threads:
         t.join()
-    owners: dict[int, list[str]] = {}
+    owners: dict[str, list[str]] = {}
     for name, claimed in claims.items():
         for c in claimed:
-            owners.setdefault(c.autotask_id, []).append(name)
-    assert sorted(owners) == [d.autotask_id for d in docs]
+            owners.setdefault(c.source_id, []).append(name)
+    assert sorted(owners, key=int) == [d.source_id for d in docs]
     assert all(len(v) == 1 for v in owners.values()), owners
 
 
 def test_synced_documents_are_never_claimed_again(ledger):
     docs = _candidates(3)
     ledger.claim("acme", "invoice", docs, run_id="r1", idempotency_key="k1")
-    ledger.record_synced("acme", "invoice", 0, xero_id="x0", xero_number="INV-0")
+    ledger.record_synced("acme", "invoice", "0", target_id="x0", target_number="INV-0")
     # Only the run that claimed a `sending` row may set it aside: for any other, Xero may hold it.
-    assert not ledger.set_aside("acme", "invoice", 1, autotask_number="INV-1", reason="bad tax", fix="map it")
-    assert not ledger.set_aside("acme", "invoice", 1, autotask_number="INV-1", reason="bad tax", fix="map it", run_id="r2")
-    assert ledger.records("acme", "invoice")[1].state == DocState.SENDING
-    assert ledger.set_aside("acme", "invoice", 1, autotask_number="INV-1", reason="bad tax", fix="map it", run_id="r1")
+    assert not ledger.set_aside("acme", "invoice", "1", source_number="INV-1", reason="bad tax", fix="map it")
+    assert not ledger.set_aside("acme", "invoice", "1", source_number="INV-1", reason="bad tax", fix="map it", run_id="r2")
+    assert ledger.records("acme", "invoice")["1"].state == DocState.SENDING
+    assert ledger.set_aside("acme", "invoice", "1", source_number="INV-1", reason="bad tax", fix="map it", run_id="r1")
     again = ledger.claim("acme", "invoice", docs, run_id="r2", idempotency_key="k2")
     # 0 is synced; 1 was set aside and is retried; 2 is still in flight in r1.
-    assert [c.autotask_id for c in again] == [1]
+    assert [c.source_id for c in again] == ["1"]
     rows = ledger.records("acme", "invoice")
-    assert rows[0].state == DocState.SYNCED and rows[0].xero_id == "x0"
-    assert rows[2].state == DocState.SENDING and rows[2].run_id == "r1"
+    assert rows["0"].state == DocState.SYNCED and rows["0"].target_id == "x0"
+    assert rows["2"].state == DocState.SENDING and rows["2"].run_id == "r1"
 
 
 def test_unanswered_rows_are_stale_only_when_their_run_is_gone(ledger):
     ledger.claim("acme", "invoice", _candidates(2), run_id="dead", idempotency_key="k")
     ledger.claim("acme", "invoice", _candidates(2, offset=10), run_id="live", idempotency_key="k2")
     stale = ledger.stale("acme", "invoice", run_id="me", owner_alive=lambda run: run == "live")
-    assert sorted(r.autotask_id for r in stale) == [0, 1]
+    assert sorted(r.source_id for r in stale) == ["0", "1"]
     # With the lease over, even a run that looks alive is presumed stuck.
     stale = ledger.stale("acme", "invoice", run_id="me", owner_alive=lambda run: True, lease=timedelta(0))
-    assert sorted(r.autotask_id for r in stale) == [0, 1, 10, 11]
-    ledger.release("acme", "invoice", 0)
-    assert [c.autotask_id for c in ledger.claim("acme", "invoice", _candidates(2), run_id="me", idempotency_key="k3")] == [0]
+    assert sorted(r.source_id for r in stale) == ["0", "1", "10", "11"]
+    ledger.release("acme", "invoice", "0")
+    assert [c.source_id for c in ledger.claim("acme", "invoice", _candidates(2), run_id="me", idempotency_key="k3")] == ["0"]
 
 
 def test_tenants_do_not_see_each_others_rows(ledger):
     ledger.claim("acme", "invoice", _candidates(2), run_id="r", idempotency_key="k")
-    assert [c.autotask_id for c in ledger.claim("globex", "invoice", _candidates(2), run_id="r", idempotency_key="k")] == [0, 1]
+    assert [c.source_id for c in ledger.claim("globex", "invoice", _candidates(2), run_id="r", idempotency_key="k")] == ["0", "1"]
     assert len(ledger.records("acme", "invoice")) == 2
 
 
 def test_high_water_only_moves_forward(ledger):
-    from datetime import date
+    assert ledger.high_water("acme", "invoices") is None
+    ledger.advance_high_water("acme", "invoices", date(2026, 11, 20))
+    ledger.advance_high_water("acme", "invoices", date(2026, 11, 1))
+    assert ledger.high_water("acme", "invoices") == date(2026, 11, 20)
+    assert ledger.high_water("acme", "credit_notes") is None  # one mark per flow
 
-    assert ledger.high_water("acme", "invoice") is None
-    ledger.advance_high_water("acme", "invoice", date(2026, 11, 20))
-    ledger.advance_high_water("acme", "invoice", date(2026, 11, 1))
-    assert ledger.high_water("acme", "invoice") == date(2026, 11, 20)
+
+def test_a_row_keeps_every_field_under_its_general_name(ledger):
+    c = Candidate(source_id="501", source_number="INV-501", natural_key="https://at.example/501", content_hash="h",
+                  document_date=date(2026, 11, 2), contact_id="contact-1", natural_key_kind=NaturalKeyKind.URL)
+    assert ledger.claim("acme", "invoice", [c], run_id="r1", idempotency_key="k") == [c]
+    ledger.record_synced("acme", "invoice", "501", target_id="x-501", target_number="INV-9", target_status="AUTHORISED",
+                         target_total=Decimal("1234.50"))
+    row = ledger.records("acme", "invoice", ["501"])["501"]
+    assert (row.source, row.source_id, row.source_number, row.kind) == ("autotask", "501", "INV-501", "invoice")
+    assert (row.natural_key, row.natural_key_kind, row.contact_id) == ("https://at.example/501", "url", "contact-1")
+    assert (row.target_id, row.target_number, row.target_status, row.target_total) == ("x-501", "INV-9", "AUTHORISED", "1234.50")
+    assert row.document_date == date(2026, 11, 2) and row.facts == {} and row.attached_at is None
+
+    ledger.mark_attached("acme", "invoice", "501")
+    ledger.set_facts("acme", "invoice", "501", pdf_name="Invoice_501.pdf")
+    row = ledger.records("acme", "invoice")["501"]
+    assert set(row.facts) == {"attached_at", "pdf_name"}  # merged, not replaced
+    assert isinstance(row.attached_at, datetime) and row.attached_at.tzinfo is not None
+    assert row.attached_at == datetime.fromisoformat(row.facts["attached_at"])
+
+    ledger.record_updated("acme", "invoice", "501", content_hash="h2", target_status="DRAFT", target_total=7)
+    ledger.note("acme", "invoice", "501", "look at it", target_status="PAID")
+    row = ledger.records("acme", "invoice")["501"]
+    assert (row.content_hash, row.target_status, row.target_total, row.attention) == ("h2", "PAID", "7", "look at it")
+    ledger.record_voided("acme", "invoice", "501", target_status="VOIDED")
+    assert ledger.records("acme", "invoice")["501"].state == DocState.VOIDED
+
+
+def test_source_ids_are_text_and_sources_are_kept_apart(ledger):
+    with pytest.raises(TypeError, match="text"):
+        ledger.records("acme", "invoice", [501])
+    with pytest.raises(TypeError, match="text"):
+        ledger.release("acme", "invoice", 501)
+    # The same id from two source systems is two documents.
+    ledger.upsert_synced("acme", "contact", "174", target_id="c-at", content_hash="h", source_number="174",
+                         target_number="174", natural_key_kind=NaturalKeyKind.CONTACT_NUMBER)
+    ledger.upsert_synced("acme", "contact", "174", target_id="c-other", content_hash="h", source="other")
+    assert ledger.records("acme", "contact")["174"].target_id == "c-at"
+    assert ledger.records("acme", "contact", source="other")["174"].target_id == "c-other"
+    assert ledger.records("acme", "contact")["174"].natural_key_kind == "contact_number"
+
+
+def test_unfinished_lists_text_ids_in_numeric_order(ledger):
+    for i in ("10", "9", "100"):
+        assert ledger.set_aside("acme", "invoice", i, source_number=f"INV-{i}", reason="r", fix="f")
+    ledger.set_aside("acme", "credit_note", "11", source_number="CN-11", reason="r", fix="f")
+    assert ledger.unfinished("acme", ("invoice", "credit_note")) == ["9", "10", "11", "100"]
+    ledger.forget_set_aside("acme", "invoice", ["9", "10"])
+    assert ledger.unfinished("acme", ["invoice"]) == ["100"]
+
+
+def test_windows_are_started_finished_and_listed(ledger):
+    nov, dec = (date(2026, 11, 1), date(2026, 11, 30)), (date(2026, 12, 1), date(2026, 12, 31))
+    ledger.start_window("acme", "invoices", *dec, run_id="r1")
+    started = ledger.start_window("acme", "invoices", *nov, run_id="r1")
+    assert started.state == WindowState.RUNNING and started.finished_at is None
+    assert ledger.finish_window("acme", "invoices", *nov, run_id="r1", facts={"created": 12})
+    # A run that took a window over is the one that may finish it.
+    ledger.start_window("acme", "invoices", *dec, run_id="r2")
+    assert not ledger.finish_window("acme", "invoices", *dec, run_id="r1")
+    windows = ledger.windows("acme", "invoices")
+    assert [(w.window_start, w.window_end, w.state, w.run_id) for w in windows] == [
+        (*nov, WindowState.DONE, "r1"), (*dec, WindowState.RUNNING, "r2")]
+    assert windows[0].facts == {"created": 12} and windows[0].finished_at is not None
+    assert ledger.windows("acme", "bills") == [] and ledger.windows("globex", "invoices") == []
+    with pytest.raises(LookupError):
+        ledger.finish_window("acme", "invoices", date(2027, 1, 1), date(2027, 1, 31), run_id="r1")
