@@ -94,10 +94,14 @@ def resolve_rows(ctx: TenantContext, kind: DocumentKind, rows) -> None:
             logger.info("%s is not in Xero after a lost answer; it will be sent again", r.source_number)
 
 
-def _key_kind(row) -> KeyKind | None:
+def _key_kind(row) -> KeyKind:
+    """The row's natural-key kind; a row claimed without one (by a release before kinds were recorded)
+    is read from the key's shape, as the ledger migration does."""
     if row.natural_key_kind:
         return KeyKind(row.natural_key_kind)
-    return None
+    if row.natural_key.startswith(("http://", "https://")):
+        return KeyKind.URL
+    return KeyKind.REFERENCE if row.natural_key.startswith(_OLD_REFERENCE_PREFIX) else KeyKind.NUMBER
 
 
 def _since(rows) -> datetime | None:
@@ -113,7 +117,7 @@ def _live(docs: list[XeroDocument]) -> list[XeroDocument]:
 def find_by_natural_key(xero, kind: DocumentKind, rows) -> dict[str, XeroDocument]:
     """source id → the live Xero document that carries the row's natural key."""
     found: dict[str, XeroDocument] = {}
-    by_kind: dict[KeyKind | None, list] = {}
+    by_kind: dict[KeyKind, list] = {}
     for r in rows:
         if r.natural_key:
             by_kind.setdefault(_key_kind(r), []).append(r)
@@ -159,12 +163,15 @@ def sync_documents(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentP
     """Decide and carry out every plan of one batch (at most 50, one kind); record each as Xero answers."""
     outcomes: dict[str, Outcome] = {}
     try:
-        rows = _rows_after_marker_lookups(ctx, kind, plans)
+        rows, recovered = _rows_after_marker_lookups(ctx, kind, plans, dry_run)
+        outcomes.update({i: Outcome.of_row(p, Result.RECOVERED, rows[i]) for p in plans if (i := p.source_id) in recovered})
         docs = {} if dry_run else lookup(ctx.xero, kind, plans, rows, contact_ids)
         decisions = {p.source_id: decide(p, rows.get(p.source_id), docs.get(p.source_id)) for p in plans}
         if dry_run:
             return SyncResult([_planned(p, rows.get(p.source_id), decisions[p.source_id]) for p in plans])
         for p in plans:
+            if p.source_id in recovered:
+                continue
             outcome = _record_decision(ctx, kind, p, rows.get(p.source_id), decisions[p.source_id], docs.get(p.source_id))
             if outcome is not None:
                 outcomes[p.source_id] = outcome
@@ -187,17 +194,20 @@ def not_sent(plan: DocumentPlan, reason: str) -> Outcome:
                       fix="nothing to do: the next run picks it up")
 
 
-def _rows_after_marker_lookups(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan]) -> dict:
+def _rows_after_marker_lookups(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan],
+                               dry_run: bool) -> tuple[dict, set[str]]:
     """Documents Xero numbers carry no number Xero could refuse twice. One attempted before (its answer
-    lost, its row waiting again) is looked up by its marker before it may be sent."""
+    lost, its row waiting again) is looked up by its marker before it may be sent. Returns the rows
+    and the ids found in Xero so."""
     rows = ctx.ledger.records(ctx.tenant, kind.name, [p.source_id for p in plans])
     attempted = [rows[p.source_id] for p in plans
                  if p.sendable and p.natural_key_kind in (KeyKind.URL, KeyKind.REFERENCE) and p.source_id in rows
                  and rows[p.source_id].state in (DocState.PENDING, DocState.SET_ASIDE) and rows[p.source_id].attempts]
-    if not attempted:
-        return rows
+    if not attempted or dry_run:
+        return rows, set()
     resolve_rows(ctx, kind, attempted)
-    return ctx.ledger.records(ctx.tenant, kind.name, [p.source_id for p in plans])
+    rows = ctx.ledger.records(ctx.tenant, kind.name, [p.source_id for p in plans])
+    return rows, {r.source_id for r in attempted if rows[r.source_id].state == DocState.SYNCED}
 
 
 def lookup(xero, kind: DocumentKind, plans: list[DocumentPlan], rows: dict, contact_ids: dict[str, str]) -> dict[str, XeroDocument]:
