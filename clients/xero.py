@@ -324,8 +324,10 @@ class DocumentsMixin:
         """Documents of this kind by id, by number, or by any narrower read; deleted ones included."""
         ids, numbers = [str(i) for i in ids if i], [str(n) for n in numbers if n]
         if kind.endpoint == "Invoices":
+            # A batch's 50 numbers in one read (the URL stays well inside Xero's limit).
             models = self.find_invoices(ids=ids, numbers=numbers, contact_ids=contact_ids, where=where,
-                                        created_by_my_app=created_by_my_app, modified_since=modified_since)
+                                        created_by_my_app=created_by_my_app, modified_since=modified_since,
+                                        chunk_size=BATCH_LIMIT)
             models = [m for m in models if str(getattr(m.type, "value", m.type)) == kind.xero_type]
         elif kind.endpoint == "CreditNotes":
             models = self.find_credit_notes(ids=ids, numbers=numbers, where=where, modified_since=modified_since)
