@@ -347,7 +347,8 @@ def _purchasing_cases(rng: random.Random, start: date, days: int, companies: lis
     """Purchase orders for the bills sync, appended after the generated ones (ids from _CASE_*_ID):
 
     PO2026B001  Ingram Micro, delivered in two partial receivings with different vendor invoice numbers
-                (INV-88101, then INV-88342), freight 35.00: two bills, the freight on the first.
+                (INV-88101, then INV-88342), freight 35.00: two bills, the freight on the first. INV-88101
+                covers two receivings a day apart, so a window can hold half of that bill.
     PO2026B002  Dicker Data, cancelled before anything was received.
     PO2026B003  Dicker Data, cancelled after a partial receiving (DD-55120), freight 15.00.
     PO2026B004  Pacific Components (USD, tax-exempt), a product line at a 4-decimal unit cost and a line
@@ -387,7 +388,7 @@ def _purchasing_cases(rng: random.Random, start: date, days: int, companies: lis
     cases = [
         ("PO2026B001", 201, 4, 3, Decimal("35.00"), {"latestEstimatedArrivalDate": day(12)},
          [(31001, None, 4, None, [(2, 10, "INV-88101"), (2, 14, "INV-88342")]),
-          (31002, None, 2, None, [(2, 10, "INV-88101")])]),
+          (31002, None, 2, None, [(2, 11, "INV-88101")])]),
         ("PO2026B002", 202, 5, 4, Decimal("0.00"), {"cancelDateTime": day(6, 3)},
          [(31003, None, 10, None, [])]),
         ("PO2026B003", 202, 5, 5, Decimal("15.00"), {"cancelDateTime": day(11, 3)},
