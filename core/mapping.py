@@ -447,6 +447,9 @@ def _explain(error: dict) -> str:
         return f"key '{key}' is {error.get('input')!r}. Fix: use one of {allowed}"
     if kind == "too_long" and key == "tracking":
         return "key 'tracking': Xero allows at most two tracking categories. Fix: keep two entries"
+    if kind == "missing":
+        return (f"key '{key}' is missing. Fix: add it (see the comments for '{key.split('.')[0]}' in "
+                "mappings/example.yaml)")
     if kind in ("int_parsing", "int_type"):
         return f"key '{key}': {error.get('input')!r} is not a whole number. Fix: use the numeric Autotask id there"
     message = error["msg"].removeprefix("Value error, ")
