@@ -17,7 +17,7 @@ from core.invoices import XeroReference
 from core.mapping import load_mapping
 from sandbox.stack import XERO_CLIENT_ID, SandboxStack
 from sandbox.xero.serialise import dumps, loads
-from tasks.extract_purchasing import read_for_bills, read_for_purchase_orders
+from tasks.extract_purchasing import RECEIVINGS, read_for_bills, read_for_purchase_orders
 
 START = date(2026, 11, 1)          # the generator's first day with window_end 2026-11-30
 WEB_URL = "https://ww5.autotask.net/"
@@ -240,3 +240,15 @@ def test_listing_purchase_orders_takes_only_the_parameters_xero_documents(xero):
     # One purchase order by its number: the lookup after a lost answer.
     code, body = xero("GET", "/PurchaseOrders/LIST-2")
     assert code == 200 and body["PurchaseOrders"][0]["Status"] == "AUTHORISED"
+
+
+def test_a_malformed_record_travels_in_the_extract_and_sets_its_bill_aside(stack, at):
+    stack.autotask.insert(RECEIVINGS, {
+        "id": 59901, "purchaseOrderItemID": 49001, "quantityNowReceiving": D("1.5"), "quantityPreviouslyReceived": 4,
+        "receiveDate": "2031-01-05T02:00:00.000Z", "vendorInvoiceNumber": "INV-99001"})
+    extract = read_for_bills(at, date(2031, 1, 5), date(2031, 1, 5))
+    assert [r.record["id"] for r in extract.rejected.receivings] == [59901]
+    assert extract.receivings.empty and not extract.receivings.attrs
+    bill = bills_of(extract, stack)["201:INV-99001"]
+    assert not bill.sendable
+    assert "receiving 59901 cannot be read: quantityNowReceiving = Decimal('1.5')" in bill.set_aside.reason
