@@ -9,12 +9,11 @@ import datetime as dt
 import random
 from decimal import ROUND_HALF_UP, Decimal as D
 
-import pytest
 
 from core.bills import (
     PurchasingRejects, parse_bill_source_id, plan_bills, plan_purchase_orders, purchasing_frames,
 )
-from core.documents import Action, KeyKind, Status, decide
+from core.documents import Action, KeyKind, Status, XeroDocument, decide
 from core.invoices import XeroReference
 from core.mapping import InvoiceMapping
 
@@ -344,7 +343,6 @@ def test_rerun_gives_the_same_hashes_and_a_corrected_receiving_a_new_one():
     class Row:
         state, content_hash, target_id, natural_key, attempts, contact_id = (
             "synced", once["201:INV-88101"].content_hash, "bill-id", "INV-88101", 1, "c")
-    from core.documents import XeroDocument
     draft = XeroDocument(kind="bill", id="bill-id", number="INV-88101", status=Status.DRAFT)
     assert decide(changed["201:INV-88101"], Row(), draft).action is Action.NEEDS_PERSON
 

@@ -15,7 +15,10 @@ from core.bills import plan_bills, plan_purchase_orders
 from core.documents import KeyKind, Status
 from core.invoices import XeroReference
 from core.mapping import load_mapping
+from sandbox.autotask import catalog, generate_data
+from sandbox.clock import ManualClock
 from sandbox.stack import XERO_CLIENT_ID, SandboxStack
+from sandbox.xero.seed import build_org
 from sandbox.xero.serialise import dumps, loads
 from tasks.extract_purchasing import RECEIVINGS, read_for_bills, read_for_purchase_orders
 
@@ -252,3 +255,24 @@ def test_a_malformed_record_travels_in_the_extract_and_sets_its_bill_aside(stack
     bill = bills_of(extract, stack)["201:INV-99001"]
     assert not bill.sendable
     assert "receiving 59901 cannot be read: quantityNowReceiving = Decimal('1.5')" in bill.set_aside.reason
+
+
+# ---- the generated data ------------------------------------------------------------------------
+@pytest.mark.parametrize("seed, invoices", [(7, 40), (11, 400), (3, 8)])
+def test_every_seed_has_the_purchasing_cases_joined_up(seed, invoices):
+    data = generate_data(seed=seed, invoices=invoices)
+    companies = {c["id"]: c for c in data["Companies"]}
+    pos = {p["id"]: p for p in data["PurchaseOrders"]}
+    items = {i["id"]: i for i in data["PurchaseOrderItems"]}
+    assert {p["purchaseOrderNumber"] for p in pos.values()} >= {f"PO2026B00{n}" for n in range(1, 8)}
+    assert all(companies[p["vendorID"]]["companyType"] == 7 for p in pos.values())  # vendors are Companies
+    assert all(items[r["purchaseOrderItemID"]]["orderID"] in pos for r in data["PurchaseOrderItemReceiving"])
+    foreign = companies[203]
+    code = catalog.CURRENCIES[foreign["currencyID"]][0]
+    assert code != "NZD" and code in build_org("Demo", "NZ", ManualClock()).currencies
+    by_number = {p["purchaseOrderNumber"]: p for p in pos.values()}
+    cancelled = [n for n, p in by_number.items() if p["status"] == 5 and n.startswith("PO2026B")]
+    received = {items[r["purchaseOrderItemID"]]["orderID"] for r in data["PurchaseOrderItemReceiving"]}
+    assert {by_number[n]["id"] in received for n in cancelled} == {True, False}  # with and without receivings
+    assert any(r["vendorInvoiceNumber"] is None for r in data["PurchaseOrderItemReceiving"])
+    assert any(i["productID"] is None for i in items.values())
