@@ -189,6 +189,148 @@ class LineRules(_Strict):
         return template
 
 
+# ---- bills and purchase orders (the `bills:` section) ---------------------------------------------
+# Fields of an Autotask purchase order that the Xero purchase order number template may use.
+PURCHASE_ORDER_FIELDS = frozenset({"id", "purchaseOrderNumber", "externalPONumber", "vendorID"})
+PurchaseOrderStatus = Literal["DRAFT", "SUBMITTED", "AUTHORISED"]
+# Autotask's purchase order status labels -> the Xero status kept in step. A cancelled purchase order is
+# not mapped: it is always taken out of Xero (deleted while not billed).
+DEFAULT_PURCHASE_ORDER_STATUS: dict[str, str] = {
+    "New": "DRAFT", "Submitted": "AUTHORISED", "Received Partial": "AUTHORISED", "Received Full": "AUTHORISED",
+}
+CANCELLED_LABELS = frozenset({"cancelled", "canceled"})
+
+
+def _text_codes(rules):
+    # YAML reads `300` as an int; Xero account codes (and TaxTypes) are text.
+    if isinstance(rules, dict):
+        return {key: str(code) if isinstance(code, int) else code for key, code in rules.items()}
+    return rules
+
+
+class PurchaseAccountRules(_Strict):
+    """Which Xero account a purchased item is posted to; the first rule that matches wins, in this order."""
+
+    by_product_id: dict[int, str] = Field(default_factory=dict)
+    # The item's product by name or sku.
+    by_product_name: dict[str, str] = Field(default_factory=dict)
+    # The product's billing code (productBillingCodeID: its material cost code, the cost category).
+    by_billing_code_id: dict[int, str] = Field(default_factory=dict)
+    default: str | None = None
+    # True: a product no rule names sets its bill (or purchase order) aside instead of using `default`.
+    refuse_unmapped: bool = False
+
+    @field_validator("by_product_id", "by_product_name", "by_billing_code_id", mode="before")
+    @classmethod
+    def _codes_are_text(cls, rules):
+        return _text_codes(rules)
+
+    @field_validator("default", mode="before")
+    @classmethod
+    def _default_is_text(cls, code):
+        return str(code) if isinstance(code, int) else code
+
+
+class PurchaseTaxRules(_Strict):
+    """Which Xero TaxType (an INPUT, purchases-side type) a purchased item gets, checked in this order."""
+
+    # Every line from a vendor company marked isTaxExempt in Autotask.
+    tax_exempt: str | None = None
+    by_product_id: dict[int, str] = Field(default_factory=dict)
+    by_product_name: dict[str, str] = Field(default_factory=dict)
+    # The purchase order's tax region (PurchaseOrders.taxRegionID, else the vendor's), by name.
+    by_region: dict[str, str] = Field(default_factory=dict)
+    # Lines no rule covers; null sets them aside.
+    default: str | None = None
+
+
+class FreightRule(_Strict):
+    """The purchase order's freight, sent as a line of its own."""
+
+    # null: bills.accounts.default.
+    account_code: str | None = None
+    # null: the purchase order's TaxType from bills.tax (tax_exempt, by_region, default).
+    tax_type: str | None = None
+    description: str = Field(default="Freight", min_length=1, max_length=200)
+
+    @field_validator("account_code", mode="before")
+    @classmethod
+    def _code_is_text(cls, code):
+        return str(code) if isinstance(code, int) else code
+
+
+class DescriptionRule(_Strict):
+    """A purchase order item with no product: its memo containing `contains` posts to `account_code`."""
+
+    contains: str = Field(min_length=1)
+    account_code: str
+
+    @field_validator("account_code", mode="before")
+    @classmethod
+    def _code_is_text(cls, code):
+        return str(code) if isinstance(code, int) else code
+
+
+class BillLineRules(_Strict):
+    # Checked in order, case-insensitively, against the memo of an item that has no product; the first
+    # that matches wins. An item no rule matches sets its bill (or purchase order) aside.
+    description_rules: list[DescriptionRule] = Field(default_factory=list)
+
+
+class DaysAfterReceive(_Strict):
+    days_after_receive: int = Field(ge=0)
+
+
+# "payment_term": the receive date plus the purchase order's Autotask payment term (paymentDueInDays);
+# "xero_contact": no DueDate, Xero applies the bill terms on the supplier's contact card.
+BillDueDateRule = Union[Literal["payment_term", "xero_contact"], DaysAfterReceive, DayOfFollowingMonth]
+
+
+class BillMapping(_Strict):
+    """Autotask purchasing into Xero: bills from receivings, or purchase orders kept in step."""
+
+    # bill: one ACCPAY bill per vendor invoice number of the receivings; purchase_order: a Xero purchase order.
+    target: Literal["bill", "purchase_order"] = "bill"
+    # Status of new bills (and of purchase orders whose Autotask status purchase_order_status does not name).
+    status: InvoiceStatus = "DRAFT"
+    # Autotask purchase order status (picklist label or id) -> Xero purchase order status. Merged over the
+    # defaults, so naming one status keeps the others.
+    purchase_order_status: dict[str, PurchaseOrderStatus] = Field(
+        default_factory=lambda: dict(DEFAULT_PURCHASE_ORDER_STATUS))
+    # Template for Xero's PurchaseOrderNumber (unique in Xero).
+    purchase_order_number: str = "{purchaseOrderNumber}"
+    accounts: PurchaseAccountRules = Field(default_factory=PurchaseAccountRules)
+    tax: PurchaseTaxRules = Field(default_factory=PurchaseTaxRules)
+    freight: FreightRule = Field(default_factory=FreightRule)
+    lines: BillLineRules = Field(default_factory=BillLineRules)
+    due_date: BillDueDateRule = "payment_term"
+
+    @field_validator("purchase_order_status", mode="before")
+    @classmethod
+    def _over_the_defaults(cls, statuses):
+        if not isinstance(statuses, dict):
+            return statuses
+        given = {str(key): value for key, value in statuses.items()}
+        cancelled = [key for key in given if key.strip().casefold() in CANCELLED_LABELS]
+        if cancelled:
+            raise ValueError(f"'{cancelled[0]}' cannot be mapped: a cancelled Autotask purchase order is always "
+                             "deleted from Xero (unless it is billed there); remove the key")
+        return {**DEFAULT_PURCHASE_ORDER_STATUS, **given}
+
+    @field_validator("purchase_order_number")
+    @classmethod
+    def _number_template(cls, template):
+        used = set(_PLACEHOLDER.findall(template))
+        unknown = sorted(used - PURCHASE_ORDER_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; use one of "
+                             + ", ".join("{" + f + "}" for f in sorted(PURCHASE_ORDER_FIELDS)))
+        if not used & {"id", "purchaseOrderNumber"}:
+            raise ValueError("a template must contain {id} or {purchaseOrderNumber} so that every purchase order "
+                             "gets its own number, for example \"AT-{purchaseOrderNumber}\"")
+        return template
+
+
 class InvoiceMapping(_Strict):
     accounts: AccountRules = Field(default_factory=AccountRules)
     tax: TaxRules = Field(default_factory=TaxRules)
@@ -208,6 +350,8 @@ class InvoiceMapping(_Strict):
     lines: LineRules = Field(default_factory=LineRules)
     # xero: Xero applies its daily rate; autotask: send the rate from Autotask's Currencies.exchangeRate.
     currency_rate: Literal["autotask", "xero"] = "xero"
+    # Autotask purchase orders and their receivings (see BillMapping).
+    bills: BillMapping = Field(default_factory=BillMapping)
 
     @field_validator("status_overrides", "due_date_overrides", mode="before")
     @classmethod
@@ -280,7 +424,7 @@ def load_mapping(path: str | Path) -> InvoiceMapping:
         raise MappingError(f"{path}: " + "; ".join(messages)) from error
 
 
-_DUE_DATE_BRANCHES = ("DaysAfterInvoice", "DayOfFollowingMonth")
+_DUE_DATE_BRANCHES = ("DaysAfterInvoice", "DayOfFollowingMonth", "DaysAfterReceive")
 
 
 def _explain(error: dict) -> str:
@@ -289,6 +433,9 @@ def _explain(error: dict) -> str:
     branch = [part for part in loc if part.startswith("literal[") or part in _DUE_DATE_BRANCHES]
     if branch:
         key = ".".join(loc[: loc.index(branch[0])])
+        if key.startswith("bills."):
+            return (f"key '{key}' is not a bill due-date rule. Fix: use payment_term, xero_contact, "
+                    "{days_after_receive: N} or {day_of_following_month: D} (D from 1 to 31)")
         return (f"key '{key}' is not a due-date rule. Fix: use autotask, payment_term, invoice_date, xero_contact, "
                 "{days_after_invoice: N} or {day_of_following_month: D} (D from 1 to 31)")
     key = ".".join(loc) or "(top level)"
@@ -300,6 +447,9 @@ def _explain(error: dict) -> str:
         return f"key '{key}' is {error.get('input')!r}. Fix: use one of {allowed}"
     if kind == "too_long" and key == "tracking":
         return "key 'tracking': Xero allows at most two tracking categories. Fix: keep two entries"
+    if kind == "missing":
+        return (f"key '{key}' is missing. Fix: add it (see the comments for '{key.split('.')[0]}' in "
+                "mappings/example.yaml)")
     if kind in ("int_parsing", "int_type"):
         return f"key '{key}': {error.get('input')!r} is not a whole number. Fix: use the numeric Autotask id there"
     message = error["msg"].removeprefix("Value error, ")

@@ -236,3 +236,96 @@ def column_dtypes(model: type[pa.DataFrameModel]) -> dict[str, object]:
     """Column name -> pandas dtype of a model, to build frames (including empty ones) that it accepts."""
     schema = model.to_schema()
     return {name: column.dtype.type if column.dtype is not None else object for name, column in schema.columns.items()}
+
+
+# ---- purchasing: purchase orders, their items and receivings (bills and Xero purchase orders) -----
+
+class AutotaskPurchaseOrders(pa.DataFrameModel):
+    """PurchaseOrders as read from Autotask. The model carries no total, tax or currency: the items and
+    freight are the amounts, the vendor company's currency is the currency."""
+
+    id: Series[pd.Int64Dtype] = pa.Field(nullable=False, unique=True)
+    purchaseOrderNumber: Series[str] = pa.Field(nullable=True)
+    externalPONumber: Series[str] = pa.Field(nullable=True)
+    vendorID: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    purchaseForCompanyID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    # A picklist value (per tenant); its label comes from entityInformation/fields.
+    status: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    createDateTime: Series[str] = pa.Field(nullable=True)
+    submitDateTime: Series[str] = pa.Field(nullable=True)
+    cancelDateTime: Series[str] = pa.Field(nullable=True)
+    shippingDate: Series[str] = pa.Field(nullable=True)
+    latestEstimatedArrivalDate: Series[str] = pa.Field(nullable=True)
+    paymentTerm: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    taxRegionID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    # In the vendor's currency; internalCurrencyFreight in Autotask's internal currency.
+    freight: Series[object] = pa.Field(nullable=True)
+    internalCurrencyFreight: Series[object] = pa.Field(nullable=True)
+    vendorInvoiceNumber: Series[str] = pa.Field(nullable=True)
+    generalMemo: Series[str] = pa.Field(nullable=True)
+
+    @pa.check("freight", "internalCurrencyFreight", element_wise=True, error="must be a Decimal amount or empty")
+    def _money(cls, value) -> bool:
+        return is_decimal_or_missing(value)
+
+    @pa.check("createDateTime", "submitDateTime", "cancelDateTime", "shippingDate", "latestEstimatedArrivalDate",
+              element_wise=True, error="must start with a valid YYYY-MM-DD date")
+    def _dates(cls, value) -> bool:
+        return has_valid_date_prefix(value)
+
+    class Config:
+        strict = True
+        coerce = False
+
+
+class AutotaskPurchaseOrderItems(pa.DataFrameModel):
+    """PurchaseOrderItems: what was ordered, one row per item."""
+
+    id: Series[pd.Int64Dtype] = pa.Field(nullable=False, unique=True)
+    orderID: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    # Empty for an item typed in without a product: its memo says what it is.
+    productID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    # int32 in Autotask: a fractional quantity cannot be read and rejects the item.
+    quantity: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    unitCost: Series[object] = pa.Field(nullable=False)
+    internalCurrencyUnitCost: Series[object] = pa.Field(nullable=True)
+    memo: Series[str] = pa.Field(nullable=True)
+    estimatedArrivalDate: Series[str] = pa.Field(nullable=True)
+
+    @pa.check("unitCost", element_wise=True, error="must be a Decimal amount")
+    def _unit_cost(cls, value) -> bool:
+        return is_decimal(value)
+
+    @pa.check("internalCurrencyUnitCost", element_wise=True, error="must be a Decimal amount or empty")
+    def _internal_cost(cls, value) -> bool:
+        return is_decimal_or_missing(value)
+
+    @pa.check("estimatedArrivalDate", element_wise=True, error="must start with a valid YYYY-MM-DD date")
+    def _dates(cls, value) -> bool:
+        return has_valid_date_prefix(value)
+
+    class Config:
+        strict = True
+        coerce = False
+
+
+class AutotaskPurchaseOrderReceivings(pa.DataFrameModel):
+    """PurchaseOrderItemReceiving: one delivery of one item, with the vendor's invoice number for it."""
+
+    id: Series[pd.Int64Dtype] = pa.Field(nullable=False, unique=True)
+    purchaseOrderItemID: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    quantityNowReceiving: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    quantityPreviouslyReceived: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    quantityBackOrdered: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    receiveDate: Series[str] = pa.Field(nullable=False, str_matches=DATE_PREFIX)
+    receivedByResourceID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    serialNumber: Series[str] = pa.Field(nullable=True)
+    vendorInvoiceNumber: Series[str] = pa.Field(nullable=True)
+
+    @pa.check("receiveDate", element_wise=True, error="must start with a valid YYYY-MM-DD date")
+    def _dates(cls, value) -> bool:
+        return has_valid_date_prefix(value)
+
+    class Config:
+        strict = True
+        coerce = False

@@ -113,3 +113,83 @@ def test_new_keys_load(tmp_path):
     assert mapping.status_overrides == {"174": "AUTHORISED"}
     assert mapping.due_date.days_after_invoice == 14
     assert mapping.tracking[0].options == {"1": "North"}
+
+
+# ---- the bills section ---------------------------------------------------------------------------
+from core.mapping import DEFAULT_PURCHASE_ORDER_STATUS, BillMapping, DaysAfterReceive  # noqa: E402
+
+
+def test_without_a_bills_section_the_defaults_apply_and_invoice_keys_are_unchanged(tmp_path):
+    mapping = load_mapping(write(tmp_path, "status: AUTHORISED\naccounts:\n  default: 200\n"))
+    assert mapping.bills == BillMapping()
+    assert mapping.bills.target == "bill" and mapping.bills.status == "DRAFT"
+    assert mapping.bills.due_date == "payment_term" and mapping.bills.purchase_order_number == "{purchaseOrderNumber}"
+    assert mapping.bills.purchase_order_status == DEFAULT_PURCHASE_ORDER_STATUS
+    assert mapping.status == "AUTHORISED" and mapping.accounts.default == "200"
+    assert mapping.model_dump(exclude={"bills"}) == InvoiceMapping(status="AUTHORISED",
+                                                                   accounts={"default": "200"}).model_dump(exclude={"bills"})
+
+
+def test_a_bills_section_beside_the_invoice_keys(tmp_path):
+    mapping = load_mapping(write(tmp_path, """\
+status: SUBMITTED
+bills:
+  target: purchase_order
+  status: AUTHORISED
+  purchase_order_status: {2: SUBMITTED, On Hold: DRAFT}
+  purchase_order_number: "AT-{purchaseOrderNumber}"
+  due_date: {days_after_receive: 14}
+  accounts: {by_product_id: {31001: 720}, by_billing_code_id: {29682804: 300}, default: 300}
+  tax: {tax_exempt: NONE, by_region: {New Zealand GST: INPUT2}, by_product_name: {M365-BP: NONE}}
+  freight: {account_code: 310, tax_type: INPUT2}
+  lines:
+    description_rules:
+      - {contains: cable, account_code: 300}
+"""))
+    bills = mapping.bills
+    assert mapping.status == "SUBMITTED" and bills.target == "purchase_order" and bills.status == "AUTHORISED"
+    # Merged over the defaults, with ids as text.
+    assert bills.purchase_order_status == {**DEFAULT_PURCHASE_ORDER_STATUS, "2": "SUBMITTED", "On Hold": "DRAFT"}
+    assert bills.due_date == DaysAfterReceive(days_after_receive=14)
+    assert bills.accounts.by_product_id == {31001: "720"} and bills.accounts.default == "300"
+    assert bills.freight.account_code == "310" and bills.freight.description == "Freight"
+    assert bills.lines.description_rules[0].account_code == "300"
+
+
+@pytest.mark.parametrize("text, key, words", [
+    ("bills:\n  target: invoice\n", "'bills.target'", ["'bill'", "'purchase_order'"]),
+    ("bills:\n  acounts: {}\n", "'bills.acounts'", ["correct its spelling"]),
+    ("bills:\n  freight: {acount_code: 310}\n", "'bills.freight.acount_code'", ["correct its spelling"]),
+    ("bills:\n  status: APPROVED\n", "'bills.status'", ["AUTHORISED"]),
+    ("bills:\n  purchase_order_status: {Submitted: BILLED}\n", "'bills.purchase_order_status.Submitted'",
+     ["'DRAFT'", "'AUTHORISED'"]),
+    ("bills:\n  purchase_order_status: {Cancelled: DRAFT}\n", "'bills.purchase_order_status'",
+     ["always deleted from Xero", "remove the key"]),
+    ("bills:\n  purchase_order_number: 'PO-{number}'\n", "'bills.purchase_order_number'", ["{purchaseOrderNumber}"]),
+    ("bills:\n  purchase_order_number: 'PO-{vendorID}'\n", "'bills.purchase_order_number'", ["must contain {id}"]),
+    ("bills:\n  due_date: {days_after_invoice: 5}\n", "'bills.due_date'",
+     ["not a bill due-date rule", "{days_after_receive: N}"]),
+    ("bills:\n  due_date: autotask\n", "'bills.due_date'", ["payment_term, xero_contact"]),
+    ("bills:\n  accounts:\n    by_product_id: {Dell Laptop: 300}\n", "'bills.accounts.by_product_id", ["numeric Autotask id"]),
+    ("bills:\n  lines:\n    description_rules: [{contains: '', account_code: 300}]\n",
+     "'bills.lines.description_rules.0.contains'", ["at least 1 character"]),
+    ("bills:\n  lines:\n    description_rules: [{contains: cable}]\n", "'bills.lines.description_rules.0.account_code'",
+     ["is missing", "add it"]),
+])
+def test_bills_section_errors_name_the_key_and_the_fix(tmp_path, text, key, words):
+    path = write(tmp_path, text)
+    with pytest.raises(MappingError) as error:
+        load_mapping(path)
+    message = str(error.value)
+    assert str(path) in message and key in message and "Fix:" in message, message
+    assert all(word in message for word in words), message
+    # The invoice due-date wording is not used for the bills' rule.
+    if "due_date" in key:
+        assert "days_after_invoice: N" not in message
+
+
+def test_shipped_mapping_files_have_bills_sections():
+    demo = load_mapping(MAPPINGS / "demo.yaml").bills
+    example = load_mapping(MAPPINGS / "example.yaml").bills
+    assert demo.accounts.refuse_unmapped and demo.tax.tax_exempt == "NONE" and demo.freight.account_code == "310"
+    assert example.lines.description_rules and example.purchase_order_status == DEFAULT_PURCHASE_ORDER_STATUS

@@ -287,6 +287,9 @@ def generate_data(seed: int = 7, invoices: int = 40, *, start: date | None = Non
         })
 
     pos, po_items, receivings = _purchase_orders(rng, customers, start, days, max(3, invoices // 8))
+    # Cases the bills sync needs, from a stream of their own: every record above stays as it was.
+    _purchasing_cases(random.Random(f"purchasing:{seed}"), start, days, companies, contacts, customers, pos,
+                      po_items, receivings)
     for company in companies:
         company.pop("_paymentTerm", None)
     data.update({"Companies": companies, "Contacts": contacts, "Invoices": invoice_rows,
@@ -330,6 +333,108 @@ def _purchase_orders(rng, customers, start, days, count):
                 receiving_id += 1
             item_id += 1
     return pos, items, receivings
+
+
+# The foreign-currency vendor: billed in USD, tax-exempt (no GST on an overseas supplier's invoice).
+FOREIGN_VENDOR_ID = 203
+_FOREIGN_VENDOR = ("Pacific Components Inc", 4, 4)  # name, tax region, currency
+# First ids of the purchasing cases; moved past the generated records when a large data set reaches them.
+_CASE_PO_ID, _CASE_ITEM_ID, _CASE_RECEIVING_ID = 7901, 49001, 59001
+
+
+def _purchasing_cases(rng: random.Random, start: date, days: int, companies: list[dict], contacts: list[dict],
+                      customers: list[dict], pos: list[dict], items: list[dict], receivings: list[dict]) -> None:
+    """Purchase orders for the bills sync, appended after the generated ones (ids from _CASE_*_ID):
+
+    PO2026B001  Ingram Micro, delivered in two partial receivings with different vendor invoice numbers
+                (INV-88101, then INV-88342), freight 35.00: two bills, the freight on the first. INV-88101
+                covers two receivings a day apart, so a window can hold half of that bill.
+    PO2026B002  Dicker Data, cancelled before anything was received.
+    PO2026B003  Dicker Data, cancelled after a partial receiving (DD-55120), freight 15.00.
+    PO2026B004  Pacific Components (USD, tax-exempt), a product line at a 4-decimal unit cost and a line
+                with no product (memo "Cat6 patch cables, 50 pack"), freight 60.00, delivery by shippingDate.
+    PO2026B005  Ingram Micro, a receiving without a vendor invoice number.
+    PO2026B006  Dicker Data, vendor invoice INV-88101: the same bill number as Ingram's, another supplier.
+    PO2026B007  Ingram Micro, New (created, not submitted).
+    """
+    span = max(days, 1)
+
+    def day(offset: int, hour: int = 1, minute: int = 30) -> str:
+        return at_utc(datetime.combine(start + timedelta(days=min(offset, span - 1)), time(hour, minute),
+                                       tzinfo=timezone.utc))
+
+    name, region, currency = _FOREIGN_VENDOR
+    companies.append({
+        "id": FOREIGN_VENDOR_ID, "companyName": name, "companyNumber": "V2002", "companyType": 7, "isActive": True,
+        "taxRegionID": region, "isTaxExempt": True, "currencyID": currency, "city": "Seattle",
+        "phone": f"+1 206 {rng.randint(200, 999)} {rng.randint(1000, 9999)}", "createDate": "2024-02-01T00:00:00.000Z",
+        "userDefinedFields": [{"name": "Xero Sync", "value": "Yes"}, {"name": "Billing Contact", "value": None}],
+    })
+    first, last = rng.choice(_FIRST), rng.choice(_LAST)
+    contacts.append({
+        "id": max(c["id"] for c in contacts) + 1, "companyID": FOREIGN_VENDOR_ID, "firstName": first, "lastName": last,
+        "emailAddress": "accounts@pacificcomponents.example.com", "primaryContact": True, "isActive": 1,
+        "title": "Accounts Receivable", "createDate": "2024-02-01T00:00:00.000Z",
+        "lastModifiedDate": "2026-01-10T02:00:00.000Z", "userDefinedFields": [],
+    })
+    usd_rate = catalog.CURRENCIES[currency][2]
+    po_id = max([_CASE_PO_ID - 1, *(p["id"] for p in pos)]) + 1
+    item_id = max([_CASE_ITEM_ID - 1, *(i["id"] for i in items)]) + 1
+    receiving_id = max([_CASE_RECEIVING_ID - 1, *(r["id"] for r in receivings)]) + 1
+    resource = 29682885
+
+    # (number, vendor, status, submitted day, freight, extra PO fields,
+    #  [(product or None, memo, quantity, unit cost, [(received, day, vendor invoice number)])])
+    cases = [
+        ("PO2026B001", 201, 4, 3, Decimal("35.00"), {"latestEstimatedArrivalDate": day(12)},
+         [(31001, None, 4, None, [(2, 10, "INV-88101"), (2, 14, "INV-88342")]),
+          (31002, None, 2, None, [(2, 11, "INV-88101")])]),
+        ("PO2026B002", 202, 5, 4, Decimal("0.00"), {"cancelDateTime": day(6, 3)},
+         [(31003, None, 10, None, [])]),
+        ("PO2026B003", 202, 5, 5, Decimal("15.00"), {"cancelDateTime": day(11, 3)},
+         [(31006, None, 6, None, [(2, 9, "DD-55120")])]),
+        ("PO2026B004", FOREIGN_VENDOR_ID, 4, 6, Decimal("60.00"), {"shippingDate": day(8), "taxRegionID": region},
+         [(31002, None, 3, Decimal("368.1250"), [(3, 13, "PCI-2026-0412")]),
+          (None, "Cat6 patch cables, 50 pack", 2, Decimal("84.5000"), [(2, 13, "PCI-2026-0412")])]),
+        ("PO2026B005", 201, 4, 7, Decimal("0.00"), {}, [(31003, None, 1, None, [(1, 15, None)])]),
+        ("PO2026B006", 202, 4, 8, Decimal("0.00"), {}, [(31001, None, 1, Decimal("1398.0000"), [(1, 16, "INV-88101")])]),
+        ("PO2026B007", 201, 1, None, Decimal("0.00"), {}, [(31006, None, 2, None, [])]),
+    ]
+    pending = []
+    for number, vendor, status, submitted, freight, extra, lines in cases:
+        foreign = vendor == FOREIGN_VENDOR_ID
+        created = day(submitted if submitted is not None else 17, 0, 15)
+        pos.append({
+            "id": po_id, "purchaseOrderNumber": number, "vendorID": vendor,
+            "purchaseForCompanyID": customers[(po_id - _CASE_PO_ID) % len(customers)]["id"], "status": status,
+            "createDateTime": created, "submitDateTime": day(submitted) if submitted is not None else None,
+            "paymentTerm": 5, "taxRegionID": 1, "freight": freight,
+            "internalCurrencyFreight": money(freight / usd_rate) if foreign else freight,
+            "vendorInvoiceNumber": None, "shipToName": "Main Office", "creatorResourceID": resource, **extra,
+        })
+        for product, memo, quantity, cost, received in lines:
+            cost = cost if cost is not None else _PRODUCTS[product][3]
+            items.append({
+                "id": item_id, "orderID": po_id, "productID": product, "quantity": quantity, "unitCost": cost,
+                "internalCurrencyUnitCost": (cost / usd_rate).quantize(RATE_DP, rounding=ROUND_HALF_UP) if foreign else cost,
+                "memo": memo or _PRODUCTS[product][0],
+                "estimatedArrivalDate": day((submitted or 17) + 5),
+            })
+            before = 0
+            for count, offset, invoice in received:
+                pending.append((offset, item_id, {
+                    "purchaseOrderItemID": item_id, "quantityNowReceiving": count,
+                    "quantityPreviouslyReceived": before, "quantityBackOrdered": quantity - before - count,
+                    "receiveDate": day(offset, 2 + rng.randint(0, 5)), "receivedByResourceID": resource,
+                    "vendorInvoiceNumber": invoice,
+                }))
+                before += count
+            item_id += 1
+        po_id += 1
+    # Receivings get their ids in the order they happened, as Autotask records them.
+    for _, _, record in sorted(pending, key=lambda p: (p[0], p[1])):
+        receivings.append({"id": receiving_id, **record})
+        receiving_id += 1
 
 
 def load_data(path: str | Path) -> dict[str, list[dict]]:

@@ -210,10 +210,12 @@ def _modified_since(request: Request, documents: list[dict]) -> list[dict]:
     return [d for d in documents if d.get("UpdatedDateUTC") and d["UpdatedDateUTC"] >= since]
 
 
-def _filter(request: Request, views: list[tuple[dict, dict]], default_order) -> list[tuple[dict, dict]] | Response:
-    """views: (stored document, rendered view) pairs; `where`/`order` see the rendered view."""
+def _filter(request: Request, views: list[tuple[dict, dict]], default_order, *,
+            where: bool = True) -> list[tuple[dict, dict]] | Response:
+    """views: (stored document, rendered view) pairs; `where`/`order` see the rendered view. `where=False`:
+    the endpoint has no `where` parameter (it is ignored)."""
     try:
-        predicate = compile_where(_query(request, "where"))
+        predicate = compile_where(_query(request, "where") if where else None)
         kept = [(doc, view) for doc, view in views if predicate(view)]
         by_view = {id(view): (doc, view) for doc, view in kept}
         ordered = sort_documents([dict(view, _order=doc.get("_order", 0), _ref=id(view)) for doc, view in kept],
@@ -303,6 +305,25 @@ def _list_documents(request: Request, kind: DocKind, plural: str) -> Response:
     with org.lock:
         documents = list(getattr(org, kind.collection).values())
     documents = _modified_since(request, documents)
+    if kind is PURCHASE_ORDER:
+        # GET /PurchaseOrders takes only If-Modified-Since, Status, DateFrom, DateTo, order, page and
+        # pageSize: no `where`, IDs or ContactIDs. Like Xero, the others are ignored, not refused.
+        documents = _purchase_orders_filtered(request, documents)
+    else:
+        documents = _documents_filtered(request, kind, documents)
+    views = [(d, render_document(org, kind, d, unitdp=unitdp, with_lines=False)) for d in documents]
+    filtered = _filter(request, views, [("UpdatedDateUTC", False), ("_order", False)],
+                       where=kind is not PURCHASE_ORDER)
+    if isinstance(filtered, Response):
+        return filtered
+    page, pagination = _paged(request, [doc for doc, _ in filtered])
+    # Paged reads carry full line items; unpaged multi-document reads and summaryOnly do not.
+    with_lines = pagination is not None and not _flag(request, "summaryOnly", False)
+    items = [render_document(org, kind, d, unitdp=unitdp, with_lines=with_lines) for d in page]
+    return _envelope(request, plural, items, pagination)
+
+
+def _documents_filtered(request: Request, kind: DocKind, documents: list[dict]) -> list[dict]:
     ids = {i.lower() for i in _csv(request, "IDs")}
     if ids:
         documents = [d for d in documents if d[kind.id_field] in ids]
@@ -316,26 +337,24 @@ def _list_documents(request: Request, kind: DocKind, plural: str) -> Response:
     statuses = {s.upper() for s in _csv(request, "Statuses")} | {s.upper() for s in _csv(request, "Status")}
     if statuses:
         documents = [d for d in documents if d["Status"] in statuses]
-    if kind is PURCHASE_ORDER:
-        for name, keep in (("DateFrom", lambda d, when: d["Date"] >= when), ("DateTo", lambda d, when: d["Date"] <= when)):
-            if _query(request, name):
-                when = parse_date(_query(request, name))
-                documents = [d for d in documents if keep(d, when)]
     if _flag(request, "createdByMyApp", False):
         documents = [d for d in documents if d.get("_created_by") == _client_id(request)]
     term = (_query(request, "searchTerm") or "").casefold()
     if term:
         documents = [d for d in documents if term in str(d.get(kind.number_field, "")).casefold()
                      or term in str(d.get("Reference", "")).casefold()]
-    views = [(d, render_document(org, kind, d, unitdp=unitdp, with_lines=False)) for d in documents]
-    filtered = _filter(request, views, [("UpdatedDateUTC", False), ("_order", False)])
-    if isinstance(filtered, Response):
-        return filtered
-    page, pagination = _paged(request, [doc for doc, _ in filtered])
-    # Paged reads carry full line items; unpaged multi-document reads and summaryOnly do not.
-    with_lines = pagination is not None and not _flag(request, "summaryOnly", False)
-    items = [render_document(org, kind, d, unitdp=unitdp, with_lines=with_lines) for d in page]
-    return _envelope(request, plural, items, pagination)
+    return documents
+
+
+def _purchase_orders_filtered(request: Request, documents: list[dict]) -> list[dict]:
+    status = (_query(request, "Status") or "").strip().upper()
+    if status:
+        documents = [d for d in documents if d["Status"] == status]
+    for name, keep in (("DateFrom", lambda d, when: d["Date"] >= when), ("DateTo", lambda d, when: d["Date"] <= when)):
+        if _query(request, name):
+            when = parse_date(_query(request, name))
+            documents = [d for d in documents if keep(d, when)]
+    return documents
 
 
 _document_routes(INVOICE, "/Invoices", "Invoices")
