@@ -62,6 +62,13 @@ class DocumentKind:
     editable: frozenset[Status] = frozenset({Status.DRAFT})
     attachments: bool = False
     link: str | None = None         # where a person opens it in Xero ({id})
+    # How the set-aside reason names a number Xero already holds, and what to do about it.
+    number_label: str = "Invoice"
+    clash_fix: str = ("give Autotask invoice numbers a prefix (invoice_number: \"AT-{invoiceNumber}\" in the mapping file), "
+                      "or use invoice_number: xero")
+    # What a person does when the source changed after Xero's copy went past rewriting.
+    after_change: str = ("changed in Autotask after it was approved in Xero: raise a credit note in Xero "
+                         "(and a new invoice if needed)")
 
     def remove_status(self, current: Status | None) -> Status | None:
         return self.remove.get(current) if current is not None else None
@@ -76,7 +83,7 @@ INVOICE = DocumentKind(
 )
 CREDIT_NOTE = DocumentKind(
     name="credit_note", noun="credit note", endpoint="CreditNotes", xero_type="ACCRECCREDIT", numbers_unique=True,
-    marker=KeyKind.REFERENCE, remove=_VOID_OR_DELETE, attachments=True,
+    marker=KeyKind.REFERENCE, remove=_VOID_OR_DELETE, attachments=True, number_label="Credit Note",
     link="https://go.xero.com/AccountsReceivable/ViewCreditNote.aspx?creditNoteID={id}",
 )
 BILL = DocumentKind(
@@ -84,11 +91,14 @@ BILL = DocumentKind(
     marker=None, remove=_VOID_OR_DELETE, attachments=False,
     # A receiving corrected after it was billed is reported, never re-billed, whatever the bill's status.
     editable=frozenset(),
+    after_change=("a receiving changed in Autotask after its bill reached Xero: correct the bill in Xero "
+                  "(or ask the supplier for a credit note); the sync never bills a receiving twice"),
     link="https://go.xero.com/AccountsPayable/View.aspx?InvoiceID={id}",
 )
 PURCHASE_ORDER = DocumentKind(
     name="purchase_order", noun="purchase order", endpoint="PurchaseOrders", xero_type=None, numbers_unique=True,
-    marker=None,
+    marker=None, number_label="Purchase Order",
+    clash_fix="give purchase order numbers a prefix (bills.purchase_order_number in the mapping file)",
     # Purchase orders post nothing to the ledger: any status short of BILLED may be deleted or rewritten.
     remove={Status.DRAFT: Status.DELETED, Status.SUBMITTED: Status.DELETED, Status.AUTHORISED: Status.DELETED},
     editable=frozenset({Status.DRAFT, Status.SUBMITTED, Status.AUTHORISED}),
@@ -263,9 +273,6 @@ VOIDED_BEFORE_SYNC = "voided before sync"
 # Ledger states (ledger.models.DocState), repeated as plain text so the core needs no database import.
 _SENDING, _SYNCED, _VOIDED = "sending", "synced", "voided"
 
-CHANGED_AFTER_APPROVAL = "changed in Autotask after it was approved in Xero: raise a credit note in Xero (and a new invoice if needed)"
-
-
 def decide(plan: DocumentPlan, row: LedgerRow | None, xero_doc: XeroDocument | None) -> Decision:
     """What to do with one planned document.
 
@@ -325,7 +332,7 @@ def _decide_synced(kind: DocumentKind, plan: DocumentPlan, row, xero_doc) -> Dec
         return Decision(Action.UPDATE)
     shown = status.value if status is not None else "missing"
     return Decision(Action.NEEDS_PERSON, f"changed in Autotask after it reached Xero, where it is {shown}",
-                    CHANGED_AFTER_APPROVAL)
+                    kind.after_change)
 
 
 def _our_earlier_copy(plan: DocumentPlan, row, xero_doc: XeroDocument) -> bool:
@@ -340,18 +347,12 @@ def _our_earlier_copy(plan: DocumentPlan, row, xero_doc: XeroDocument) -> bool:
 def _clash_text(kind: DocumentKind, plan: DocumentPlan, doc: XeroDocument) -> tuple[str, str]:
     status = doc.status.value if doc.status is not None else "unknown status"
     if kind.numbers_unique:
-        noun = {"invoice": "Invoice", "credit_note": "Credit Note", "purchase_order": "Purchase Order"}.get(kind.name, kind.noun)
-        reason = (f"{noun} number {plan.natural_key} is already used in Xero by a document this sync did not create "
-                  f"({status}, total {doc.total}); it was not sent, and the Xero document was not changed")
-        fix = ("give Autotask invoice numbers a prefix (invoice_number: \"AT-{invoiceNumber}\" in the mapping file), "
-               "or use invoice_number: xero")
-        if kind.name == "purchase_order":
-            fix = "give purchase order numbers a prefix (bills.purchase_order_number in the mapping file)"
-        return reason, fix
+        reason = (f"{kind.number_label} number {plan.natural_key} is already used in Xero by a document this sync did "
+                  f"not create ({status}, total {doc.total}); it was not sent, and the Xero document was not changed")
+        return reason, kind.clash_fix
     reason = (f"the supplier already has a {kind.noun} numbered {plan.number} in Xero that this sync did not create "
               f"({status}, total {doc.total}); it was not sent again")
-    fix = "if Xero's bill is this one, nothing to do; otherwise correct the vendor invoice number in Autotask"
-    return reason, fix
+    return reason, "if Xero's bill is this one, nothing to do; otherwise correct the vendor invoice number in Autotask"
 
 
 def fix_for(message: str) -> str:

@@ -53,6 +53,8 @@ class FlowSpec:
     kinds: tuple[DocumentKind, ...]
     read_and_plan: ReadAndPlan
     fetch_pdf: FetchPdf | None = None       # attachments, for kinds that carry them
+    # Ledger housekeeping a real run (never a dry run) does once the plans are known.
+    before_send: Callable[[TenantContext, list[DocumentPlan]], None] | None = None
 
 
 @task(name="choose-window", cache_policy=NONE)
@@ -128,6 +130,8 @@ def _sync(ctx: TenantContext, spec: FlowSpec, planned: Planned, summary: RunSumm
         if not summary.dry_run:
             plans, contact_ids = _with_contacts(ctx, planned)
             _forget_other_kinds(ctx, spec, plans)
+            if spec.before_send is not None:
+                spec.before_send(ctx, plans)
         progress = create_progress_artifact(progress=0.0, description=f"{spec.name.capitalize()} into Xero for {ctx.tenant}")
         total, sent = max(len(plans), 1), 0
         for kind in spec.kinds:
