@@ -130,7 +130,7 @@ REFERENCE = ("BillingCodes", "TaxCategories", "InvoiceTemplates", "Currencies")
 def _autotask(settings: TenantSettings, problems: list[Problem], usage: bool) -> dict[str, list[dict]] | None:
     from atx.connections import autotask_client
     from clients.autotask import AutotaskError
-    from tasks.extract import picklists
+    from core.invoices import PICKLIST_ENTITIES
 
     try:
         with autotask_client(settings) as at:
@@ -139,7 +139,7 @@ def _autotask(settings: TenantSettings, problems: list[Problem], usage: bool) ->
                 return None
             everything = [{"op": "gte", "field": "id", "value": 0}]
             reference = {entity: list(at.query(entity, everything)) for entity in REFERENCE}
-            reference["Picklists"] = picklists(at)
+            reference["Picklists"] = at.picklists_of(PICKLIST_ENTITIES)
             return reference
     except AutotaskError as exc:
         problems.append(Problem("error", "Autotask credentials", _first_line(exc),

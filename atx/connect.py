@@ -45,7 +45,7 @@ def connect_autotask(tenant: str, *, username: str, secret: str, integration_cod
     try:
         with client as at:
             at.threshold()
-            zone = at._base()
+            zone = at.zone_url
     except AutotaskError as exc:
         raise ConnectError(f"Autotask refused these credentials: {exc}. Nothing was stored.") from None
     except httpx.HTTPError as exc:

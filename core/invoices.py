@@ -200,6 +200,11 @@ def xero_line_tax(line_amount: Decimal, rate_percent: Decimal, line_amount_types
 
 # -- reference data ----------------------------------------------------------------------------------
 
+# The Autotask entities whose picklist labels mapping rules may name (GL accounts, billing item types,
+# company classifications): the extract and `atx check` read the same ones.
+PICKLIST_ENTITIES = ("BillingCodes", "BillingItems", "Companies")
+
+
 class _Reference:
     """Autotask reference entities, indexed by id."""
 

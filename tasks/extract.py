@@ -14,7 +14,7 @@ from prefect.cache_policies import NONE
 
 from atx.connections import autotask_client
 from atx.settings import load_tenant
-from core.invoices import companies_frame, invoices_frame, lines_frame
+from core.invoices import PICKLIST_ENTITIES, companies_frame, invoices_frame, lines_frame
 
 REFERENCE_ENTITIES = (
     "BillingCodes", "TaxCategories", "Taxes", "TaxRegions", "Currencies", "PaymentTerms", "InvoiceTemplates", "Products",
@@ -73,40 +73,15 @@ def extract_invoices(tenant: str, since: date, until: date, revisit: list[int] |
             else []
         )
         reference = {entity: list(at.query(entity, ALL_RECORDS)) for entity in REFERENCE_ENTITIES}
-        reference["Picklists"] = picklists(at)
+        reference["Picklists"] = at.picklists_of(PICKLIST_ENTITIES)
+        web_url = at.web_url  # from the zone lookup the client already made
         return AutotaskExtract(
             invoices=invoices_frame(invoice_records),
             lines=lines_frame(line_records),
             companies=companies_frame(company_records),
             contacts=contacts,
             reference=reference,
-            api_calls=at.calls + 1,
-            web_url=_web_url(settings),
+            api_calls=at.calls,
+            web_url=web_url,
         )
 
-
-PICKLIST_ENTITIES = ("BillingCodes", "BillingItems", "Companies")
-
-
-def picklists(at) -> dict[str, list[dict]]:
-    """Labels of the picklists mapping rules may name (GL accounts, item types, classifications)."""
-    found: dict[str, list[dict]] = {}
-    for entity in PICKLIST_ENTITIES:
-        found.update(at.picklists(entity))
-    return found
-
-
-def _web_url(settings) -> str | None:
-    """Autotask's zoneInformation names the zone's web address (for links to invoices); None if unknown."""
-    import httpx
-
-    try:
-        response = httpx.get(
-            f"{settings.autotask.zone_lookup_url.rstrip('/')}/v1.0/zoneInformation",
-            params={"user": settings.autotask.username}, headers={"Accept": "application/json"}, timeout=30,
-        )
-        if response.status_code == 200:
-            return response.json().get("webUrl") or None
-    except (httpx.HTTPError, ValueError):
-        pass
-    return None
