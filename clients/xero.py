@@ -18,6 +18,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 import httpx
@@ -119,6 +121,113 @@ class ElementResult:
     number: str | None
     errors: list[str]
     element: Any = field(repr=False)
+
+
+# ---- the organisation's settings, as plain values --------------------------------------------------
+@dataclass(frozen=True)
+class XeroAccount:
+    code: str | None
+    name: str | None
+    type: str | None  # REVENUE, SALES, EXPENSE, BANK...
+    status: str | None  # ACTIVE, ARCHIVED...
+    tax_type: str | None  # the account's default TaxType
+
+
+@dataclass(frozen=True)
+class XeroTaxRate:
+    tax_type: str
+    name: str | None
+    effective_rate: Decimal  # percent
+    status: str | None  # ACTIVE, DELETED, ARCHIVED, PENDING; None when Xero sent none
+
+
+@dataclass(frozen=True)
+class XeroTrackingOption:
+    name: str
+    status: str | None
+
+
+@dataclass(frozen=True)
+class XeroTrackingCategory:
+    name: str
+    status: str | None
+    options: tuple[XeroTrackingOption, ...] = ()
+
+
+@dataclass(frozen=True)
+class XeroSettings:
+    """What the organisation is set up with, read once per settings TTL by `XeroGateway.settings()`, in
+    plain values (str, Decimal, date): no SDK model or enum leaves this module.
+
+    Nothing is filtered out: archived accounts, inactive tax rates and archived tracking options are
+    here with their status. Statuses are upper case, None when Xero sent none. What is usable for
+    sending is decided in one place, core/xero_settings.py, for `atx check` and the mapping alike."""
+
+    organisation_name: str
+    base_currency: str
+    timezone: str | None
+    period_lock_date: date | None
+    end_of_year_lock_date: date | None
+    accounts: tuple[XeroAccount, ...]
+    tax_rates: tuple[XeroTaxRate, ...]
+    tracking_categories: tuple[XeroTrackingCategory, ...]
+    branding_themes: dict[str, str]  # name -> BrandingThemeID
+    currencies: frozenset[str]  # codes of the currencies the organisation is subscribed to
+
+
+def _plain(value) -> str | None:
+    """An SDK enum or string as its text; None stays None."""
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+def _status_text(value) -> str | None:
+    text = _plain(value)
+    return text.upper() if text else None
+
+
+def _day(value) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    return value if isinstance(value, date) else None
+
+
+def _rate(tax_rate) -> Decimal:
+    rate = tax_rate.effective_rate if tax_rate.effective_rate is not None else tax_rate.display_tax_rate
+    return Decimal(str(rate or 0))
+
+
+def settings_from_models(organisation, accounts, tax_rates, tracking_categories, branding_themes,
+                         currencies) -> XeroSettings:
+    """XeroSettings from the SDK's models of the six settings endpoints."""
+    return XeroSettings(
+        organisation_name=str(organisation.name or ""),
+        base_currency=_plain(organisation.base_currency) or "",
+        timezone=_plain(organisation.timezone),
+        period_lock_date=_day(organisation.period_lock_date),
+        end_of_year_lock_date=_day(organisation.end_of_year_lock_date),
+        accounts=tuple(
+            XeroAccount(code=_plain(a.code), name=_plain(a.name), type=_plain(a.type), status=_status_text(a.status),
+                        tax_type=_plain(a.tax_type))
+            for a in accounts
+        ),
+        tax_rates=tuple(
+            XeroTaxRate(tax_type=str(t.tax_type), name=_plain(t.name), effective_rate=_rate(t),
+                        status=_status_text(t.status))
+            for t in tax_rates if t.tax_type
+        ),
+        tracking_categories=tuple(
+            XeroTrackingCategory(
+                name=str(c.name), status=_status_text(c.status),
+                options=tuple(XeroTrackingOption(name=str(o.name), status=_status_text(o.status))
+                              for o in (c.options or []) if o.name),
+            )
+            for c in tracking_categories if c.name
+        ),
+        branding_themes={str(t.name): str(t.branding_theme_id) for t in branding_themes if t.name},
+        currencies=frozenset(code for code in (_plain(c.code) for c in currencies) if code),
+    )
 
 
 # ---- identity: the consent's code exchange and the connections list ----------------------------------
@@ -648,9 +757,12 @@ class XeroGateway:
         return self._setting("tax_rates", lambda: self._call(
             self.accounting.get_tax_rates, write=False, what="reading tax rates").tax_rates or [])
 
-    def tracking_categories(self) -> list:
-        return self._setting("tracking", lambda: self._call(
-            self.accounting.get_tracking_categories, write=False, what="reading tracking categories").tracking_categories or [])
+    def tracking_categories(self, *, include_archived: bool = False) -> list:
+        """Active categories and options; with include_archived, the archived ones too (with their status)."""
+        extra = {"include_archived": True} if include_archived else {}
+        return self._setting("tracking+archived" if include_archived else "tracking", lambda: self._call(
+            self.accounting.get_tracking_categories, write=False, what="reading tracking categories",
+            **extra).tracking_categories or [])
 
     def branding_themes(self) -> list:
         return self._setting("themes", lambda: self._call(
@@ -663,6 +775,15 @@ class XeroGateway:
     def organisation(self):
         return self._setting("organisation", lambda: self._call(
             self.accounting.get_organisations, write=False, what="reading the organisation").organisations[0])
+
+    def settings(self) -> XeroSettings:
+        """The organisation, accounts, tax rates, tracking categories (archived included), branding themes
+        and currencies as plain values. Each endpoint goes through the settings memory above, so within
+        `settings_ttl_seconds` the preflight check and the mapping see the very same reading."""
+        return settings_from_models(
+            self.organisation(), self.accounts(), self.tax_rates(), self.tracking_categories(include_archived=True),
+            self.branding_themes(), self.currencies(),
+        )
 
     # ---- attachments and identity --------------------------------------------------------------------
     def attach_to_invoice(self, invoice_id: str, file_name: str, content: bytes, *, idempotency_key: str) -> None:

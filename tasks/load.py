@@ -29,6 +29,7 @@ from atx.connections import autotask_client, ledger_for, xero_gateway
 from atx.settings import load_tenant
 from clients.xero import XeroAuthError, XeroError, XeroOutcomeUnknown, XeroRateLimited
 from core.invoices import XeroReference, contact_names, content_hash, to_xero_contact, to_xero_invoice
+from core.xero_settings import xero_reference
 from ledger import Candidate, DocState
 
 DOC_INVOICE = "invoice"
@@ -109,31 +110,8 @@ def worth_retrying(task, task_run, state) -> bool:
 @task(name="read-xero-settings", retries=3, retry_delay_seconds=[5, 30, 120], retry_condition_fn=worth_retrying,
       cache_policy=NONE)
 def read_xero_reference(tenant: str) -> XeroReference:
-    settings = load_tenant(tenant)
-    xero = xero_gateway(settings)
-    org = xero.organisation()
-    accounts = xero.accounts()
-    tax_rates = xero.tax_rates()
-    currencies = xero.currencies()
-    tracking = {
-        str(c.name): frozenset(str(o.name) for o in (c.options or []) if _status(o) in ("ACTIVE", ""))
-        for c in xero.tracking_categories()
-        if c.name and _status(c) in ("ACTIVE", "")
-    }
-    themes = {str(t.name): str(t.branding_theme_id) for t in xero.branding_themes() if t.name}
-    base = str(getattr(org.base_currency, "value", org.base_currency))
-    return XeroReference(
-        account_codes=frozenset(a.code for a in accounts if a.code and str(getattr(a.status, "value", a.status)) == "ACTIVE"),
-        tax_types={
-            t.tax_type: Decimal(str(t.effective_rate if t.effective_rate is not None else t.display_tax_rate or 0))
-            for t in tax_rates
-            if t.tax_type and str(t.status) in ("ACTIVE", "None")
-        },
-        currencies=frozenset(str(getattr(c.code, "value", c.code)) for c in currencies) | {base},
-        base_currency=base,
-        tracking=tracking,
-        branding_themes=themes,
-    )
+    """The organisation's usable settings: the same derived view `atx check` checked the mapping against."""
+    return xero_reference(xero_gateway(load_tenant(tenant)).settings())
 
 
 # ---- resolving answers that never came ---------------------------------------------------------
