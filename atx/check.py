@@ -9,7 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from atx.settings import SettingsError, TenantSettings, load_all_tenants, load_tenant
+from atx.connections import autotask_client, xero_gateway
+from atx.settings import SecretRef, SettingsError, TenantSettings, load_all_tenants, load_tenant
+from clients.autotask import AutotaskError
+from clients.xero import XeroAuthError, XeroError
+from core.invoices import PICKLIST_ENTITIES, XeroReference
+from core.mapping import MappingError, load_mapping
+from core.xero_settings import xero_reference
 
 Severity = Literal["error", "warning"]
 
@@ -60,8 +66,6 @@ def blocking(name: str) -> list[Problem]:
 
 # ---- pieces ------------------------------------------------------------------------------------
 def _mapping(settings: TenantSettings, problems: list[Problem]):
-    from core.mapping import MappingError, load_mapping
-
     try:
         return load_mapping(settings.mapping_path())
     except (SettingsError, MappingError) as exc:
@@ -70,8 +74,6 @@ def _mapping(settings: TenantSettings, problems: list[Problem]):
 
 
 def _secrets(settings: TenantSettings) -> list[Problem]:
-    from atx.settings import SecretRef
-
     out = []
     for area, ref, fix in (
         ("Autotask secret", settings.autotask.secret, f"run `atx connect autotask --tenant {settings.name}`"),
@@ -84,19 +86,8 @@ def _secrets(settings: TenantSettings) -> list[Problem]:
     return out
 
 
-@dataclass
-class XeroFacts:
-    account_codes: set[str]
-    tax_types: set[str]
-    tracking: dict[str, set[str]]  # category name -> active option names
-    branding_themes: set[str]
-    currencies: set[str]
-
-
-def _xero(settings: TenantSettings, problems: list[Problem]) -> XeroFacts | None:
-    from atx.connections import xero_gateway
-    from clients.xero import XeroAuthError, XeroError
-
+def _xero(settings: TenantSettings, problems: list[Problem]) -> XeroReference | None:
+    """The organisation's usable settings, derived exactly as the mapping derives them (core/xero_settings.py)."""
     reconnect = f"run `atx connect xero --tenant {settings.name}`"
     try:
         gateway = xero_gateway(settings)
@@ -105,18 +96,7 @@ def _xero(settings: TenantSettings, problems: list[Problem]) -> XeroFacts | None
             problems.append(Problem("error", "Xero connection",
                                     f"the organisation {settings.xero.tenant_id} is not connected to this app.", reconnect))
             return None
-        org = gateway.organisation()
-        base = str(getattr(org.base_currency, "value", org.base_currency))
-        return XeroFacts(
-            account_codes={a.code for a in gateway.accounts() if a.code and _status(a.status) == "ACTIVE"},
-            tax_types={t.tax_type for t in gateway.tax_rates() if t.tax_type and _status(t.status) in ("ACTIVE", "NONE")},
-            tracking={
-                c.name: {o.name for o in (c.options or []) if _status(o.status) == "ACTIVE"}
-                for c in gateway.tracking_categories() if _status(c.status) == "ACTIVE"
-            },
-            branding_themes={t.name for t in gateway.branding_themes() if t.name},
-            currencies={str(getattr(c.code, "value", c.code)) for c in gateway.currencies()} | {base},
-        )
+        return xero_reference(gateway.settings())
     except XeroAuthError as exc:
         problems.append(Problem("error", "Xero connection", _first_line(exc), reconnect))
     except XeroError as exc:
@@ -128,10 +108,6 @@ REFERENCE = ("BillingCodes", "TaxCategories", "InvoiceTemplates", "Currencies")
 
 
 def _autotask(settings: TenantSettings, problems: list[Problem], usage: bool) -> dict[str, list[dict]] | None:
-    from atx.connections import autotask_client
-    from clients.autotask import AutotaskError
-    from tasks.extract import picklists
-
     try:
         with autotask_client(settings) as at:
             at.threshold()  # the cheapest authenticated call: proves zone, user, secret and integration code
@@ -139,7 +115,7 @@ def _autotask(settings: TenantSettings, problems: list[Problem], usage: bool) ->
                 return None
             everything = [{"op": "gte", "field": "id", "value": 0}]
             reference = {entity: list(at.query(entity, everything)) for entity in REFERENCE}
-            reference["Picklists"] = picklists(at)
+            reference["Picklists"] = at.picklists_of(PICKLIST_ENTITIES)
             return reference
     except AutotaskError as exc:
         problems.append(Problem("error", "Autotask credentials", _first_line(exc),
@@ -150,42 +126,45 @@ def _autotask(settings: TenantSettings, problems: list[Problem], usage: bool) ->
     return None
 
 
-def mapping_targets(mapping, xero: XeroFacts) -> list[Problem]:
-    """Every Xero thing the mapping names exists (and is active) in the organisation."""
+def mapping_targets(mapping, xero: XeroReference) -> list[Problem]:
+    """Every Xero thing the mapping names is usable in the organisation, judged on the mapping's own view
+    (core/xero_settings.py) with its own lookups: an error here is a document the mapping would set aside."""
     out: list[Problem] = []
     accounts = getattr(mapping, "accounts", None)
     for key, code in _named_values(accounts, "accounts"):
         if code not in xero.account_codes:
             out.append(Problem("error", "mapping " + key, f"account code {code} is not an active account in Xero.",
-                               f"create account {code} in Xero, or change {key} to an existing code"))
+                               f"create (or restore) account {code} in Xero, or change {key} to an active code"))
     tax = getattr(mapping, "tax", None)
     for key, tax_type in _named_values(tax, "tax"):
         if tax_type not in xero.tax_types:
             out.append(Problem("error", "mapping " + key, f"tax type {tax_type} is not an active tax rate in Xero.",
                                f"create the tax rate in Xero, or change {key} to one of {', '.join(sorted(xero.tax_types)[:8])}…"))
     rounding = getattr(tax, "rounding", None)
-    if rounding is not None:
-        code = getattr(rounding, "account_code", None)
-        if code and code not in xero.account_codes:
-            out.append(Problem("error", "mapping tax.rounding.account_code", f"account code {code} is not in Xero.",
-                               "point it at an existing account"))
-        if getattr(rounding, "strategy", None) == "rounding_line" and rounding.tax_type not in xero.tax_types:
-            out.append(Problem("error", "mapping tax.rounding.tax_type", f"tax type {rounding.tax_type} is not in Xero.",
-                               "use a 0 % tax type that exists"))
+    if rounding is not None and getattr(rounding, "strategy", None) == "rounding_line":
+        code = rounding.account_code
+        if code not in xero.account_codes:
+            out.append(Problem("error", "mapping tax.rounding.account_code", f"account code {code} is not an active "
+                               "account in Xero.", "point it at an active account"))
+        rate = xero.tax_types.get(rounding.tax_type)
+        if rate is None or rate != 0:
+            what = "is not an active tax rate" if rate is None else f"is a {rate} % rate, not 0 %,"
+            out.append(Problem("error", "mapping tax.rounding.tax_type", f"tax type {rounding.tax_type} {what} in Xero.",
+                               "use an active 0 % tax type, for example NONE"))
     for i, rule in enumerate(getattr(mapping, "tracking", None) or []):
-        options = xero.tracking.get(rule.category)
-        if options is None:
+        category = xero.tracking_category(rule.category)
+        if category is None:
             out.append(Problem("error", f"mapping tracking[{i}]", f"tracking category {rule.category!r} is not active in Xero.",
                                "create it in Xero (Settings > Tracking categories) or correct its name"))
             continue
         for value, option in (getattr(rule, "options", None) or {}).items():
-            if option not in options:
+            if xero.tracking_option(category, option) is None:
                 out.append(Problem("error", f"mapping tracking[{i}].options.{value}",
-                                   f"option {option!r} is not an active option of {rule.category!r} in Xero.",
-                                   "add the option in Xero or correct its name"))
+                                   f"option {option!r} is not an active option of {category!r} in Xero.",
+                                   "add (or restore) the option in Xero or correct its name"))
     branding = getattr(mapping, "branding_themes", None)
     for key, theme in _named_values(branding, "branding_themes"):
-        if theme not in xero.branding_themes:
+        if xero.branding_theme_id(theme) is None:
             out.append(Problem("error", "mapping " + key, f"branding theme {theme!r} is not in Xero.",
                                "create the theme in Xero (Invoice settings) or use one of: " + ", ".join(sorted(xero.branding_themes))))
     return out
@@ -225,7 +204,7 @@ def mapping_coverage(mapping, reference: dict[str, list[dict]]) -> list[Problem]
     return out
 
 
-def currencies(reference: dict[str, list[dict]], xero: XeroFacts) -> list[Problem]:
+def currencies(reference: dict[str, list[dict]], xero: XeroReference) -> list[Problem]:
     out = []
     for currency in reference.get("Currencies", []):
         code = currency.get("name") or currency.get("currencyCode")
@@ -285,10 +264,6 @@ def _label_mapped(accounts, code: dict, reference: dict) -> bool:
     labels = getattr(accounts, "by_gl_account_label", None) or {}
     gl = {str(v.get("value")): str(v.get("label")) for v in reference.get("Picklists", {}).get("BillingCodes.generalLedgerAccount", [])}
     return bool(labels) and gl.get(str(code.get("generalLedgerAccount"))) in labels
-
-
-def _status(value) -> str:
-    return str(getattr(value, "value", value)).upper()
 
 
 def _first_line(exc: BaseException) -> str:

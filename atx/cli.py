@@ -350,10 +350,11 @@ def connect_xero_cmd(
 ) -> None:
     """OAuth 2.0 code flow with PKCE: consent in the browser, callback on a loopback port, pick the organisation."""
     _quiet_prefect()
-    from atx.connect import (DEFAULT_SCOPES, ConnectError, consent_url, exchange_code, list_connections, pick_org,
-                             resolve_or_none, save_xero_connection, store_secret, wait_for_callback)
+    from atx.connect import (DEFAULT_SCOPES, ConnectError, consent_url, pick_org, resolve_or_none,
+                             save_xero_connection, store_secret, wait_for_callback)
     from atx.connections import xero_endpoints
     from atx.settings import load_tenant
+    from clients.xero import XeroError, exchange_code, list_connections
 
     settings = load_tenant(tenant)
     client_id = client_id or settings.xero.client_id
@@ -377,8 +378,9 @@ def connect_xero_cmd(
             raise ConnectError("the answer from Xero does not match this request (state); run the command again")
         if "code" not in answer:
             raise ConnectError(f"Xero did not grant access: {answer.get('error', 'no code')} {answer.get('error_description', '')}")
-        token = exchange_code(endpoints.token_url, client_id, secret, consent, answer["code"])
-        granted = list_connections(endpoints.identity_url, token["access_token"])
+        token = exchange_code(endpoints, client_id=client_id, client_secret=secret, code=answer["code"],
+                              redirect_uri=consent.redirect_uri, code_verifier=consent.verifier)
+        granted = list_connections(endpoints, token["access_token"])
 
         def choose(orgs):
             for i, c in enumerate(orgs, 1):
@@ -387,7 +389,7 @@ def connect_xero_cmd(
 
         chosen = pick_org(granted, org, choose)
         save_xero_connection(settings, client_id=client_id, client_secret_ref=ref, org=chosen, token=token)
-    except ConnectError as exc:
+    except (ConnectError, XeroError) as exc:  # neither carries the secret, the code or a token
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1)
     console.print(f"Xero connected for [bold]{tenant}[/]: {chosen.get('tenantName')} ({chosen['tenantId']}).")

@@ -1,7 +1,9 @@
 """`atx connect`: credentials into Prefect Secret blocks, and Xero's consent (code + PKCE) on a loopback port.
 
 Secrets are stored one string per Secret block (a dict Secret comes back unmasked from the API) and the
-tenant file is rewritten to name the block. The Xero token set goes to the ledger's token store.
+tenant file is rewritten to name the block. The Xero token set goes to the ledger's token store. Only the
+person's part is here (consent page, browser, loopback callback, choosing the organisation): the calls to
+Xero's identity service (`exchange_code`, `list_connections`) and to Autotask belong to clients/.
 """
 from __future__ import annotations
 
@@ -10,13 +12,15 @@ import hashlib
 import http.server
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
+from atx.connections import forget_clients, ledger_for
 from atx.settings import SecretRef, SettingsError, TenantSettings, load_tenant, save_tenant
+from clients.autotask import AutotaskClient, AutotaskError
+from ledger import LedgerTokenStore
 
 DEFAULT_SCOPES = ("offline_access accounting.invoices accounting.payments accounting.contacts "
                   "accounting.settings accounting.attachments")
@@ -37,15 +41,13 @@ def store_secret(block_name: str, value: str) -> str:
 def connect_autotask(tenant: str, *, username: str, secret: str, integration_code: str,
                      zone_lookup_url: str | None = None) -> tuple[TenantSettings, str]:
     """Discover the zone, prove the credentials with one cheap call, then store them. Returns (settings, zone)."""
-    from clients.autotask import AutotaskClient, AutotaskError
-
     settings = load_tenant(tenant)
     lookup = zone_lookup_url or settings.autotask.zone_lookup_url
     client = AutotaskClient(username=username, secret=secret, integration_code=integration_code, zone_lookup_url=lookup)
     try:
         with client as at:
             at.threshold()
-            zone = at._base()
+            zone = at.zone_url
     except AutotaskError as exc:
         raise ConnectError(f"Autotask refused these credentials: {exc}. Nothing was stored.") from None
     except httpx.HTTPError as exc:
@@ -123,30 +125,6 @@ def wait_for_callback(host: str, port: int, timeout: float) -> dict:
         server.server_close()
 
 
-def exchange_code(token_url: str, client_id: str, client_secret: str, consent: Consent, code: str) -> dict:
-    response = httpx.post(token_url, data={
-        "grant_type": "authorization_code", "code": code, "redirect_uri": consent.redirect_uri,
-        "code_verifier": consent.verifier,
-    }, auth=(client_id, client_secret), timeout=30)
-    if response.status_code != 200:
-        error = response.json().get("error", response.status_code) if response.headers.get("content-type", "").startswith("application/json") else response.status_code
-        raise ConnectError(f"Xero refused the authorisation code ({error}); run `atx connect xero` again")
-    token = response.json()
-    token["expires_at"] = time.time() + int(token.get("expires_in", 1800))
-    if isinstance(token.get("scope"), str):
-        token["scope"] = token["scope"].split()
-    keep = ("access_token", "refresh_token", "expires_in", "token_type", "scope", "id_token", "expires_at")
-    return {k: v for k, v in token.items() if k in keep}
-
-
-def list_connections(identity_url: str, access_token: str) -> list[dict]:
-    response = httpx.get(f"{identity_url}/connections", headers={"Authorization": f"Bearer {access_token}",
-                                                                  "Accept": "application/json"}, timeout=30)
-    if response.status_code != 200:
-        raise ConnectError(f"Xero did not list the organisations granted (HTTP {response.status_code})")
-    return response.json()
-
-
 def pick_org(connections: list[dict], wanted: str | None, choose=None) -> dict:
     orgs = [c for c in connections if c.get("tenantType", "ORGANISATION") == "ORGANISATION"]
     if not orgs:
@@ -166,9 +144,6 @@ def pick_org(connections: list[dict], wanted: str | None, choose=None) -> dict:
 
 def save_xero_connection(settings: TenantSettings, *, client_id: str, client_secret_ref: str, org: dict,
                          token: dict) -> TenantSettings:
-    from atx.connections import forget_clients, ledger_for
-    from ledger import LedgerTokenStore
-
     xero = settings.xero.model_copy(update={"client_id": client_id, "client_secret": client_secret_ref,
                                             "tenant_id": org["tenantId"]})
     settings = settings.model_copy(update={"xero": xero})

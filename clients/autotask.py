@@ -59,6 +59,9 @@ class AutotaskClient:
         self.zone_lookup_url = zone_lookup_url.rstrip("/")
         self._zone_discovered = base_url is None
         self._api_base = _api_base(base_url) if base_url else None
+        # The zone's web address (links to invoices), from the same zoneInformation answer as the API base.
+        self._web_url: str | None = None
+        self._zone_read = False
         self.threads_per_entity = threads_per_entity
         self.max_retries = max_retries
         self._sleep = sleep
@@ -125,6 +128,42 @@ class AutotaskClient:
         fields = self._send("GET", f"{entity}/entityInformation/fields", entity).get("fields") or []
         return {f"{entity}.{f['name']}": f.get("picklistValues") or [] for f in fields if f.get("isPickList")}
 
+    def picklists_of(self, entities: Iterable[str]) -> dict[str, list[dict]]:
+        """The picklists of several entities in one mapping ("Entity.field" -> [{value, label, ...}]),
+        one entityInformation/fields call per entity."""
+        found: dict[str, list[dict]] = {}
+        for entity in dict.fromkeys(entities):
+            found.update(self.picklists(entity))
+        return found
+
+    @property
+    def zone_url(self) -> str:
+        """The API base this client sends to: the discovered zone's, or the base_url it was given."""
+        return self._base()
+
+    @property
+    def web_url(self) -> str | None:
+        """The zone's web address (for example "https://ww5.autotask.net/"), for links back to invoices.
+
+        It comes from the zone lookup the client makes anyway, so it costs no call once the zone is
+        known. A client given base_url makes that one lookup when first asked; None when Autotask names
+        no web address (or, with base_url, when the lookup fails: the API itself is not affected)."""
+        with self._zone_lock:
+            if self._zone_read:
+                return self._web_url
+        if self._zone_discovered:
+            self._base()  # the lookup that finds the zone names its web address too
+        else:
+            with self._zone_lock:
+                if not self._zone_read:
+                    try:
+                        self._web_url = _web_url_of(self._zone_information())
+                    except AutotaskError:
+                        self._web_url = None
+                    self._zone_read = True
+        with self._zone_lock:
+            return self._web_url
+
     def invoice_pdf(self, invoice_id: int) -> tuple[str, bytes]:
         result = self._send("GET", f"Invoices/{int(invoice_id)}/InvoicePdf", "Invoices")
         if isinstance(result.get("item"), dict):  # some tenants wrap the file model
@@ -183,29 +222,41 @@ class AutotaskClient:
         with self._zone_lock:
             if self._api_base is not None and self._api_base != stale:
                 return  # another thread already (re)resolved it
-            url = f"{self.zone_lookup_url}/v1.0/zoneInformation"
-            for attempt in range(self.max_retries + 1):
-                self._count_call()
-                try:
-                    resp = self._http.get(url, params={"user": self.username}, headers={"Accept": "application/json"})
-                except httpx.TransportError as exc:
-                    if attempt < self.max_retries:
-                        self._sleep(_backoff(attempt))
-                        continue
-                    raise AutotaskError(f"Autotask zone lookup at {self.zone_lookup_url} failed: "
-                                        f"{type(exc).__name__}") from None
-                if resp.status_code >= 502 and attempt < self.max_retries:
+            zone = self._zone_information()
+            self._api_base = _api_base(zone["url"])
+            self._web_url = _web_url_of(zone)
+            self._zone_read = True
+
+    def _zone_information(self) -> dict:
+        """GET zoneInformation for this user (counted, retried on transport errors and 5xx)."""
+        url = f"{self.zone_lookup_url}/v1.0/zoneInformation"
+        for attempt in range(self.max_retries + 1):
+            self._count_call()
+            try:
+                resp = self._http.get(url, params={"user": self.username}, headers={"Accept": "application/json"})
+            except httpx.TransportError as exc:
+                if attempt < self.max_retries:
                     self._sleep(_backoff(attempt))
                     continue
-                break
-            if resp.status_code != 200:
-                errors = _error_strings(resp)
-                raise AutotaskAuthError(
-                    f"Autotask zone lookup for API user {self.username!r} failed (HTTP {resp.status_code}: "
-                    f"{'; '.join(errors) or 'no detail'}). Check the API user name.",
-                    status=resp.status_code, errors=errors)
+                raise AutotaskError(f"Autotask zone lookup at {self.zone_lookup_url} failed: "
+                                    f"{type(exc).__name__}") from None
+            if resp.status_code >= 502 and attempt < self.max_retries:
+                self._sleep(_backoff(attempt))
+                continue
+            break
+        if resp.status_code != 200:
+            errors = _error_strings(resp)
+            raise AutotaskAuthError(
+                f"Autotask zone lookup for API user {self.username!r} failed (HTTP {resp.status_code}: "
+                f"{'; '.join(errors) or 'no detail'}). Check the API user name.",
+                status=resp.status_code, errors=errors)
+        try:
             zone = _loads(resp.content)
-            self._api_base = _api_base(zone["url"])
+        except ValueError:
+            zone = None
+        if not isinstance(zone, dict) or not zone.get("url"):
+            raise AutotaskError(f"Autotask zone lookup for API user {self.username!r} named no zone URL")
+        return zone
 
     def _send(self, method: str, path_or_url: str, entity: str, *, payload: str | None = None,
               kind: str = "read", read: bool = True) -> dict:
@@ -271,6 +322,11 @@ class AutotaskClient:
 
 def _api_base(zone_url: str) -> str:
     return zone_url.rstrip("/") + "/v1.0/"
+
+
+def _web_url_of(zone: dict) -> str | None:
+    web_url = zone.get("webUrl")
+    return str(web_url) if web_url else None
 
 
 def _backoff(attempt: int, slow: bool = False) -> float:

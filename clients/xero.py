@@ -18,6 +18,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 import httpx
@@ -48,6 +50,10 @@ class XeroError(Exception):
 
 class XeroAuthError(XeroError):
     """The connection needs a person: revoked, expired beyond refresh, or the organisation disconnected."""
+
+
+class XeroTokenRefused(XeroAuthError):
+    """Xero refused an access token (HTTP 401): one refresh may cure it, a second refusal needs a person."""
 
 
 class XeroRateLimited(XeroError):
@@ -120,6 +126,204 @@ class ElementResult:
     number: str | None
     errors: list[str]
     element: Any = field(repr=False)
+
+
+# ---- the organisation's settings, as plain values --------------------------------------------------
+@dataclass(frozen=True)
+class XeroAccount:
+    code: str | None
+    name: str | None
+    type: str | None  # REVENUE, SALES, EXPENSE, BANK...
+    status: str | None  # ACTIVE, ARCHIVED...
+    tax_type: str | None  # the account's default TaxType
+
+
+@dataclass(frozen=True)
+class XeroTaxRate:
+    tax_type: str
+    name: str | None
+    effective_rate: Decimal  # percent
+    status: str | None  # ACTIVE, DELETED, ARCHIVED, PENDING; None when Xero sent none
+
+
+@dataclass(frozen=True)
+class XeroTrackingOption:
+    name: str
+    status: str | None
+
+
+@dataclass(frozen=True)
+class XeroTrackingCategory:
+    name: str
+    status: str | None
+    options: tuple[XeroTrackingOption, ...] = ()
+
+
+@dataclass(frozen=True)
+class XeroSettings:
+    """What the organisation is set up with, read once per settings TTL by `XeroGateway.settings()`, in
+    plain values (str, Decimal, date): no SDK model or enum leaves this module.
+
+    Nothing is filtered out: archived accounts, inactive tax rates and archived tracking options are
+    here with their status. Statuses are upper case, None when Xero sent none. What is usable for
+    sending is decided in one place, core/xero_settings.py, for `atx check` and the mapping alike."""
+
+    organisation_name: str
+    base_currency: str
+    timezone: str | None
+    period_lock_date: date | None
+    end_of_year_lock_date: date | None
+    accounts: tuple[XeroAccount, ...]
+    tax_rates: tuple[XeroTaxRate, ...]
+    tracking_categories: tuple[XeroTrackingCategory, ...]
+    branding_themes: dict[str, str]  # name -> BrandingThemeID
+    currencies: frozenset[str]  # codes of the currencies the organisation is subscribed to
+
+
+def _plain(value) -> str | None:
+    """An SDK enum or string as its text; None stays None."""
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+def _status_text(value) -> str | None:
+    text = _plain(value)
+    return text.upper() if text else None
+
+
+def _day(value) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    return value if isinstance(value, date) else None
+
+
+def _rate(tax_rate) -> Decimal:
+    rate = tax_rate.effective_rate if tax_rate.effective_rate is not None else tax_rate.display_tax_rate
+    return Decimal(str(rate or 0))
+
+
+def settings_from_models(organisation, accounts, tax_rates, tracking_categories, branding_themes,
+                         currencies) -> XeroSettings:
+    """XeroSettings from the SDK's models of the six settings endpoints."""
+    return XeroSettings(
+        organisation_name=str(organisation.name or ""),
+        base_currency=_plain(organisation.base_currency) or "",
+        timezone=_plain(organisation.timezone),
+        period_lock_date=_day(organisation.period_lock_date),
+        end_of_year_lock_date=_day(organisation.end_of_year_lock_date),
+        accounts=tuple(
+            XeroAccount(code=_plain(a.code), name=_plain(a.name), type=_plain(a.type), status=_status_text(a.status),
+                        tax_type=_plain(a.tax_type))
+            for a in accounts
+        ),
+        tax_rates=tuple(
+            XeroTaxRate(tax_type=str(t.tax_type), name=_plain(t.name), effective_rate=_rate(t),
+                        status=_status_text(t.status))
+            for t in tax_rates if t.tax_type
+        ),
+        tracking_categories=tuple(
+            XeroTrackingCategory(
+                name=str(c.name), status=_status_text(c.status),
+                options=tuple(XeroTrackingOption(name=str(o.name), status=_status_text(o.status))
+                              for o in (c.options or []) if o.name),
+            )
+            for c in tracking_categories if c.name
+        ),
+        branding_themes={str(t.name): str(t.branding_theme_id) for t in branding_themes if t.name},
+        currencies=frozenset(code for code in (_plain(c.code) for c in currencies) if code),
+    )
+
+
+# ---- identity: the consent's code exchange and the connections list ----------------------------------
+def exchange_code(endpoints: XeroEndpoints, *, client_id: str, client_secret: str, code: str, redirect_uri: str,
+                  code_verifier: str, timeout: float = 30) -> dict:
+    """POST the consent's authorisation code and its PKCE verifier to Xero's token endpoint.
+
+    Returns the token set as token stores keep it (`expires_at` added, `scope` a list). A refused code,
+    verifier, redirect URI or client is XeroAuthError (run the consent again); an identity service that
+    fails or does not answer is XeroUnavailable. No message carries the secret, the code, the verifier
+    or a token."""
+    hidden = (client_secret, code, code_verifier)
+    try:
+        response = httpx.post(
+            endpoints.token_url,
+            data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+                  "code_verifier": code_verifier},
+            auth=(client_id, client_secret), headers={"Accept": "application/json"}, timeout=timeout,
+        )
+    except httpx.HTTPError as exc:
+        raise XeroUnavailable(f"Xero's token endpoint did not answer ({type(exc).__name__}) while exchanging the "
+                              "authorisation code; run `atx connect xero` again later") from None
+    status = response.status_code
+    if status == 429 or status >= 500:
+        raise XeroUnavailable(f"Xero's token endpoint answered {status} while exchanging the authorisation code; "
+                              "run `atx connect xero` again later")
+    if status != 200:
+        error = _scrub(str(_safe_json(response).get("error") or f"HTTP {status}"), hidden)
+        if error == "invalid_client":
+            raise XeroAuthError("Xero refused the app's client id or secret (invalid_client): check xero.client_id "
+                                "in the tenant file and the client secret, then run `atx connect xero` again")
+        raise XeroAuthError(f"Xero refused the authorisation code ({error}); run `atx connect xero` again")
+    body = _safe_json(response)
+    if not body.get("access_token"):
+        raise XeroError("Xero's token endpoint answered without an access token; run `atx connect xero` again")
+    return _token_set(body)
+
+
+def list_connections(endpoints: XeroEndpoints, access_token: str, *, timeout: float = 30, attempts: int = 4,
+                     sleep: Callable[[float], None] = time.sleep, max_wait: float = 120) -> list[dict]:
+    """GET /connections: the organisations (tenants) the grant behind `access_token` reaches.
+
+    A read: no answer, 429 and 5xx are tried `attempts` times in all (waiting Retry-After when it is at
+    most `max_wait`), then XeroUnavailable. A refused token is XeroTokenRefused (a XeroAuthError)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            response = httpx.get(
+                f"{endpoints.identity_url}/connections",
+                headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"}, timeout=timeout,
+            )
+        except httpx.HTTPError as exc:
+            if attempt < attempts:
+                sleep(2**attempt)
+                continue
+            raise XeroUnavailable(f"no answer from Xero while listing connections ({type(exc).__name__})") from None
+        status = response.status_code
+        if status == 401:
+            raise XeroTokenRefused("Xero refused the access token while listing connections (HTTP 401)")
+        if status == 403:
+            raise XeroAuthError("Xero refused access to the connections list (HTTP 403); run `atx connect xero` again")
+        if status == 429 or status >= 500:
+            if attempt < attempts:
+                retry_after = _float(response.headers.get("Retry-After"))
+                sleep(retry_after if retry_after is not None and retry_after <= max_wait else 2**attempt)
+                continue
+            raise XeroUnavailable(f"Xero answered {status} {attempt} times while listing connections")
+        if status != 200:
+            raise XeroError(f"Xero answered {status} while listing connections")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, list):
+            raise XeroError("Xero's connections list was not a list")
+        return body
+    raise XeroUnavailable("Xero was not asked for its connections (attempts must be at least 1)")
+
+
+def _token_set(body: dict) -> dict:
+    token = dict(body)
+    token["expires_at"] = time.time() + int(token.get("expires_in") or 1800)
+    if isinstance(token.get("scope"), str):
+        token["scope"] = token["scope"].split()
+    return {k: v for k, v in token.items() if k in TOKEN_KEYS}
+
+
+def _scrub(text: str, hidden: Iterable[str]) -> str:
+    for secret in hidden:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 # ---- pacing ------------------------------------------------------------------------------------------
@@ -749,9 +953,12 @@ class XeroGateway(DocumentsMixin):
         return self._setting("tax_rates", lambda: self._call(
             self.accounting.get_tax_rates, write=False, what="reading tax rates").tax_rates or [])
 
-    def tracking_categories(self) -> list:
-        return self._setting("tracking", lambda: self._call(
-            self.accounting.get_tracking_categories, write=False, what="reading tracking categories").tracking_categories or [])
+    def tracking_categories(self, *, include_archived: bool = False) -> list:
+        """Active categories and options; with include_archived, the archived ones too (with their status)."""
+        extra = {"include_archived": True} if include_archived else {}
+        return self._setting("tracking+archived" if include_archived else "tracking", lambda: self._call(
+            self.accounting.get_tracking_categories, write=False, what="reading tracking categories",
+            **extra).tracking_categories or [])
 
     def branding_themes(self) -> list:
         return self._setting("themes", lambda: self._call(
@@ -764,6 +971,15 @@ class XeroGateway(DocumentsMixin):
     def organisation(self):
         return self._setting("organisation", lambda: self._call(
             self.accounting.get_organisations, write=False, what="reading the organisation").organisations[0])
+
+    def settings(self) -> XeroSettings:
+        """The organisation, accounts, tax rates, tracking categories (archived included), branding themes
+        and currencies as plain values. Each endpoint goes through the settings memory above, so within
+        `settings_ttl_seconds` the preflight check and the mapping see the very same reading."""
+        return settings_from_models(
+            self.organisation(), self.accounts(), self.tax_rates(), self.tracking_categories(include_archived=True),
+            self.branding_themes(), self.currencies(),
+        )
 
     # ---- attachments and identity --------------------------------------------------------------------
     def attach_to_invoice(self, invoice_id: str, file_name: str, content: bytes, *, idempotency_key: str) -> None:
@@ -779,39 +995,23 @@ class XeroGateway(DocumentsMixin):
         )
 
     def connections(self) -> list[dict]:
-        """GET /connections: the organisations this grant reaches. A read: retried, refreshed once on 401."""
-        attempt, refreshed = 0, False
-        while True:
-            attempt += 1
-            token = self.current_token()
-            try:
-                response = httpx.get(
-                    f"{self.endpoints.identity_url}/connections",
-                    headers={"Authorization": f"Bearer {token['access_token']}", "Accept": "application/json"},
-                    timeout=self._timeout[1],
-                )
-            except httpx.HTTPError as exc:
-                if attempt < 4:
-                    self._sleep(2**attempt)
-                    continue
-                raise XeroUnavailable(f"no answer from Xero while listing connections ({type(exc).__name__})") from None
-            if response.status_code == 401 and not refreshed:
-                # Xero's clock may disagree with expires_at: one refresh decides.
-                refreshed = True
-                self._refresh_refused(token.get("access_token"))
-                continue
-            if response.status_code == 401:
-                raise XeroAuthError("Xero refused the token while listing connections: "
-                                    + RECONNECT_HINT.format(tenant=self.connection_name))
-            if response.status_code == 429 or response.status_code >= 500:
-                if attempt < 4:
-                    retry_after = _float(response.headers.get("Retry-After"))
-                    self._sleep(retry_after if retry_after is not None and retry_after <= self._max_wait else 2**attempt)
-                    continue
-                raise XeroUnavailable(f"Xero answered {response.status_code} {attempt} times while listing connections")
-            if response.status_code != 200:
-                raise XeroError(f"Xero answered {response.status_code} while listing connections")
-            return response.json()
+        """GET /connections (list_connections): the organisations this grant reaches. A read: retried, and
+        refreshed once when Xero refuses the token."""
+        token = self.current_token()
+        try:
+            return self._list_connections(token)
+        except XeroTokenRefused:
+            # Xero's clock may disagree with expires_at: one refresh decides.
+            token = self._refresh_refused(token.get("access_token"))
+        try:
+            return self._list_connections(token)
+        except XeroTokenRefused:
+            raise XeroAuthError("Xero refused the token while listing connections: "
+                                + RECONNECT_HINT.format(tenant=self.connection_name)) from None
+
+    def _list_connections(self, token: dict) -> list[dict]:
+        return list_connections(self.endpoints, token["access_token"], timeout=self._timeout[1], sleep=self._sleep,
+                                max_wait=self._max_wait)
 
 
 # ---- helpers -----------------------------------------------------------------------------------------

@@ -61,6 +61,25 @@ class XeroReference:
     # Branding theme name -> BrandingThemeID.
     branding_themes: dict[str, str] = field(default_factory=dict)
 
+    # Names are looked up as Xero compares them, without regard to case; `atx check` uses the same lookups.
+    def tracking_category(self, name: str) -> str | None:
+        """Xero's own name of the active tracking category called `name`, or None."""
+        wanted = name.casefold()
+        return next((category for category in self.tracking if category.casefold() == wanted), None)
+
+    def tracking_option(self, category: str, option: str) -> str | None:
+        """Xero's own name of the active option `option` of the active category `category`, or None."""
+        found = self.tracking_category(category)
+        if found is None:
+            return None
+        wanted = option.casefold()
+        return next((name for name in self.tracking[found] if name.casefold() == wanted), None)
+
+    def branding_theme_id(self, name: str) -> str | None:
+        """The BrandingThemeID of the theme called `name`, or None."""
+        wanted = name.casefold()
+        return next((theme_id for theme, theme_id in self.branding_themes.items() if theme.casefold() == wanted), None)
+
 
 @dataclass(frozen=True)
 class SetAside:
@@ -200,6 +219,11 @@ def xero_line_tax(line_amount: Decimal, rate_percent: Decimal, line_amount_types
 
 
 # -- reference data ----------------------------------------------------------------------------------
+
+# The Autotask entities whose picklist labels mapping rules may name (GL accounts, billing item types,
+# company classifications): the extract and `atx check` read the same ones.
+PICKLIST_ENTITIES = ("BillingCodes", "BillingItems", "Companies")
+
 
 class _Reference:
     """Autotask reference entities, indexed by id."""
@@ -514,21 +538,20 @@ def _tracking_for(rules: list[TrackingRule], invoice: dict, line: dict, code: di
             option = label or value  # no table: the Autotask value is the option's name
         if option is None:
             continue  # nothing to track on this line
-        categories = {name.casefold(): name for name in xero.tracking}
-        category = categories.get(rule.category.casefold())
+        category = xero.tracking_category(rule.category)
         if category is None:
             problems.add(f"tracking category '{rule.category}' does not exist or is not active in Xero",
                          f"add tracking category '{rule.category}' in Xero (Accounting > Advanced > Tracking "
                          "categories), or correct tracking[].category in the mapping file")
             continue
-        options = {name.casefold(): name for name in xero.tracking[category]}
-        if option.casefold() not in options:
+        found = xero.tracking_option(category, option)
+        if found is None:
             problems.add(f"{{items}}: tracking option '{option}' does not exist or is archived in Xero's "
                          f"tracking category '{category}'",
                          f"add (or restore) option '{option}' in Xero's '{category}' tracking category, or map "
                          f"{rule.source} to an active option in tracking[{index}].options", item)
             continue
-        chosen.append((category, options[option.casefold()]))
+        chosen.append((category, found))
     return chosen
 
 
@@ -548,14 +571,14 @@ def _branding_theme_for(invoice: dict, company: dict, mapping: InvoiceMapping, r
                      + (f" (or by_template_name '{template_name}')" if template_name else "")
                      + ", or set branding_themes.default")
         return None
-    themes = {name.casefold(): theme_id for name, theme_id in xero.branding_themes.items()}
-    if theme.casefold() not in themes:
+    theme_id = xero.branding_theme_id(theme)
+    if theme_id is None:
         known = ", ".join(f"'{n}'" for n in sorted(xero.branding_themes)) or "none were read"
         problems.add(f"branding theme '{theme}' does not exist in Xero (its themes: {known})",
                      f"create branding theme '{theme}' in Xero (Settings > Invoice settings), or map the template "
                      "to an existing theme under branding_themes")
         return None
-    return themes[theme.casefold()]
+    return theme_id
 
 
 def _format(value) -> str:

@@ -13,7 +13,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
-from core.invoices import companies_frame, invoices_frame, lines_frame
+from core.invoices import PICKLIST_ENTITIES, companies_frame, invoices_frame, lines_frame
 
 REFERENCE_ENTITIES = (
     "BillingCodes", "TaxCategories", "Taxes", "TaxRegions", "Currencies", "PaymentTerms", "InvoiceTemplates", "Products",
@@ -46,7 +46,6 @@ def extract_invoices(ctx: TenantContext, since: date, until: date, revisit: list
     `revisit`: ids of documents the ledger holds as not yet in Xero (set aside, or released after a
     lookup). They are read by id whatever their date, so a document dated before the window is still
     tried again on every run."""
-    settings = ctx.settings
     with ctx.autotask() as at:
         window = [
             {"op": "gte", "field": "invoiceDateTime", "value": _utc(since)},
@@ -72,40 +71,15 @@ def extract_invoices(ctx: TenantContext, since: date, until: date, revisit: list
             else []
         )
         reference = {entity: list(at.query(entity, ALL_RECORDS)) for entity in REFERENCE_ENTITIES}
-        reference["Picklists"] = picklists(at)
+        reference["Picklists"] = at.picklists_of(PICKLIST_ENTITIES)
+        web_url = at.web_url  # from the zone lookup the client already made
         return AutotaskExtract(
             invoices=invoices_frame(invoice_records),
             lines=lines_frame(line_records),
             companies=companies_frame(company_records),
             contacts=contacts,
             reference=reference,
-            api_calls=at.calls + 1,
-            web_url=_web_url(settings),
+            api_calls=at.calls,
+            web_url=web_url,
         )
 
-
-PICKLIST_ENTITIES = ("BillingCodes", "BillingItems", "Companies")
-
-
-def picklists(at) -> dict[str, list[dict]]:
-    """Labels of the picklists mapping rules may name (GL accounts, item types, classifications)."""
-    found: dict[str, list[dict]] = {}
-    for entity in PICKLIST_ENTITIES:
-        found.update(at.picklists(entity))
-    return found
-
-
-def _web_url(settings) -> str | None:
-    """Autotask's zoneInformation names the zone's web address (for links to invoices); None if unknown."""
-    import httpx
-
-    try:
-        response = httpx.get(
-            f"{settings.autotask.zone_lookup_url.rstrip('/')}/v1.0/zoneInformation",
-            params={"user": settings.autotask.username}, headers={"Accept": "application/json"}, timeout=30,
-        )
-        if response.status_code == 200:
-            return response.json().get("webUrl") or None
-    except (httpx.HTTPError, ValueError):
-        pass
-    return None

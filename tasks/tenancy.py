@@ -13,8 +13,11 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 
+from atx.check import PreflightFailed, blocking
+from atx.connections import autotask_client
 from atx.settings import TenantSettings, load_all_tenants, load_tenant
 from core import routing
+from core.invoices import _REJECTED_COMPANIES, _REJECTED_INVOICES, _REJECTED_LINES
 from tasks.extract import AutotaskExtract
 from tasks.outcomes import Outcome, Result
 
@@ -22,8 +25,6 @@ from tasks.outcomes import Outcome, Result
 @task(name="check-tenant", cache_policy=NONE)
 def preflight(tenant: str) -> None:
     """The blocking part of `atx check`: credentials, the Xero connection, and every mapped Xero name."""
-    from atx.check import PreflightFailed, blocking
-
     problems = blocking(tenant)
     if problems:
         raise PreflightFailed(tenant, problems)
@@ -64,7 +65,6 @@ def route_invoices(ctx, extract: AutotaskExtract) -> Routed:
     if len(peers) == 1 and peers[tenant].empty:
         return Routed(extract=extract)
     units, udfs, calls = _routing_facts(settings, peers, extract)
-    from core.invoices import _REJECTED_INVOICES
 
     docs = routing.documents(
         extract.invoices, extract.lines, business_units=units, company_udfs=udfs,
@@ -100,8 +100,6 @@ def route_invoices(ctx, extract: AutotaskExtract) -> Routed:
 
 def keep_only(extract: AutotaskExtract, invoice_ids: set[int]) -> AutotaskExtract:
     """The extract narrowed to these invoices, including the records that failed validation."""
-    from core.invoices import _REJECTED_COMPANIES, _REJECTED_INVOICES, _REJECTED_LINES
-
     def narrowed(frame: pd.DataFrame, mask, key: str, keep_record) -> pd.DataFrame:
         out = frame[mask].copy() if len(frame) else frame.copy()
         out.attrs = dict(frame.attrs)
@@ -123,8 +121,6 @@ def keep_only(extract: AutotaskExtract, invoice_ids: set[int]) -> AutotaskExtrac
 
 def _routing_facts(settings: TenantSettings, peers: dict[str, routing.TenantRules], extract: AutotaskExtract):
     """Business units and company UDFs, read only when some tenant routes by them (the frames omit them)."""
-    from atx.connections import autotask_client
-
     want_units = any(r.business_units for r in peers.values()) and "organizationalLevelAssociationID" not in extract.lines.columns
     want_udfs = any(r.udf_name for r in peers.values())
     if not (want_units or want_udfs) or not len(extract.invoices):

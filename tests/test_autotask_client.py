@@ -48,6 +48,75 @@ def test_zone_is_discovered_once_and_cached(served, client):
     assert client.calls == 3
 
 
+class ZoneLookups:
+    """ASGI wrapper counting the zoneInformation requests that reach the server."""
+
+    def __init__(self, app):
+        self.app, self.count = app, 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].lower().endswith("/zoneinformation"):
+            self.count += 1
+        await self.app(scope, receive, send)
+
+
+def test_the_web_url_comes_from_the_zone_lookup_and_is_counted():
+    sandbox = AutotaskSandbox(generate_data(invoices=5))
+    lookups = ZoneLookups(create_app(sandbox))
+    with serve(lookups) as server, client_for(sandbox, server) as c:
+        assert c.web_url == server.base_url + "/"  # the zone's webUrl, asked first: the lookup happens now
+        assert (c.calls, lookups.count) == (1, 1)
+        assert c.get("Invoices", 6001)["id"] == 6001
+        assert c.web_url == server.base_url + "/"
+        assert (c.calls, lookups.count) == (2, 1)  # one lookup for the API base and the web address
+
+    with serve(lookups) as server, client_for(sandbox, server) as c:
+        c.get("Invoices", 6001)
+        before = lookups.count
+        assert c.web_url == server.base_url + "/" and c.zone_url == server.base_url + "/atservicesrest/v1.0/"
+        assert (c.calls, lookups.count - before) == (2, 0)
+
+
+def test_a_zone_without_a_web_address_gives_none():
+    from fastapi import FastAPI
+
+    sandbox = AutotaskSandbox(generate_data(invoices=5))
+    with serve(create_app(sandbox)) as api:
+        zone = FastAPI()
+
+        @zone.get("/atservicesrest/v1.0/zoneInformation")
+        def zone_information(user: str):
+            return {"zoneName": "No Web", "url": api.base_url + "/atservicesrest/", "ci": 1}
+
+        with serve(zone) as lookup, client_for(sandbox, lookup) as c:
+            assert c.get("Invoices", 6001)["id"] == 6001  # the API is found through the lookup
+            assert c.web_url is None and c.calls == 2
+
+
+def test_with_base_url_the_web_url_costs_one_lookup_and_never_breaks_the_api(served):
+    sandbox, server = served
+    with client_for(sandbox, server, base_url=server.base_url + "/atservicesrest/") as c:
+        assert c.web_url == server.base_url + "/" and c.calls == 1
+        assert c.web_url == server.base_url + "/" and c.calls == 1
+    with client_for(sandbox, server, zone_lookup_url=f"http://127.0.0.1:{free_port()}/nothing",
+                    base_url=server.base_url + "/atservicesrest/", max_retries=1) as c:
+        assert c.web_url is None and c.calls == 2  # two tries at the lookup, then unknown
+        assert c.web_url is None and c.calls == 2
+        assert c.get("Invoices", 6001)["invoiceNumber"] == "INV-10001"
+
+
+def test_picklists_of_several_entities_in_one_mapping(client):
+    assert client.web_url  # the zone is known
+    before = client.calls
+    picklists = client.picklists_of(["BillingCodes", "Companies", "BillingCodes"])
+    assert client.calls - before == 2  # one entityInformation/fields call per entity
+    assert picklists == {**client.picklists("BillingCodes"), **client.picklists("Companies")}
+    labels = {v["value"]: v["label"] for v in picklists["BillingCodes.generalLedgerAccount"]}
+    assert labels["1"] == "4000 Labour Revenue"  # Autotask sends picklist values as text
+    assert {v["label"] for v in picklists["Companies.companyType"]} >= {"Customer", "Vendor"}
+    assert all(key.split(".")[0] in ("BillingCodes", "Companies") for key in picklists)
+
+
 def test_base_url_skips_zone_discovery(served):
     sandbox, server = served
     with client_for(sandbox, server, zone_lookup_url=f"http://127.0.0.1:{free_port()}/nothing",

@@ -83,3 +83,107 @@ def test_a_run_with_a_broken_mapping_stops_before_any_write(stack, tmp_path, pre
     assert state.is_failed()
     assert "cannot sync until this is fixed" in state.message and "BOGUS" in state.message
     assert not stack.org.invoices and len(stack.org.contacts) == contacts_before
+
+
+# ---- the check and the mapping judge Xero's settings from one view ------------------------------------------
+def _plan(tenant: str, mapping_path: str | None = None):
+    """What a run would do with this tenant's invoices: the flow's own extract, Xero read and mapping."""
+    from atx.settings import load_tenant
+    from core.invoices import plan_invoices
+    from core.mapping import load_mapping
+    from tasks.extract import extract_invoices
+    from tasks.load import read_xero_reference
+
+    settings = load_tenant(tenant)
+    extract = extract_invoices.fn(tenant, END - timedelta(days=40), END)
+    reference = read_xero_reference.fn(tenant)
+    return plan_invoices(extract.invoices, extract.lines, extract.companies, extract.reference,
+                         load_mapping(settings.mapping_path()), reference, autotask_web_url=extract.web_url)
+
+
+def _set_aside_for(plan) -> set[tuple[str, str]]:
+    """(kind, Xero name) of everything the mapping set a document aside for because Xero lacks it."""
+    import re
+
+    found = set()
+    for s in plan.set_aside:
+        found |= {("account", m) for m in re.findall(r"account code '([^']+)' \(for .*?\) does not exist or is archived", s.reason)}
+        found |= {("tax", m) for m in re.findall(r"TaxType '([^']+)' \(for .*?\) does not exist", s.reason)}
+        found |= {("option", m) for m in re.findall(r"tracking option '([^']+)' does not exist or is archived", s.reason)}
+    return found
+
+
+def _flagged(problems) -> set[tuple[str, str]]:
+    import re
+
+    found = set()
+    for p in problems:
+        if p.severity != "error" or not p.area.startswith("mapping "):
+            continue
+        for kind, pattern in (("account", r"account code (\S+) is not an active account"),
+                              ("tax", r"tax type (\S+) is not an active tax rate"),
+                              ("option", r"option '([^']+)' is not an active option")):
+            found |= {(kind, m) for m in re.findall(pattern, p.problem)}
+    return found
+
+
+@pytest.fixture
+def busier_stack(atx_home):
+    """Enough invoices that some use each of the account, tracking option and tax rate archived below."""
+    with SandboxStack(seed=3, invoices=40, window_end=END) as s:
+        yield s
+
+
+def test_the_check_flags_exactly_what_the_mapping_sets_aside(busier_stack):
+    from atx.check import _xero
+    from atx.settings import load_tenant
+    from tasks.load import read_xero_reference
+
+    stack = busier_stack
+    stack.connect_tenant("acme")
+    assert _set_aside_for(_plan("acme")) == set() and _flagged(check_tenant("acme")) == set()
+
+    # Someone tidies up the Xero organisation: an account, a tracking option and a tax rate the mapping uses.
+    org = stack.org
+    next(a for a in org.accounts.values() if a["Code"] == "260")["Status"] = "ARCHIVED"
+    department = next(c for c in org.tracking_categories.values() if c["Name"] == "Department")
+    next(o for o in department["Options"] if o["Name"] == "Projects")["Status"] = "ARCHIVED"
+    org.tax_rates["ZERORATED"]["Status"] = "ARCHIVED"
+    stack.connect_tenant("acme")  # a fresh gateway: nothing remembered from before the change
+
+    problems = check_tenant("acme")
+    expected = {("account", "260"), ("option", "Projects"), ("tax", "ZERORATED")}
+    assert _flagged(problems) == expected
+    assert {p.area for p in problems if p.severity == "error"} == {
+        "mapping accounts.by_gl_account.5", "mapping tracking[0].options.2", "mapping tax.by_region.Zero Rated Export.*"}
+    assert _set_aside_for(_plan("acme")) == expected
+    # Not merely the same verdicts: the very same view of the organisation.
+    settings = load_tenant("acme")
+    assert _xero(settings, []) == read_xero_reference.fn("acme")
+
+
+NAMES_IN_ANOTHER_CASE = """\
+tracking:
+  - category: department
+    source: billing_code.department
+    options: {1: managed services, 2: PROJECTS, 3: Hardware}
+branding_themes:
+  default: standard
+accounts:
+  default: "200"
+tax:
+  default: OUTPUT2
+"""
+
+
+def test_names_in_another_case_pass_the_check_because_the_mapping_takes_them(stack, tmp_path):
+    path = tmp_path / "cased.yaml"
+    path.write_text(NAMES_IN_ANOTHER_CASE)
+    stack.connect_tenant("acme", mapping=str(path))
+    assert [p for p in check_tenant("acme") if p.severity == "error"] == []
+    plan = _plan("acme")
+    assert not [s for s in plan.set_aside if "tracking" in s.reason or "branding theme" in s.reason]
+    assert set(plan.drafts["tracking1_name"].dropna()) == {"Department"}
+    assert set(plan.drafts["tracking1_option"].dropna()) <= {"Managed Services", "Projects", "Hardware"}
+    standard = next(t["BrandingThemeID"] for t in stack.org.branding_themes.values() if t["Name"] == "Standard")
+    assert set(plan.drafts["branding_theme_id"]) == {standard}

@@ -20,7 +20,8 @@ import pytest
 from xero_python.accounting import Contact, Invoice, LineAmountTypes, LineItem
 
 from clients.xero import (ElementResult, MemoryTokenStore, XeroAuthError, XeroEndpoints, XeroError, XeroGateway,
-                          XeroOutcomeUnknown, XeroRateLimited, XeroUnavailable)
+                          XeroOutcomeUnknown, XeroRateLimited, XeroSettings, XeroTokenRefused, XeroUnavailable,
+                          exchange_code, list_connections)
 from sandbox.clock import ManualClock
 from sandbox.serving import BackgroundServer
 from sandbox.xero.app import create_app
@@ -29,6 +30,7 @@ from sandbox.xero.state import XeroSandbox
 
 CLIENT_ID = "gateway-tests-client"
 CLIENT_SECRET = "gateway-tests-secret-never-print-me"
+REDIRECT_URI = "http://127.0.0.1/callback"
 INVOICES = "/api.xro/2.0/Invoices"
 TOKEN_PATH = "/connect/token"
 
@@ -123,7 +125,7 @@ def world():
     sb = XeroSandbox(clock=clock)
     sb.add_org("Acme NZ", "NZ")
     sb.add_org("Kiwi Two Ltd", "NZ")
-    sb.register_app(CLIENT_ID, CLIENT_SECRET, redirect_uris=["http://127.0.0.1/callback"])
+    sb.register_app(CLIENT_ID, CLIENT_SECRET, redirect_uris=[REDIRECT_URI])
     log = RequestLog(create_app(sb))
     server = BackgroundServer(log).start()
     w = World(sb, clock, server, log)
@@ -683,3 +685,135 @@ def test_connections_refreshes_on_401_and_retries_failures(world):
     world.sb.faults.clear()
     world.sb.disconnect_app(CLIENT_ID)
     assert "atx connect xero" in str(world.raises(XeroAuthError, gateway.connections))
+
+
+# ---- the identity calls `atx connect` makes ----------------------------------------------------------------
+def consent(world) -> tuple[str, str]:
+    """The consent page with PKCE, as `atx connect` asks for it and a browser walks it: (code, verifier)."""
+    from atx.connect import consent_url
+
+    request = consent_url(world.base_url + "/identity/connect/authorize", CLIENT_ID, REDIRECT_URI,
+                          "offline_access accounting.settings")
+    answer = httpx.get(request.url)  # the sandbox consents at once and redirects to the callback
+    assert answer.status_code in (302, 303, 307), answer.text
+    return httpx.URL(answer.headers["location"]).params["code"], request.verifier
+
+
+def exchange(world, code: str, verifier: str, **overrides):
+    arguments = dict(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, code=code, redirect_uri=REDIRECT_URI,
+                     code_verifier=verifier)
+    arguments.update(overrides)
+    return exchange_code(XeroEndpoints.at(world.base_url), **arguments)
+
+
+def no_secret_in(error: BaseException, *secrets: str) -> None:
+    text = "".join(traceback.format_exception(error)) + repr(error)
+    assert not [s for s in (CLIENT_SECRET, *secrets) if s and s in text], text
+
+
+def test_exchange_code_and_list_connections_as_atx_connect_does(world):
+    code, verifier = consent(world)
+    token = exchange(world, code, verifier)
+    assert token["access_token"] and token["refresh_token"] and token["token_type"] == "Bearer"
+    assert token["scope"] == ["offline_access", "accounting.settings"]
+    assert token["expires_at"] == pytest.approx(time.time() + 1800, abs=60)
+    assert set(token) <= {"access_token", "refresh_token", "expires_in", "token_type", "scope", "id_token", "expires_at"}
+    granted = list_connections(XeroEndpoints.at(world.base_url), token["access_token"])
+    assert {c["tenantName"] for c in granted} == {"Acme NZ", "Kiwi Two Ltd"}
+    assert {c["tenantType"] for c in granted} == {"ORGANISATION"}
+    # The token set works for the gateway as stored by `atx connect`.
+    store = MemoryTokenStore(token)
+    assert world.gateway(store).organisation().name == "Acme NZ"
+    assert {c["tenantId"] for c in world.gateway(store).connections()} == {world.acme.tenant_id, world.kiwi.tenant_id}
+
+
+def test_a_refused_code_is_an_auth_error_without_any_secret(world):
+    code, verifier = consent(world)
+    wrong_verifier = world.raises(XeroAuthError, exchange, world, code, "not-the-verifier-" + "x" * 40)
+    assert "invalid_grant" in str(wrong_verifier) and "atx connect xero" in str(wrong_verifier)
+    no_secret_in(wrong_verifier, code, verifier, "not-the-verifier-" + "x" * 40)
+
+    code, verifier = consent(world)
+    assert exchange(world, code, verifier)["access_token"]
+    reused = world.raises(XeroAuthError, exchange, world, code, verifier)  # a code works once
+    assert "invalid_grant" in str(reused)
+    no_secret_in(reused, code, verifier)
+
+    code, verifier = consent(world)
+    wrong_secret = "a-wrong-client-secret-that-must-not-show"
+    refused_client = world.raises(XeroAuthError, exchange, world, code, verifier, client_secret=wrong_secret)
+    assert "invalid_client" in str(refused_client) and "client secret" in str(refused_client)
+    no_secret_in(refused_client, code, verifier, wrong_secret)
+
+
+@pytest.mark.parametrize("fault", ["503", "500", "lost_response", "drop"])
+def test_an_identity_outage_during_the_exchange_is_unavailable(world, fault):
+    code, verifier = consent(world)
+    world.sb.faults.script(fault, method="POST", path_prefix=TOKEN_PATH)
+    error = world.raises(XeroUnavailable, exchange, world, code, verifier)
+    assert "atx connect xero" in str(error) and not isinstance(error, XeroAuthError)
+    no_secret_in(error, code, verifier)
+
+
+def test_list_connections_retries_an_outage_and_translates_refusals(world):
+    endpoints = XeroEndpoints.at(world.base_url)
+    token = world.token()
+    world.sb.faults.script("503", method="GET", path_prefix="/connections", times=2)
+    sleeps: list[float] = []
+    assert [c["tenantId"] for c in list_connections(endpoints, token["access_token"], sleep=sleeps.append)] == [
+        world.acme.tenant_id]
+    assert len(sleeps) == 2  # waited out (Retry-After when Xero sends one), then answered
+    world.sb.faults.script("500", method="GET", path_prefix="/connections", times=10)
+    outage = world.raises(XeroUnavailable, list_connections, endpoints, token["access_token"], sleep=sleeps.append)
+    assert "listing connections" in str(outage)
+    no_secret_in(outage, token["access_token"])
+    world.sb.faults.clear()
+    refused = world.raises(XeroTokenRefused, list_connections, endpoints, "not-a-token-we-issued")
+    assert isinstance(refused, XeroAuthError) and "401" in str(refused)
+    no_secret_in(refused, "not-a-token-we-issued")
+
+
+# ---- the organisation's settings, read once -------------------------------------------------------------
+SETTINGS_PATHS = ("Organisation", "Accounts", "TaxRates", "TrackingCategories", "BrandingThemes", "Currencies")
+
+
+def test_settings_read_each_endpoint_once_per_ttl(world):
+    gateway = world.gateway(clock=world.clock.monotonic, settings_ttl_seconds=120)
+    first = gateway.settings()
+    for _ in range(2):
+        assert gateway.settings() == first
+    gateway.accounts(), gateway.organisation()  # the SDK-model readers share the same memory
+    assert {p: world.log.count("GET", f"/api.xro/2.0/{p}") for p in SETTINGS_PATHS} == dict.fromkeys(SETTINGS_PATHS, 1)
+    world.clock.advance(121)
+    gateway.settings()
+    assert {p: world.log.count("GET", f"/api.xro/2.0/{p}") for p in SETTINGS_PATHS} == dict.fromkeys(SETTINGS_PATHS, 2)
+
+
+def test_settings_are_plain_values_with_every_status(world):
+    world.acme.period_lock_date = date(2026, 9, 30)
+    world.acme.tax_rates["ZERORATED"]["Status"] = "ARCHIVED"
+    settings = world.gateway().settings()
+    assert isinstance(settings, XeroSettings)
+    assert (settings.organisation_name, settings.base_currency) == ("Acme NZ", "NZD")
+    assert settings.timezone == "NEWZEALANDSTANDARDTIME"
+    assert settings.period_lock_date == date(2026, 9, 30) and settings.end_of_year_lock_date is None
+    accounts = {a.code: a for a in settings.accounts}
+    assert (accounts["200"].name, accounts["200"].type, accounts["200"].status, accounts["200"].tax_type) == (
+        "Sales", "REVENUE", "ACTIVE", "OUTPUT2")
+    assert accounts["466"].status == "ARCHIVED"  # archived accounts are read, with their status
+    rates = {t.tax_type: t for t in settings.tax_rates}
+    assert rates["OUTPUT2"].effective_rate == Decimal("15") and isinstance(rates["OUTPUT2"].effective_rate, Decimal)
+    assert rates["OUTPUT2"].name == "15% GST on Income" and rates["ZERORATED"].status == "ARCHIVED"
+    department = next(c for c in settings.tracking_categories if c.name == "Department")
+    assert {(o.name, o.status) for o in department.options} >= {("Projects", "ACTIVE"), ("Legacy Support", "ARCHIVED")}
+    assert set(settings.branding_themes) == {"Standard", "Managed Services"}
+    assert settings.branding_themes["Standard"] == next(
+        t["BrandingThemeID"] for t in world.acme.branding_themes.values() if t["Name"] == "Standard")
+    assert settings.currencies >= {"NZD", "AUD"}
+    # No SDK model or enum leaks out: every value is a plain str, Decimal, date, tuple, dict or frozenset.
+    plain = (str, Decimal, date, type(None))
+    assert all(type(v) in plain for a in settings.accounts for v in vars(a).values())
+    assert all(type(v) in plain for t in settings.tax_rates for v in vars(t).values())
+    assert all(type(o.name) is str and type(o.status) in plain for c in settings.tracking_categories for o in c.options)
+    assert all(type(code) is str for code in settings.currencies)
+    assert type(settings.base_currency) is str and type(settings.timezone) is str
