@@ -6,6 +6,8 @@ itself sets the affected documents aside with the same reason.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,8 +40,9 @@ class PreflightFailed(RuntimeError):
         super().__init__("\n".join(lines))
 
 
-def check_tenant(name: str, *, autotask_usage: bool = True) -> list[Problem]:
-    """Every problem found, errors first. `autotask_usage` also checks that what Autotask uses is mapped."""
+def check_tenant(name: str, *, autotask_usage: bool = True, flows: Iterable[str] | None = None) -> list[Problem]:
+    """Every problem found, errors first. `autotask_usage` also checks that what Autotask uses is mapped.
+    `flows`: the flows whose part of the mapping is checked (default: the tenant's `flows`)."""
     try:
         settings = load_tenant(name)
     except SettingsError as exc:
@@ -50,8 +53,12 @@ def check_tenant(name: str, *, autotask_usage: bool = True) -> list[Problem]:
     if not any(p.severity == "error" for p in problems):
         reference = _autotask(settings, problems, autotask_usage)
         xero = _xero(settings, problems)
+        flows = set(settings.flows if flows is None else flows)
         if mapping is not None and xero is not None:
-            problems += mapping_targets(mapping, xero)
+            if "invoices" in flows:
+                problems += mapping_targets(mapping, xero)
+            if "bills" in flows:
+                problems += bills_targets(mapping, xero)
         if mapping is not None and reference is not None:
             problems += mapping_coverage(mapping, reference)
         if xero is not None and reference is not None:
@@ -60,8 +67,9 @@ def check_tenant(name: str, *, autotask_usage: bool = True) -> list[Problem]:
     return sorted(problems, key=lambda p: p.severity != "error")
 
 
-def blocking(name: str) -> list[Problem]:
-    return [p for p in check_tenant(name, autotask_usage=False) if p.severity == "error"]
+def blocking(name: str, flow: str = "invoices") -> list[Problem]:
+    """What stops one flow's run before it writes anything."""
+    return [p for p in check_tenant(name, autotask_usage=False, flows=[flow]) if p.severity == "error"]
 
 
 # ---- pieces ------------------------------------------------------------------------------------
@@ -167,6 +175,27 @@ def mapping_targets(mapping, xero: XeroReference) -> list[Problem]:
         if xero.branding_theme_id(theme) is None:
             out.append(Problem("error", "mapping " + key, f"branding theme {theme!r} is not in Xero.",
                                "create the theme in Xero (Invoice settings) or use one of: " + ", ".join(sorted(xero.branding_themes))))
+    return out
+
+
+def bills_targets(mapping, xero: XeroReference) -> list[Problem]:
+    """The bills section's accounts and tax types exist in Xero (the same view the bills mapping plans with)."""
+    bills = mapping.bills
+    out: list[Problem] = []
+    codes = list(_named_values(bills.accounts, "bills.accounts"))
+    codes += [("bills.freight.account_code", bills.freight.account_code)] if bills.freight.account_code else []
+    codes += [(f"bills.lines.description_rules[{i}].account_code", r.account_code)
+              for i, r in enumerate(bills.lines.description_rules)]
+    for key, code in codes:
+        if code not in xero.account_codes:
+            out.append(Problem("error", "mapping " + key, f"account code {code} is not an active account in Xero.",
+                               f"create (or restore) account {code} in Xero, or change {key} to an active code"))
+    taxes = list(_named_values(bills.tax, "bills.tax"))
+    taxes += [("bills.freight.tax_type", bills.freight.tax_type)] if bills.freight.tax_type else []
+    for key, tax_type in taxes:
+        if tax_type not in xero.tax_types:
+            out.append(Problem("error", "mapping " + key, f"tax type {tax_type} is not an active tax rate in Xero.",
+                               f"create the tax rate in Xero, or change {key} to an active INPUT tax type"))
     return out
 
 

@@ -98,7 +98,7 @@ def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry
     summary = RunSummary(tenant=tenant, since=since, until=until, dry_run=dry_run, flow=spec.name)
     xero_calls_before = ctx.xero.calls  # the gateway is shared by the process's runs: count only this one's
 
-    preflight(tenant)  # stops the run before any write when credentials or mapped Xero names are wrong
+    preflight(tenant, spec.name)  # stops the run before any write when credentials or mapped Xero names are wrong
     revisit: list[str] = []
     if not dry_run:
         try:

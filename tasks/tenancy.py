@@ -23,9 +23,10 @@ from tasks.outcomes import Outcome, Result
 
 
 @task(name="check-tenant", cache_policy=NONE)
-def preflight(tenant: str) -> None:
-    """The blocking part of `atx check`: credentials, the Xero connection, and every mapped Xero name."""
-    problems = blocking(tenant)
+def preflight(tenant: str, flow: str = "invoices") -> None:
+    """The blocking part of `atx check` for one flow: credentials, the Xero connection, and every Xero name
+    that flow's part of the mapping uses."""
+    problems = blocking(tenant, flow)
     if problems:
         raise PreflightFailed(tenant, problems)
     get_run_logger().info("checked %s: Autotask and Xero answer, and every mapped account and tax type exists", tenant)

@@ -88,17 +88,16 @@ def test_a_run_with_a_broken_mapping_stops_before_any_write(stack, tmp_path, pre
 # ---- the check and the mapping judge Xero's settings from one view ------------------------------------------
 def _plan(tenant: str, mapping_path: str | None = None):
     """What a run would do with this tenant's invoices: the flow's own extract, Xero read and mapping."""
-    from atx.settings import load_tenant
+    from atx.context import open_tenant
     from core.invoices import plan_invoices
-    from core.mapping import load_mapping
     from tasks.extract import extract_invoices
-    from tasks.load import read_xero_reference
+    from tasks.reference import read_xero_reference
 
-    settings = load_tenant(tenant)
-    extract = extract_invoices.fn(tenant, END - timedelta(days=40), END)
-    reference = read_xero_reference.fn(tenant)
+    ctx = open_tenant(tenant, "check-test")
+    extract = extract_invoices.fn(ctx, END - timedelta(days=40), END)
+    reference = read_xero_reference.fn(ctx)
     return plan_invoices(extract.invoices, extract.lines, extract.companies, extract.reference,
-                         load_mapping(settings.mapping_path()), reference, autotask_web_url=extract.web_url)
+                         ctx.mapping, reference, autotask_web_url=extract.web_url)
 
 
 def _set_aside_for(plan) -> set[tuple[str, str]]:
@@ -136,8 +135,9 @@ def busier_stack(atx_home):
 
 def test_the_check_flags_exactly_what_the_mapping_sets_aside(busier_stack):
     from atx.check import _xero
+    from atx.context import open_tenant
     from atx.settings import load_tenant
-    from tasks.load import read_xero_reference
+    from tasks.reference import read_xero_reference
 
     stack = busier_stack
     stack.connect_tenant("acme")
@@ -159,7 +159,7 @@ def test_the_check_flags_exactly_what_the_mapping_sets_aside(busier_stack):
     assert _set_aside_for(_plan("acme")) == expected
     # Not merely the same verdicts: the very same view of the organisation.
     settings = load_tenant("acme")
-    assert _xero(settings, []) == read_xero_reference.fn("acme")
+    assert _xero(settings, []) == read_xero_reference.fn(open_tenant("acme", "check-test"))
 
 
 NAMES_IN_ANOTHER_CASE = """\
@@ -187,3 +187,24 @@ def test_names_in_another_case_pass_the_check_because_the_mapping_takes_them(sta
     assert set(plan.drafts["tracking1_option"].dropna()) <= {"Managed Services", "Projects", "Hardware"}
     standard = next(t["BrandingThemeID"] for t in stack.org.branding_themes.values() if t["Name"] == "Standard")
     assert set(plan.drafts["branding_theme_id"]) == {standard}
+
+
+def test_the_bills_part_of_the_mapping_is_checked_for_the_bills_flow_only(stack, tmp_path):
+    import yaml
+
+    mapping = yaml.safe_load(open(ROOT / "mappings" / "demo.yaml"))
+    mapping["bills"]["freight"]["account_code"] = "998"
+    mapping["bills"]["tax"]["default"] = "NOSUCHINPUT"
+    path = tmp_path / "bills-broken.yaml"
+    path.write_text(yaml.safe_dump(mapping))
+    stack.connect_tenant("acme", mapping=str(path))
+    # The invoices flow does not use the bills section: its check passes.
+    assert [p for p in check_tenant("acme", flows=["invoices"]) if p.severity == "error"] == []
+    errors = {p.area: p for p in check_tenant("acme", flows=["bills"]) if p.severity == "error"}
+    assert "998" in errors["mapping bills.freight.account_code"].problem
+    assert "NOSUCHINPUT" in errors["mapping bills.tax.default"].problem
+    assert all(p.fix for p in errors.values())
+    # And the bills flow's own preflight stops the run before anything is written.
+    from atx.check import blocking
+
+    assert blocking("acme", "bills") and not blocking("acme", "invoices")
