@@ -233,7 +233,8 @@ def demo(
     invoices: int = typer.Option(40, help="How many invoices the sandbox generates."),
     seed: int = typer.Option(7, help="Seed of the generated data."),
 ) -> None:
-    """Start the sandbox in-process, create a `demo` tenant on it, run the invoices flow twice, and summarise."""
+    """Start the sandbox in-process, create a `demo` tenant on it, run the invoices and bills flows twice each,
+    and summarise."""
     _quiet_prefect()
     home = os.environ.setdefault("ATX_HOME", os.path.abspath(".atx/demo"))
     os.environ.setdefault("ATX_TENANTS_DIR", os.path.join(home, "tenants"))
@@ -247,10 +248,15 @@ def demo(
         first = run_invoices("demo", None, None, False)
         console.print("[bold]Second run[/] over the same window: nothing new may be created.")
         second = run_invoices("demo", first.since if first else None, first.until if first else None, False, table=False)
-        held = stack.org.invoices if hasattr(stack.org, "invoices") else {}
-        console.print(f"The Xero simulator now holds {len(held)} invoices.")
-        if second is not None and second.count("created"):
-            console.print("[red]The second run created invoices: that is a duplicate and a bug.[/]")
+        console.print("[bold]Bills[/]: Autotask receivings into Xero bills, then the same window again.")
+        bills = run_flow("bills", "demo", None, None, False)
+        bills_again = run_flow("bills", "demo", bills.since if bills else None, bills.until if bills else None, False,
+                               table=False)
+        held = list(stack.org.invoices.values())
+        sales = sum(1 for i in held if i.get("Type") == "ACCREC")
+        console.print(f"The Xero simulator now holds {sales} sales invoices and {len(held) - sales} bills.")
+        if any(run is not None and run.count("created") for run in (second, bills_again)):
+            console.print("[red]A second run created documents: that is a duplicate and a bug.[/]")
             raise typer.Exit(1)
     console.print(
         "See the runs, logs and report artifacts in the Prefect UI: run `prefect server start`, set "
