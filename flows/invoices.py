@@ -5,7 +5,7 @@ resolve answers a previous run never got, ensure contacts, load invoices in batc
 """
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 import pandas as pd
 from prefect import flow, get_run_logger, runtime, task
@@ -15,6 +15,7 @@ from prefect.states import Completed
 
 from atx.connections import ledger_for, xero_gateway
 from atx.settings import load_tenant
+from core import windows
 from core.invoices import InvoicePlan, SetAside, XeroReference, plan_invoices
 from core.mapping import load_mapping
 from tasks.extract import AutotaskExtract, extract_invoices
@@ -51,14 +52,8 @@ def choose_window(tenant: str, since: date | None, until: date | None) -> tuple[
     until = until or date.today()
     if since is None:
         high_water = ledger_for(settings).high_water(tenant, DOC_INVOICE)
-        since = (
-            high_water - timedelta(days=settings.lookback_days)
-            if high_water
-            else until - timedelta(days=settings.first_sync_days)
-        )
-    if since > until:
-        raise ValueError(f"the window starts after it ends: since={since} until={until}")
-    return since, until
+        since = windows.default_since(until, high_water, settings.lookback_days, settings.first_sync_days, date.today())
+    return windows.check_window(since, until)  # WindowError (a ValueError) when it starts after it ends
 
 
 @task(name="map-invoices", cache_policy=NONE)
@@ -115,7 +110,7 @@ def _credits(extract: AutotaskExtract) -> frozenset[int]:
 
 @task(name="advance-high-water", cache_policy=NONE)
 def advance_high_water(tenant: str, until: date) -> None:
-    ledger_for(load_tenant(tenant)).advance_high_water(tenant, DOC_INVOICE, until)
+    ledger_for(load_tenant(tenant)).advance_high_water(tenant, DOC_INVOICE, windows.high_water_mark(until, date.today()))
 
 
 def _label_run(name: str, tenant: str) -> None:
