@@ -16,6 +16,7 @@ from prefect.states import Completed
 from atx.connections import ledger_for, xero_gateway
 from atx.settings import load_tenant
 from core import windows
+from core.frames import read_int
 from core.invoices import InvoicePlan, SetAside, XeroReference, plan_invoices
 from core.mapping import load_mapping
 from tasks.extract import AutotaskExtract, extract_invoices
@@ -100,9 +101,10 @@ def _credits(extract: AutotaskExtract) -> frozenset[int]:
     records += [r.record for r in extract.invoices.attrs.get(_REJECTED_INVOICES, [])]
     found = set()
     for r in records:
+        invoice_id = read_int(r.get("id"))  # as the frames read it: never int(inf), nor 1.5 as invoice 1
         try:
-            if r.get("id") is not None and Decimal(str(r.get("invoiceTotal"))) < 0:
-                found.add(int(r["id"]))
+            if invoice_id is not None and Decimal(str(r.get("invoiceTotal"))) < 0:
+                found.add(invoice_id)
         except (InvalidOperation, TypeError, ValueError):
             continue
     return frozenset(found)

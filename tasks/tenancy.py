@@ -15,6 +15,7 @@ from prefect.cache_policies import NONE
 
 from atx.settings import TenantSettings, load_all_tenants, load_tenant
 from core import routing
+from core.frames import read_int
 from tasks.extract import AutotaskExtract
 from tasks.load import InvoiceOutcome
 
@@ -135,8 +136,9 @@ def _routing_facts(settings: TenantSettings, peers: dict[str, routing.TenantRule
         if want_units:
             for item in at.query_in("BillingItems", "invoiceID", [int(i) for i in extract.invoices["id"]],
                                     include_fields=["invoiceID", "organizationalLevelAssociationID"]):
-                if item.get("organizationalLevelAssociationID") is not None:
-                    units.setdefault(int(item["invoiceID"]), set()).add(int(item["organizationalLevelAssociationID"]))
+                invoice_id, unit = read_int(item.get("invoiceID")), read_int(item.get("organizationalLevelAssociationID"))
+                if invoice_id is not None and unit is not None:  # a malformed item routes by nothing
+                    units.setdefault(invoice_id, set()).add(unit)
         if want_udfs:
             company_ids = sorted({int(c) for c in extract.invoices["companyID"]})
             udfs = routing.udfs_by_company(at.query_in("Companies", "id", company_ids,
@@ -153,7 +155,4 @@ def _report(invoice_id: int, result: routing.Routing, totals: dict, action: str,
 
 
 def _int(value) -> int | None:
-    try:
-        return int(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError):
-        return None
+    return read_int(value)  # as the frames read ids: never int(inf), nor 1.5 as 1

@@ -15,10 +15,12 @@ from decimal import Decimal as D
 import pytest
 from hypothesis import example, given, note, settings, strategies as st
 
+from core import routing
 from core.invoices import (
     companies_frame, content_hash, invoices_frame, lines_frame, plan_invoices, to_xero_credit_note, to_xero_invoice,
 )
 from core.schemas import AutotaskCompanies, AutotaskInvoiceLines, AutotaskInvoices, XeroInvoiceDraft, column_dtypes
+from core.routing import TenantRules
 from tests.test_core_invoices import REFERENCE_DATA, XERO, company, invoice_for, line, mapping
 
 CORRUPTED = (1, 2, 3)  # invoices 6001..6003 may be corrupted; 6009 never is
@@ -46,7 +48,8 @@ def _batch() -> tuple[list[dict], list[dict], list[dict]]:
                      code=29682806)]
         lines += mine
         invoices.append(invoice_for(mine, invoice_id=_invoice_id(n), companyID=_company_id(n)))
-        companies.append(company(_company_id(n), companyName=f"Customer {n} Ltd"))
+        companies.append(company(_company_id(n), companyName=f"Customer {n} Ltd",
+                                 userDefinedFields=[{"name": "Xero Organisation", "value": "NZ" if n % 2 else "AU"}]))
     return invoices, lines, companies
 
 
@@ -243,6 +246,37 @@ def test_frames_keep_or_reject_every_record_and_never_raise(raw):
         assert r.problems and set(r.fields) <= set(FIELDS[kind])
         assert all(p.split(" ", 1)[0] in r.fields for p in r.problems)
         assert all(len(p) < 400 for p in r.problems)
+
+
+ROUTING = {"nz": TenantRules.of(companies=[_company_id(1)], udf_name="Xero Organisation", udf_values=["NZ"]),
+           "au": TenantRules.of(companies=[_company_id(2)], udf_name="xero organisation", udf_values=["au"])}
+
+
+@settings(max_examples=40)
+@given(changes=corruptions(lambda kind, field: any_junk))
+def test_routing_and_credits_survive_malformed_records(changes):
+    from flows.invoices import _credits
+    from tasks.extract import AutotaskExtract
+    from tasks.tenancy import keep_only
+
+    invoices, lines, companies = _apply(changes)
+    frames = invoices_frame(invoices), lines_frame(lines), companies_frame(companies)
+    rejected = [r.record for r in frames[0].attrs["rejected_invoices"]]
+    docs = routing.documents(frames[0], frames[1], company_udfs=routing.udfs_by_company(companies),
+                             extra_records=rejected)
+    result = routing.route(docs, ROUTING)
+    readable = {i for i in (_readable_id(r.get("id")) for r in invoices) if i is not None}
+    for invoice_id in readable:
+        places = [invoice_id in result.owner, invoice_id in result.conflicts, invoice_id in result.unrouted]
+        assert places.count(True) == 1, (invoice_id, places)
+    assert _invoice_id(CLEAN) in result.owner  # its company's UDF names one organisation
+
+    extract = AutotaskExtract(*frames, contacts=[{"companyID": c.get("id")} for c in companies],
+                              reference=REFERENCE_DATA)
+    for tenant in ROUTING:
+        kept = keep_only(extract, result.of(tenant))
+        assert set(kept.invoices["id"]) <= result.of(tenant)
+    assert _credits(extract) <= readable
 
 
 # -- junk that no reader may accept, per kind of field ----------------------------------------------------
