@@ -6,6 +6,7 @@ rest go on. The frame builders return the good rows; the problems come back besi
 
 from __future__ import annotations
 
+import numbers
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -59,8 +60,8 @@ def to_decimal(value) -> Decimal | None:
 def _to_int(value):
     if isinstance(value, bool):
         raise TypeError
-    if isinstance(value, int):
-        number = value
+    if isinstance(value, numbers.Integral):  # int, and numpy's integers as frames hand them out
+        number = int(value)
     else:
         decimal = to_decimal(value)
         if not decimal.is_finite() or decimal != decimal.to_integral_value():
