@@ -112,12 +112,14 @@ def keep_only(extract: AutotaskExtract, invoice_ids: set[int]) -> AutotaskExtrac
     ids = {int(i) for i in invoice_ids}
     invoices = narrowed(extract.invoices, extract.invoices["id"].isin(ids) if len(extract.invoices) else None,
                         _REJECTED_INVOICES, lambda r: _int(r.get("id")) in ids)
+    # A rejected record naming no invoice (or company) that can be read stays: it may be one of these
+    # invoices', and the mapping names it in the reason of any invoice it leaves short.
     lines = narrowed(extract.lines, extract.lines["invoiceID"].isin(ids) if len(extract.lines) else None,
-                     _REJECTED_LINES, lambda r: _int(r.get("invoiceID")) in ids)
+                     _REJECTED_LINES, lambda r: _int(r.get("invoiceID")) in ids | {None})
     company_ids = {int(c) for c in invoices["companyID"]} if len(invoices) else set()
     company_ids |= {_int(r.record.get("companyID")) for r in invoices.attrs.get(_REJECTED_INVOICES, [])}
     companies = narrowed(extract.companies, extract.companies["id"].isin(company_ids) if len(extract.companies) else None,
-                         _REJECTED_COMPANIES, lambda r: _int(r.get("id")) in company_ids)
+                         _REJECTED_COMPANIES, lambda r: _int(r.get("id")) in company_ids | {None})
     contacts = [c for c in extract.contacts if _int(c.get("companyID")) in company_ids]
     return replace(extract, invoices=invoices, lines=lines, companies=companies, contacts=contacts)
 
