@@ -207,7 +207,7 @@ def _check_plan(result, invoices, changes):
     return drafted, aside, skipped
 
 
-@settings(max_examples=40)
+@settings(max_examples=25)
 @given(changes=corruptions(lambda kind, field: any_junk), the_mapping=st.sampled_from(MAPPINGS))
 @example(changes=[(("line", 1, 0), "quantity", D("1E+30"))], the_mapping=MAPPINGS[0])
 @example(changes=[(("invoice", 1, None), "invoiceTotal", "1E+30")], the_mapping=MAPPINGS[0])
@@ -232,7 +232,7 @@ def raw_records(draw):
     return kind, draw(st.lists(st.dictionaries(fields, values, max_size=8), max_size=4))
 
 
-@settings(max_examples=60)
+@settings(max_examples=30)
 @given(raw=raw_records())
 def test_frames_keep_or_reject_every_record_and_never_raise(raw):
     from core.frames import build_frame
@@ -252,7 +252,7 @@ ROUTING = {"nz": TenantRules.of(companies=[_company_id(1)], udf_name="Xero Organ
            "au": TenantRules.of(companies=[_company_id(2)], udf_name="xero organisation", udf_values=["au"])}
 
 
-@settings(max_examples=40)
+@settings(max_examples=25)
 @given(changes=corruptions(lambda kind, field: any_junk))
 def test_routing_and_credits_survive_malformed_records(changes):
     from flows.invoices import _credits
@@ -351,7 +351,7 @@ def _names(field: str, text: str) -> bool:
     return re.search(rf"(?<![A-Za-z]){re.escape(field)}(?![A-Za-z])", text) is not None
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(changes=corruptions(malformed_for), the_mapping=st.sampled_from(MAPPINGS))
 @example(changes=[(("line", 1, 0), "invoiceID", "abc")], the_mapping=MAPPINGS[0])
 @example(changes=[(("invoice", 1, None), "companyID", "12x")], the_mapping=MAPPINGS[0])
