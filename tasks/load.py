@@ -28,6 +28,7 @@ from prefect.cache_policies import NONE
 from atx.connections import autotask_client, ledger_for, xero_gateway
 from atx.settings import load_tenant
 from clients.xero import XeroAuthError, XeroError, XeroOutcomeUnknown, XeroRateLimited
+from core.frames import read_int
 from core.invoices import XeroReference, contact_names, content_hash, to_xero_contact, to_xero_invoice
 from ledger import Candidate, DocState
 
@@ -253,7 +254,8 @@ def sync_contacts(
     xero = xero_gateway(settings)
     ledger = ledger_for(settings)
     failed: dict[int, str] = {}
-    primary = {int(c["companyID"]): c for c in contacts}
+    # Contacts come as Autotask served them: one whose companyID cannot be read belongs to no company here.
+    primary = {i: c for c in contacts if (i := read_int(c.get("companyID"))) is not None}
     by_id = {int(r["id"]): r for r in companies.to_dict("records")}
     names = contact_names(companies) if len(companies) else {}
     currency_by_id = {int(c["id"]): str(c.get("name") or "") for c in currencies}

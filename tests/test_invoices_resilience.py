@@ -154,6 +154,11 @@ def test_malformed_autotask_records_are_set_aside_and_never_stop_the_run(atx_hom
         source = next(i for i in live_invoices(stack) if Decimal(str(i["invoiceTotal"])) > 0)
         for new_id, (_, how) in faults.items():
             _malformed_copy(stack, source, new_id, **how)
+        # A primary contact served with an unreadable companyID (found by the one it holds): its company's
+        # invoices still go through, the contact belongs to no company.
+        stack.autotask.insert("Contacts", {"id": 30689999, "companyID": source["companyID"], "firstName": "Junk",
+                                           "lastName": "Contact", "primaryContact": True, "isActive": 1},
+                              served_as={"companyID": "abc"})
 
         state, summary = run(since=SINCE, until=date(9999, 12, 31))
         assert state.message == f"completed with {len(faults)} set aside", state.message
