@@ -315,7 +315,7 @@ not_a_date = st.one_of(
     st.integers(), st.sampled_from([D("20261103"), 1.5]), st.booleans(), structures,
     st.dates(max_value=__import__("datetime").date(1899, 12, 31)).map(lambda d: d.isoformat() + "T00:00:00Z"),
 )
-not_text = st.one_of(st.floats(), st.booleans(), structures)
+not_text = st.one_of(st.floats(allow_nan=False), st.booleans(), structures)
 not_a_boolean = st.one_of(st.sampled_from(["yes", "no", "TRUE!", "", 2, -1, D("0.5"), 1.5]), structures)
 not_udfs = st.one_of(st.text(max_size=5), st.integers(), st.lists(st.integers(), min_size=1, max_size=2),
                      st.dictionaries(st.text(max_size=3), st.integers(), min_size=1, max_size=2))
