@@ -22,7 +22,10 @@ from xero_python.accounting import (
 )
 
 from core import documents
-from core.frames import RejectedRecord, companies_with_rejects, frame_of_rows, invoices_with_rejects, lines_with_rejects
+from core.frames import (
+    RejectedRecord, companies_with_rejects, frame_of_rows, invoices_with_rejects, lines_with_rejects, read_int,
+    rejected_number, shown,
+)
 from core.mapping import DayOfFollowingMonth, DaysAfterInvoice, InvoiceMapping, TrackingRule
 from core.schemas import XeroInvoiceDraft, column_dtypes
 
@@ -443,8 +446,10 @@ def _due_date_for(rule, invoice: dict, date: dt.date, company: dict, mapping: In
                   reference: _Reference, problems: _Problems) -> dt.date | None:
     where = ("due_date_overrides for this company" if rule is not mapping.due_date else "due_date")
     if isinstance(rule, DaysAfterInvoice):
-        return date + dt.timedelta(days=rule.days_after_invoice)
+        return _days_after(date, rule.days_after_invoice, where, problems)
     if isinstance(rule, DayOfFollowingMonth):
+        if (date.year, date.month) == (dt.date.max.year, 12):  # the following month would be in year 10000
+            return _past_the_calendar(date, "after 9999-12-31", where, problems)
         return _add_months(date, 1, rule.day_of_following_month)
     if rule == "autotask":
         due = _date_part(invoice.get("dueDate"))
@@ -461,10 +466,24 @@ def _due_date_for(rule, invoice: dict, date: dt.date, company: dict, mapping: In
                          f"let the Autotask API user read PaymentTerms, or set {where} to autotask or "
                          "{days_after_invoice: N}")
             return None
-        return date + dt.timedelta(days=int(days))
+        return _days_after(date, int(days), where, problems)
     if rule == "invoice_date":
-        return date + dt.timedelta(days=mapping.due_days)
+        return _days_after(date, mapping.due_days, where, problems)
     return None  # xero_contact
+
+
+def _days_after(date: dt.date, days: int, where: str, problems: _Problems) -> dt.date | None:
+    """The invoice date plus days; a problem, not an OverflowError, when that is past the last date there is."""
+    try:
+        return date + dt.timedelta(days=days)
+    except OverflowError:
+        return _past_the_calendar(date, "after 9999-12-31" if days > 0 else "before 0001-01-01", where, problems)
+
+
+def _past_the_calendar(date: dt.date, edge: str, where: str, problems: _Problems) -> None:
+    problems.add(f"the due date ({where}) falls {edge}: the invoice date is {date.isoformat()}",
+                 "correct the invoice date in Autotask; the invoice is retried on the next run")
+    return None
 
 
 def _udf(company: dict, name: str) -> str | None:
@@ -937,14 +956,28 @@ def plan_invoices(invoices: pd.DataFrame, lines: pd.DataFrame, companies: pd.Dat
     for rejected in invoices.attrs.get(_REJECTED_INVOICES, []):
         record = rejected.record
         set_aside.append(SetAside(
-            autotask_id=_int_or_zero(record.get("id")), autotask_number=autotask_number(record),
+            autotask_id=_int_or_zero(record.get("id")), autotask_number=rejected_number(record),
             reason="the invoice cannot be read: " + "; ".join(rejected.problems),
-            fix="check the invoice in Autotask; it is retried on the next run"))
+            fix=f"correct {', '.join(rejected.fields) or 'the invoice'} on the invoice in Autotask; "
+                "it is retried on the next run"))
 
     bad_lines: dict[int, list[RejectedRecord]] = {}
+    # Rejected records that name no invoice (billing items) or no company (companies) they can be placed by.
+    unplaced_lines: list[RejectedRecord] = []
     for rejected in lines.attrs.get(_REJECTED_LINES, []):
-        bad_lines.setdefault(_int_or_zero(rejected.record.get("invoiceID")), []).append(rejected)
-    bad_companies = {_int_or_zero(r.record.get("id")): r for r in companies.attrs.get(_REJECTED_COMPANIES, [])}
+        owner = read_int(rejected.record.get("invoiceID"))
+        if owner is None:
+            unplaced_lines.append(rejected)
+        else:
+            bad_lines.setdefault(owner, []).append(rejected)
+    bad_companies: dict[int, RejectedRecord] = {}
+    unplaced_companies: list[RejectedRecord] = []
+    for rejected in companies.attrs.get(_REJECTED_COMPANIES, []):
+        company_id = read_int(rejected.record.get("id"))
+        if company_id is None:
+            unplaced_companies.append(rejected)
+        else:
+            bad_companies[company_id] = rejected
 
     company_rows = _records(companies)
     companies_by_id = {row["id"]: row for row in company_rows}
@@ -966,7 +999,7 @@ def plan_invoices(invoices: pd.DataFrame, lines: pd.DataFrame, companies: pd.Dat
                                     reason="voided in Autotask", fix="nothing to do"))
             continue
         if invoice_id in bad_lines:
-            details = "; ".join(f"billing item {r.record.get('id')}: " + ", ".join(r.problems)
+            details = "; ".join(f"billing item {_shown_id(r.record.get('id'))}: " + ", ".join(r.problems)
                                 for r in bad_lines[invoice_id])
             keep_out(f"billing items cannot be read ({details})",
                      "check these billing items in Autotask; the invoice is retried on the next run")
@@ -975,6 +1008,20 @@ def plan_invoices(invoices: pd.DataFrame, lines: pd.DataFrame, companies: pd.Dat
             keep_out(f"company {invoice['companyID']} cannot be read: "
                      + "; ".join(bad_companies[invoice["companyID"]].problems),
                      "correct the company in Autotask; the invoice is retried on the next run")
+            continue
+
+        if unplaced_companies and invoice["companyID"] not in companies_by_id:
+            details = "; ".join(", ".join(r.problems) for r in unplaced_companies)
+            keep_out(f"company {invoice['companyID']} was not read, and companies whose id cannot be read came "
+                     f"with it ({details})",
+                     "correct the companies' ids in Autotask; the invoice is retried on the next run")
+            continue
+        if unplaced_lines and _missing_lines_reason(invoice, lines_by_invoice.get(invoice_id, [])):
+            details = "; ".join(f"billing item {_shown_id(r.record.get('id'))}: " + ", ".join(r.problems)
+                                for r in unplaced_lines)
+            keep_out("the invoice's billing items do not add up to its total, and billing items whose invoiceID "
+                     f"cannot be read came with it; one may be this invoice's ({details})",
+                     "correct these billing items in Autotask; the invoice is retried on the next run")
             continue
 
         result = _plan_one(invoice, lines_by_invoice.get(invoice_id, []), companies_by_id.get(invoice["companyID"]),
@@ -992,10 +1039,12 @@ def plan_invoices(invoices: pd.DataFrame, lines: pd.DataFrame, companies: pd.Dat
     return InvoicePlan(drafts=frame, set_aside=set_aside, skipped=skipped)
 
 def _int_or_zero(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
+    number = read_int(value)
+    return 0 if number is None else number
+
+
+def _shown_id(value) -> str:
+    return str(value) if read_int(value) is not None else shown(value)
 
 
 def _validated_drafts(drafts: list[dict]) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
@@ -1175,9 +1224,10 @@ def credit_ids(invoices: pd.DataFrame) -> frozenset[int]:
     records += [r.record for r in invoices.attrs.get(_REJECTED_INVOICES, [])]
     found = set()
     for r in records:
+        invoice_id = read_int(r.get("id"))  # as the frames read it: never int(inf), nor 1.5 as invoice 1
         try:
-            if r.get("id") is not None and Decimal(str(r.get("invoiceTotal"))) < 0:
-                found.add(int(r["id"]))
+            if invoice_id is not None and Decimal(str(r.get("invoiceTotal"))) < 0:
+                found.add(invoice_id)
         except (ArithmeticError, TypeError, ValueError):
             continue
     return frozenset(found)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from core.frames import read_int
+
 
 @dataclass(frozen=True)
 class TenantRules:
@@ -123,8 +125,10 @@ def udfs_by_company(company_records: Iterable[dict]) -> dict[int, dict[str, str]
         cid = _int(record.get("id"))
         if cid is None:
             continue
-        out[cid] = {str(u.get("name")): str(u["value"]) for u in record.get("userDefinedFields") or []
-                    if u.get("name") and u.get("value") is not None}
+        udfs = record.get("userDefinedFields")
+        # A malformed list (not a list, or items that are not {name, value}) routes by nothing, never raises.
+        out[cid] = {str(u.get("name")): str(u["value"]) for u in (udfs if isinstance(udfs, list) else [])
+                    if isinstance(u, dict) and u.get("name") and u.get("value") is not None}
     return out
 
 
@@ -153,9 +157,5 @@ def _present(value) -> bool:
 
 
 def _int(value) -> int | None:
-    if not _present(value) or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+    # As the frames read ids: int(1.5) would route invoice 1, int(inf) would raise.
+    return read_int(value) if _present(value) else None

@@ -7,6 +7,7 @@ Money columns hold decimal.Decimal values in object columns: a float column woul
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import pandas as pd
@@ -15,6 +16,29 @@ from pandera.typing import Series
 
 # Autotask sends "2026-11-03T00:00:00.000Z"; the date part is what the invoice means.
 DATE_PREFIX = r"^\d{4}-\d{2}-\d{2}"
+# The whole of an Autotask timestamp: a date, optionally a time (seconds and fraction optional) and a zone.
+_TIMESTAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,7})?)?"
+                        r"(?:[Zz]|[+-]\d{2}:?\d{2})?)?", re.ASCII)
+
+# What this sync reads from Autotask. A value outside these bounds is a malformed record: the frames report
+# it (core/frames.py) and the mapping never sees it, so no arithmetic downstream can overflow on it.
+MAX_AMOUNT = Decimal("9999999999.99")  # the largest line amount Xero accepts
+MAX_QUANTITY = Decimal("9999999999.9999")  # quantities and rates, which Xero keeps to 4 decimal places
+EARLIEST_DATE = dt.date(1900, 1, 1)
+LATEST_DATE = dt.date.max  # 9999-12-31
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # pandas' Int64 columns, and the ledger's BIGINT autotask_id
+NUMBER_LIMIT = 100  # Autotask keeps invoice numbers to 100 characters (the ledger's autotask_number too)
+
+# Columns by what they hold, for the frames' reading and the checks below.
+AMOUNT_COLUMNS = frozenset({"invoiceTotal", "totalTaxValue", "extendedPrice", "taxDollars", "totalAmount"})
+QUANTITY_COLUMNS = frozenset({"quantity", "rate"})
+TIMESTAMP_COLUMNS = frozenset({"invoiceDateTime", "dueDate", "fromDate", "toDate", "paidDate", "voidedDate",
+                               "webServiceDate", "itemDate"})
+TEXT_LIMITS = {"invoiceNumber": NUMBER_LIMIT}
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
 
 
 def is_decimal(value) -> bool:
@@ -25,14 +49,33 @@ def is_decimal_or_missing(value) -> bool:
     return value is None or is_decimal(value)
 
 
-def has_valid_date_prefix(value) -> bool:
-    if not isinstance(value, str):
-        return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+def within(value, limit: Decimal) -> bool:
+    return is_decimal(value) and abs(value) <= limit
+
+
+def timestamp_problem(value: str) -> str | None:
+    """Why an Autotask timestamp cannot be read (None when it can): it must be a real date in
+    EARLIEST_DATE..LATEST_DATE, with a real time of day if it has one."""
+    match = _TIMESTAMP.fullmatch(value)
+    if match is None:
+        return "not a date in the form YYYY-MM-DD or YYYY-MM-DDThh:mm:ssZ"
+    year, month, day, hour, minute, second = (int(g) if g else 0 for g in match.groups())
     try:
-        dt.date.fromisoformat(value[:10])
+        date = dt.date(year, month, day)
     except ValueError:
-        return False
-    return True
+        return "no such date"
+    if hour > 23 or minute > 59 or second > 59:
+        return "no such time of day"
+    if date < EARLIEST_DATE:
+        return f"before {EARLIEST_DATE.isoformat()}"
+    return None
+
+
+def has_valid_date_prefix(value) -> bool:
+    """A readable Autotask timestamp (see timestamp_problem), or no value."""
+    if not isinstance(value, str):
+        return _missing(value)
+    return timestamp_problem(value) is None
 
 
 class AutotaskInvoices(pa.DataFrameModel):
@@ -41,7 +84,7 @@ class AutotaskInvoices(pa.DataFrameModel):
     id: Series[pd.Int64Dtype] = pa.Field(nullable=False, unique=True)
     invoiceNumber: Series[str] = pa.Field(nullable=True)
     companyID: Series[pd.Int64Dtype] = pa.Field(nullable=False)
-    invoiceDateTime: Series[str] = pa.Field(nullable=False, str_matches=DATE_PREFIX)
+    invoiceDateTime: Series[str] = pa.Field(nullable=False)
     dueDate: Series[str] = pa.Field(nullable=True)
     invoiceTotal: Series[object] = pa.Field(nullable=False)
     totalTaxValue: Series[object] = pa.Field(nullable=False)
@@ -58,13 +101,19 @@ class AutotaskInvoices(pa.DataFrameModel):
     voidedDate: Series[str] = pa.Field(nullable=True)
     webServiceDate: Series[str] = pa.Field(nullable=True)
 
-    @pa.check("invoiceTotal", "totalTaxValue", element_wise=True, error="must be a Decimal amount")
+    @pa.check("invoiceTotal", "totalTaxValue", element_wise=True,
+              error="must be a Decimal amount within ±9,999,999,999.99")
     def _money(cls, value) -> bool:
-        return is_decimal(value)
+        return within(value, MAX_AMOUNT)
 
-    @pa.check("invoiceDateTime", "dueDate", element_wise=True, error="must start with a valid YYYY-MM-DD date")
+    @pa.check("invoiceDateTime", "dueDate", "fromDate", "toDate", "paidDate", "voidedDate", "webServiceDate",
+              element_wise=True, error="must be a real date from 1900-01-01 to 9999-12-31")
     def _dates(cls, value) -> bool:
         return has_valid_date_prefix(value)
+
+    @pa.check("invoiceNumber", element_wise=True, error="must be at most 100 characters")
+    def _number(cls, value) -> bool:
+        return _missing(value) or len(value) <= NUMBER_LIMIT
 
     class Config:
         strict = True
@@ -95,14 +144,22 @@ class AutotaskInvoiceLines(pa.DataFrameModel):
     sortOrderID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
     itemDate: Series[str] = pa.Field(nullable=True)
 
-    @pa.check("quantity", "extendedPrice", "taxDollars", "totalAmount", element_wise=True,
-              error="must be a Decimal amount")
+    @pa.check("extendedPrice", "taxDollars", "totalAmount", element_wise=True,
+              error="must be a Decimal amount within ±9,999,999,999.99")
     def _money(cls, value) -> bool:
-        return is_decimal(value)
+        return within(value, MAX_AMOUNT)
 
-    @pa.check("rate", element_wise=True, error="must be a Decimal amount or empty")
+    @pa.check("quantity", element_wise=True, error="must be a Decimal within ±9,999,999,999.9999")
+    def _quantity(cls, value) -> bool:
+        return within(value, MAX_QUANTITY)
+
+    @pa.check("rate", element_wise=True, error="must be a Decimal within ±9,999,999,999.9999, or empty")
     def _rate(cls, value) -> bool:
-        return is_decimal_or_missing(value)
+        return value is None or within(value, MAX_QUANTITY)
+
+    @pa.check("itemDate", element_wise=True, error="must be a real date from 1900-01-01 to 9999-12-31")
+    def _dates(cls, value) -> bool:
+        return has_valid_date_prefix(value)
 
     class Config:
         strict = True
@@ -209,6 +266,10 @@ class XeroInvoiceDraft(pa.DataFrameModel):
     @pa.check("line_amount", element_wise=True, error="Xero keeps line amounts to 2 decimal places")
     def _line_amount_in_cents(cls, value) -> bool:
         return is_decimal(value) and value == value.quantize(Decimal("0.01"))
+
+    @pa.check("line_amount", element_wise=True, error="Xero accepts line amounts up to ±9,999,999,999.99")
+    def _line_amount_in_range(cls, value) -> bool:
+        return within(value, MAX_AMOUNT)
 
     @pa.check("invoice_number", "reference", "branding_theme_id", "tracking1_name", "tracking1_option",
               "tracking2_name", "tracking2_option", element_wise=True, error="must be text of at most 255 characters")

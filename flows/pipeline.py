@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 import pandas as pd
 from prefect import get_run_logger, runtime, task
@@ -19,6 +19,7 @@ from prefect.states import Completed
 
 from atx.context import TenantContext, open_tenant
 from clients.xero import XeroRateLimited
+from core import windows
 from core.documents import DocumentKind, DocumentPlan, SetAside, batches
 from core.invoices import XeroReference
 from tasks.attachments import FetchPdf, attach_pdfs
@@ -63,16 +64,15 @@ def choose_window(ctx: TenantContext, flow: str, since: date | None, until: date
     until = until or date.today()
     if since is None:
         high_water = ctx.ledger.high_water(ctx.tenant, flow)
-        since = (high_water - timedelta(days=ctx.settings.lookback_days) if high_water
-                 else until - timedelta(days=ctx.settings.first_sync_days))
-    if since > until:
-        raise ValueError(f"the window starts after it ends: since={since} until={until}")
-    return since, until
+        since = windows.default_since(until, high_water, ctx.settings.lookback_days, ctx.settings.first_sync_days,
+                                      date.today())
+    return windows.check_window(since, until)  # WindowError (a ValueError) when it starts after it ends
 
 
 @task(name="advance-high-water", cache_policy=NONE)
 def advance_high_water(ctx: TenantContext, flow: str, until: date) -> None:
-    ctx.ledger.advance_high_water(ctx.tenant, flow, until)
+    # Never past today: a run up to 9999-12-31 must not leave every later default window empty.
+    ctx.ledger.advance_high_water(ctx.tenant, flow, windows.high_water_mark(until, date.today()))
 
 
 def _label_run(name: str, tenant: str) -> None:

@@ -20,6 +20,7 @@ from prefect.cache_policies import NONE
 from atx.context import TenantContext
 from clients.xero import XeroOutcomeUnknown
 from core.documents import batches
+from core.frames import read_int
 from core.invoices import contact_names, to_xero_contact
 
 KIND_CONTACT = "contact"
@@ -55,7 +56,8 @@ def sync_contacts(ctx: TenantContext, companies: pd.DataFrame, contacts: list[di
     logger = get_run_logger()
     tenant, xero, ledger = ctx.tenant, ctx.xero, ctx.ledger
     failed: dict[int, str] = {}
-    primary = {int(c["companyID"]): c for c in contacts}
+    # Contacts come as Autotask served them: one whose companyID cannot be read belongs to no company here.
+    primary = {i: c for c in contacts if (i := read_int(c.get("companyID"))) is not None}
     by_id = {int(r["id"]): r for r in companies.to_dict("records")}
     names = contact_names(companies) if len(companies) else {}
     currency_by_id = {int(c["id"]): str(c.get("name") or "") for c in currencies}

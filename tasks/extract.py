@@ -6,13 +6,15 @@ companies and contacts they name, and the small reference tables the mapping nee
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date
 
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
+from core import windows
+from core.frames import read_int
 from core.invoices import PICKLIST_ENTITIES, companies_frame, invoices_frame, lines_frame
 
 REFERENCE_ENTITIES = (
@@ -36,7 +38,17 @@ class AutotaskExtract:
 
 
 def _utc(d: date) -> str:
-    return datetime.combine(d, time.min, tzinfo=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return windows.timestamp(d)
+
+
+def _not_seen(records, seen: set[int]) -> list[dict]:
+    """Records whose id is not in `seen`; a record whose id cannot be read is kept (the frames report it)."""
+    return [r for r in records if (i := read_int(r.get("id"))) is None or i not in seen]
+
+
+def _ids(records, field: str) -> list[int]:
+    """The distinct readable ids in `field`, for the follow-up queries (an unreadable one cannot be asked for)."""
+    return [i for i in dict.fromkeys(read_int(r.get(field)) for r in records) if i is not None]
 
 
 @task(name="extract-autotask-invoices", retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NONE)
@@ -46,24 +58,25 @@ def extract_invoices(ctx: TenantContext, since: date, until: date, revisit: list
     `revisit`: ids of documents the ledger holds as not yet in Xero (set aside, or released after a
     lookup). They are read by id whatever their date, so a document dated before the window is still
     tried again on every run."""
+    gte, lt = windows.autotask_range(since, until)  # the day after 9999-12-31 is capped, not overflowed
     with ctx.autotask() as at:
         window = [
-            {"op": "gte", "field": "invoiceDateTime", "value": _utc(since)},
-            {"op": "lt", "field": "invoiceDateTime", "value": _utc(until + timedelta(days=1))},
+            {"op": "gte", "field": "invoiceDateTime", "value": gte},
+            {"op": "lt", "field": "invoiceDateTime", "value": lt},
         ]
         invoice_records = list(at.query("Invoices", window))
         # An invoice voided since the window began may be dated before it: read those too, so a void
         # reaches Xero whatever the invoice's date.
-        seen = {r["id"] for r in invoice_records}
+        seen = set(_ids(invoice_records, "id"))
         voided = [{"op": "gte", "field": "voidedDate", "value": _utc(since)}, {"op": "eq", "field": "isVoided", "value": True}]
-        invoice_records += [r for r in at.query("Invoices", voided) if r["id"] not in seen]
-        seen = {r["id"] for r in invoice_records}
+        invoice_records += _not_seen(at.query("Invoices", voided), seen)
+        seen = set(_ids(invoice_records, "id"))
         again = [i for i in dict.fromkeys(revisit or []) if i not in seen]
         if again:
-            invoice_records += [r for r in at.query_in("Invoices", "id", again) if r["id"] not in seen]
-        invoice_ids = [r["id"] for r in invoice_records]
+            invoice_records += _not_seen(at.query_in("Invoices", "id", again), seen)
+        invoice_ids = _ids(invoice_records, "id")
         line_records = list(at.query_in("BillingItems", "invoiceID", invoice_ids)) if invoice_ids else []
-        company_ids = sorted({r["companyID"] for r in invoice_records if r.get("companyID") is not None})
+        company_ids = sorted(_ids(invoice_records, "companyID"))
         company_records = list(at.query_in("Companies", "id", company_ids)) if company_ids else []
         contacts = (
             list(at.query_in("Contacts", "companyID", company_ids, filter=[{"op": "eq", "field": "primaryContact", "value": True}]))

@@ -17,6 +17,7 @@ from atx.check import PreflightFailed, blocking
 from atx.connections import autotask_client
 from atx.settings import TenantSettings, load_all_tenants, load_tenant
 from core import routing
+from core.frames import read_int
 from core.invoices import _REJECTED_COMPANIES, _REJECTED_INVOICES, _REJECTED_LINES
 from tasks.extract import AutotaskExtract
 from tasks.outcomes import Outcome, Result
@@ -110,12 +111,14 @@ def keep_only(extract: AutotaskExtract, invoice_ids: set[int]) -> AutotaskExtrac
     ids = {int(i) for i in invoice_ids}
     invoices = narrowed(extract.invoices, extract.invoices["id"].isin(ids) if len(extract.invoices) else None,
                         _REJECTED_INVOICES, lambda r: _int(r.get("id")) in ids)
+    # A rejected record naming no invoice (or company) that can be read stays: it may be one of these
+    # invoices', and the mapping names it in the reason of any invoice it leaves short.
     lines = narrowed(extract.lines, extract.lines["invoiceID"].isin(ids) if len(extract.lines) else None,
-                     _REJECTED_LINES, lambda r: _int(r.get("invoiceID")) in ids)
+                     _REJECTED_LINES, lambda r: _int(r.get("invoiceID")) in ids | {None})
     company_ids = {int(c) for c in invoices["companyID"]} if len(invoices) else set()
     company_ids |= {_int(r.record.get("companyID")) for r in invoices.attrs.get(_REJECTED_INVOICES, [])}
     companies = narrowed(extract.companies, extract.companies["id"].isin(company_ids) if len(extract.companies) else None,
-                         _REJECTED_COMPANIES, lambda r: _int(r.get("id")) in company_ids)
+                         _REJECTED_COMPANIES, lambda r: _int(r.get("id")) in company_ids | {None})
     contacts = [c for c in extract.contacts if _int(c.get("companyID")) in company_ids]
     return replace(extract, invoices=invoices, lines=lines, companies=companies, contacts=contacts)
 
@@ -132,8 +135,9 @@ def _routing_facts(settings: TenantSettings, peers: dict[str, routing.TenantRule
         if want_units:
             for item in at.query_in("BillingItems", "invoiceID", [int(i) for i in extract.invoices["id"]],
                                     include_fields=["invoiceID", "organizationalLevelAssociationID"]):
-                if item.get("organizationalLevelAssociationID") is not None:
-                    units.setdefault(int(item["invoiceID"]), set()).add(int(item["organizationalLevelAssociationID"]))
+                invoice_id, unit = read_int(item.get("invoiceID")), read_int(item.get("organizationalLevelAssociationID"))
+                if invoice_id is not None and unit is not None:  # a malformed item routes by nothing
+                    units.setdefault(invoice_id, set()).add(unit)
         if want_udfs:
             company_ids = sorted({int(c) for c in extract.invoices["companyID"]})
             udfs = routing.udfs_by_company(at.query_in("Companies", "id", company_ids,
@@ -150,7 +154,4 @@ def _report(invoice_id: int, result: routing.Routing, totals: dict, detail: str,
 
 
 def _int(value) -> int | None:
-    try:
-        return int(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError):
-        return None
+    return read_int(value)  # as the frames read ids: never int(inf), nor 1.5 as 1

@@ -10,6 +10,19 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # Cached task results must never leak from one test run into the next.
 os.environ.setdefault("PREFECT_TASKS_REFRESH_CACHE", "true")
 
+try:
+    from hypothesis import HealthCheck, settings as hypothesis_settings
+except ImportError:  # hypothesis is in the `test` extra; only the property tests need it
+    pass
+else:
+    # The same examples on every run and machine, none kept between runs: a failure in CI is one that
+    # reproduces. HYPOTHESIS_PROFILE=explore searches afresh (more examples, random) when hunting for bugs.
+    hypothesis_settings.register_profile(
+        "ci", derandomize=True, database=None, deadline=None, print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow])
+    hypothesis_settings.register_profile("explore", deadline=None, max_examples=2000, database=None)
+    hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
 
 @pytest.fixture(scope="session")
 def prefect_server():

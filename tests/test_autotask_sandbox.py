@@ -338,3 +338,29 @@ def test_thread_limit_per_integration_and_endpoint():
 def test_sandbox_rejects_fields_not_in_the_swagger_model():
     with pytest.raises(ValueError, match="purchaseOrderNumber"):
         AutotaskSandbox({"Invoices": [{"id": 1, "purchaseOrderNumber": "x"}]})
+
+
+def test_a_record_can_be_served_malformed_while_filters_see_what_it_holds():
+    """What a faulty Autotask looks like to a client: the query finds the record by what the database holds,
+    and the JSON carries the malformed values (a day February lacks, text in id fields, a huge double)."""
+    sandbox = AutotaskSandbox()
+    sandbox.insert("Invoices", {"id": 7001, "companyID": 1, "invoiceDateTime": "2026-02-27T00:00:00Z"},
+                   served_as={"invoiceDateTime": "2026-02-30T00:00:00Z", "companyID": "12x"})
+    sandbox.insert("BillingItems", {"id": 9001, "invoiceID": 7001, "quantity": Decimal("1E+30")},
+                   served_as={"invoiceID": "abc"})
+    with serve(create_app(sandbox)) as server:
+        api = Api(sandbox, server.base_url)
+        window = [{"op": "gte", "field": "invoiceDateTime", "value": "2026-02-01T00:00:00Z"},
+                  {"op": "lt", "field": "invoiceDateTime", "value": "9999-12-31T23:59:59.999Z"}]
+        (invoice,) = api.query("Invoices", window).json()["items"]
+        assert (invoice["invoiceDateTime"], invoice["companyID"]) == ("2026-02-30T00:00:00Z", "12x")
+        resp = api.query("BillingItems", [{"op": "in", "field": "invoiceID", "value": [7001]}])
+        (item,) = json.loads(resp.text, parse_float=Decimal)["items"]
+        assert item["invoiceID"] == "abc" and item["quantity"] == Decimal("1E+30")
+        assert api.http.get(f"{API}Invoices/7001").json()["item"]["companyID"] == "12x"
+        api.http.close()
+    assert sandbox.records("Invoices")[0]["invoiceDateTime"] == "2026-02-27T00:00:00.000Z"  # what it holds
+    with pytest.raises(ValueError, match="id"):
+        sandbox.insert("Invoices", {"id": 7002}, served_as={"id": "x"})
+    with pytest.raises(ValueError, match="JSON"):
+        sandbox.insert("Invoices", {"id": 7002}, served_as={"invoiceTotal": float("inf")})

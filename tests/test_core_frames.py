@@ -49,8 +49,11 @@ def test_malformed_records_are_left_out_with_their_problems():
     frame = lines_frame(records)
     assert list(frame["id"]) == [1]
     rejected = {r.record["id"]: r.problems for r in frame.attrs["rejected_lines"]}
-    assert rejected[2] == ("quantity = 'two' cannot be read",)
-    assert "invoiceID is missing" in rejected[3] and "billingCodeID = 1.5 cannot be read" in rejected[3]
+    assert rejected[2] == ("quantity = 'two' cannot be read: not a number",)
+    assert "invoiceID is missing" in rejected[3]
+    assert "billingCodeID = 1.5 cannot be read: not a whole number" in rejected[3]
+    assert {r.record["id"]: r.fields for r in frame.attrs["rejected_lines"]} == {
+        2: ("quantity",), 3: ("billingCodeID", "invoiceID")}
 
 
 def test_duplicate_ids_are_rejected():

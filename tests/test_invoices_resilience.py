@@ -3,6 +3,7 @@ HTTP against both simulators: a day limit mid-run, set-aside documents dated bef
 credit note set aside by the mapping, and a mapping set-aside meeting a row whose answer was lost."""
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import date, timedelta
 
@@ -107,3 +108,74 @@ def test_a_mapping_set_aside_never_turns_a_lost_answer_into_a_second_copy(atx_ho
         urls = Counter(d.get("Url") for d in stack.org.invoices.values() if d["Type"] == "ACCREC" and d["Status"] != "DELETED")
         assert all(n == 1 for n in urls.values()), [u for u, n in urls.items() if n > 1]
         assert_each_once(stack, settings)
+
+
+def _malformed_copy(stack, source: dict, new_id: int, *, invoice_served=None, line_served=None, line_fields=None,
+                    sign: int = 1) -> None:
+    """A copy of an Autotask invoice whose totals add up, with one field malformed: held (line_fields), or
+    served as a faulty Autotask writes it while its filters still find the record (the served_as ones)."""
+    from decimal import Decimal
+
+    lines = [l for l in stack.autotask.records("BillingItems") if l["invoiceID"] == source["id"]]
+    total = tax = Decimal(0)
+    for n, line in enumerate(lines):
+        extended, line_tax = sign * Decimal(str(line["extendedPrice"])), sign * Decimal(str(line["taxDollars"]))
+        total, tax = total + extended + line_tax, tax + line_tax
+        fields = {**line, "id": line["id"] + new_id * 100, "invoiceID": new_id,
+                  "quantity": sign * Decimal(str(line["quantity"])), "extendedPrice": extended, "taxDollars": line_tax,
+                  "totalAmount": extended + line_tax, **((line_fields or {}) if n == 0 else {})}
+        stack.autotask.insert("BillingItems", fields, served_as=line_served if n == 0 else None)
+    stack.autotask.insert("Invoices", {**source, "id": new_id, "invoiceNumber": f"INV-{new_id}",
+                                       "invoiceTotal": total, "totalTaxValue": tax}, served_as=invoice_served)
+
+
+def test_malformed_autotask_records_are_set_aside_and_never_stop_the_run(atx_home, prefect_server):
+    from decimal import Decimal
+
+    from sandbox.autotask import catalog
+
+    faults = {  # Autotask invoice id -> (the field at fault, how the copy is made malformed)
+        880101: ("invoiceID", {"line_served": {"invoiceID": "abc"}}),
+        880102: ("companyID", {"invoice_served": {"companyID": "12x"}}),
+        880103: ("quantity", {"line_fields": {"quantity": Decimal("1E+30")}}),
+        880104: ("invoiceDateTime", {"invoice_served": {"invoiceDateTime": "0000-01-01T00:00:00Z"}}),
+        880105: ("invoiceDateTime", {"invoice_served": {"invoiceDateTime": "10000-01-01T00:00:00Z"}}),
+        880106: ("invoiceDateTime", {"invoice_served": {"invoiceDateTime": "2026-02-30T00:00:00Z"}}),
+        # A credit (negative total), so its set-aside row is kept as a credit note: _credits reads rejected records.
+        880107: ("dueDate", {"invoice_served": {"dueDate": "2026-13-01T00:00:00Z"}, "sign": -1}),
+    }
+    with SandboxStack(seed=11, invoices=12, window_end=END, clock=manual_clock()) as stack:
+        # Routing rules claiming every invoice, so route_invoices (and the facts it reads: business units from
+        # the billing items, UDFs from the companies) runs over the malformed records too.
+        settings = connect(stack, "acme", routing={
+            "companies": stack.customer_ids, "invoice_templates": sorted(catalog.INVOICE_TEMPLATES),
+            "business_units": [999], "company_udf": {"name": "Xero Sync", "values": ["Yes"]}})
+        good = {i["id"] for i in live_invoices(stack)}
+        source = next(i for i in live_invoices(stack) if Decimal(str(i["invoiceTotal"])) > 0)
+        for new_id, (_, how) in faults.items():
+            _malformed_copy(stack, source, new_id, **how)
+        # A primary contact served with an unreadable companyID (found by the one it holds): its company's
+        # invoices still go through, the contact belongs to no company.
+        stack.autotask.insert("Contacts", {"id": 30689999, "companyID": source["companyID"], "firstName": "Junk",
+                                           "lastName": "Contact", "primaryContact": True, "isActive": 1},
+                              served_as={"companyID": "abc"})
+
+        state, summary = run(since=SINCE, until=date(9999, 12, 31))
+        assert state.message == f"completed with {len(faults)} set aside", state.message
+        ledger = ledger_for(settings)
+        invoices, credits = ledger.records("acme", "invoice"), ledger.records("acme", "credit_note")
+        assert all(invoices[i].state == DocState.SYNCED for i in good), "a good invoice did not reach Xero"
+        assert {d["InvoiceNumber"] for d in stack.org.invoices.values()} == {
+            i["invoiceNumber"] for i in live_invoices(stack) if i["id"] in good}
+        for invoice_id, (field, _) in faults.items():
+            row = (credits if invoice_id == 880107 else invoices)[invoice_id]
+            assert row.state == DocState.SET_ASIDE, invoice_id
+            assert re.search(rf"\b{field} ", row.reason), (invoice_id, row.reason)
+            assert row.fix
+        assert {s.autotask_id for s in summary.set_aside} == set(faults)
+        assert_each_once(stack, settings)
+        # The mark is the day the run happened, not 9999-12-31: the next run, on its own window, still runs.
+        assert ledger.high_water("acme", "invoice") <= date.today()
+        state, again = run(since=None, until=None)
+        assert {s.autotask_id for s in again.set_aside} == set(faults)
+        assert not stack.org.credit_notes

@@ -16,7 +16,7 @@ from collections import OrderedDict, defaultdict, deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from decimal import Decimal
+from decimal import Context, Decimal
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -77,6 +77,8 @@ class AutotaskSandbox:
 
         self._lock = threading.RLock()
         self._tables: dict[str, dict[int, dict]] = {name: {} for name in ENTITY_MODELS}
+        # Per record, fields it is served with in place of what it holds (see insert's served_as).
+        self._served: dict[str, dict[int, dict]] = {name: {} for name in ENTITY_MODELS}
         self._sorted_ids: dict[str, list[int] | None] = {name: None for name in ENTITY_MODELS}
         self._users: dict[str, ApiCredential] = {}
         self._window: deque[float] = deque()
@@ -106,16 +108,39 @@ class AutotaskSandbox:
             self._users[username.lower()] = credential
         return credential
 
-    def insert(self, entity: str, record: dict) -> dict:
+    def insert(self, entity: str, record: dict, *, served_as: dict | None = None) -> dict:
+        """Hold a record. `served_as`: fields the API writes for this record in place of what it holds,
+        exactly as given and unchecked (a date that does not exist, text in a numeric field): a record as
+        a faulty Autotask serves it. Filters still compare the held values, as Autotask's database does."""
         entity = self._entity(entity)
+        served = self._served_fields(entity, served_as or {})
         with self._lock:
             table = self._tables[entity]
             row = self._normalise(entity, record, full=True)
             if row.get("id") is None:
                 row["id"] = max(table, default=0) + 1
             table[row["id"]] = row
+            if served:
+                self._served[entity][row["id"]] = served
+            else:
+                self._served[entity].pop(row["id"], None)
             self._sorted_ids[entity] = None
             return dict(row)
+
+    def _served_fields(self, entity: str, fields: dict) -> dict:
+        bad = sorted((set(fields) - set(entity_fields(entity))) | ({"id"} & set(fields)))
+        if bad:
+            raise ValueError(f"{entity} cannot be served with field(s) {bad}: the id keys the record, and other "
+                             "fields must be in the Autotask swagger model")
+        try:
+            loads(dumps(fields))
+        except ValueError:
+            raise ValueError(f"served_as for {entity} must be writable as JSON: {fields!r}") from None
+        return dict(fields)
+
+    def _as_served(self, entity: str, row: dict) -> dict:
+        served = self._served[entity].get(row.get("id"))
+        return {**row, **served} if served else dict(row)
 
     def update(self, entity: str, id: int, fields: dict) -> dict:
         """Change a record behind the API's back (a test hook: no read-only rules)."""
@@ -337,7 +362,7 @@ class AutotaskSandbox:
             if len(rest) == 1:
                 with self._lock:
                     row = self._tables[entity].get(record_id)
-                    return 200, {"item": dict(row) if row else None}, {}
+                    return 200, {"item": self._as_served(entity, row) if row else None}, {}
             if entity == "Invoices" and rest[1:] == ["invoicepdf"]:
                 return 200, self._invoice_pdf(record_id), {}
             if entity == "Invoices" and rest[1:] in (["invoicemarkuphtml"], ["invoicemarkupxml"]):
@@ -378,7 +403,7 @@ class AutotaskSandbox:
               previous: list[int], start: int | None) -> dict:
         matches = self._matching(entity, query, start)
         page = matches[: query.max_records]
-        items = [self._project(row, query.include_fields) for row in page]
+        items = [self._project(self._as_served(entity, row), query.include_fields) for row in page]
         base = str(request.base_url) + f"ATServicesRest/V1.0/{entity}/query/next"
         search_text = dumps(search)
         next_url = prev_url = None
@@ -533,7 +558,11 @@ def _to_wire(kind: str, value):
             raise ValueError("boolean given for a numeric field")
         number = value if isinstance(value, Decimal) else Decimal(str(value))
         # .NET writes doubles with a decimal point (1.0), so clients parse them as decimals, never ints.
-        return number.quantize(Decimal("0.0")) if number.as_tuple().exponent >= 0 else number
+        if not number.is_finite() or number.adjusted() > 308:
+            raise ValueError(f"{number} is not a value a double holds (JSON has no NaN or Infinity either)")
+        # A context wide enough for the number: 1E+30 is a double Autotask holds, not an overflow.
+        wide = Context(prec=max(28, number.adjusted() + 3))
+        return number.quantize(Decimal("0.0"), context=wide) if number.as_tuple().exponent >= 0 else number
     if kind == "datetime":
         if isinstance(value, datetime | date):
             return at_utc(value)
