@@ -31,9 +31,13 @@ NUMBER_LIMIT = 100  # Autotask keeps invoice numbers to 100 characters (the ledg
 
 # Columns by what they hold, for the frames' reading and the checks below.
 AMOUNT_COLUMNS = frozenset({"invoiceTotal", "totalTaxValue", "extendedPrice", "taxDollars", "totalAmount"})
-QUANTITY_COLUMNS = frozenset({"quantity", "rate"})
+# Unit prices and costs keep 4 decimals in Xero, as quantities do.
+QUANTITY_COLUMNS = frozenset({"quantity", "rate", "unitCost", "internalCurrencyUnitCost"})
 TIMESTAMP_COLUMNS = frozenset({"invoiceDateTime", "dueDate", "fromDate", "toDate", "paidDate", "voidedDate",
-                               "webServiceDate", "itemDate"})
+                               "webServiceDate", "itemDate",
+                               # purchasing
+                               "createDateTime", "submitDateTime", "cancelDateTime", "shippingDate",
+                               "latestEstimatedArrivalDate", "estimatedArrivalDate", "receiveDate"})
 TEXT_LIMITS = {"invoiceNumber": NUMBER_LIMIT}
 
 

@@ -85,10 +85,28 @@ def engine_for_url(url: str) -> Engine:
         def _sqlite_pragmas(dbapi_conn, _):
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA busy_timeout = 30000")
-            cur.execute("PRAGMA journal_mode = WAL")
+            _wal(cur)
             cur.close()
 
     return engine
+
+
+def _wal(cur) -> None:
+    """Switch a SQLite file to WAL. Switching needs the file to itself, and SQLite answers "locked" at once
+    (not after the busy timeout) while another process holds it, for example during a migration. WAL is
+    kept in the file, so once any connection has switched it the others find it set: try a few times,
+    then go on in whatever mode the file is in."""
+    import sqlite3
+    import time
+
+    for attempt in range(20):
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 class Ledger:

@@ -311,7 +311,7 @@ def test_malformed_records_set_aside_the_bill_they_belong_to_and_nothing_crashes
     # A fractional quantity on the item (int32 in Autotask), and a purchase order with no vendor.
     bad_item = bills(pos=[po()], items=[dict(item(49001), quantity=D("2.5"))],
                      receivings=[received(59001, 49001, 1, 5, "B-4")])
-    assert "purchase order item 49001 (of receiving 59001) cannot be read: quantity = Decimal('2.5')" in \
+    assert "purchase order item 49001 (of receiving 59001) cannot be read: quantity = 2.5 cannot be read: not a whole number" in \
         bad_item["201:B-4"].set_aside.reason
     bad_po = bills(pos=[dict(po(), freight="lots")], items=[item(49001)], receivings=[received(59001, 49001, 1, 5, "B-5")])
     assert "purchase order 7901 (of receiving 59001) cannot be read: freight = 'lots'" in \
@@ -437,7 +437,7 @@ def test_purchase_order_set_aside_reasons():
                         items=[item(41001, po_id=7001), dict(item(41002, po_id=7001), unitCost=None)])
     assert "purchase order item 41002 (of purchase order PO-7001) cannot be read: unitCost is missing" in \
         frames_bad["7001"].set_aside.reason
-    assert frames_bad["7002"].set_aside.reason == "purchase order 7002 cannot be read: vendorID = 'x' cannot be read"
+    assert frames_bad["7002"].set_aside.reason == "purchase order 7002 cannot be read: vendorID = 'x' cannot be read: not a whole number"
     unmapped = orders(pos=[po(7001)], items=[item(41001, po_id=7001, product=31009)])
     assert "purchase order PO-7001, item 41001 (product 31009 'Brand New Gadget') has no account mapping" in \
         unmapped["7001"].set_aside.reason
@@ -459,3 +459,13 @@ def test_rejects_can_be_given_by_hand():
     plans = plan_bills(frames.purchase_orders, frames.items, frames.receivings, frames.vendors, REFERENCE,
                        mapping().bills, XERO)
     assert plans == []
+
+
+def test_purchasing_dates_and_costs_are_read_within_bounds():
+    from core.bills import items_with_rejects, receivings_with_rejects
+
+    _, rejected = receivings_with_rejects([{"id": 1, "purchaseOrderItemID": 2, "quantityNowReceiving": 1,
+                                            "receiveDate": "2026-02-30T00:00:00Z", "vendorInvoiceNumber": "V-1"}])
+    assert rejected and "receiveDate = '2026-02-30T00:00:00Z' cannot be read" in "; ".join(rejected[0].problems)
+    _, rejected = items_with_rejects([{"id": 3, "orderID": 4, "quantity": 1, "unitCost": "1E+30"}])
+    assert rejected and "unitCost" in "; ".join(rejected[0].problems)

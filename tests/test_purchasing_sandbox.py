@@ -254,7 +254,7 @@ def test_a_malformed_record_travels_in_the_extract_and_sets_its_bill_aside(stack
     assert extract.receivings.empty and not extract.receivings.attrs
     bill = bills_of(extract, stack)["201:INV-99001"]
     assert not bill.sendable
-    assert "receiving 59901 cannot be read: quantityNowReceiving = Decimal('1.5')" in bill.set_aside.reason
+    assert "receiving 59901 cannot be read: quantityNowReceiving = 1.5 cannot be read: not a whole number" in bill.set_aside.reason
 
 
 # ---- the generated data ------------------------------------------------------------------------
