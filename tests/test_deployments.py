@@ -53,3 +53,16 @@ def test_a_changed_schedule_makes_prefect_yaml_stale(atx_home, tmp_path):
     moved = settings.model_copy(update={"schedule": settings.schedule.model_copy(update={"cron": "0 9 * * *"})})
     assert stale_entries(out, [moved]) == ["acme"]
     assert deployment_entries([moved])[0]["schedules"][0]["cron"] == "0 9 * * *"
+
+
+def test_a_tenant_that_lists_bills_gets_a_bills_deployment_too(atx_home):
+    with SandboxStack(invoices=1) as stack:
+        both = stack.connect_tenant("acme", flows=["invoices", "bills"])
+        only = stack.connect_tenant("beta")
+    entries = deployment_entries([both, only])
+    pairs = sorted((d["entrypoint"], d["name"]) for d in entries)
+    assert pairs == [("flows/bills.py:bills", "acme"), ("flows/invoices.py:invoices", "acme"),
+                     ("flows/invoices.py:invoices", "beta")]
+    bills = next(d for d in entries if d["entrypoint"] == "flows/bills.py:bills")
+    assert "flow:bills" in bills["tags"] and bills["concurrency_limit"]["limit"] == 1
+    assert bills["parameters"] == {"tenant": "acme", "dry_run": False}
