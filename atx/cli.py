@@ -19,12 +19,14 @@ tenant_app = typer.Typer(help="Tenant files (tenants/NAME.yaml): one Autotask ac
 connect_app = typer.Typer(help="Connect a tenant to Autotask or Xero; secrets go to Prefect Secret blocks.", no_args_is_help=True)
 deployments_app = typer.Typer(help="Prefect deployments of every tenant's flows.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The ledger database connection.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="Receive Xero webhooks as Prefect events.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(sync_app, name="sync")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(connect_app, name="connect")
 app.add_typer(deployments_app, name="deployments")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(webhooks_app, name="webhooks")
 # Piped output (CI logs, `make demo | tee`) gets a width that keeps the report tables readable.
 console = Console(width=None if sys.stdout.isatty() else 150)
 
@@ -399,6 +401,39 @@ def connect_xero_cmd(
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1)
     console.print(f"Xero connected for [bold]{tenant}[/]: {chosen.get('tenantName')} ({chosen['tenantId']}).")
+
+
+# ---- webhooks ------------------------------------------------------------------------------------------
+@webhooks_app.command("serve")
+def webhooks_serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (put a TLS proxy in front for Xero)."),
+    port: int = typer.Option(8766, help="Port to listen on."),
+    key: Optional[str] = typer.Option(
+        None, "--key", help="Where the webhook key is: env:NAME or block:NAME (default env:ATX_XERO_WEBHOOK_KEY)."),
+) -> None:
+    """Receive Xero's signed webhooks on POST /webhooks/xero and emit one Prefect event per Xero event."""
+    _quiet_prefect()
+    import logging
+
+    import uvicorn
+    from prefect.events import emit_event
+
+    from atx.settings import SettingsError, load_all_tenants
+    from atx.webhooks import PATH, create_app, resolve_key, tenants_by_organisation
+
+    try:
+        secret = resolve_key(key)
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    tenants = tenants_by_organisation(load_all_tenants())
+    if not tenants:
+        console.print("[yellow]No tenants: every event will be dropped (create one with `atx tenant add NAME`).[/]")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console.print(f"Receiving Xero webhooks on [bold]http://{host}:{port}{PATH}[/] for "
+                  f"{len(tenants)} organisation(s): {', '.join(sorted(tenants.values())) or 'none'}.")
+    uvicorn.run(create_app(secret, tenants, emit_event), host=host, port=port, log_level="warning",
+                access_log=False)
 
 
 # ---- deployments and serving -------------------------------------------------------------------------

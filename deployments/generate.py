@@ -94,3 +94,35 @@ def runner_deployments(tenants: list[TenantSettings]) -> list:
                 entrypoint_type=EntrypointType.MODULE_PATH,
             ))
     return out
+
+
+# Xero webhook events (atx/webhooks.py) that a tenant's payments deployment runs for: a payment applied
+# or deleted changes its invoice, so it arrives as an INVOICE UPDATE.
+PAYMENT_EVENTS = ("xero.invoice.updated",)
+TRIGGER_WITHIN_SECONDS = 60
+
+
+def payments_trigger(tenant: TenantSettings, *, within: int = TRIGGER_WITHIN_SECONDS) -> dict:
+    """A prefect.yaml deployment trigger (`triggers:` entry) running the tenant's payments deployment when
+    Xero says one of its organisation's invoices changed.
+
+    Reactive, threshold 1: it fires on the first event, then ignores the organisation's events for the
+    rest of `within` seconds, so a burst of payments (a bank-feed reconciliation) is one run, not fifty.
+    The run reads payments by its own high-water mark, not from the events, so nothing is lost by
+    skipping them; the tenant's schedule stays the safety net for events Xero never delivers.
+    """
+    return {
+        "type": "event",
+        "enabled": True,
+        "match": {"prefect.resource.id": f"xero.organisation.{tenant.xero.tenant_id.lower()}"},
+        "expect": list(PAYMENT_EVENTS),
+        "posture": "Reactive",
+        "threshold": 1,
+        "within": within,
+        "parameters": {
+            "tenant": tenant.name,
+            "dry_run": False,
+            # Templated by Prefect from the event that fired the trigger: why this run happened.
+            "reason": "{{ event.event }} {{ event.payload.resourceId }} at {{ event.payload.eventDateUtc }}",
+        },
+    }

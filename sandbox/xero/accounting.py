@@ -23,6 +23,7 @@ from sandbox.xero.org import Journal, XeroOrg
 from sandbox.xero.rules import (CREDIT_NOTE, INVOICE, PURCHASE_ORDER, DocKind, Invalid, NotFound, Write,
                                 allocate_credit_note, create_payment, delete_payment, save_contact, save_document)
 from sandbox.xero.serialise import dumps, loads, parse_date, parse_datetime
+from sandbox.xero.webhooks import events_for
 
 router = APIRouter()
 
@@ -174,6 +175,7 @@ def _write_batch(request: Request, items: list[dict], plural: str, operation: Ca
             batch.rollback()
             return validation_error("A validation exception occurred",
                                     [_echo(payload, messages) for payload, messages in failed])
+        _notify_webhooks(request, org, batch)
         results = []
         for payload, stored, messages in outcomes:
             if messages:
@@ -181,6 +183,15 @@ def _write_batch(request: Request, items: list[dict], plural: str, operation: Ca
             else:
                 results.append(dict(render(stored), StatusAttributeString="OK"))
         return _envelope(request, plural, results)
+
+
+def _notify_webhooks(request: Request, org: XeroOrg, committed: Journal) -> None:
+    """Tell the sandbox's webhook subscription (if any) which invoices and contacts this write saved.
+    Only queues: delivery happens on the subscription's own thread, so the API call never waits or fails."""
+    sandbox = getattr(request.app.state, "xero", None)
+    subscription = getattr(sandbox, "webhooks", None)
+    if subscription is not None:
+        subscription.notify(events_for(org, committed.changes()))
 
 
 def _paged(request: Request, documents: list[dict]) -> tuple[list[dict], dict | None]:

@@ -28,6 +28,14 @@ class Journal:
     def absorb(self, child: "Journal") -> None:
         self._undo.extend(child._undo)
 
+    def changes(self) -> list[tuple[dict, str, bool]]:
+        """What this journal saw saved, once per document in first-saved order: (collection, key,
+        whether it existed before). Read after a commit, to tell the webhooks what changed."""
+        seen: dict[tuple[int, str], tuple[dict, str, bool]] = {}
+        for collection, key, previous in self._undo:
+            seen.setdefault((id(collection), key), (collection, key, previous is not _MISSING))
+        return list(seen.values())
+
     def rollback(self) -> None:
         for collection, key, previous in reversed(self._undo):
             if previous is _MISSING:

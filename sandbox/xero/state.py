@@ -8,6 +8,7 @@ from sandbox.faults import FaultConfig
 from sandbox.xero.identity import IdentityStore
 from sandbox.xero.limits import RateLimiter, XeroLimits
 from sandbox.xero.org import XeroOrg, seed_org
+from sandbox.xero.webhooks import WebhookSubscription
 
 # The scopes a sync needs, granular (what apps created since March 2026 get).
 DEFAULT_SCOPES = ["offline_access", "accounting.invoices", "accounting.payments", "accounting.contacts",
@@ -28,6 +29,8 @@ class XeroSandbox:
         # (tenant ids or names; None = every organisation in the sandbox).
         self.consent_user_id = str(uuid.uuid4())
         self.consent_orgs: list[str] | None = None
+        # The app's webhook subscription (see subscribe_webhooks); None: no webhooks are sent.
+        self.webhooks: WebhookSubscription | None = None
 
     @property
     def limits(self) -> XeroLimits:
@@ -36,6 +39,27 @@ class XeroSandbox:
     @limits.setter
     def limits(self, limits: XeroLimits) -> None:
         self.limiter.set_limits(limits)
+
+    def subscribe_webhooks(self, url: str, key: str, *, delay: float = 0.2, retries: int = 3,
+                           backoff: float = 0.2) -> WebhookSubscription:
+        """Configure the webhook subscription, as a developer does in Xero's portal: INVOICE and CONTACT
+        events of every organisation, POSTed to `url` and signed with `key`. Events are delivered once
+        `webhook_intent_to_receive()` has passed. A second call replaces the first subscription."""
+        self.unsubscribe_webhooks()
+        self.webhooks = WebhookSubscription(url, key, delay=delay, retries=retries, backoff=backoff)
+        return self.webhooks
+
+    def webhook_intent_to_receive(self) -> bool:
+        """Run Xero's intent-to-receive handshake against the subscription's URL: True when the
+        receiver answered 200 (empty body) to the signed requests and 401 to the others, in time."""
+        if self.webhooks is None:
+            raise RuntimeError("no webhook subscription: call subscribe_webhooks(url, key) first")
+        return self.webhooks.intent_to_receive()
+
+    def unsubscribe_webhooks(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.close()
+            self.webhooks = None
 
     def add_org(self, name: str, country_code: str, *, tenant_id: str | None = None, **seed_kwargs) -> XeroOrg:
         org = seed_org(name, country_code, self.clock, tenant_id=tenant_id, **seed_kwargs)
