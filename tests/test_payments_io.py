@@ -281,3 +281,34 @@ def test_a_lost_answer_on_patch_is_outcome_unknown_naming_the_invoice(autotask, 
     expected = "2026-11-21T00:00:00.000Z" if fault == "lost_response" else None
     assert client.get("Invoices", second)["paidDate"] == expected
     assert client.get("Invoices", third)["paidDate"] is None
+
+
+def test_payment_responses_match_the_official_schemas_and_deserialise_with_the_sdk(xw):
+    from sandbox.xero import spec
+    from xero_python.accounting.models import Payments
+
+    def problems(template: str, method: str, body) -> list[str]:
+        return spec.schema_errors(spec.response_validator(template, method), body)
+
+    gateway = xw.gateway()
+    good, paid_off = invoices(gateway, "20.00", "5.00")
+    body = {"Payments": [
+        {"Invoice": {"InvoiceID": good}, "Account": {"Code": BANK}, "Date": "2026-11-23", "Amount": 20},
+        {"Invoice": {"InvoiceID": paid_off}, "Account": {"Code": BANK}, "Date": "2026-11-23", "Amount": 6},
+    ]}
+    made = xw.raw("PUT", PAYMENTS + "?summarizeErrors=false", json=body)
+    assert made.status_code == 200 and problems("/Payments", "put", made.json()) == []
+    payment_id = made.json()["Payments"][0]["PaymentID"]
+    deleted = xw.raw("POST", f"{PAYMENTS}/{payment_id}", json={"Status": "DELETED"})
+    assert deleted.status_code == 200 and problems("/Payments/{PaymentID}", "post", deleted.json()) == []
+    listed = xw.raw("GET", PAYMENTS + "?page=1&pageSize=1000")
+    assert listed.status_code == 200 and problems("/Payments", "get", listed.json()) == []
+    assert listed.json()["pagination"]["pageSize"] == 1000
+
+    # The SDK's own deserialiser takes each answer, the refused element and the deleted payment included.
+    for answer in (made, deleted, listed):
+        models = gateway.api_client.deserialize(answer, "Payments", gateway.accounting.get_model_finder()).payments
+        assert models and all(m.payment_id is not None or m.has_validation_errors for m in models)
+    refused = gateway.api_client.deserialize(made, "Payments", gateway.accounting.get_model_finder()).payments[1]
+    assert refused.has_validation_errors is True and refused.validation_errors[0].message
+    assert isinstance(gateway.api_client.deserialize(listed, "Payments", gateway.accounting.get_model_finder()), Payments)
