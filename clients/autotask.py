@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
@@ -46,6 +47,26 @@ class AutotaskRateLimited(AutotaskError):
 
 class AutotaskQueryError(AutotaskError):
     """Autotask rejected a query: unknown or unqueryable field, bad value, too many `in` values..."""
+
+
+class AutotaskOutcomeUnknown(AutotaskError):
+    """A write reached Autotask but no usable answer came back (a lost response, a timeout, a 5xx without
+    Autotask's errors): it may or may not have been applied. Read the record again before deciding."""
+
+    def __init__(self, message: str, *, entity: str | None = None, status: int | None = None,
+                 errors: Iterable[str] = (), record_id: int | None = None, done: Iterable = ()):
+        super().__init__(message, entity=entity, status=status, errors=errors)
+        self.record_id = record_id
+        self.done = list(done)  # update_invoices: the answers of the invoices written before this one
+
+
+@dataclass(frozen=True)
+class InvoiceUpdate:
+    """One invoice's answer to update_invoices: written, or refused with Autotask's reasons."""
+
+    id: int
+    ok: bool
+    errors: tuple[str, ...] = ()
 
 
 class AutotaskClient:
@@ -180,6 +201,33 @@ class AutotaskClient:
         result = self._send("PATCH", entity, entity, payload=_dumps(fields), read=False)
         return int(result["itemId"])
 
+    def update_invoices(self, changes: list[dict]) -> list[InvoiceUpdate]:
+        """PATCH /Invoices, one invoice per call (Autotask takes one entity per PATCH), in order.
+
+        Each change is {"id": ..., and any of invoiceNumber, paidDate, webServiceDate}; Autotask keeps only
+        the date of paidDate. A change Autotask refuses (a read-only field, an unknown invoice) is answered
+        ok=False with Autotask's errors and the others still go. Credentials and the hourly threshold stop
+        the whole call (AutotaskAuthError, AutotaskRateLimited). A lost answer raises AutotaskOutcomeUnknown
+        naming the invoice, with the answers so far in `done`: read that invoice again before re-sending."""
+        for change in changes:
+            if not isinstance(change, dict) or isinstance(change.get("id"), bool) or not isinstance(change.get("id"), int):
+                raise ValueError(f"each invoice change needs an integer id: {change!r}")
+        results: list[InvoiceUpdate] = []
+        for change in changes:
+            try:
+                self.update("Invoices", change)
+            except AutotaskOutcomeUnknown as exc:
+                raise AutotaskOutcomeUnknown(
+                    f"Autotask invoice {change['id']}: {exc}", entity="Invoices", status=exc.status,
+                    errors=exc.errors, record_id=change["id"], done=results) from None
+            except (AutotaskAuthError, AutotaskRateLimited):
+                raise
+            except AutotaskError as exc:
+                results.append(InvoiceUpdate(change["id"], False, tuple(exc.errors) or (str(exc),)))
+            else:
+                results.append(InvoiceUpdate(change["id"], True))
+        return results
+
     def threshold(self) -> dict:
         """The database's hourly allowance and how much of it is used (this call counts too)."""
         return self._send("GET", "ThresholdInformation", "ThresholdInformation")
@@ -273,10 +321,16 @@ class AutotaskClient:
                     resp = self._http.request(method, url, headers=self._headers(),
                                               content=payload.encode() if payload is not None else None)
             except httpx.TransportError as exc:
-                if read and attempt < self.max_retries:
+                # A write is repeated only when it never left (no connection): otherwise it may have been applied.
+                unsent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+                if (read or unsent) and attempt < self.max_retries:
                     self._sleep(_backoff(attempt))
                     attempt += 1
                     continue
+                if not read and not unsent:
+                    raise AutotaskOutcomeUnknown(f"Autotask {entity} {method}: no answer came back "
+                                                 f"({type(exc).__name__}); the outcome is unknown",
+                                                 entity=entity) from None
                 raise AutotaskError(f"Autotask {entity} {method}: the API could not be reached "
                                     f"({type(exc).__name__})", entity=entity) from None
 
@@ -312,6 +366,9 @@ class AutotaskClient:
                 self._sleep(_backoff(attempt))
                 attempt += 1
                 continue
+            if transient and not read:
+                raise AutotaskOutcomeUnknown(f"Autotask {entity} {method} answered HTTP {status} ({detail}); "
+                                             "the outcome is unknown", entity=entity, status=status, errors=errors)
             error_type = AutotaskQueryError if kind == "query" and status == 500 and errors else AutotaskError
             raise error_type(f"Autotask {entity} {method} failed with HTTP {status}: {detail}",
                              entity=entity, status=status, errors=errors)

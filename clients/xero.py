@@ -25,8 +25,8 @@ from typing import Any, Protocol
 import httpx
 import urllib3
 from xero_python.accounting import (
-    AccountingApi, Contact, Contacts, CreditNote, CreditNotes, CurrencyCode, Invoice, Invoices, LineAmountTypes, LineItem,
-    LineItemTracking, PurchaseOrder, PurchaseOrders,
+    Account, AccountingApi, Contact, Contacts, CreditNote, CreditNotes, CurrencyCode, Invoice, Invoices, LineAmountTypes,
+    LineItem, LineItemTracking, Payment, PaymentDelete, Payments, PurchaseOrder, PurchaseOrders,
 )
 from xero_python.api_client import ApiClient
 from xero_python.api_client.configuration import Configuration
@@ -34,7 +34,8 @@ from xero_python.api_client.oauth2 import OAuth2Token
 from xero_python.exceptions import HTTPStatusException
 from xero_python.identity import IdentityApi
 
-from core.documents import DocumentKind, DocumentPlan, Status, XeroDocument
+from core.documents import (DocumentKind, DocumentPlan, PaymentDraft, Status, XeroAllocation, XeroDocument,
+                            XeroPayment)
 
 BATCH_LIMIT = 50
 TOKEN_KEYS = ("access_token", "refresh_token", "expires_in", "token_type", "scope", "id_token", "expires_at")
@@ -478,7 +479,36 @@ def plain_document(kind: DocumentKind, model) -> XeroDocument:
         amount_credited=_decimal(getattr(model, "amount_credited", None)),
         has_allocations=allocated,
         updated=getattr(model, "updated_date_utc", None),
+        fully_paid_on_date=_day(getattr(model, "fully_paid_on_date", None)),
+        allocations=_allocations(model),
     )
+
+
+def _allocations(model) -> tuple[XeroAllocation, ...]:
+    """What the document lists as settling it, in plain types (deleted payments are not listed)."""
+    found: list[XeroAllocation] = []
+    for payment in getattr(model, "payments", None) or []:
+        found.append(XeroAllocation("payment", _text(payment.payment_id), _decimal(payment.amount) or Decimal(0),
+                                    _day(payment.date), payment.reference or None))
+    applied = (("credit_note", "credit_notes", "credit_note_id"), ("prepayment", "prepayments", "prepayment_id"),
+               ("overpayment", "overpayments", "overpayment_id"))
+    for kind, attr, id_attr in applied:
+        for item in getattr(model, attr, None) or []:
+            amount = getattr(item, "applied_amount", None)
+            found.append(XeroAllocation(kind, _text(getattr(item, id_attr, None)),
+                                        _decimal(amount if amount is not None else getattr(item, "total", None))
+                                        or Decimal(0), _day(getattr(item, "date", None)),
+                                        getattr(item, "credit_note_number", None) or None))
+    for allocation in getattr(model, "allocations", None) or []:  # a credit note's own allocations to invoices
+        invoice = getattr(allocation, "invoice", None)
+        found.append(XeroAllocation("allocation", _text(getattr(invoice, "invoice_id", None)),
+                                    _decimal(allocation.amount) or Decimal(0), _day(allocation.date),
+                                    getattr(invoice, "invoice_number", None) or None))
+    return tuple(found)
+
+
+def _text(value) -> str | None:
+    return str(value) if value else None
 
 
 def _decimal(value):
@@ -566,8 +596,117 @@ class DocumentsMixin:
             raise ValueError(f"{kind.noun}s carry no attachments here")
 
 
+# ---- payments in plain types -------------------------------------------------------------------------
+PAYMENT_PAGE_LIMIT = 1000  # GET /Payments takes pageSize 1..1000
+
+
+@dataclass(frozen=True)
+class PaymentWritten:
+    """One payment's answer to a batch write, in plain types, with the draft it answers (Xero keeps order)."""
+
+    ok: bool
+    payment: XeroPayment | None
+    errors: list[str]
+    draft: PaymentDraft | None = None
+
+
+def sdk_payment(draft: PaymentDraft) -> Payment:
+    account = Account(account_id=draft.account_id) if draft.account_id else Account(code=draft.account_code)
+    fields: dict[str, Any] = {"invoice": Invoice(invoice_id=draft.invoice_id), "account": account,
+                              "amount": draft.amount, "date": draft.date}
+    if draft.reference:
+        fields["reference"] = draft.reference
+    if draft.currency_rate is not None:
+        fields["currency_rate"] = draft.currency_rate
+    return Payment(**fields)
+
+
+def plain_payment(model) -> XeroPayment:
+    invoice, account = getattr(model, "invoice", None), getattr(model, "account", None)
+    credit_note = getattr(model, "credit_note", None)
+    return XeroPayment(
+        id=str(model.payment_id),
+        invoice_id=_text(getattr(invoice, "invoice_id", None)),
+        invoice_number=getattr(invoice, "invoice_number", None) or None,
+        amount=_decimal(model.amount) if model.amount is not None else Decimal(0),
+        date=_day(model.date),
+        status=_status_text(model.status),
+        payment_type=_plain(model.payment_type),
+        account_code=getattr(account, "code", None) or None,
+        currency_rate=_decimal(model.currency_rate),
+        reference=model.reference or None,
+        updated=model.updated_date_utc,
+        credit_note_id=_text(getattr(credit_note, "credit_note_id", None)),
+    )
+
+
+def _payment_written(model, draft: PaymentDraft | None) -> PaymentWritten:
+    errors = [e.message for e in (model.validation_errors or []) if getattr(e, "message", None)]
+    refused = bool(errors) or bool(model.has_validation_errors) or _status_text(model.status_attribute_string) == "ERROR"
+    if refused:
+        return PaymentWritten(ok=False, payment=None, errors=errors or ["Xero refused the payment without a reason"],
+                              draft=draft)
+    return PaymentWritten(ok=True, payment=plain_payment(model), errors=[], draft=draft)
+
+
+class PaymentsMixin:
+    """Payments both ways: read Xero's (new, changed, deleted) and make them, in plain types."""
+
+    def find_payments(self, *, modified_since=None, invoice_ids: Iterable[str] = (), statuses: Iterable[str] = (),
+                      page_size: int = PAYMENT_PAGE_LIMIT, chunk_size: int = 25) -> list[XeroPayment]:
+        """GET /Payments, paged (`page_size` up to 1000), narrowed by If-Modified-Since (a datetime), by
+        invoice (a `where` of ORs on Invoice.InvoiceID, in chunks) and by Status (AUTHORISED, DELETED).
+        Deleted payments are included unless `statuses` leaves them out: they are reversals to apply."""
+        if not 1 <= page_size <= PAYMENT_PAGE_LIMIT:
+            raise ValueError(f"page_size must be between 1 and {PAYMENT_PAGE_LIMIT}")
+        kwargs: dict[str, Any] = {}
+        if modified_since is not None:
+            kwargs["if_modified_since"] = modified_since
+        status_clause = " OR ".join(f'Status=="{_quote(s.upper())}"' for s in statuses if s)
+        ids = [str(i) for i in invoice_ids if i]
+        wheres = [" OR ".join(f'Invoice.InvoiceID==Guid("{_quote(i)}")' for i in chunk) for chunk in _chunks(ids, chunk_size)]
+        if not ids:
+            wheres = [""]
+        found: dict[str, XeroPayment] = {}
+        for where in wheres:
+            clause = " AND ".join(f"({c})" for c in (where, status_clause) if c)
+            extra = {"where": clause} if clause else {}
+            for model in self._pages(self.accounting.get_payments, "payments", "reading payments",
+                                     page_size=page_size, **extra, **kwargs):
+                payment = plain_payment(model)
+                found.pop(payment.id, None)  # one changed while paging comes again later: keep the last
+                found[payment.id] = payment
+        return list(found.values())
+
+    def create_payments(self, payments: list[PaymentDraft], *, idempotency_key: str) -> list[PaymentWritten]:
+        """PUT /Payments with summarizeErrors=false: one call, at most 50, each answered on its own (a payment
+        over the invoice's AmountDue, or on an invoice that is not AUTHORISED, is refused alone). A lost
+        answer is XeroOutcomeUnknown: find the invoice's payments before sending again."""
+        _check_batch(payments)
+        data = self._call(
+            self.accounting.create_payments, Payments(payments=[sdk_payment(p) for p in payments]), write=True,
+            what=f"creating {len(payments)} payments", summarize_errors=False, idempotency_key=idempotency_key,
+        )
+        models = data.payments or []
+        drafts: list[PaymentDraft | None] = list(payments) if len(models) == len(payments) else [None] * len(models)
+        return [_payment_written(model, draft) for model, draft in zip(models, drafts)]
+
+    def delete_payment(self, payment_id: str, *, idempotency_key: str) -> PaymentWritten:
+        """POST /Payments/{id} with Status DELETED (Xero's only change to a payment): the invoice's AmountDue
+        comes back. Refusals (already deleted, a locked period) come back as ok=False."""
+        try:
+            data = self._call(self.accounting.delete_payment, payment_id, PaymentDelete(status="DELETED"), write=True,
+                              what="deleting a payment", idempotency_key=idempotency_key)
+        except XeroRequestError as exc:
+            return PaymentWritten(ok=False, payment=None, errors=[str(exc)])
+        models = data.payments or []
+        if not models:
+            raise XeroError("Xero answered a payment deletion without the payment")
+        return _payment_written(models[0], None)
+
+
 # ---- the gateway -----------------------------------------------------------------------------------
-class XeroGateway(DocumentsMixin):
+class XeroGateway(DocumentsMixin, PaymentsMixin):
     def __init__(
         self,
         *,

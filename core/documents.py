@@ -226,10 +226,67 @@ class XeroDocument:
     amount_credited: Decimal | None = None
     has_allocations: bool = False       # payments, credit notes, prepayments or overpayments against it
     updated: dt.datetime | None = None
+    # Settlement, for the payments flow: when it was paid in full, and what settled it, each with its date.
+    fully_paid_on_date: dt.date | None = None
+    allocations: tuple["XeroAllocation", ...] = ()
 
     @property
     def money_allocated(self) -> bool:
         return self.has_allocations or any((a or 0) > 0 for a in (self.amount_paid, self.amount_credited))
+
+
+@dataclass(frozen=True)
+class XeroAllocation:
+    """One settlement of a document as the document lists it: a payment, or a credit note, prepayment or
+    overpayment applied to it. Deleted payments are not listed by Xero."""
+
+    kind: str                           # "payment", "credit_note", "prepayment", "overpayment"
+    id: str | None                      # PaymentID, CreditNoteID, PrepaymentID, OverpaymentID
+    amount: Decimal
+    date: dt.date | None
+    reference: str | None = None        # a payment's Reference, a credit note's number
+
+
+# ---- payments --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class XeroPayment:
+    """A payment as Xero holds it (GET /Payments), in plain types."""
+
+    id: str
+    invoice_id: str | None              # None for a payment on a credit note (a refund)
+    invoice_number: str | None
+    amount: Decimal
+    date: dt.date | None
+    status: str | None                  # AUTHORISED or DELETED
+    payment_type: str | None            # ACCRECPAYMENT, ACCPAYPAYMENT, ARCREDITPAYMENT, ...
+    account_code: str | None
+    currency_rate: Decimal | None
+    reference: str | None
+    updated: dt.datetime | None
+    credit_note_id: str | None = None
+
+    @property
+    def deleted(self) -> bool:
+        return (self.status or "").upper() == "DELETED"
+
+
+@dataclass(frozen=True)
+class PaymentDraft:
+    """A payment to make in Xero against one invoice (PUT /Payments). The account is named by its code or
+    its AccountID; it must be a bank account or have payments enabled. The amount may not exceed the
+    invoice's AmountDue, and the invoice must be AUTHORISED."""
+
+    invoice_id: str
+    amount: Decimal
+    date: dt.date
+    account_code: str | None = None
+    account_id: str | None = None
+    reference: str | None = None
+    currency_rate: Decimal | None = None  # only for an invoice outside the base currency
+
+    def __post_init__(self):
+        if not self.account_code and not self.account_id:
+            raise ValueError("a payment needs an account: account_code or account_id")
 
 
 class LedgerRow(Protocol):

@@ -136,7 +136,12 @@ def _idempotent(request: Request, raw: bytes, produce: Callable[[], Response]) -
     return response
 
 
-def _echo(payload: dict, messages: list[str]) -> dict:
+# Which flag a refused element carries: Payments and Contacts have HasValidationErrors in Xero's schema,
+# the documents HasErrors.
+_ERROR_FLAG = {"Payments": "HasValidationErrors", "Contacts": "HasValidationErrors"}
+
+
+def _echo(payload: dict, messages: list[str], plural: str = "") -> dict:
     """A refused element as Xero returns it: what was sent, plus its errors."""
     element = dict(payload)
     for key in _MS_DATE_KEYS:
@@ -145,7 +150,7 @@ def _echo(payload: dict, messages: list[str]) -> dict:
                 element[key] = parse_date(element[key])
             except ValueError:
                 pass
-    element.update({"StatusAttributeString": "ERROR", "HasErrors": True,
+    element.update({"StatusAttributeString": "ERROR", _ERROR_FLAG.get(plural, "HasErrors"): True,
                      "ValidationErrors": [{"Message": m} for m in messages]})
     return element
 
@@ -174,12 +179,12 @@ def _write_batch(request: Request, items: list[dict], plural: str, operation: Ca
         if failed and summarize:
             batch.rollback()
             return validation_error("A validation exception occurred",
-                                    [_echo(payload, messages) for payload, messages in failed])
+                                    [_echo(payload, messages, plural) for payload, messages in failed])
         _notify_webhooks(request, org, batch)
         results = []
         for payload, stored, messages in outcomes:
             if messages:
-                results.append(_echo(payload, messages))
+                results.append(_echo(payload, messages, plural))
             else:
                 results.append(dict(render(stored), StatusAttributeString="OK"))
         return _envelope(request, plural, results)

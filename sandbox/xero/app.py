@@ -14,6 +14,7 @@ import uuid
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandbox.faults import FaultMiddleware
 from sandbox.xero import accounting, identity
@@ -134,9 +135,22 @@ class XeroSandboxApp(FastAPI):
         await self._faults(scope, receive, send)
 
 
+async def _unknown_route(request, exc: StarletteHTTPException):
+    """A path or method no route serves answers in Xero's problem shape, not FastAPI's {"detail": ...}: the
+    SDK and the gateway read Title/Detail from every error."""
+    if exc.status_code == 404:
+        return _problem(404, "Not Found", "The resource you're looking for cannot be found")
+    if exc.status_code == 405:
+        return _problem(405, "Method Not Allowed",
+                        f"The requested resource does not support http method '{request.method}'.",
+                        headers=dict(exc.headers or {}))
+    return _problem(exc.status_code, str(exc.detail or "Error"), str(exc.detail or ""), headers=dict(exc.headers or {}))
+
+
 def create_app(sandbox: XeroSandbox) -> FastAPI:
     app = XeroSandboxApp(sandbox, title="Xero sandbox", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.xero = sandbox
+    app.add_exception_handler(StarletteHTTPException, _unknown_route)
     app.add_middleware(AccountingGate, sandbox=sandbox)
     app.include_router(identity.router)
     app.include_router(accounting.router, prefix=ACCOUNTING_PREFIX)
