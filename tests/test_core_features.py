@@ -10,8 +10,9 @@ from xero_python.api_client.serializer import serialize
 
 from core.invoices import (
     XeroReference, companies_frame, contact_name_for, content_hash, currency_rate_for, invoices_frame, lines_frame,
-    invoice_documents, plan_invoices, to_xero_contact, xero_totals,
+    contact_draft, invoice_documents, plan_invoices, xero_totals,
 )
+from clients.xero import sdk_contact
 from core.mapping import BrandingRules, TrackingRule
 from tests.test_core_invoices import REFERENCE_DATA, XERO, company, invoice_for, line, mapping, money, xero_body, xero_model
 
@@ -413,7 +414,7 @@ def test_two_companies_with_one_name_get_distinct_contacts():
     assert contact_name_for(companies[1], companies) == "kauri  freight"
     assert contact_name_for(companies[0], companies) == "Kauri Freight (Autotask #175)"
     assert contact_name_for(companies[2], companies) == "Ōtautahi Ltd"
-    body = serialize(to_xero_contact(companies[0], None, name=contact_name_for(companies[0], companies)))
+    body = serialize(sdk_contact(contact_draft(companies[0], None, name=contact_name_for(companies[0], companies))))
     assert body["Name"] == "Kauri Freight (Autotask #175)"
     lines = [line(80000001, "1", "10"), line(80000002, "1", "10", invoice_id=6002)]
     result = plan([invoice_for(lines[:1]), invoice_for(lines[1:], invoice_id=6002, companyID=175)], lines, companies)

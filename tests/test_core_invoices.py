@@ -4,14 +4,14 @@ import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal as D
 
 import pytest
-from xero_python.accounting import CreditNote, Invoice, LineAmountTypes
+from xero_python.accounting import CreditNote, CurrencyCode, Invoice, LineAmountTypes
 from xero_python.api_client.serializer import serialize
 
-from clients.xero import sdk_document
-from core.documents import KINDS
+from clients.xero import contact_hash, sdk_contact, sdk_document
+from core.documents import KINDS, ContactDraft
 from core.invoices import (
-    XeroReference, _document_of, companies_frame, content_hash, description_for, fit_quantity_and_unit,
-    invoice_documents, invoice_number_for, invoices_frame, lines_frame, plan_invoices, to_xero_contact,
+    _KNOWN_CURRENCIES, XeroReference, _document_of, companies_frame, content_hash, contact_draft, description_for,
+    fit_quantity_and_unit, invoice_documents, invoice_number_for, invoices_frame, lines_frame, plan_invoices,
 )
 from core.mapping import InvoiceMapping
 
@@ -474,11 +474,14 @@ def test_a_credit_becomes_a_credit_note_plan_and_an_accreccredit_body():
     assert "InvoiceNumber" not in body and "Url" not in body
 
 
-def test_to_xero_contact():
-    model = to_xero_contact(company(companyName="Māori Health Trust"), {"firstName": "Aroha", "lastName": "Ngata",
-                                                                          "emailAddress": "accounts@example.com"},
-                            currency_code="NZD", country="New Zealand")
-    body = serialize(model)
+def test_contact_draft():
+    draft = contact_draft(company(companyName="Māori Health Trust"), {"firstName": "Aroha", "lastName": "Ngata",
+                                                                        "emailAddress": "accounts@example.com"},
+                          currency_code="NZD", country="New Zealand")
+    assert isinstance(draft, ContactDraft)
+    with pytest.raises(AttributeError):
+        draft.name = "changed"  # a plain, frozen value
+    body = serialize(sdk_contact(draft))
     assert body["ContactNumber"] == "174" and body["Name"] == "Māori Health Trust"
     assert body["TaxNumber"] == "123-456-789" and body["EmailAddress"] == "accounts@example.com"
     assert body["DefaultCurrency"] == "NZD"
@@ -487,11 +490,33 @@ def test_to_xero_contact():
     assert body["Phones"][0]["PhoneNumber"] == "+64 9 300 1234"
 
 
-def test_to_xero_contact_prefers_the_billing_address():
-    body = serialize(to_xero_contact(company(billingAddress1="PO Box 99", billToCity="Wellington"), None))
+def test_contact_draft_prefers_the_billing_address():
+    body = serialize(sdk_contact(contact_draft(company(billingAddress1="PO Box 99", billToCity="Wellington"), None)))
     assert body["Addresses"][0]["AddressLine1"] == "PO Box 99"
     assert body["Addresses"][0]["City"] == "Wellington"
     assert "EmailAddress" not in body
+
+
+def test_contact_hash_is_the_one_ledgers_already_hold():
+    # Pinned from the hash of the SDK Contact the core built before drafts existed: an unchanged company
+    # keeps its hash, so an upgrade does not send every contact to Xero again.
+    customer = contact_draft(company(companyName="Māori Health Trust"), {"firstName": "Aroha", "lastName": "Ngata",
+                                                                           "emailAddress": "accounts@example.com"},
+                             currency_code="NZD", country="New Zealand")
+    assert contact_hash(customer) == "8863ffc6aa6690b83b73b9e8ba02af1aafa9772f154d8e2704b0c6a0da7684d8"
+    supplier = contact_draft(company(), None, supplier=True)
+    assert contact_hash(supplier) == "845f1236c2ea043dc0172c47d89bcdaaf85fe09784f1fbafa0714adda1861538"
+    assert contact_hash(customer) != contact_hash(contact_draft(company(companyName="Māori Health Trust"), None))
+
+
+def test_contact_with_an_id_rewrites_that_contact():
+    body = serialize(sdk_contact(contact_draft(company(), None, supplier=True), "9b5e3b6a-0000-4000-8000-000000000001"))
+    assert body["ContactID"] == "9b5e3b6a-0000-4000-8000-000000000001" and body["ContactNumber"] == "174"
+    assert "IsCustomer" not in body and "DefaultCurrency" not in body
+
+
+def test_known_currencies_are_the_sdks_currency_codes():
+    assert _KNOWN_CURRENCIES == {member.value for member in CurrencyCode}
 
 
 def test_negative_invoice_becomes_a_credit_note_not_a_set_aside():
