@@ -13,6 +13,8 @@ natural key instead of sending it again.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import threading
 import time
 from collections import deque
@@ -25,8 +27,8 @@ from typing import Any, Protocol
 import httpx
 import urllib3
 from xero_python.accounting import (
-    Account, AccountingApi, Contact, Contacts, CreditNote, CreditNotes, CurrencyCode, Invoice, Invoices, LineAmountTypes,
-    LineItem, LineItemTracking, Payment, PaymentDelete, Payments, PurchaseOrder, PurchaseOrders,
+    Account, AccountingApi, Address, Contact, Contacts, CreditNote, CreditNotes, CurrencyCode, Invoice, Invoices,
+    LineAmountTypes, LineItem, LineItemTracking, Payment, PaymentDelete, Payments, Phone, PurchaseOrder, PurchaseOrders,
 )
 from xero_python.api_client import ApiClient
 from xero_python.api_client.configuration import Configuration
@@ -34,8 +36,8 @@ from xero_python.api_client.oauth2 import OAuth2Token
 from xero_python.exceptions import HTTPStatusException
 from xero_python.identity import IdentityApi
 
-from core.documents import (DocumentKind, DocumentPlan, PaymentDraft, Status, XeroAllocation, XeroDocument,
-                            XeroPayment)
+from core.documents import (ContactDraft, DocumentKind, DocumentPlan, PaymentDraft, Status, XeroAllocation,
+                            XeroDocument, XeroPayment)
 
 BATCH_LIMIT = 50
 TOKEN_KEYS = ("access_token", "refresh_token", "expires_in", "token_type", "scope", "id_token", "expires_at")
@@ -452,6 +454,52 @@ def _line_item(line) -> LineItem:
         optional["tax_type"] = line.tax_type
     return LineItem(description=line.description, quantity=line.quantity, unit_amount=line.unit_amount,
                     line_amount=line.line_amount, **optional)
+
+
+def sdk_contact(draft: ContactDraft, contact_id: str | None = None) -> Contact:
+    """The SDK model for one contact draft; with `contact_id` it rewrites that contact."""
+    fields: dict[str, Any] = {
+        "contact_number": draft.contact_number, "name": draft.name, "tax_number": draft.tax_number,
+        "is_customer": draft.is_customer, "website": draft.website, "first_name": draft.first_name,
+        "last_name": draft.last_name, "email_address": draft.email_address,
+    }
+    if contact_id:
+        fields["contact_id"] = contact_id
+    a = draft.address
+    if a is not None:
+        # POBOX is the address Xero prints on invoices (the billing address).
+        fields["addresses"] = [Address(
+            address_type="POBOX", address_line1=a.line1, address_line2=a.line2, city=a.city, region=a.region,
+            postal_code=a.postal_code, country=a.country, attention_to=a.attention_to,
+        )]
+    if draft.phone:
+        fields["phones"] = [Phone(phone_type="DEFAULT", phone_number=draft.phone)]
+    if draft.default_currency:
+        fields["default_currency"] = CurrencyCode(draft.default_currency)
+    return Contact(**{k: v for k, v in fields.items() if v is not None})
+
+
+def contact_hash(draft: ContactDraft) -> str:
+    """A stable sha256 of what a draft sends Xero (without its ContactID).
+
+    It hashes the SDK model's to_dict(), as the ledger's contact hashes always have, so a contact
+    whose Autotask company did not change keeps its hash and is not sent again."""
+    text = json.dumps(sdk_contact(draft).to_dict(), sort_keys=True, default=lambda v: str(getattr(v, "value", v)))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _sdk_contacts(contacts: list) -> list[Contact]:
+    """Drafts (or (ContactID, draft) pairs, to rewrite that contact) as SDK models; SDK models pass as they are."""
+    out = []
+    for c in contacts:
+        if isinstance(c, ContactDraft):
+            out.append(sdk_contact(c))
+        elif isinstance(c, tuple):
+            contact_id, draft = c
+            out.append(sdk_contact(draft, contact_id))
+        else:
+            out.append(c)
+    return out
 
 
 def plain_document(kind: DocumentKind, model) -> XeroDocument:
@@ -1038,16 +1086,21 @@ class XeroGateway(DocumentsMixin, PaymentsMixin):
             page += 1
 
     # ---- contacts ------------------------------------------------------------------------------------
-    def create_contacts(self, contacts: list[Contact], *, idempotency_key: str) -> list[ElementResult]:
+    def create_contacts(self, contacts: list[ContactDraft | Contact], *, idempotency_key: str) -> list[ElementResult]:
+        """PUT: create only, at most 50, each answered on its own (in the order given)."""
         _check_batch(contacts)
+        contacts = _sdk_contacts(contacts)
         data = self._call(
             self.accounting.create_contacts, Contacts(contacts=contacts), write=True,
             what=f"creating {len(contacts)} contacts", summarize_errors=False, idempotency_key=idempotency_key,
         )
         return [_element(c, "contact_id", "contact_number") for c in (data.contacts or [])]
 
-    def update_contacts(self, contacts: list[Contact], *, idempotency_key: str) -> list[ElementResult]:
+    def update_contacts(self, contacts: list[tuple[str, ContactDraft] | Contact], *,
+                        idempotency_key: str) -> list[ElementResult]:
+        """POST: each (ContactID, draft) rewrites that contact; at most 50, each answered on its own."""
         _check_batch(contacts)
+        contacts = _sdk_contacts(contacts)
         data = self._call(
             self.accounting.update_or_create_contacts, Contacts(contacts=contacts), write=True,
             what=f"updating {len(contacts)} contacts", summarize_errors=False, idempotency_key=idempotency_key,

@@ -133,6 +133,39 @@ class ContactRef:
 
 
 @dataclass(frozen=True)
+class ContactAddress:
+    """The postal (billing) address of a contact, each part already cut to Xero's length."""
+
+    line1: str | None = None
+    line2: str | None = None
+    city: str | None = None
+    region: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+    attention_to: str | None = None
+
+
+@dataclass(frozen=True)
+class ContactDraft:
+    """The Xero contact the pure core wants for one source company, in plain values.
+
+    clients.xero.sdk_contact turns it into the SDK's Contact; a field left None is not sent, so Xero
+    keeps what it holds."""
+
+    contact_number: str                  # the Autotask company id, as text
+    name: str
+    tax_number: str | None = None
+    is_customer: bool | None = None      # True for a customer; None leaves it to Xero (a supplier's bills mark it)
+    address: ContactAddress | None = None
+    phone: str | None = None
+    website: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    email_address: str | None = None
+    default_currency: str | None = None  # an ISO code Xero knows
+
+
+@dataclass(frozen=True)
 class SetAside:
     """Why a document cannot be sent as it is, and what a person does about it."""
 

@@ -17,10 +17,6 @@ import pandas as pd
 import pandera.pandas as pa
 import calendar
 
-from xero_python.accounting import (
-    Address, Contact, CreditNote, CurrencyCode, Invoice, LineAmountTypes, LineItem, LineItemTracking, Phone,
-)
-
 from core import documents
 from core.frames import (
     RejectedRecord, companies_with_rejects, frame_of_rows, invoices_with_rejects, lines_with_rejects, read_int,
@@ -39,7 +35,16 @@ ELLIPSIS = "…"
 # a line. A bigger gap means the TaxType's rate is not the rate Autotask charged: a mapping mistake.
 TAX_ROUNDING_TOLERANCE = Decimal("0.01")
 _PLACEHOLDER = re.compile(r"{([^{}]*)}")
-_KNOWN_CURRENCIES = frozenset(member.value for member in CurrencyCode)
+# The ISO currency codes Xero's Accounting API knows (its CurrencyCode enumeration).
+_KNOWN_CURRENCIES = frozenset("""
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN
+    BYR BZD CAD CDF CHF CLF CLP CNY COP CRC CUC CUP CVE CZK DJF DKK DOP DZD EEK EGP ERN ETB EUR FJD
+    FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HRK HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES
+    KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LTL LVL LYD MAD MDL MGA MKD MMK MNT MOP MRO
+    MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON
+    RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SKK SLE SLL SOS SRD STD STN SVC SYP SZL THB TJS TMT TND
+    TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VEF VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMK ZMW ZWD
+""".split())
 
 # Keys of plan_invoices' frames, kept so the flow can hand them on unchanged.
 _REJECTED_INVOICES = "rejected_invoices"
@@ -1103,76 +1108,8 @@ def content_hash(draft_rows: pd.DataFrame) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _one_document(draft_rows: pd.DataFrame, what: str) -> list[dict]:
-    rows = sorted(_records(draft_rows), key=lambda row: row["line_no"])
-    if not rows:
-        raise ValueError(f"{what} needs the draft rows of one invoice, got none")
-    if len({row["autotask_invoice_id"] for row in rows}) != 1:
-        raise ValueError(f"{what} needs the draft rows of exactly one invoice")
-    return rows
-
-
-def _line_items(rows: list[dict]) -> list[LineItem]:
-    items = []
-    for row in rows:
-        tracking = [LineItemTracking(name=row[f"tracking{n}_name"], option=row[f"tracking{n}_option"])
-                    for n in (1, 2) if row.get(f"tracking{n}_name") and row.get(f"tracking{n}_option")]
-        optional = {}
-        if row["tax_amount"] is not None:
-            optional["tax_amount"] = row["tax_amount"]
-        if tracking:
-            optional["tracking"] = tracking
-        items.append(LineItem(
-            description=row["description"], quantity=row["quantity"], unit_amount=row["unit_amount"],
-            account_code=row["account_code"], tax_type=row["tax_type"], line_amount=row["line_amount"], **optional,
-        ))
-    return items
-
-
-def _contact(head: dict, contact_id: str | None) -> Contact:
-    return Contact(contact_id=contact_id) if contact_id else Contact(contact_number=head["contact_number"])
-
-
-def to_xero_invoice(draft_rows: pd.DataFrame, contact_id: str | None = None) -> Invoice:
-    """The SDK model for one invoice's draft rows (send with unitdp=4: unit amounts may carry 4 decimals)."""
-    rows = _one_document(draft_rows, "to_xero_invoice")
-    head = rows[0]
-    if head.get("document_type", "ACCREC") != "ACCREC":
-        raise ValueError(f"Autotask invoice {head['autotask_invoice_id']} is a credit: use to_xero_credit_note")
-    optional = _filled(head, due_date="due_date", invoice_number="invoice_number", reference="reference",
-                        url="source_url", branding_theme_id="branding_theme_id", currency_rate="currency_rate")
-    return Invoice(
-        type="ACCREC", contact=_contact(head, contact_id), line_items=_line_items(rows), date=head["date"],
-        line_amount_types=LineAmountTypes(head["line_amount_types"]), status=head["status"],
-        currency_code=CurrencyCode(head["currency_code"]), **optional,
-    )
-
-
-def _filled(head: dict, **columns: str) -> dict:
-    """SDK keyword -> the draft column that fills it, for the columns that hold a value."""
-    return {attribute: head[column] for attribute, column in columns.items() if head.get(column) is not None}
-
-
-def to_xero_credit_note(draft_rows: pd.DataFrame, contact_id: str | None = None) -> CreditNote:
-    """The SDK model for the draft rows of a negative Autotask invoice (send with unitdp=4).
-
-    Credit notes have no Url in Xero's model: the loader finds them again by CreditNoteNumber.
-    """
-    rows = _one_document(draft_rows, "to_xero_credit_note")
-    head = rows[0]
-    if head.get("document_type") != "ACCRECCREDIT":
-        raise ValueError(f"Autotask invoice {head['autotask_invoice_id']} is not a credit: use to_xero_invoice")
-    optional = _filled(head, credit_note_number="invoice_number", reference="reference",
-                        branding_theme_id="branding_theme_id", currency_rate="currency_rate")
-    return CreditNote(
-        type="ACCRECCREDIT", contact=_contact(head, contact_id), line_items=_line_items(rows), date=head["date"],
-        line_amount_types=LineAmountTypes(head["line_amount_types"]), status=head["status"],
-        currency_code=CurrencyCode(head["currency_code"]), **optional,
-    )
-
-
-def to_xero_contact(company: dict, primary_contact: dict | None, *, currency_code: str | None = None,
-                    country: str | None = None, name: str | None = None, supplier: bool = False) -> Contact:
+def contact_draft(company: dict, primary_contact: dict | None, *, currency_code: str | None = None,
+                  country: str | None = None, name: str | None = None, supplier: bool = False) -> documents.ContactDraft:
     """The Xero contact for an Autotask company, keyed by ContactNumber = the Autotask company id.
 
     The billing address is used when the company has one, else the company's own address. Autotask
@@ -1189,31 +1126,26 @@ def to_xero_contact(company: dict, primary_contact: dict | None, *, currency_cod
     line1, line2, city, region, postal_code = lines
     address = None
     if any(_text(v) for v in lines) or country:
-        address = Address(
-            address_type="POBOX", address_line1=_cut(line1, 500), address_line2=_cut(line2, 500),
-            city=_cut(city, 255), region=_cut(region, 255), postal_code=_cut(postal_code, 50),
-            country=_cut(country, 50), attention_to=_cut(company.get("billToAttention"), 255),
+        address = documents.ContactAddress(
+            line1=_cut(line1, 500), line2=_cut(line2, 500), city=_cut(city, 255), region=_cut(region, 255),
+            postal_code=_cut(postal_code, 50), country=_cut(country, 50),
+            attention_to=_cut(company.get("billToAttention"), 255),
         )
-    fields = {
-        "contact_number": str(company["id"]),
-        "name": _cut(name, 255) or _cut(company.get("companyName"), 255) or str(company["id"]),
-        "tax_number": _cut(company.get("taxID"), 50),
+    person = primary_contact or {}
+    return documents.ContactDraft(
+        contact_number=str(company["id"]),
+        name=_cut(name, 255) or _cut(company.get("companyName"), 255) or str(company["id"]),
+        tax_number=_cut(company.get("taxID"), 50),
         # A vendor's contact is one the MSP buys from; Xero marks it a supplier once a bill names it.
-        "is_customer": None if supplier else True,
-    }
-    if address is not None:
-        fields["addresses"] = [address]
-    if _text(company.get("phone")):
-        fields["phones"] = [Phone(phone_type="DEFAULT", phone_number=_cut(company["phone"], 50))]
-    if _text(company.get("webAddress")):
-        fields["website"] = _text(company["webAddress"])
-    if primary_contact:
-        fields["first_name"] = _cut(primary_contact.get("firstName"), 255)
-        fields["last_name"] = _cut(primary_contact.get("lastName"), 255)
-        fields["email_address"] = _cut(primary_contact.get("emailAddress"), 255)
-    if currency_code and currency_code.upper() in _KNOWN_CURRENCIES:
-        fields["default_currency"] = CurrencyCode(currency_code.upper())
-    return Contact(**{k: v for k, v in fields.items() if v is not None})
+        is_customer=None if supplier else True,
+        address=address,
+        phone=_cut(company.get("phone"), 50),
+        website=_text(company.get("webAddress")),
+        first_name=_cut(person.get("firstName"), 255),
+        last_name=_cut(person.get("lastName"), 255),
+        email_address=_cut(person.get("emailAddress"), 255),
+        default_currency=currency_code.upper() if currency_code and currency_code.upper() in _KNOWN_CURRENCIES else None,
+    )
 
 
 # -- to the document pipeline ------------------------------------------------------------------------

@@ -215,8 +215,8 @@ class AutotaskCompanies(pa.DataFrameModel):
 class XeroInvoiceDraft(pa.DataFrameModel):
     """One row per Xero LineItem, each carrying its invoice's header columns.
 
-    The rows of one autotask_invoice_id are one Xero document: an ACCREC invoice (to_xero_invoice) or,
-    for a negative Autotask invoice, an ACCRECCREDIT credit note (to_xero_credit_note) whose amounts are
+    The rows of one autotask_invoice_id are one Xero document (one DocumentPlan, core.invoices.invoice_documents):
+    an ACCREC invoice or, for a negative Autotask invoice, an ACCRECCREDIT credit note whose amounts are
     the Autotask amounts with their signs turned.
     """
 

@@ -10,7 +10,6 @@ before and after any write whose answer is lost.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -18,10 +17,10 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
-from clients.xero import XeroOutcomeUnknown
+from clients.xero import XeroOutcomeUnknown, contact_hash
 from core.documents import batches
 from core.frames import read_int
-from core.invoices import contact_names, to_xero_contact
+from core.invoices import contact_draft, contact_names
 
 KIND_CONTACT = "contact"
 
@@ -30,12 +29,6 @@ KIND_CONTACT = "contact"
 class Contacts:
     ids: dict[str, str] = field(default_factory=dict)     # ContactNumber (company id) -> Xero ContactID
     failed: dict[str, str] = field(default_factory=dict)  # ContactNumber -> why its contact could not be made
-
-
-def _contact_hash(model) -> str:
-    data = model.to_dict()
-    text = json.dumps(data, sort_keys=True, default=lambda v: str(getattr(v, "value", v)))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _key(*parts) -> str:
@@ -63,17 +56,17 @@ def sync_contacts(ctx: TenantContext, companies: pd.DataFrame, contacts: list[di
     currency_by_id = {int(c["id"]): str(c.get("name") or "") for c in currencies}
     company_ids = sorted({i for i in (_int(n) for n in numbers) if i is not None})
     wanted = [i for i in company_ids if i in by_id]
-    models = {
-        i: to_xero_contact(by_id[i], primary.get(i), currency_code=currency_by_id.get(_int(by_id[i].get("currencyID"))),
-                           name=names.get(i), supplier=supplier)
+    drafts = {
+        i: contact_draft(by_id[i], primary.get(i), currency_code=currency_by_id.get(_int(by_id[i].get("currencyID"))),
+                         name=names.get(i), supplier=supplier)
         for i in wanted
     }
-    hashes = {i: _contact_hash(m) for i, m in models.items()}
+    hashes = {i: contact_hash(d) for i, d in drafts.items()}
     existing = {int(c.contact_number): c for c in xero.find_contacts(numbers=[str(i) for i in wanted])
                 if c.contact_number and str(c.contact_number).isdigit()}
     ids = {i: str(c.contact_id) for i, c in existing.items()}
     # Not found by number: an existing contact with exactly this name and no (or the same) number is adopted.
-    by_name_wanted = {models[i].name: i for i in wanted if i not in ids}
+    by_name_wanted = {drafts[i].name: i for i in wanted if i not in ids}
     adopt: dict[int, str] = {}
     if by_name_wanted:
         for c in xero.find_contacts(names=list(by_name_wanted)):
@@ -92,11 +85,7 @@ def sync_contacts(ctx: TenantContext, companies: pd.DataFrame, contacts: list[di
     to_create = [i for i in wanted if i not in ids and i not in adopt and i not in failed]
 
     for chunk in batches(to_update):
-        batch = []
-        for i in chunk:
-            m = models[i]
-            m.contact_id = adopt.get(i) or ids[i]
-            batch.append(m)
+        batch = [(adopt.get(i) or ids[i], drafts[i]) for i in chunk]
         try:
             results = xero.update_contacts(batch, idempotency_key=_key(tenant, "contacts-update", *[f"{i}:{hashes[i]}" for i in chunk]))
         except XeroOutcomeUnknown:
@@ -108,15 +97,15 @@ def sync_contacts(ctx: TenantContext, companies: pd.DataFrame, contacts: list[di
             if result is not None and result.ok:
                 ledger.upsert_synced(tenant, KIND_CONTACT, str(i), target_id=contact_id, content_hash=hashes[i],
                                      source_number=str(i), target_number=str(i))
-                logger.info("updated contact %s in Xero", models[i].name)
+                logger.info("updated contact %s in Xero", drafts[i].name)
             elif result is not None:
                 # The contact exists; its invoices can still go. The update is retried next run.
-                logger.warning("could not update contact %s in Xero: %s", models[i].name, "; ".join(result.errors))
+                logger.warning("could not update contact %s in Xero: %s", drafts[i].name, "; ".join(result.errors))
 
     for chunk in batches(to_create):
         key = _key(tenant, "contacts", *chunk)
         try:
-            results = xero.create_contacts([models[i] for i in chunk], idempotency_key=key)
+            results = xero.create_contacts([drafts[i] for i in chunk], idempotency_key=key)
         except XeroOutcomeUnknown:
             results = None
         if results is None:
@@ -134,7 +123,7 @@ def sync_contacts(ctx: TenantContext, companies: pd.DataFrame, contacts: list[di
                 ids[company_id] = result.xero_id
                 ledger.upsert_synced(tenant, KIND_CONTACT, str(company_id), target_id=result.xero_id, content_hash=hashes[company_id],
                                      source_number=str(company_id), target_number=str(company_id))
-                logger.info("created contact %s in Xero", models[company_id].name)
+                logger.info("created contact %s in Xero", drafts[company_id].name)
             else:
                 failed[company_id] = "; ".join(result.errors)
     for i in company_ids:

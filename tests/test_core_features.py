@@ -10,10 +10,11 @@ from xero_python.api_client.serializer import serialize
 
 from core.invoices import (
     XeroReference, companies_frame, contact_name_for, content_hash, currency_rate_for, invoices_frame, lines_frame,
-    plan_invoices, to_xero_contact, to_xero_credit_note, to_xero_invoice, xero_totals,
+    contact_draft, invoice_documents, plan_invoices, xero_totals,
 )
+from clients.xero import sdk_contact
 from core.mapping import BrandingRules, TrackingRule
-from tests.test_core_invoices import REFERENCE_DATA, XERO, company, invoice_for, line, mapping, money
+from tests.test_core_invoices import REFERENCE_DATA, XERO, company, invoice_for, line, mapping, money, xero_body, xero_model
 
 THEMES = {"Standard": "11111111-0000-4000-8000-000000000001", "Managed Services": "11111111-0000-4000-8000-000000000002"}
 FULL_XERO = XeroReference(
@@ -113,7 +114,7 @@ def test_rounding_line_strategy_adds_a_line_on_the_configured_account():
     assert pd_isna(last["autotask_billing_item_id"])
     assert "rounding line of -0.01 on account 860" in last["rounding_note"]
     assert_reproduces(drafts, invoice_for(lines), tax=False)
-    body = serialize(to_xero_invoice(drafts))
+    body = xero_body(drafts)
     assert body["LineItems"][-1]["AccountCode"] == "860"
 
 
@@ -159,7 +160,7 @@ def test_two_tracking_categories_from_a_udf_and_a_picklist_label():
     row = result.drafts.iloc[0]
     assert (row["tracking1_name"], row["tracking1_option"]) == ("Region", "North")
     assert (row["tracking2_name"], row["tracking2_option"]) == ("Department", "Managed Services")
-    body = serialize(to_xero_invoice(result.drafts))
+    body = xero_body(result.drafts)
     assert body["LineItems"][0]["Tracking"] == [{"Name": "Region", "Option": "North"},
                                                  {"Name": "Department", "Option": "Managed Services"}]
 
@@ -207,7 +208,7 @@ def test_branding_theme_from_the_invoice_template():
     assert row["branding_theme_id"] == THEMES["Managed Services"]
     row = one([line(80000001, "1", "10")], the_mapping, invoiceEditorTemplateID=101).drafts.iloc[0]
     assert row["branding_theme_id"] == THEMES["Standard"]
-    assert serialize(to_xero_invoice(one([line(80000001, "1", "10")], the_mapping).drafts))["BrandingThemeID"]
+    assert xero_body(one([line(80000001, "1", "10")], the_mapping).drafts)["BrandingThemeID"]
 
 
 def test_unmapped_template_and_unknown_theme_are_set_aside():
@@ -233,7 +234,7 @@ def test_xero_numbering_keeps_the_autotask_number_in_the_reference_and_the_link(
     assert row["reference"] == "INV-10001 / PO 4711"
     url = "https://ww5.autotask.net/Autotask/AutotaskExtend/ExecuteCommand.aspx?Code=OpenInvoice&InvoiceID=6001"
     assert row["source_url"] == url
-    body = serialize(to_xero_invoice(result.drafts))
+    body = xero_body(result.drafts)
     assert body["Url"] == url and "InvoiceNumber" not in body
 
 
@@ -353,7 +354,7 @@ def test_currency_rate_on_drafts_and_missing_rate_is_set_aside():
     lines = [line(80000001, "1", "100", tax_rate=D("0"))]
     row = one(lines, exempt_aud, companies=[company(currencyID=2)]).drafts.iloc[0]
     assert (row["currency_code"], row["currency_rate"]) == ("AUD", D("0.913400"))
-    assert serialize(to_xero_invoice(one(lines, exempt_aud, companies=[company(currencyID=2)]).drafts))["CurrencyRate"] == 0.9134
+    assert xero_body(one(lines, exempt_aud, companies=[company(currencyID=2)]).drafts)["CurrencyRate"] == 0.9134
     assert one(lines, mapping(tax={"default": "ZERORATED", "by_category_name": {}}),
                companies=[company(currencyID=2)]).drafts.iloc[0]["currency_rate"] is None
     aside = aside_of(one(lines, exempt_aud, companies=[company(currencyID=3)]))
@@ -379,13 +380,14 @@ def test_negative_invoice_becomes_a_credit_note_with_positive_amounts():
     assert set(drafts["document_type"]) == {"ACCRECCREDIT"}
     assert list(drafts["line_amount"]) == [D("100.00"), D("165.00"), D("-10.00")]
     assert_reproduces(drafts, invoice)
-    model = to_xero_credit_note(drafts)
+    [doc] = invoice_documents(result)
+    assert doc.kind == "credit_note"  # never sent as an invoice
+    model = xero_model(drafts)
     assert isinstance(model, CreditNote)
     body = serialize(model)
     assert body["Type"] == "ACCRECCREDIT" and body["CreditNoteNumber"] == "INV:6001"
     assert body["LineAmountTypes"] == "Exclusive" and body["Reference"] == "PO 4711" and "Url" not in body
-    with pytest.raises(ValueError, match="to_xero_credit_note"):
-        to_xero_invoice(drafts)
+    assert "InvoiceNumber" not in body
 
 
 def test_inclusive_credit_note_totals():
@@ -400,7 +402,8 @@ def test_negative_quantity_adjustment_with_positive_total_stays_an_invoice():
     assert set(drafts["document_type"]) == {"ACCREC"}
     assert drafts.iloc[1]["quantity"] == D("-2") and drafts.iloc[1]["line_amount"] == D("254.92")
     assert_reproduces(drafts, invoice_for(lines))
-    assert isinstance(to_xero_invoice(drafts), Invoice)
+    model = xero_model(drafts)
+    assert isinstance(model, Invoice) and serialize(model)["Type"] == "ACCREC"
 
 
 # -- 12. contacts ---------------------------------------------------------------------------------------------
@@ -411,7 +414,7 @@ def test_two_companies_with_one_name_get_distinct_contacts():
     assert contact_name_for(companies[1], companies) == "kauri  freight"
     assert contact_name_for(companies[0], companies) == "Kauri Freight (Autotask #175)"
     assert contact_name_for(companies[2], companies) == "Ōtautahi Ltd"
-    body = serialize(to_xero_contact(companies[0], None, name=contact_name_for(companies[0], companies)))
+    body = serialize(sdk_contact(contact_draft(companies[0], None, name=contact_name_for(companies[0], companies))))
     assert body["Name"] == "Kauri Freight (Autotask #175)"
     lines = [line(80000001, "1", "10"), line(80000002, "1", "10", invoice_id=6002)]
     result = plan([invoice_for(lines[:1]), invoice_for(lines[1:], invoice_id=6002, companyID=175)], lines, companies)
@@ -501,7 +504,7 @@ def test_generated_invoices_grouped_and_as_credits():
     assert result.set_aside == []
     assert "ACCRECCREDIT" in set(result.drafts["document_type"])
     for _, rows in result.drafts[result.drafts["document_type"] == "ACCRECCREDIT"].groupby("autotask_invoice_id"):
-        serialize(to_xero_credit_note(rows))
+        assert xero_body(rows)["Type"] == "ACCRECCREDIT"
 
 
 def test_two_thousand_invoices():

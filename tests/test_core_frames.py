@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 from core.invoices import (
-    XeroReference, companies_frame, content_hash, invoices_frame, lines_frame, plan_invoices, to_xero_invoice,
+    XeroReference, companies_frame, content_hash, invoices_frame, lines_frame, plan_invoices,
 )
 from core.mapping import load_mapping
 from core.schemas import AutotaskCompanies, AutotaskInvoiceLines, AutotaskInvoices, XeroInvoiceDraft, column_dtypes
-from xero_python.api_client.serializer import serialize
+from tests.test_core_invoices import xero_body
 
 DEMO_MAPPING = Path(__file__).resolve().parent.parent / "mappings" / "demo.yaml"
 
@@ -83,7 +83,7 @@ def test_demo_mapping_maps_everything_the_generator_produces():
     XeroInvoiceDraft.validate(result.drafts)
     invoices = {i["id"]: i for i in data["Invoices"]}
     for invoice_id, rows in result.drafts.groupby("autotask_invoice_id"):
-        body = serialize(to_xero_invoice(rows))
+        body = xero_body(rows)
         assert body["InvoiceNumber"] == invoices[invoice_id]["invoiceNumber"]
         lines = sum((D(str(item["LineAmount"])) for item in body["LineItems"]), D(0))
         assert lines == invoices[invoice_id]["invoiceTotal"] - invoices[invoice_id]["totalTaxValue"]

@@ -4,12 +4,14 @@ import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal as D
 
 import pytest
-from xero_python.accounting import Invoice, LineAmountTypes
+from xero_python.accounting import CreditNote, CurrencyCode, Invoice, LineAmountTypes
 from xero_python.api_client.serializer import serialize
 
+from clients.xero import contact_hash, sdk_contact, sdk_document
+from core.documents import KINDS, ContactDraft
 from core.invoices import (
-    XeroReference, companies_frame, content_hash, description_for, fit_quantity_and_unit, invoice_number_for,
-    invoices_frame, lines_frame, plan_invoices, to_xero_contact, to_xero_invoice,
+    _KNOWN_CURRENCIES, XeroReference, _document_of, companies_frame, content_hash, contact_draft, description_for,
+    fit_quantity_and_unit, invoice_documents, invoice_number_for, invoices_frame, lines_frame, plan_invoices,
 )
 from core.mapping import InvoiceMapping
 
@@ -94,6 +96,17 @@ def plan(invoices, lines, companies=None, the_mapping=None, xero=XERO):
 def one_invoice(lines, the_mapping=None, companies=None, xero=XERO, **invoice_fields):
     result = plan([invoice_for(lines, **invoice_fields)], lines, companies, the_mapping, xero)
     return result
+
+
+def xero_model(draft_rows, contact_id=None):
+    """The SDK model the pipeline sends for one invoice's draft rows: its DocumentPlan through sdk_document."""
+    doc = _document_of(draft_rows)
+    return sdk_document(KINDS[doc.kind], doc, contact_id)
+
+
+def xero_body(draft_rows, contact_id=None) -> dict:
+    """The body Xero receives for one invoice's draft rows."""
+    return serialize(xero_model(draft_rows, contact_id))
 
 
 def assert_adds_up(drafts, invoice):
@@ -231,7 +244,7 @@ def test_unicode_names_survive():
     row = result.drafts.iloc[0]
     assert row["contact_name"] == "Māori Health Trust — Ōtautahi"
     assert row["description"] == "Café Wi-Fi ☕\nTe Whare Hauora o Ōtautahi"
-    assert "Ō" in serialize(to_xero_invoice(result.drafts))["LineItems"][0]["Description"]
+    assert "Ō" in xero_body(result.drafts)["LineItems"][0]["Description"]
 
 
 def test_long_descriptions_are_cut_to_4000_characters_keeping_the_start():
@@ -259,7 +272,7 @@ def test_due_date_from_invoice_date_and_xero_contact():
     assert row["due_date"] == dt.date(2026, 11, 23)
     row = one_invoice(lines, mapping(due_date="xero_contact")).drafts.iloc[0]
     assert row["due_date"] is None
-    assert "DueDate" not in serialize(to_xero_invoice(one_invoice(lines, mapping(due_date="xero_contact")).drafts))
+    assert "DueDate" not in xero_body(one_invoice(lines, mapping(due_date="xero_contact")).drafts)
 
 
 def test_reference_is_empty_when_the_order_number_is():
@@ -415,11 +428,11 @@ def test_content_hash_ignores_how_an_amount_is_written():
     assert content_hash(rewritten) == content_hash(drafts)
 
 
-def test_to_xero_invoice_builds_a_model_the_sdk_serialises():
+def test_an_invoice_plan_becomes_a_model_the_sdk_serialises():
     lines = [line(80000001, "1", "0.10"), line(80000002, "1", "0.10"), line(80000003, "3", "33.3333")]
     lines[0]["taxDollars"], lines[0]["totalAmount"] = D("0.01"), D("0.11")
     drafts = one_invoice(lines).drafts
-    model = to_xero_invoice(drafts)
+    model = xero_model(drafts)
     assert isinstance(model, Invoice)
     assert model.line_amount_types == LineAmountTypes.EXCLUSIVE
     body = serialize(model)
@@ -433,25 +446,42 @@ def test_to_xero_invoice_builds_a_model_the_sdk_serialises():
     assert body["LineItems"][2]["UnitAmount"] == 33.3333
 
 
-def test_to_xero_invoice_prefers_the_known_contact_id():
+def test_an_invoice_plan_prefers_the_known_contact_id():
     drafts = one_invoice([line(80000001, "1", "10")]).drafts
-    body = serialize(to_xero_invoice(drafts, contact_id="9b5e3b6a-0000-4000-8000-000000000001"))
+    body = xero_body(drafts, contact_id="9b5e3b6a-0000-4000-8000-000000000001")
     assert body["Contact"]["ContactID"] == "9b5e3b6a-0000-4000-8000-000000000001"
     assert "ContactNumber" not in body["Contact"]
 
 
-def test_to_xero_invoice_refuses_rows_of_two_invoices():
-    lines = [line(80000001, "1", "10"), line(80000002, "1", "10", invoice_id=6002)]
+def test_rows_of_two_invoices_become_two_documents_each_with_its_own_lines():
+    lines = [line(80000001, "1", "10"), line(80000002, "2", "10", invoice_id=6002)]
     result = plan([invoice_for(lines[:1]), invoice_for(lines[1:], invoice_id=6002)], lines)
-    with pytest.raises(ValueError):
-        to_xero_invoice(result.drafts)
+    docs = invoice_documents(result)
+    assert [(d.kind, d.source_id) for d in docs] == [("invoice", "6001"), ("invoice", "6002")]
+    bodies = [serialize(sdk_document(KINDS[d.kind], d)) for d in docs]
+    assert [b["InvoiceNumber"] for b in bodies] == ["INV-10001", "INV-10002"]
+    assert [[item["Quantity"] for item in b["LineItems"]] for b in bodies] == [[1.0], [2.0]]
 
 
-def test_to_xero_contact():
-    model = to_xero_contact(company(companyName="Māori Health Trust"), {"firstName": "Aroha", "lastName": "Ngata",
-                                                                          "emailAddress": "accounts@example.com"},
-                            currency_code="NZD", country="New Zealand")
+def test_a_credit_becomes_a_credit_note_plan_and_an_accreccredit_body():
+    result = one_invoice([line(80000001, "-2", "165")])
+    [doc] = invoice_documents(result)
+    assert doc.kind == "credit_note"
+    model = sdk_document(KINDS[doc.kind], doc)
+    assert isinstance(model, CreditNote)
     body = serialize(model)
+    assert body["Type"] == "ACCRECCREDIT" and body["CreditNoteNumber"] == "INV-10001"
+    assert "InvoiceNumber" not in body and "Url" not in body
+
+
+def test_contact_draft():
+    draft = contact_draft(company(companyName="Māori Health Trust"), {"firstName": "Aroha", "lastName": "Ngata",
+                                                                        "emailAddress": "accounts@example.com"},
+                          currency_code="NZD", country="New Zealand")
+    assert isinstance(draft, ContactDraft)
+    with pytest.raises(AttributeError):
+        draft.name = "changed"  # a plain, frozen value
+    body = serialize(sdk_contact(draft))
     assert body["ContactNumber"] == "174" and body["Name"] == "Māori Health Trust"
     assert body["TaxNumber"] == "123-456-789" and body["EmailAddress"] == "accounts@example.com"
     assert body["DefaultCurrency"] == "NZD"
@@ -460,11 +490,33 @@ def test_to_xero_contact():
     assert body["Phones"][0]["PhoneNumber"] == "+64 9 300 1234"
 
 
-def test_to_xero_contact_prefers_the_billing_address():
-    body = serialize(to_xero_contact(company(billingAddress1="PO Box 99", billToCity="Wellington"), None))
+def test_contact_draft_prefers_the_billing_address():
+    body = serialize(sdk_contact(contact_draft(company(billingAddress1="PO Box 99", billToCity="Wellington"), None)))
     assert body["Addresses"][0]["AddressLine1"] == "PO Box 99"
     assert body["Addresses"][0]["City"] == "Wellington"
     assert "EmailAddress" not in body
+
+
+def test_contact_hash_is_the_one_ledgers_already_hold():
+    # Pinned from the hash of the SDK Contact the core built before drafts existed: an unchanged company
+    # keeps its hash, so an upgrade does not send every contact to Xero again.
+    customer = contact_draft(company(companyName="Māori Health Trust"), {"firstName": "Aroha", "lastName": "Ngata",
+                                                                           "emailAddress": "accounts@example.com"},
+                             currency_code="NZD", country="New Zealand")
+    assert contact_hash(customer) == "8863ffc6aa6690b83b73b9e8ba02af1aafa9772f154d8e2704b0c6a0da7684d8"
+    supplier = contact_draft(company(), None, supplier=True)
+    assert contact_hash(supplier) == "845f1236c2ea043dc0172c47d89bcdaaf85fe09784f1fbafa0714adda1861538"
+    assert contact_hash(customer) != contact_hash(contact_draft(company(companyName="Māori Health Trust"), None))
+
+
+def test_contact_with_an_id_rewrites_that_contact():
+    body = serialize(sdk_contact(contact_draft(company(), None, supplier=True), "9b5e3b6a-0000-4000-8000-000000000001"))
+    assert body["ContactID"] == "9b5e3b6a-0000-4000-8000-000000000001" and body["ContactNumber"] == "174"
+    assert "IsCustomer" not in body and "DefaultCurrency" not in body
+
+
+def test_known_currencies_are_the_sdks_currency_codes():
+    assert _KNOWN_CURRENCIES == {member.value for member in CurrencyCode}
 
 
 def test_negative_invoice_becomes_a_credit_note_not_a_set_aside():

@@ -22,6 +22,7 @@ from xero_python.accounting import Contact, Invoice, LineAmountTypes, LineItem
 from clients.xero import (ElementResult, MemoryTokenStore, XeroAuthError, XeroEndpoints, XeroError, XeroGateway,
                           XeroOutcomeUnknown, XeroRateLimited, XeroSettings, XeroTokenRefused, XeroUnavailable,
                           exchange_code, list_connections)
+from core.documents import ContactDraft
 from sandbox.clock import ManualClock
 from sandbox.serving import BackgroundServer
 from sandbox.xero.app import create_app
@@ -664,6 +665,14 @@ def test_settings_updates_attachments_and_connections(world):
     [contact] = gateway.create_contacts([Contact(name="Renamed Later", contact_number="AT-R")], idempotency_key="c-r")
     [renamed] = gateway.update_contacts([Contact(contact_id=contact.xero_id, name="Renamed Now")], idempotency_key="c-r2")
     assert renamed.ok and world.acme.contacts[contact.xero_id]["Name"] == "Renamed Now"
+    # Drafts, as the contacts task sends them: created as they are, rewritten with the contact's id.
+    [drafted] = gateway.create_contacts([ContactDraft(contact_number="AT-D", name="Drafted Ltd", is_customer=True)],
+                                        idempotency_key="c-d")
+    assert drafted.ok and world.acme.contacts[drafted.xero_id]["ContactNumber"] == "AT-D"
+    [redrafted] = gateway.update_contacts([(drafted.xero_id, ContactDraft(contact_number="AT-D", name="Drafted Again Ltd"))],
+                                          idempotency_key="c-d2")
+    assert redrafted.ok and redrafted.xero_id == drafted.xero_id
+    assert world.acme.contacts[drafted.xero_id]["Name"] == "Drafted Again Ltd"
 
     pdf = b"%PDF-1.4 tiny test attachment"
     gateway.attach_to_invoice(created.xero_id, "invoice.pdf", pdf, idempotency_key="att-1")
