@@ -46,28 +46,49 @@ def _int(value) -> int | None:
 def sync_contacts(ctx: TenantContext, companies: pd.DataFrame, contacts: list[dict], numbers: list[str],
                   currencies: list[dict], *, supplier: bool = False) -> Contacts:
     """Ensure a Xero contact for each Autotask company numbered in `numbers` (company ids as text)."""
-    logger = get_run_logger()
-    tenant, xero, ledger = ctx.tenant, ctx.xero, ctx.ledger
-    failed: dict[int, str] = {}
+    company_ids = sorted({i for i in (_int(n) for n in numbers) if i is not None})
+    drafts = _drafts(companies, contacts, currencies, company_ids, supplier)
+    hashes = {i: contact_hash(d) for i, d in drafts.items()}
+    ids, adopt, failed = _matched(ctx.xero, drafts)
+    known = {int(k): r for k, r in ctx.ledger.records(ctx.tenant, KIND_CONTACT, [str(i) for i in drafts]).items()}
+    to_update = [i for i in drafts if i in adopt or (i in ids and (known.get(i) is None or known[i].content_hash != hashes[i]))]
+    to_create = [i for i in drafts if i not in ids and i not in adopt and i not in failed]
+    for chunk in batches(to_update):
+        _update(ctx, chunk, drafts, hashes, {i: adopt.get(i) or ids[i] for i in chunk})
+        ids.update({i: adopt.get(i) or ids[i] for i in chunk})
+    for chunk in batches(to_create):
+        _create(ctx, chunk, drafts, hashes, ids, failed)
+    for i in company_ids:
+        if i not in ids and i not in failed:
+            failed[i] = f"Autotask company {i} was not found"
+    return Contacts(ids={str(k): v for k, v in ids.items()}, failed={str(k): v for k, v in failed.items()})
+
+
+def _drafts(companies: pd.DataFrame, contacts: list[dict], currencies: list[dict], company_ids: list[int],
+            supplier: bool) -> dict:
+    """company id -> its ContactDraft, for the companies that were read."""
     # Contacts come as Autotask served them: one whose companyID cannot be read belongs to no company here.
     primary = {i: c for c in contacts if (i := read_int(c.get("companyID"))) is not None}
     by_id = {int(r["id"]): r for r in companies.to_dict("records")}
     names = contact_names(companies) if len(companies) else {}
     currency_by_id = {int(c["id"]): str(c.get("name") or "") for c in currencies}
-    company_ids = sorted({i for i in (_int(n) for n in numbers) if i is not None})
-    wanted = [i for i in company_ids if i in by_id]
-    drafts = {
+    return {
         i: contact_draft(by_id[i], primary.get(i), currency_code=currency_by_id.get(_int(by_id[i].get("currencyID"))),
                          name=names.get(i), supplier=supplier)
-        for i in wanted
+        for i in company_ids if i in by_id
     }
-    hashes = {i: contact_hash(d) for i, d in drafts.items()}
+
+
+def _matched(xero, drafts: dict) -> tuple[dict[int, str], dict[int, str], dict[int, str]]:
+    """(found by ContactNumber, adopted by exact name, refused) for the wanted companies."""
+    wanted = list(drafts)
     existing = {int(c.contact_number): c for c in xero.find_contacts(numbers=[str(i) for i in wanted])
                 if c.contact_number and str(c.contact_number).isdigit()}
     ids = {i: str(c.contact_id) for i, c in existing.items()}
+    adopt: dict[int, str] = {}
+    failed: dict[int, str] = {}
     # Not found by number: an existing contact with exactly this name and no (or the same) number is adopted.
     by_name_wanted = {drafts[i].name: i for i in wanted if i not in ids}
-    adopt: dict[int, str] = {}
     if by_name_wanted:
         for c in xero.find_contacts(names=list(by_name_wanted)):
             company = by_name_wanted.get(c.name)  # exact, case and all
@@ -80,54 +101,49 @@ def sync_contacts(ctx: TenantContext, companies: pd.DataFrame, contacts: list[di
                     f"Xero already has a contact named '{c.name}' that belongs to another record "
                     f"(ContactNumber {c.contact_number}); it is not merged with Autotask company {company}"
                 )
-    known = {int(k): r for k, r in ledger.records(tenant, KIND_CONTACT, [str(i) for i in wanted]).items()}
-    to_update = [i for i in wanted if i in adopt or (i in ids and (known.get(i) is None or known[i].content_hash != hashes[i]))]
-    to_create = [i for i in wanted if i not in ids and i not in adopt and i not in failed]
+    return ids, adopt, failed
 
-    for chunk in batches(to_update):
-        batch = [(adopt.get(i) or ids[i], drafts[i]) for i in chunk]
-        try:
-            results = xero.update_contacts(batch, idempotency_key=_key(tenant, "contacts-update", *[f"{i}:{hashes[i]}" for i in chunk]))
-        except XeroOutcomeUnknown:
-            results = None  # an update repeats harmlessly: the next run sends it again
-        for n, i in enumerate(chunk):
-            contact_id = adopt.get(i) or ids[i]
-            ids[i] = contact_id
-            result = results[n] if results is not None else None
-            if result is not None and result.ok:
-                ledger.upsert_synced(tenant, KIND_CONTACT, str(i), target_id=contact_id, content_hash=hashes[i],
-                                     source_number=str(i), target_number=str(i))
-                logger.info("updated contact %s in Xero", drafts[i].name)
-            elif result is not None:
-                # The contact exists; its invoices can still go. The update is retried next run.
-                logger.warning("could not update contact %s in Xero: %s", drafts[i].name, "; ".join(result.errors))
 
-    for chunk in batches(to_create):
-        key = _key(tenant, "contacts", *chunk)
-        try:
-            results = xero.create_contacts([drafts[i] for i in chunk], idempotency_key=key)
-        except XeroOutcomeUnknown:
-            results = None
-        if results is None:
-            found = {int(c.contact_number): str(c.contact_id) for c in xero.find_contacts(numbers=[str(i) for i in chunk]) if c.contact_number}
-            ids.update(found)
-            for i in chunk:
-                if i in found:
-                    ledger.upsert_synced(tenant, KIND_CONTACT, str(i), target_id=found[i], content_hash=hashes[i],
-                                         source_number=str(i), target_number=str(i))
-                else:
-                    failed[i] = "Xero did not answer while creating the contact; it will be retried next run"
-            continue
-        for company_id, result in zip(chunk, results):
-            if result.ok:
-                ids[company_id] = result.xero_id
-                ledger.upsert_synced(tenant, KIND_CONTACT, str(company_id), target_id=result.xero_id, content_hash=hashes[company_id],
-                                     source_number=str(company_id), target_number=str(company_id))
-                logger.info("created contact %s in Xero", drafts[company_id].name)
+def _record(ctx: TenantContext, company: int, contact_id: str, content_hash: str) -> None:
+    ctx.ledger.upsert_synced(ctx.tenant, KIND_CONTACT, str(company), target_id=contact_id, content_hash=content_hash,
+                             source_number=str(company), target_number=str(company))
+
+
+def _update(ctx: TenantContext, chunk: list[int], drafts: dict, hashes: dict, contact_ids: dict[int, str]) -> None:
+    logger = get_run_logger()
+    try:
+        results = ctx.xero.update_contacts([(contact_ids[i], drafts[i]) for i in chunk],
+                                           idempotency_key=_key(ctx.tenant, "contacts-update", *[f"{i}:{hashes[i]}" for i in chunk]))
+    except XeroOutcomeUnknown:
+        return  # an update repeats harmlessly: the next run sends it again
+    for i, result in zip(chunk, results):
+        if result.ok:
+            _record(ctx, i, contact_ids[i], hashes[i])
+            logger.info("updated contact %s in Xero", drafts[i].name)
+        else:
+            # The contact exists; its documents can still go. The update is retried next run.
+            logger.warning("could not update contact %s in Xero: %s", drafts[i].name, "; ".join(result.errors))
+
+
+def _create(ctx: TenantContext, chunk: list[int], drafts: dict, hashes: dict, ids: dict[int, str],
+            failed: dict[int, str]) -> None:
+    try:
+        results = ctx.xero.create_contacts([drafts[i] for i in chunk], idempotency_key=_key(ctx.tenant, "contacts", *chunk))
+    except XeroOutcomeUnknown:
+        # Looked up by ContactNumber before anything is created again.
+        found = {int(c.contact_number): str(c.contact_id)
+                 for c in ctx.xero.find_contacts(numbers=[str(i) for i in chunk]) if c.contact_number}
+        for i in chunk:
+            if i in found:
+                ids[i] = found[i]
+                _record(ctx, i, found[i], hashes[i])
             else:
-                failed[company_id] = "; ".join(result.errors)
-    for i in company_ids:
-        if i not in ids and i not in failed:
-            failed[i] = f"Autotask company {i} was not found"
-    return Contacts(ids={str(k): v for k, v in ids.items()}, failed={str(k): v for k, v in failed.items()})
-
+                failed[i] = "Xero did not answer while creating the contact; it will be retried next run"
+        return
+    for company_id, result in zip(chunk, results):
+        if result.ok:
+            ids[company_id] = result.xero_id
+            _record(ctx, company_id, result.xero_id, hashes[company_id])
+            get_run_logger().info("created contact %s in Xero", drafts[company_id].name)
+        else:
+            failed[company_id] = "; ".join(result.errors)
