@@ -1,7 +1,7 @@
 """bills: Autotask purchase orders become Xero bills (ACCPAY) from their receivings, or Xero purchase orders.
 
 The tenant's mapping chooses (`bills.target`). Reading and planning are this flow's own; the rest is
-the document pipeline (flows/pipeline.py) that every flow shares.
+the document pipeline (pipeline/flow.py) that every flow shares.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from atx.context import TenantContext
 from core.bills import plan_bills, plan_purchase_orders
 from core.documents import BILL, PURCHASE_ORDER, DocumentPlan
 from core.invoices import XeroReference
-from flows.pipeline import FlowSpec, Planned, run, run_name
+from pipeline import FlowSpec, Planned, run, run_name
 from tasks.extract_purchasing import PurchasingExtract, read_for_bills, read_for_purchase_orders
 
 

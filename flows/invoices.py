@@ -2,7 +2,7 @@
 
 Negative Autotask invoices become credit notes (ACCRECCREDIT). Reading and planning are this flow's
 own: extract the window, keep this tenant's invoices (routing), map them with the pure core. The rest
-is the document pipeline (flows/pipeline.py) that every flow shares.
+is the document pipeline (pipeline/flow.py) that every flow shares.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from prefect.cache_policies import NONE
 from atx.context import TenantContext
 from core.documents import CREDIT_NOTE, INVOICE, DocumentPlan
 from core.invoices import XeroReference, credit_ids, invoice_documents, plan_invoices
-from flows.pipeline import FlowSpec, Planned, run, run_name
+from pipeline import FlowSpec, Planned, run, run_name
 from tasks.extract import AutotaskExtract, extract_invoices
 from tasks.tenancy import route_invoices
 
