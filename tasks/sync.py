@@ -267,9 +267,7 @@ def _record_decision(ctx: TenantContext, kind: DocumentKind, plan: DocumentPlan,
     ledger, tenant, logger = ctx.ledger, ctx.tenant, get_run_logger()
     action = decision.action
     if action == Action.SKIP:
-        if row is None or row.state != DocState.SENDING or decision.why != IN_FLIGHT:
-            return _skip(plan, row, decision)
-        return Outcome.of(plan, Result.IN_FLIGHT)
+        return _skip(plan, row, decision)
     if action in (Action.SET_ASIDE, Action.CLASH):
         ledger.set_aside(tenant, kind.name, plan.source_id, source_number=plan.source_number, reason=decision.why,
                          fix=decision.fix or "", content_hash=plan.content_hash or None, document_date=plan.date)
