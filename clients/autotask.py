@@ -19,6 +19,10 @@ from decimal import Decimal
 
 import httpx
 
+from core.documents import (DocumentKind, DocumentPlan, Status, TargetError, TargetLimitReached, TargetOutcomeUnknown,
+                            Written, XeroDocument)
+from core.payments import paid_date_key
+
 MAX_PAGE_SIZE = 500
 MAX_PAGES = 10_000  # malformed cursors have been seen to cycle; never loop forever
 THREAD_LIMIT_MARKERS = ("thread threshold exceeded", "itgenatr005")
@@ -26,7 +30,7 @@ AUTH_MARKERS = ("authentication", "apiintegrationcode", "integration code", "tra
                 "user name", "not a valid user")
 
 
-class AutotaskError(Exception):
+class AutotaskError(TargetError):
     """An Autotask call failed; the message names the entity, HTTP status and Autotask's own errors."""
 
     def __init__(self, message: str, *, entity: str | None = None, status: int | None = None,
@@ -41,7 +45,7 @@ class AutotaskAuthError(AutotaskError):
     """The API user, secret or integration code was refused."""
 
 
-class AutotaskRateLimited(AutotaskError):
+class AutotaskRateLimited(AutotaskError, TargetLimitReached):
     """The hourly request threshold (or the thread limit) still refused us after every retry."""
 
 
@@ -49,7 +53,7 @@ class AutotaskQueryError(AutotaskError):
     """Autotask rejected a query: unknown or unqueryable field, bad value, too many `in` values..."""
 
 
-class AutotaskOutcomeUnknown(AutotaskError):
+class AutotaskOutcomeUnknown(AutotaskError, TargetOutcomeUnknown):
     """A write reached Autotask but no usable answer came back (a lost response, a timeout, a 5xx without
     Autotask's errors): it may or may not have been applied. Read the record again before deciding."""
 
@@ -435,3 +439,72 @@ def _dumps(value) -> str:
     if isinstance(value, date):
         return json.dumps(value.isoformat() + "T00:00:00.000Z")
     raise TypeError(f"cannot send {type(value).__name__} to Autotask")
+
+
+# ---- Autotask invoices as a pipeline target ------------------------------------------------------------
+def autotask_day(value) -> date | None:
+    """The date of an Autotask date-only field ("2026-11-30T00:00:00Z"): taken as it is, never shifted."""
+    if not value:
+        return None
+    return date.fromisoformat(str(value)[:10])
+
+
+class AutotaskInvoices:
+    """What the pipeline writes back to Autotask invoices (the paid date), behind the calls the Xero
+    gateway answers for its documents: find, create, update. A document here is an invoice numbered by
+    its paid-date key ("123@2026-11-30", "123@unpaid"), so a lookup by key tells whether Autotask holds
+    exactly that write. `client` opens an AutotaskClient (a context manager); its calls are counted."""
+
+    def __init__(self, client: Callable[[], "AutotaskClient"]):
+        self._client = client
+        self.calls = 0
+
+    def find(self, kind: DocumentKind, *, ids=(), numbers=(), contact_ids=(), created_by_my_app: bool = False,
+             modified_since=None, where: str | None = None) -> list[XeroDocument]:
+        wanted = [int(i) for i in ids if str(i).isdigit()]
+        wanted += [int(n.partition("@")[0]) for n in numbers if str(n).partition("@")[0].isdigit()]
+        if not wanted:
+            return []
+        with self._client() as at:
+            try:
+                records = list(at.query_in("Invoices", "id", sorted(set(wanted)),
+                                           include_fields=["id", "invoiceNumber", "paidDate", "isVoided", "invoiceTotal",
+                                                           "companyID"]))
+            finally:
+                self.calls += at.calls
+        return [_paid_date_document(kind, r) for r in records]
+
+    def create(self, kind: DocumentKind, plans: list[DocumentPlan], contact_ids: dict[str, str], *,
+               idempotency_key: str) -> list[Written]:
+        """Write the paid date of invoices that hold none from this sync yet (one PATCH each)."""
+        return self._write(kind, [(p.source_id, p) for p in plans])
+
+    def update(self, kind: DocumentKind, changes: list[tuple[str, DocumentPlan]], contact_ids: dict[str, str], *,
+               idempotency_key: str) -> list[Written]:
+        """Move or clear (plan.date None) a paid date this sync wrote before."""
+        return self._write(kind, changes)
+
+    def set_status(self, kind: DocumentKind, changes, *, idempotency_key: str) -> list[Written]:
+        raise ValueError("the sync never voids or deletes Autotask invoices")
+
+    def _write(self, kind: DocumentKind, changes: list[tuple[str, DocumentPlan]]) -> list[Written]:
+        patches = [{"id": int(target), "paidDate": plan.date} for target, plan in changes]
+        with self._client() as at:
+            try:
+                answers = at.update_invoices(patches)
+            finally:
+                self.calls += at.calls
+        return [Written(ok=True, errors=[], document=XeroDocument(
+                    kind=kind.name, id=str(a.id), number=paid_date_key(str(a.id), plan.date),
+                    status=Status.PAID if plan.date else Status.AUTHORISED, total=plan.total))
+                if a.ok else Written(ok=False, document=None, errors=list(a.errors))
+                for a, (_, plan) in zip(answers, changes)]
+
+
+def _paid_date_document(kind: DocumentKind, record: dict) -> XeroDocument:
+    paid = autotask_day(record.get("paidDate"))
+    status = Status.VOIDED if record.get("isVoided") else Status.PAID if paid else Status.AUTHORISED
+    total = record.get("invoiceTotal")
+    return XeroDocument(kind=kind.name, id=str(record["id"]), number=paid_date_key(str(record["id"]), paid),
+                        status=status, total=Decimal(str(total)) if total is not None else None,
+                        contact_number=str(record.get("companyID") or "") or None)

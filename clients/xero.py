@@ -36,8 +36,9 @@ from xero_python.api_client.oauth2 import OAuth2Token
 from xero_python.exceptions import HTTPStatusException
 from xero_python.identity import IdentityApi
 
-from core.documents import (ContactDraft, DocumentKind, DocumentPlan, PaymentDraft, Status, XeroAllocation,
-                            XeroDocument, XeroPayment)
+from core.documents import (ContactDraft, DocumentKind, DocumentPlan, PaymentDraft, Status, TargetError,
+                            TargetLimitReached, TargetOutcomeUnknown, Written, XeroAllocation, XeroDocument,
+                            XeroPayment)
 
 BATCH_LIMIT = 50
 TOKEN_KEYS = ("access_token", "refresh_token", "expires_in", "token_type", "scope", "id_token", "expires_at")
@@ -47,7 +48,7 @@ RECONNECT_HINT = "run `atx connect xero --tenant {tenant}` to connect it again"
 
 
 # ---- errors ---------------------------------------------------------------------------------------
-class XeroError(Exception):
+class XeroError(TargetError):
     """Base of every error the gateway raises. Messages never carry tokens or secrets."""
 
 
@@ -59,7 +60,7 @@ class XeroTokenRefused(XeroAuthError):
     """Xero refused an access token (HTTP 401): one refresh may cure it, a second refusal needs a person."""
 
 
-class XeroRateLimited(XeroError):
+class XeroRateLimited(XeroError, TargetLimitReached):
     def __init__(self, problem: str, retry_after: float | None, message: str):
         super().__init__(message)
         self.problem = problem
@@ -70,7 +71,7 @@ class XeroUnavailable(XeroError):
     """Xero kept failing a read (5xx, timeouts) after retries."""
 
 
-class XeroOutcomeUnknown(XeroError):
+class XeroOutcomeUnknown(XeroError, TargetOutcomeUnknown):
     """A write was sent but no usable answer came back: look the document up before re-sending."""
 
 
@@ -139,6 +140,8 @@ class XeroAccount:
     type: str | None  # REVENUE, SALES, EXPENSE, BANK...
     status: str | None  # ACTIVE, ARCHIVED...
     tax_type: str | None  # the account's default TaxType
+    id: str | None = None  # AccountID: bank accounts often have no code
+    payments_enabled: bool = False  # EnablePaymentsToAccount: payments may go to it though it is no bank account
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,8 @@ def settings_from_models(organisation, accounts, tax_rates, tracking_categories,
         end_of_year_lock_date=_day(organisation.end_of_year_lock_date),
         accounts=tuple(
             XeroAccount(code=_plain(a.code), name=_plain(a.name), type=_plain(a.type), status=_status_text(a.status),
-                        tax_type=_plain(a.tax_type))
+                        tax_type=_plain(a.tax_type), id=_text(a.account_id),
+                        payments_enabled=bool(getattr(a, "enable_payments_to_account", False)))
             for a in accounts
         ),
         tax_rates=tuple(
@@ -379,15 +383,6 @@ def _refresh_lock(key: str) -> threading.Lock:
 
 
 # ---- documents in plain types ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Written:
-    """One document's answer to a batch write, in plain types."""
-
-    ok: bool
-    document: XeroDocument | None
-    errors: list[str]
-
-
 class _DocumentEndpoint:
     """How one Xero collection is read and written through the SDK (the only place that knows)."""
 
@@ -571,6 +566,10 @@ class DocumentsMixin:
     def create(self, kind: DocumentKind, plans: list[DocumentPlan], contact_ids: dict[str, str], *,
                idempotency_key: str) -> list[Written]:
         """PUT: create only, at most 50, each answered on its own."""
+        if kind.endpoint == "Payments":
+            written = self.create_payments([payment_draft(p) for p in plans], idempotency_key=idempotency_key)
+            return [Written(ok=w.ok, document=payment_document(kind, w.payment) if w.ok else None, errors=w.errors)
+                    for w in written]
         models = [sdk_document(kind, p, contact_ids.get(p.contact.number) if p.contact else None) for p in plans]
         return self._write(kind, "create", models, idempotency_key, f"creating {len(models)} {kind.noun}s")
 
@@ -605,6 +604,10 @@ class DocumentsMixin:
              modified_since=None, where: str | None = None) -> list[XeroDocument]:
         """Documents of this kind by id, by number, or by any narrower read; deleted ones included."""
         ids, numbers = [str(i) for i in ids if i], [str(n) for n in numbers if n]
+        if kind.endpoint == "Payments":
+            # A payment's "number" is its Reference, the sync's marker.
+            return [payment_document(kind, p) for p in
+                    self.find_payments(ids=ids, references=numbers, where=where, modified_since=modified_since)]
         if kind.endpoint == "Invoices":
             # A batch's 50 numbers in one read (the URL stays well inside Xero's limit).
             models = self.find_invoices(ids=ids, numbers=numbers, contact_ids=contact_ids, where=where,
@@ -688,6 +691,18 @@ def plain_payment(model) -> XeroPayment:
     )
 
 
+def payment_draft(plan: DocumentPlan) -> PaymentDraft:
+    """A planned payment (kind PAYMENT): the invoice it pays, its amount, date, bank account and marker."""
+    return PaymentDraft(invoice_id=plan.applies_to, amount=plan.total, date=plan.date, account_id=plan.account_id,
+                        reference=plan.reference, currency_rate=plan.currency_rate)
+
+
+def payment_document(kind: DocumentKind, payment: XeroPayment) -> XeroDocument:
+    """A payment as the pipeline reads any target document: numbered by its Reference (the marker)."""
+    return XeroDocument(kind=kind.name, id=payment.id, number=payment.reference, status=Status.of(payment.status),
+                        total=payment.amount, reference=payment.reference, updated=payment.updated)
+
+
 def _payment_written(model, draft: PaymentDraft | None) -> PaymentWritten:
     errors = [e.message for e in (model.validation_errors or []) if getattr(e, "message", None)]
     refused = bool(errors) or bool(model.has_validation_errors) or _status_text(model.status_attribute_string) == "ERROR"
@@ -701,23 +716,25 @@ class PaymentsMixin:
     """Payments both ways: read Xero's (new, changed, deleted) and make them, in plain types."""
 
     def find_payments(self, *, modified_since=None, invoice_ids: Iterable[str] = (), statuses: Iterable[str] = (),
+                      ids: Iterable[str] = (), references: Iterable[str] = (), where: str | None = None,
                       page_size: int = PAYMENT_PAGE_LIMIT, chunk_size: int = 25) -> list[XeroPayment]:
         """GET /Payments, paged (`page_size` up to 1000), narrowed by If-Modified-Since (a datetime), by
-        invoice (a `where` of ORs on Invoice.InvoiceID, in chunks) and by Status (AUTHORISED, DELETED).
-        Deleted payments are included unless `statuses` leaves them out: they are reversals to apply."""
+        invoice, payment id or Reference (a `where` of ORs, in chunks), by Status (AUTHORISED, DELETED) and
+        by any further `where`. Deleted payments are included unless `statuses` leaves them out: they are
+        reversals to apply."""
         if not 1 <= page_size <= PAYMENT_PAGE_LIMIT:
             raise ValueError(f"page_size must be between 1 and {PAYMENT_PAGE_LIMIT}")
         kwargs: dict[str, Any] = {}
         if modified_since is not None:
             kwargs["if_modified_since"] = modified_since
         status_clause = " OR ".join(f'Status=="{_quote(s.upper())}"' for s in statuses if s)
-        ids = [str(i) for i in invoice_ids if i]
-        wheres = [" OR ".join(f'Invoice.InvoiceID==Guid("{_quote(i)}")' for i in chunk) for chunk in _chunks(ids, chunk_size)]
-        if not ids:
-            wheres = [""]
+        terms = ([f'Invoice.InvoiceID==Guid("{_quote(str(i))}")' for i in invoice_ids if i]
+                 + [f'PaymentID==Guid("{_quote(str(i))}")' for i in ids if i]
+                 + [f'Reference=="{_quote(str(r))}"' for r in references if r])
+        wheres = [" OR ".join(chunk) for chunk in _chunks(terms, chunk_size)] or [""]
         found: dict[str, XeroPayment] = {}
-        for where in wheres:
-            clause = " AND ".join(f"({c})" for c in (where, status_clause) if c)
+        for narrowed in wheres:
+            clause = " AND ".join(f"({c})" for c in (narrowed, status_clause, where or "") if c)
             extra = {"where": clause} if clause else {}
             for model in self._pages(self.accounting.get_payments, "payments", "reading payments",
                                      page_size=page_size, **extra, **kwargs):

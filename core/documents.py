@@ -17,6 +17,21 @@ from enum import Enum
 from typing import Protocol
 
 
+# ---- what a target's calls may raise ------------------------------------------------------------
+# Each client's errors (clients/xero.py, clients/autotask.py) derive from these, so the shell that
+# claims, sends and records handles Xero and Autotask targets alike.
+class TargetError(Exception):
+    """A call to the system a document is written to failed or was refused as a whole."""
+
+
+class TargetOutcomeUnknown(TargetError):
+    """A write was sent but no usable answer came back: look the document up before sending it again."""
+
+
+class TargetLimitReached(TargetError):
+    """The target's API allowance is used up (Xero's day limit, Autotask's hourly threshold): stop sending."""
+
+
 class KeyKind(str, Enum):
     """How a document is found in Xero again when an answer was lost (the natural key's kind)."""
 
@@ -70,6 +85,13 @@ class DocumentKind:
     after_change: str = ("changed in Autotask after it was approved in Xero: raise a credit note in Xero "
                          "(and a new invoice if needed)")
 
+    # The system the document is written to: "Xero", or "Autotask" for what flows back (a paid date).
+    # TenantContext.target(kind) gives its gateway; every gateway answers the same find/create/update.
+    target: str = "Xero"
+    # A document found under the natural key is this sync's own earlier write, never a clash: the key
+    # names the whole write (an invoice and its paid date) or carries the sync's own marker.
+    match_is_ours: bool = False
+
     def remove_status(self, current: Status | None) -> Status | None:
         return self.remove.get(current) if current is not None else None
 
@@ -104,7 +126,26 @@ PURCHASE_ORDER = DocumentKind(
     editable=frozenset({Status.DRAFT, Status.SUBMITTED, Status.AUTHORISED}),
     link="https://go.xero.com/Accounts/Payable/PurchaseOrders/View/{id}",
 )
-KINDS: dict[str, DocumentKind] = {k.name: k for k in (INVOICE, CREDIT_NOTE, BILL, PURCHASE_ORDER)}
+# What flows back: Xero's settlement of a synced invoice, as the Autotask invoice's paidDate. The natural
+# key names the invoice and the date ("123@2026-11-30", "123@unpaid" once cleared), so Autotask already
+# holding it means the write is done, and a lost PATCH is resolved by reading the invoice back.
+PAID_DATE = DocumentKind(
+    name="paid_date", noun="paid date", endpoint="Invoices", xero_type=None, numbers_unique=True, marker=None,
+    target="Autotask", match_is_ours=True, number_label="Paid date",
+    # Set, moved or cleared while the Autotask invoice is open or paid; a voided one needs a person.
+    editable=frozenset({Status.AUTHORISED, Status.PAID}),
+    after_change=("the Autotask invoice was voided after its paid date was written: check the payment in Xero "
+                  "and the invoice in Autotask"),
+)
+# Autotask's paid date applied in Xero as a payment of the amount due. Its Reference is the sync's marker,
+# found again by reading the payments that carry it; Xero refuses a second payment over the amount due.
+PAYMENT = DocumentKind(
+    name="payment", noun="payment", endpoint="Payments", xero_type="ACCRECPAYMENT", numbers_unique=False,
+    marker=KeyKind.REFERENCE, match_is_ours=True, editable=frozenset(), number_label="Payment",
+    after_change=("the invoice's paid date changed in Autotask after its payment reached Xero: correct or delete "
+                  "the payment in Xero by hand"),
+)
+KINDS: dict[str, DocumentKind] = {k.name: k for k in (INVOICE, CREDIT_NOTE, BILL, PURCHASE_ORDER, PAID_DATE, PAYMENT)}
 
 
 # ---- one planned document ----------------------------------------------------------------------
@@ -203,6 +244,8 @@ class DocumentPlan:
     source: str = "autotask"
     set_aside: SetAside | None = None    # the document cannot be sent as it is
     void: bool = False                   # voided or cancelled in the source: take it out of Xero if it is there
+    applies_to: str | None = None        # the target document it settles: the Xero invoice a payment pays
+    account_id: str | None = None        # the account money goes to: a payment's bank account (Xero AccountID)
 
     @property
     def document_kind(self) -> DocumentKind:
@@ -211,6 +254,10 @@ class DocumentPlan:
     @property
     def sendable(self) -> bool:
         return self.set_aside is None and not self.void
+
+
+# Fields added after ledgers held hashes: left out while empty, so a document synced before keeps its hash.
+_ADDED_LATER = frozenset({"applies_to", "account_id"})
 
 
 def plan_hash(plan: DocumentPlan) -> str:
@@ -231,7 +278,8 @@ def plan_hash(plan: DocumentPlan) -> str:
         return value
 
     content = {f.name: canonical(getattr(plan, f.name)) for f in dataclasses.fields(plan)
-               if f.name not in ("content_hash", "note", "set_aside")}
+               if f.name not in ("content_hash", "note", "set_aside")
+               and not (f.name in _ADDED_LATER and getattr(plan, f.name) is None)}
     text = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -266,6 +314,15 @@ class XeroDocument:
     @property
     def money_allocated(self) -> bool:
         return self.has_allocations or any((a or 0) > 0 for a in (self.amount_paid, self.amount_credited))
+
+
+@dataclass(frozen=True)
+class Written:
+    """One document's answer to a batch write, from any target, in plain types."""
+
+    ok: bool
+    document: XeroDocument | None
+    errors: list[str]
 
 
 @dataclass(frozen=True)
@@ -382,7 +439,7 @@ def decide(plan: DocumentPlan, row: LedgerRow | None, xero_doc: XeroDocument | N
     if in_xero:
         return _decide_synced(kind, plan, row, xero_doc)
     if xero_doc is not None and xero_doc.status not in GONE:
-        if _our_earlier_copy(plan, row, xero_doc):
+        if kind.match_is_ours or _our_earlier_copy(plan, row, xero_doc):
             return Decision(Action.ADOPT, "found in Xero from an earlier attempt; recorded, nothing re-sent")
         return Decision(Action.CLASH, *_clash_text(kind, plan, xero_doc))
     if not plan.natural_key:

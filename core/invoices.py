@@ -68,6 +68,15 @@ class XeroReference:
     tracking: dict[str, frozenset[str]] = field(default_factory=dict)
     # Branding theme name -> BrandingThemeID.
     branding_themes: dict[str, str] = field(default_factory=dict)
+    # Accounts a payment may go to (active, BANK or payments enabled): code and name -> AccountID.
+    payment_accounts: dict[str, str] = field(default_factory=dict)
+
+    def payment_account(self, code_or_name: str) -> str | None:
+        """The AccountID of the payment account with this code or name (names without regard to case)."""
+        wanted = code_or_name.strip()
+        if wanted in self.payment_accounts:
+            return self.payment_accounts[wanted]
+        return next((i for key, i in self.payment_accounts.items() if key.casefold() == wanted.casefold()), None)
 
     # Names are looked up as Xero compares them, without regard to case; `atx check` uses the same lookups.
     def tracking_category(self, name: str) -> str | None:

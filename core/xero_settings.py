@@ -32,4 +32,7 @@ def xero_reference(settings: XeroSettings) -> XeroReference:
             for c in settings.tracking_categories if c.status in USABLE
         },
         branding_themes=dict(settings.branding_themes),
+        payment_accounts={key: a.id for a in settings.accounts
+                          if a.id and a.status == "ACTIVE" and (a.type == "BANK" or a.payments_enabled)
+                          for key in (a.code, a.name) if key},
     )

@@ -139,6 +139,19 @@ class Ledger:
                 q = q.where(SyncRecord.source_id.in_(ids))
             return {r.source_id: r for r in s.scalars(q)}
 
+    def by_target(self, tenant: str, kind: str, target_ids: Iterable[str], *, source: str = AUTOTASK,
+                  chunk: int = 500) -> dict[str, SyncRecord]:
+        """Synced rows by the target's id (a Xero InvoiceID -> the Autotask invoice it was made from)."""
+        wanted = list(dict.fromkeys(str(i) for i in target_ids if i))
+        found: dict[str, SyncRecord] = {}
+        with self.session() as s:
+            for start in range(0, len(wanted), chunk):
+                q = select(SyncRecord).where(
+                    SyncRecord.tenant == tenant, SyncRecord.kind == kind, SyncRecord.source == source,
+                    SyncRecord.state == DocState.SYNCED, SyncRecord.target_id.in_(wanted[start:start + chunk]))
+                found.update({r.target_id: r for r in s.scalars(q)})
+        return found
+
     def stale(
         self,
         tenant: str,
@@ -274,11 +287,13 @@ class Ledger:
 
     def record_updated(
         self, tenant: str, kind: str, source_id: str, *, content_hash: str, target_status: str | None,
-        target_total=None, source: str = AUTOTASK,
+        target_total=None, target_number: str | None = None, source: str = AUTOTASK,
     ) -> None:
-        """A synced document was changed in Xero to match its source again (it was still a draft there)."""
+        """A synced document was changed in its target to match its source again (a Xero draft rewritten,
+        an Autotask paid date set or cleared). A target number given replaces the one held."""
+        numbered = {} if target_number is None else {"target_number": target_number}
         self._move(tenant, kind, source_id, source, content_hash=content_hash, target_status=target_status,
-                   target_total=None if target_total is None else str(target_total), attention=None)
+                   target_total=None if target_total is None else str(target_total), attention=None, **numbered)
 
     def record_voided(self, tenant: str, kind: str, source_id: str, *, target_status: str, source: str = AUTOTASK) -> None:
         self._move(tenant, kind, source_id, source, state=DocState.VOIDED, target_status=target_status, attention=None)

@@ -18,9 +18,8 @@ from prefect.cache_policies import NONE
 from prefect.states import Completed
 
 from atx.context import TenantContext, open_tenant
-from clients.xero import XeroRateLimited
 from core import windows
-from core.documents import DocumentKind, DocumentPlan, SetAside, batches
+from core.documents import DocumentKind, DocumentPlan, SetAside, TargetLimitReached, batches
 from core.invoices import XeroReference
 from tasks.attachments import FetchPdf, attach_pdfs
 from tasks.contacts import sync_contacts
@@ -56,6 +55,11 @@ class FlowSpec:
     fetch_pdf: FetchPdf | None = None       # attachments, for kinds that carry them
     # Ledger housekeeping a real run (never a dry run) does once the plans are known.
     before_send: Callable[[TenantContext, list[DocumentPlan]], None] | None = None
+    high_water_key: str | None = None       # where the window's end is kept (default: the flow's name)
+
+    @property
+    def high_water(self) -> str:
+        return self.high_water_key or self.name
 
 
 @task(name="choose-window", cache_policy=NONE)
@@ -93,10 +97,11 @@ def run_name() -> str:
 def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry_run: bool):
     """The flow body: every step a task, every document through sync_documents."""
     ctx = open_tenant(tenant, str(runtime.flow_run.id))
-    since, until = choose_window(ctx, spec.name, since, until)
+    since, until = choose_window(ctx, spec.high_water, since, until)
     _label_run(f"{spec.name} · {tenant} · {since}..{until}" + (" · dry run" if dry_run else ""), tenant)
     summary = RunSummary(tenant=tenant, since=since, until=until, dry_run=dry_run, flow=spec.name)
     xero_calls_before = ctx.xero.calls  # the gateway is shared by the process's runs: count only this one's
+    autotask_writes_before = ctx.autotask_invoices.calls
 
     preflight(tenant, spec.name)  # stops the run before any write when credentials or mapped Xero names are wrong
     revisit: list[str] = []
@@ -104,7 +109,7 @@ def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry
         try:
             # Answers a dead run never got are looked up first, so documents found missing are read again below.
             resolve_unanswered(ctx, spec.kinds)
-        except XeroRateLimited as exc:
+        except TargetLimitReached as exc:
             summary.stopped = str(exc)
         revisit = ctx.ledger.unfinished(tenant, [k.name for k in spec.kinds])
     planned = spec.read_and_plan(ctx, since, until, revisit, read_xero_reference(ctx))
@@ -114,8 +119,9 @@ def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry
     if summary.stopped:
         get_run_logger().warning("stopped early, the high-water mark is not moved: %s", summary.stopped)
     elif not dry_run:
-        advance_high_water(ctx, spec.name, until)
+        advance_high_water(ctx, spec.high_water, until)
     summary.xero_calls = ctx.xero.calls - xero_calls_before
+    summary.autotask_calls += ctx.autotask_invoices.calls - autotask_writes_before
     publish_report(summary)
     return _final_state(summary)
 
@@ -125,7 +131,7 @@ def _sync(ctx: TenantContext, spec: FlowSpec, planned: Planned, summary: RunSumm
     done: set[tuple[str, str]] = set()
     try:
         if summary.stopped:
-            raise XeroRateLimited("day", None, summary.stopped)
+            raise TargetLimitReached(summary.stopped)
         contact_ids: dict[str, str] = {}
         if not summary.dry_run:
             plans, contact_ids = _with_contacts(ctx, planned)
@@ -142,11 +148,11 @@ def _sync(ctx: TenantContext, spec: FlowSpec, planned: Planned, summary: RunSumm
                 sent += len(batch)
                 update_progress_artifact(progress, progress=100.0 * sent / total)
                 if result.stopped:
-                    raise XeroRateLimited("day", None, result.stopped)
+                    raise TargetLimitReached(result.stopped)
         update_progress_artifact(progress, progress=100.0)
         if spec.fetch_pdf is not None and not summary.dry_run:
             summary.attach_failures = attach_pdfs(ctx, spec.kinds, spec.fetch_pdf)
-    except XeroRateLimited as exc:
+    except TargetLimitReached as exc:
         # Nothing is lost: what was sent is recorded; the rest has no claim (or a `sending` row that the
         # next run looks up first), and the window stays where it was, so the next run picks it all up.
         summary.stopped = str(exc)

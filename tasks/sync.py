@@ -22,10 +22,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
-from clients.xero import XeroAuthError, XeroError, XeroOutcomeUnknown, XeroRateLimited
+from clients.autotask import AutotaskAuthError
+from clients.xero import XeroAuthError
 from core.documents import (
     ALREADY_IN_XERO, ALREADY_VOIDED, GONE, IN_FLIGHT, Action, Decision, DocumentKind, DocumentPlan, KeyKind,
-    Status, XeroDocument, batches, decide, fix_for,
+    Status, TargetError, TargetLimitReached, TargetOutcomeUnknown, XeroDocument, batches, decide, fix_for,
 )
 from ledger import Candidate, DocState
 from tasks.outcomes import Outcome, Result
@@ -46,7 +47,7 @@ def worth_retrying(task, task_run, state) -> bool:
     """Prefect retries reads, but not into Xero's day limit or a connection that needs a person."""
     try:
         state.result()
-    except (XeroRateLimited, XeroAuthError):
+    except (TargetLimitReached, XeroAuthError, AutotaskAuthError):
         return False
     except Exception:  # noqa: BLE001 - any other failure of a read is worth another try
         return True
@@ -82,7 +83,7 @@ def resolve_unanswered(ctx: TenantContext, kinds: tuple[DocumentKind, ...]) -> N
 def resolve_rows(ctx: TenantContext, kind: DocumentKind, rows) -> None:
     """Found in Xero by its natural key → synced; not found → it may be sent again."""
     logger = get_run_logger()
-    found = find_by_natural_key(ctx.xero, kind, rows)
+    found = find_by_natural_key(ctx.target(kind), kind, rows)
     for r in rows:
         doc = found.get(r.source_id)
         if doc is not None:
@@ -165,7 +166,7 @@ def sync_documents(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentP
     try:
         rows, recovered = _rows_after_marker_lookups(ctx, kind, plans, dry_run)
         outcomes.update({i: Outcome.of_row(p, Result.RECOVERED, rows[i]) for p in plans if (i := p.source_id) in recovered})
-        docs = {} if dry_run else lookup(ctx.xero, kind, plans, rows, contact_ids)
+        docs = {} if dry_run else lookup(ctx.target(kind), kind, plans, rows, contact_ids)
         decisions = {p.source_id: decide(p, rows.get(p.source_id), docs.get(p.source_id)) for p in plans}
         if dry_run:
             return SyncResult([_planned(p, rows.get(p.source_id), decisions[p.source_id]) for p in plans])
@@ -179,8 +180,8 @@ def sync_documents(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentP
         _remove(ctx, kind, [(p, decisions[p.source_id]) for p in plans
                             if decisions[p.source_id].action in (Action.VOID, Action.DELETE)], rows, outcomes)
         _send(ctx, kind, [p for p in plans if decisions[p.source_id].action == Action.SEND], contact_ids, outcomes)
-    except XeroRateLimited as exc:
-        # Xero did nothing with the refused call; what this batch recorded stays recorded. The rest is
+    except TargetLimitReached as exc:
+        # The target did nothing with the refused call; what this batch recorded stays recorded. The rest is
         # reported as left for the next run, and the flow stops sending.
         get_run_logger().warning("stopping: %s", exc)
         for p in plans:
@@ -274,9 +275,13 @@ def _record_decision(ctx: TenantContext, kind: DocumentKind, plan: DocumentPlan,
         logger.warning("set aside %s %s: %s (fix: %s)", kind.noun, plan.source_number, decision.why, decision.fix)
         return Outcome.of(plan, Result.SET_ASIDE, reason=decision.why, fix=decision.fix)
     if action == Action.ADOPT:
+        if row is None:  # never claimed: the target already held exactly this write (a kind whose match is ours)
+            ledger.upsert_synced(tenant, kind.name, plan.source_id, target_id=doc.id, content_hash=plan.content_hash,
+                                 source_number=plan.source_number, target_number=doc.number,
+                                 natural_key_kind=plan.natural_key_kind.value if plan.natural_key_kind else None)
         ledger.record_synced(tenant, kind.name, plan.source_id, target_id=doc.id, target_number=doc.number,
                              target_status=doc.status.value if doc.status else None, target_total=doc.total)
-        logger.info("found %s in Xero from an earlier attempt; recorded it, nothing re-sent", doc.number)
+        logger.info("found %s in %s already; recorded it, nothing sent", doc.number, kind.target)
         return Outcome.of(plan, Result.RECOVERED, xero_id=doc.id, xero_number=doc.number, xero_total=doc.total,
                           status=doc.status.value if doc.status else None)
     if action == Action.NEEDS_PERSON:
@@ -318,17 +323,18 @@ def _send(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], con
             return
         mine = [by_id[c.source_id] for c in claimed]
         try:
-            results = ctx.xero.create(kind, mine, contact_ids, idempotency_key=key)
-        except XeroOutcomeUnknown:
-            logger.warning("Xero's answer to a batch of %d %ss was lost; looking them up before re-sending", len(mine), kind.noun)
+            results = ctx.target(kind).create(kind, mine, contact_ids, idempotency_key=key)
+        except TargetOutcomeUnknown:
+            logger.warning("%s's answer to a batch of %d %ss was lost; looking them up before re-sending", kind.target,
+                           len(mine), kind.noun)
             again = _after_lost_answer(ctx, kind, mine, outcomes)
             candidates = [c for c in claimed if c.source_id in again]
             continue
-        except XeroRateLimited:
-            for p in mine:  # a 429 means Xero did nothing with the batch
+        except TargetLimitReached:
+            for p in mine:  # a 429 means the target did nothing with the batch
                 ctx.ledger.release(ctx.tenant, kind.name, p.source_id)
             raise
-        except XeroError as exc:
+        except TargetError as exc:
             # Refused as a whole (a 400 outside per-element results): nothing was created.
             for p in mine:
                 _set_aside_after_send(ctx, kind, p, str(exc), outcomes)
@@ -341,9 +347,10 @@ def _send(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], con
                                          target_status=status, target_total=doc.total)
                 outcomes[p.source_id] = Outcome.of(p, Result.CREATED, xero_id=doc.id, xero_number=doc.number,
                                                    xero_total=doc.total, status=status)
-                logger.info("created %s %s for %s in Xero", kind.noun, doc.number, p.contact.name if p.contact else "")
+                logger.info("created %s %s for %s in %s", kind.noun, doc.number, p.contact.name if p.contact else "",
+                            kind.target)
             else:
-                _set_aside_after_send(ctx, kind, p, "; ".join(written.errors) or "Xero refused the document without a message",
+                _set_aside_after_send(ctx, kind, p, "; ".join(written.errors) or f"{kind.target} refused it without a message",
                                       outcomes)
         return
     for c in candidates:
@@ -399,9 +406,9 @@ def _update(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], r
     for chunk in batches(plans):
         key = _key(ctx.tenant, "update", kind.name, *[f"{p.source_id}:{p.content_hash}" for p in chunk])
         try:
-            results = ctx.xero.update(kind, [(rows[p.source_id].target_id, p) for p in chunk], contact_ids,
-                                      idempotency_key=key)
-        except XeroOutcomeUnknown:
+            results = ctx.target(kind).update(kind, [(rows[p.source_id].target_id, p) for p in chunk], contact_ids,
+                                              idempotency_key=key)
+        except TargetOutcomeUnknown:
             results = [None] * len(chunk)  # an update by id repeats harmlessly: the next run sends it again
         for p, written in zip(chunk, results):
             row = rows[p.source_id]
@@ -409,11 +416,14 @@ def _update(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], r
                 doc = written.document
                 status = doc.status.value if doc.status else None
                 ctx.ledger.record_updated(ctx.tenant, kind.name, p.source_id, content_hash=p.content_hash,
-                                          target_status=status, target_total=doc.total)
-                outcomes[p.source_id] = Outcome.of_row(p, Result.UPDATED, row, xero_total=doc.total, status=status)
-                get_run_logger().info("updated %s %s in Xero to match Autotask", kind.noun, row.target_number)
+                                          target_status=status, target_total=doc.total, target_number=doc.number)
+                outcomes[p.source_id] = Outcome.of_row(p, Result.UPDATED, row, xero_total=doc.total, status=status,
+                                                       xero_number=doc.number or row.target_number)
+                get_run_logger().info("updated %s %s in %s to match its source", kind.noun, doc.number or row.target_number,
+                                      kind.target)
             else:
-                reason = "; ".join(written.errors) if written is not None else "Xero did not answer the update; it is sent again next run"
+                reason = ("; ".join(written.errors) if written is not None
+                          else f"{kind.target} did not answer the update; it is sent again next run")
                 ctx.ledger.note(ctx.tenant, kind.name, p.source_id, f"update refused: {reason}")
                 outcomes[p.source_id] = Outcome.of_row(p, Result.NEEDS_ATTENTION, row, reason=reason, fix=fix_for(reason))
 
@@ -425,8 +435,8 @@ def _remove(ctx: TenantContext, kind: DocumentKind, pairs: list[tuple[DocumentPl
         changes = [(rows[p.source_id].target_id, d.target_status) for p, d in chunk]
         key = _key(ctx.tenant, "void", kind.name, *[f"{a}:{b.value}" for a, b in changes])
         try:
-            results = ctx.xero.set_status(kind, changes, idempotency_key=key)
-        except XeroOutcomeUnknown:
+            results = ctx.target(kind).set_status(kind, changes, idempotency_key=key)
+        except TargetOutcomeUnknown:
             results = [None] * len(chunk)  # a status change repeats harmlessly: the next run checks and sends again
         for (p, d), written in zip(chunk, results):
             row = rows[p.source_id]

@@ -37,7 +37,7 @@ def doc(status: Status = Status.AUTHORISED, **values) -> XeroDocument:
 
 
 def test_every_kind_names_its_endpoint_and_how_it_is_removed():
-    assert set(KINDS) == {"invoice", "credit_note", "bill", "purchase_order"}
+    assert set(KINDS) == {"invoice", "credit_note", "bill", "purchase_order", "paid_date", "payment"}
     assert INVOICE.endpoint == BILL.endpoint == "Invoices" and INVOICE.xero_type == "ACCREC" and BILL.xero_type == "ACCPAY"
     assert CREDIT_NOTE.endpoint == "CreditNotes" and PURCHASE_ORDER.endpoint == "PurchaseOrders"
     assert INVOICE.numbers_unique and not BILL.numbers_unique
@@ -48,6 +48,9 @@ def test_every_kind_names_its_endpoint_and_how_it_is_removed():
     assert PURCHASE_ORDER.remove_status(Status.BILLED) is None
     assert INVOICE.attachments and CREDIT_NOTE.attachments and not BILL.attachments
     assert BILL.editable == frozenset() and Status.AUTHORISED in PURCHASE_ORDER.editable
+    # What flows back to Autotask is never voided there, and a payment is never rewritten.
+    assert KINDS["paid_date"].target == "Autotask" and KINDS["paid_date"].remove == {}
+    assert KINDS["payment"].target == "Xero" and KINDS["payment"].editable == frozenset()
 
 
 def test_a_new_document_is_sent():

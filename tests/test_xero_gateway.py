@@ -820,7 +820,7 @@ def test_settings_are_plain_values_with_every_status(world):
         t["BrandingThemeID"] for t in world.acme.branding_themes.values() if t["Name"] == "Standard")
     assert settings.currencies >= {"NZD", "AUD"}
     # No SDK model or enum leaks out: every value is a plain str, Decimal, date, tuple, dict or frozenset.
-    plain = (str, Decimal, date, type(None))
+    plain = (str, Decimal, date, bool, type(None))
     assert all(type(v) in plain for a in settings.accounts for v in vars(a).values())
     assert all(type(v) in plain for t in settings.tax_rates for v in vars(t).values())
     assert all(type(o.name) is str and type(o.status) in plain for c in settings.tracking_categories for o in c.options)
