@@ -59,6 +59,8 @@ def check_tenant(name: str, *, autotask_usage: bool = True, flows: Iterable[str]
                 problems += mapping_targets(mapping, xero)
             if "bills" in flows:
                 problems += bills_targets(mapping, xero)
+        if xero is not None and "payments" in flows:
+            problems += payments_targets(settings, xero, _granted_scopes(settings))
         if mapping is not None and reference is not None:
             problems += mapping_coverage(mapping, reference)
         if xero is not None and reference is not None:
@@ -175,6 +177,39 @@ def mapping_targets(mapping, xero: XeroReference) -> list[Problem]:
         if xero.branding_theme_id(theme) is None:
             out.append(Problem("error", "mapping " + key, f"branding theme {theme!r} is not in Xero.",
                                "create the theme in Xero (Invoice settings) or use one of: " + ", ".join(sorted(xero.branding_themes))))
+    return out
+
+
+# Xero's granular scope for payments, and the broad one it replaces (until September 2027).
+PAYMENT_SCOPES = ("accounting.payments", "accounting.transactions")
+
+
+def _granted_scopes(settings: TenantSettings) -> set[str] | None:
+    """The scopes the tenant's Xero connection was granted (None when they cannot be read)."""
+    try:
+        scope = xero_gateway(settings).current_token().get("scope") or []
+    except XeroError:
+        return None
+    return set(scope.split() if isinstance(scope, str) else scope)
+
+
+def payments_targets(settings: TenantSettings, xero: XeroReference, scopes: set[str] | None) -> list[Problem]:
+    """Applying payments in Xero needs an account that takes payments, and a connection allowed to make them."""
+    payments = settings.payments
+    if not payments.to_xero:
+        return []
+    out: list[Problem] = []
+    if not payments.bank_account:
+        out.append(Problem("error", "payments.bank_account", "payments.to_xero is on but no bank account is named.",
+                           "set payments.bank_account to the code or name of the Xero bank account payments go to"))
+    elif xero.payment_account(payments.bank_account) is None:
+        out.append(Problem("error", "payments.bank_account",
+                           f"no active Xero account that takes payments has the code or name {payments.bank_account!r}.",
+                           "name an active bank account (or one with payments enabled) from Xero's chart of accounts"))
+    if scopes is not None and not scopes & set(PAYMENT_SCOPES):
+        out.append(Problem("error", "Xero connection", "the connection may not make payments (it lacks the "
+                           "accounting.payments scope).",
+                           f"run `atx connect xero --tenant {settings.name}` again and grant accounting.payments"))
     return out
 
 

@@ -134,6 +134,26 @@ class ScheduleSettings(BaseModel):
         return v
 
 
+class PaymentsSettings(BaseModel):
+    """The payments flow, both ways. Xero → Autotask is on; Autotask → Xero ("apply payments") is off
+    until the tenant enables it and names the account the payments go to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to_autotask: bool = Field(True, description="write Xero's full settlement of synced invoices back as Autotask paid dates")
+    clear_paid_date: bool = Field(
+        True, description="clear a paid date this sync wrote when the payment is deleted in Xero (off: list it for a person)")
+    to_xero: bool = Field(False, description="apply payments: an Autotask paid date becomes a Xero payment of the amount due")
+    bank_account: str | None = Field(None, description="code or name of the Xero bank account payments go to (needed with to_xero)")
+    time_zone: str | None = Field(None, description="the tenant's time zone for dates of moments (default: the schedule's)")
+    webhooks: bool = Field(False, description="also run payments when Xero's webhooks say an invoice changed")
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        return v if v is None else ScheduleSettings._known_zone.__func__(cls, v)
+
+
 TENANT_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
 
@@ -150,10 +170,15 @@ class TenantSettings(BaseModel):
     lookback_days: int = Field(14, ge=0, description="overlap re-read before the last high-water mark")
     attach_pdfs: bool = False
     # The flows this tenant runs on a schedule (each gets a deployment); any flow can still be run by hand.
-    flows: list[Literal["invoices", "bills"]] = Field(default_factory=lambda: ["invoices"])
+    flows: list[Literal["invoices", "bills", "payments"]] = Field(default_factory=lambda: ["invoices"])
     send_lease_minutes: int = Field(15, ge=0)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    payments: PaymentsSettings = Field(default_factory=PaymentsSettings)
+
+    @property
+    def time_zone(self) -> str:
+        return self.payments.time_zone or self.schedule.timezone
 
     @property
     def send_lease(self) -> timedelta:

@@ -11,6 +11,7 @@ from atx.settings import TenantSettings
 FLOWS: dict[str, tuple[str, str]] = {
     "invoices": ("flows.invoices:invoices", "Autotask invoices into Xero"),
     "bills": ("flows.bills:bills", "Autotask purchase orders into Xero bills or purchase orders"),
+    "payments": ("flows.payments:payments", "Xero payments back to Autotask paid dates, and Autotask paid dates into Xero"),
 }
 WORK_POOL = "atx"
 
@@ -46,8 +47,14 @@ def deployment_entries(tenants: list[TenantSettings]) -> list[dict]:
                 # Two runs of one tenant's flow never overlap; a second waits for the first.
                 "concurrency_limit": {"limit": 1, "collision_strategy": "ENQUEUE"},
                 "schedules": [{"cron": t.schedule.cron, "timezone": t.schedule.timezone, "active": t.schedule.active}],
+                **({"triggers": triggers} if (triggers := triggers_for(flow_name, t)) else {}),
             })
     return entries
+
+
+def triggers_for(flow_name: str, tenant: TenantSettings) -> list[dict]:
+    """Event triggers of a tenant's deployment: Xero's webhooks run its payments, when it enables them."""
+    return [payments_trigger(tenant)] if flow_name == "payments" and tenant.payments.webhooks else []
 
 
 def prefect_yaml(tenants: list[TenantSettings]) -> str:
@@ -76,6 +83,7 @@ def runner_deployments(tenants: list[TenantSettings]) -> list:
     import importlib
 
     from prefect.deployments.runner import EntrypointType
+    from prefect.events import DeploymentEventTrigger
     from prefect.schedules import Cron
 
     out = []
@@ -90,6 +98,7 @@ def runner_deployments(tenants: list[TenantSettings]) -> list:
                 tags=[f"tenant:{t.name}", f"flow:{flow_name}"],
                 description=f"{what} for tenant {t.name}.",
                 concurrency_limit=1,
+                triggers=[DeploymentEventTrigger(**trigger) for trigger in triggers_for(flow_name, t)] or None,
                 # Importable by module wherever `atx serve` runs, not only from the checkout's root.
                 entrypoint_type=EntrypointType.MODULE_PATH,
             ))

@@ -23,11 +23,16 @@ class Result(str, Enum):
     PLANNED = "planned (dry run)"
     SKIPPED = "skipped"
     NOT_SENT = "not sent yet"
+    # Payments that need no write (core/payments.py names them the same).
+    PARTLY_PAID = "partly paid"
+    PAID_IN_XERO = "already paid in Xero"
+    FROM_OTHER_SIDE = "came from the other side"
 
 
 # Results whose document is not (or no longer) in Xero: the report leaves them out of the totals.
 NOT_IN_XERO = frozenset({Result.SET_ASIDE, Result.SKIPPED, Result.PLANNED, Result.IN_FLIGHT, Result.NOT_SENT,
-                         Result.VOIDED, Result.DELETED, Result.ALREADY_VOIDED})
+                         Result.VOIDED, Result.DELETED, Result.ALREADY_VOIDED, Result.PARTLY_PAID,
+                         Result.PAID_IN_XERO, Result.FROM_OTHER_SIDE})
 NEEDS_A_PERSON = frozenset({Result.NEEDS_ATTENTION, Result.CHANGED_AFTER_APPROVAL})
 
 
@@ -66,7 +71,8 @@ class Outcome:
 
     @property
     def document_type(self) -> str:
-        return KINDS[self.kind].xero_type or "PURCHASEORDER"
+        kind = KINDS[self.kind]
+        return kind.xero_type or ("PURCHASEORDER" if kind.endpoint == "PurchaseOrders" else kind.name.upper())
 
     @property
     def link(self) -> str | None:

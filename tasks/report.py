@@ -88,6 +88,18 @@ def _totals(summary: RunSummary) -> tuple[dict[str, Decimal], dict[str, Decimal]
     return at_totals, xero_totals
 
 
+def by_document_type(summary: RunSummary) -> list[str]:
+    """What happened to each kind of document, named with where it was written (a paid date → Autotask)."""
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for o in summary.outcomes:
+        kind = KINDS[o.kind]
+        counts[(f"{kind.noun} → {kind.target}", o.result.value)] += 1
+    if not counts:
+        return []
+    return ["| document | result | count |", "|---|---|---|",
+            *[f"| {what} | {result} | {n} |" for (what, result), n in sorted(counts.items())], ""]
+
+
 @task(name="publish-run-report", cache_policy=NONE)
 def publish_report(summary: RunSummary) -> str:
     key = _slug(f"{summary.flow}-{summary.tenant}")
@@ -133,6 +145,7 @@ def summary_markdown(summary: RunSummary) -> str:
         f"| set aside | {summary.set_aside_count} |",
         f"| PDF attachments not done yet (retried next run) | {len(summary.attach_failures)} |",
         "",
+        *by_document_type(summary),
         "| currency | Autotask total | Xero total |",
         "|---|---|---|",
         *[f"| {c} | {_money(t)} | {_money(xero_totals.get(c))} |" for c, t in sorted(at_totals.items())],

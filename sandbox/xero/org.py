@@ -45,6 +45,11 @@ class Journal:
         self._undo.clear()
 
 
+# Organisation.Timezone is a Windows zone name; the IANA zone each of the seeded organisations lives in.
+XERO_TIME_ZONES = {"NEWZEALANDSTANDARDTIME": "Pacific/Auckland", "AUSEASTERNSTANDARDTIME": "Australia/Sydney",
+                   "GMTSTANDARDTIME": "Europe/London", "EASTERNSTANDARDTIME": "America/New_York", "UTC": "UTC"}
+
+
 @dataclass
 class XeroOrg:
     tenant_id: str
@@ -121,7 +126,10 @@ class XeroOrg:
         return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
     def today(self) -> date:
-        return self.clock.now().date()
+        """Today where the organisation is: Xero dates a payment or document sent without a Date so."""
+        from zoneinfo import ZoneInfo
+
+        return self.clock.now().astimezone(ZoneInfo(XERO_TIME_ZONES.get(self.timezone, "UTC"))).date()
 
     def next_number(self, prefix: str) -> str:
         self.sequences[prefix] += 1
