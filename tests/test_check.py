@@ -208,3 +208,35 @@ def test_the_bills_part_of_the_mapping_is_checked_for_the_bills_flow_only(stack,
     from atx.check import blocking
 
     assert blocking("acme", "bills") and not blocking("acme", "invoices")
+
+
+def test_applying_payments_needs_an_account_that_takes_them_and_the_payments_scope(stack):
+    # Payments into Xero are off by default: nothing about them is checked.
+    stack.connect_tenant("acme", flows=["invoices", "payments"])
+    assert [p for p in check_tenant("acme", flows=["payments"]) if p.severity == "error"] == []
+    # By code or by name (any case), an active bank account passes.
+    for named in ("090", "business bank account"):
+        stack.connect_tenant("acme", flows=["payments"], payments={"to_xero": True, "bank_account": named})
+        assert [p for p in check_tenant("acme", flows=["payments"]) if p.severity == "error"] == [], named
+    # A revenue account takes no payments; a missing setting says what to set.
+    stack.connect_tenant("acme", flows=["payments"], payments={"to_xero": True, "bank_account": "200"})
+    errors = {p.area: p for p in check_tenant("acme", flows=["payments"]) if p.severity == "error"}
+    assert "'200'" in errors["payments.bank_account"].problem and "bank account" in errors["payments.bank_account"].fix
+    stack.connect_tenant("acme", flows=["payments"], payments={"to_xero": True})
+    errors = {p.area: p for p in check_tenant("acme", flows=["payments"]) if p.severity == "error"}
+    assert "no bank account is named" in errors["payments.bank_account"].problem
+    # A connection granted without the payments scope cannot make them: reconnect and grant it.
+    from atx.connections import forget_clients, ledger_for
+    from atx.settings import load_tenant
+    from ledger import LedgerTokenStore
+    from sandbox.stack import XERO_CLIENT_ID, _with_expiry
+
+    settings = stack.connect_tenant("acme", flows=["payments"], payments={"to_xero": True, "bank_account": "090"})
+    narrow = stack.xero.issue_tokens(XERO_CLIENT_ID, [stack.org.tenant_id],
+                                     scopes=["offline_access", "accounting.invoices", "accounting.contacts",
+                                             "accounting.settings.read"])
+    LedgerTokenStore(ledger_for(settings), settings.token_connection).save(_with_expiry(narrow, stack.clock))
+    forget_clients("acme")
+    errors = [p for p in check_tenant("acme", flows=["payments"]) if p.severity == "error"]
+    assert [p.area for p in errors] == ["Xero connection"] and "accounting.payments" in errors[0].fix
+    assert load_tenant("acme").payments.to_xero

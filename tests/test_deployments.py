@@ -66,3 +66,18 @@ def test_a_tenant_that_lists_bills_gets_a_bills_deployment_too(atx_home):
     bills = next(d for d in entries if d["entrypoint"] == "flows/bills.py:bills")
     assert "flow:bills" in bills["tags"] and bills["concurrency_limit"]["limit"] == 1
     assert bills["parameters"] == {"tenant": "acme", "dry_run": False}
+
+
+def test_payments_get_a_deployment_and_a_webhook_trigger_only_where_the_tenant_enables_them(atx_home):
+    with SandboxStack(invoices=1) as stack:
+        pushed = stack.connect_tenant("acme", flows=["invoices", "payments"], payments={"webhooks": True})
+        polled = stack.connect_tenant("beta", flows=["payments"])
+    entries = {(d["entrypoint"], d["name"]): d for d in deployment_entries([pushed, polled])}
+    assert set(entries) == {("flows/invoices.py:invoices", "acme"), ("flows/payments.py:payments", "acme"),
+                            ("flows/payments.py:payments", "beta")}
+    trigger = entries[("flows/payments.py:payments", "acme")]["triggers"][0]
+    assert trigger["match"] == {"prefect.resource.id": f"xero.organisation.{pushed.xero.tenant_id.lower()}"}
+    assert trigger["parameters"]["tenant"] == "acme" and "{{ event.event }}" in trigger["parameters"]["reason"]
+    assert "triggers" not in entries[("flows/payments.py:payments", "beta")]
+    # Both schedules stay: polling is the safety net for a webhook Xero never delivers.
+    assert entries[("flows/payments.py:payments", "acme")]["schedules"]

@@ -133,8 +133,16 @@ def test_a_full_payment_is_written_back_once_and_a_partial_one_is_only_reported(
     part_doc = xero_invoice(settings, part.target_id)
     pay_in_xero(settings, part.target_id, Decimal("10.00"), date(2026, 11, 27))
 
+    planned = sync_payments(dry_run=True)
+    assert outcome(planned, PAID_DATE.name, full_id).action == "planned (dry run)"
+    assert autotask_invoice(settings, full_id)["paidDate"] is None  # a dry run writes nothing
+
     first = sync_payments()
     assert outcome(first, PAID_DATE.name, full_id).action == "created"
+    from tasks.report import summary_markdown
+
+    report = summary_markdown(first)
+    assert "| paid date → Autotask | created | 1 |" in report and "| paid date → Autotask | partly paid | 1 |" in report
     assert autotask_day(autotask_invoice(settings, full_id)["paidDate"]) == date(2026, 11, 27)
     partial = outcome(first, PAID_DATE.name, part_id)
     assert partial.action == "partly paid" and str(part_doc.amount_due - Decimal("10.00")) in partial.reason
@@ -294,6 +302,8 @@ def test_a_draft_invoice_in_xero_is_set_aside_with_the_fix(stack, tmp_path):
     summary = sync_payments(direction="to_xero")
     aside = outcome(summary, PAYMENT.name, autotask_id)
     assert aside.action == "set aside" and "DRAFT" in aside.reason and "approve" in aside.fix
+    assert xero_invoice(settings, synced_invoices(settings)[autotask_id].target_id).amount_paid == 0
+    assert_ledger_agrees(stack, settings)
 
 
 def test_an_autotask_invoice_already_showing_xeros_date_is_recorded_not_written(stack, tmp_path):
@@ -329,3 +339,24 @@ def test_the_paid_date_is_the_day_in_the_organisation_where_the_payment_was_made
         sync_payments()
         assert autotask_invoice(settings, autotask_id)["paidDate"].startswith("2026-11-30")
         assert_ledger_agrees(stack, settings)
+
+
+def test_atx_sync_payments_runs_the_flow_from_the_command_line(stack, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from prefect.settings import PREFECT_API_URL
+
+    settings = connect(stack, tmp_path)
+    sync_invoices()
+    autotask_id, row = next(iter(synced_invoices(settings).items()))
+    pay_in_xero(settings, row.target_id, xero_invoice(settings, row.target_id).amount_due, date(2026, 11, 26))
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
+    result = subprocess.run([sys.executable, "-m", "atx.cli", "sync", "payments", "--tenant", "acme", "--since",
+                             SINCE.isoformat(), "--until", UNTIL.isoformat()], env=env, capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent.parent, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert row.source_number in result.stdout and "created" in result.stdout
+    assert autotask_invoice(settings, autotask_id)["paidDate"].startswith("2026-11-26")
