@@ -67,7 +67,11 @@ class Outcome:
 
     @property
     def action(self) -> str:
-        return f"{self.result.value} ({self.detail})" if self.detail else self.result.value
+        label = self.result.value
+        target = KINDS[self.kind].target
+        if target != "Xero" and self.result in (Result.ALREADY, Result.UPDATED):
+            label = label.replace("in Xero", f"in {target}")  # a paid date is "already in Autotask"
+        return f"{label} ({self.detail})" if self.detail else label
 
     @property
     def document_type(self) -> str:

@@ -28,8 +28,10 @@ class RunSummary:
     stopped: str | None = None  # why the run stopped sending early (Xero's API limit)
 
     def count(self, what: Result | str) -> int:
-        label = what.value if isinstance(what, Result) else what
-        return sum(1 for o in self.outcomes if o.action.startswith(label))
+        """Outcomes of this result (whatever the kind), or whose action starts with this text."""
+        if isinstance(what, Result):
+            return sum(1 for o in self.outcomes if o.result == what)
+        return sum(1 for o in self.outcomes if o.action.startswith(what))
 
     @property
     def set_aside(self) -> list[Outcome]:

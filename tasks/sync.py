@@ -26,7 +26,7 @@ from clients.autotask import AutotaskAuthError
 from clients.xero import XeroAuthError
 from core.documents import (
     ALREADY_IN_XERO, ALREADY_VOIDED, GONE, IN_FLIGHT, Action, Decision, DocumentKind, DocumentPlan, KeyKind,
-    Status, TargetError, TargetLimitReached, TargetOutcomeUnknown, XeroDocument, batches, decide, fix_for,
+    Status, TargetError, TargetLimitReached, TargetOutcomeUnknown, Written, XeroDocument, batches, decide, fix_for,
 )
 from ledger import Candidate, DocState
 from tasks.outcomes import Outcome, Result
@@ -409,7 +409,7 @@ def _update(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], r
             results = ctx.target(kind).update(kind, [(rows[p.source_id].target_id, p) for p in chunk], contact_ids,
                                               idempotency_key=key)
         except TargetOutcomeUnknown:
-            results = [None] * len(chunk)  # an update by id repeats harmlessly: the next run sends it again
+            results = _read_back(ctx, kind, chunk, rows)
         for p, written in zip(chunk, results):
             row = rows[p.source_id]
             if written is not None and written.ok:
@@ -426,6 +426,21 @@ def _update(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], r
                           else f"{kind.target} did not answer the update; it is sent again next run")
                 ctx.ledger.note(ctx.tenant, kind.name, p.source_id, f"update refused: {reason}")
                 outcomes[p.source_id] = Outcome.of_row(p, Result.NEEDS_ATTENTION, row, reason=reason, fix=fix_for(reason))
+
+
+def _read_back(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], rows: dict) -> list[Written | None]:
+    """After a lost answer on an update: where the key names the whole write (a paid date), the target
+    holding that key is the answer; otherwise None, and the update by id, harmless to repeat, is sent
+    again next run."""
+    if not kind.match_is_ours:
+        return [None] * len(plans)
+    held = {d.id: d for d in ctx.target(kind).find(kind, ids=[rows[p.source_id].target_id for p in plans])}
+    answers: list[Written | None] = []
+    for p in plans:
+        doc = held.get(rows[p.source_id].target_id)
+        answers.append(Written(ok=True, document=doc, errors=[]) if doc is not None and doc.number == p.natural_key
+                       else None)
+    return answers
 
 
 def _remove(ctx: TenantContext, kind: DocumentKind, pairs: list[tuple[DocumentPlan, Decision]], rows: dict,

@@ -149,7 +149,7 @@ def test_a_full_payment_is_written_back_once_and_a_partial_one_is_only_reported(
     assert autotask_invoice(settings, part_id)["paidDate"] is None
 
     second = sync_payments()
-    assert outcome(second, PAID_DATE.name, full_id).action == "already in Xero"
+    assert outcome(second, PAID_DATE.name, full_id).action == "already in Autotask"
     assert second.count("created") == 0
     assert_ledger_agrees(stack, settings)
 
@@ -187,9 +187,26 @@ def test_a_payment_deleted_in_xero_after_write_back_clears_the_paid_date(stack, 
 
     assert xero_gateway(settings).delete_payment(payment.id, idempotency_key=f"delete-{payment.id}").ok
     summary = sync_payments()
-    assert outcome(summary, PAID_DATE.name, autotask_id).action == "updated in Xero"
+    assert outcome(summary, PAID_DATE.name, autotask_id).action == "updated in Autotask"
     assert autotask_invoice(settings, autotask_id)["paidDate"] is None
     assert sync_payments().count("updated") == 0  # cleared once
+    assert_ledger_agrees(stack, settings)
+
+
+def test_a_lost_answer_on_clearing_the_paid_date_is_read_back(stack, tmp_path):
+    settings = connect(stack, tmp_path)
+    sync_invoices()
+    autotask_id, row = next(iter(synced_invoices(settings).items()))
+    payment = pay_in_xero(settings, row.target_id, xero_invoice(settings, row.target_id).amount_due, date(2026, 11, 26))
+    sync_payments()
+    assert xero_gateway(settings).delete_payment(payment.id, idempotency_key=f"delete-{payment.id}").ok
+    lost = stack.autotask_faults.script("lost_response", method="PATCH", times=1)
+    summary = sync_payments()
+    assert lost.fired == 1
+    assert outcome(summary, PAID_DATE.name, autotask_id).action == "updated in Autotask"
+    assert autotask_invoice(settings, autotask_id)["paidDate"] is None
+    assert ledger_for(settings).records("acme", PAID_DATE.name)[autotask_id].target_number.endswith("@unpaid")
+    assert sync_payments().count("updated") == 0
     assert_ledger_agrees(stack, settings)
 
 
