@@ -71,6 +71,20 @@ def default_since(until: date, high_water: date | None, lookback_days: int, firs
     return days_before(min(high_water, today), lookback_days)
 
 
+def chunks(start: date, end: date, days: int) -> list[tuple[date, date]]:
+    """[start, end] cut into windows of `days` days (the last one shorter), oldest first, both ends included."""
+    start, end = check_window(start, end)
+    if days < 1:
+        raise WindowError(f"a chunk must be at least one day long, got {days}")
+    out: list[tuple[date, date]] = []
+    while True:
+        last = min(end, days_before(start, -(days - 1)))
+        out.append((start, last))
+        if last >= end:
+            return out
+        start = last + timedelta(days=1)
+
+
 def high_water_mark(until: date, today: date) -> date:
     """The high-water mark a completed run may record: until, but never past the day it ran. A run with
     until=9999-12-31 has read everything dated up to today that exists today, not the future."""

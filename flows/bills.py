@@ -23,11 +23,12 @@ def _target(ctx: TenantContext) -> str:
 
 
 @task(name="extract-autotask-purchasing", retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NONE)
-def extract_purchasing(ctx: TenantContext, since: date, until: date, revisit: list[str]) -> PurchasingExtract:
+def extract_purchasing(ctx: TenantContext, since: date, until: date, revisit: list[str],
+                       bounded: bool = False) -> PurchasingExtract:
     """Reads are always safe to retry. `revisit`: the ledger's unfinished documents, read whatever their date."""
     read = read_for_bills if _target(ctx) == "bill" else read_for_purchase_orders
     with ctx.autotask() as at:
-        return read(at, since, until, revisit)
+        return read(at, since, until, revisit, bounded)
 
 
 @task(name="map-purchasing", cache_policy=NONE)
@@ -56,8 +57,9 @@ def retire_superseded(ctx: TenantContext, plans: list[DocumentPlan]) -> None:
         ctx.ledger.forget_set_aside(ctx.tenant, BILL.name, superseded)
 
 
-def read_and_plan(ctx: TenantContext, since: date, until: date, revisit: list[str], xero: XeroReference) -> Planned:
-    extract = extract_purchasing(ctx, since, until, revisit)
+def read_and_plan(ctx: TenantContext, since: date, until: date, revisit: list[str], xero: XeroReference, *,
+                  bounded: bool = False) -> Planned:
+    extract = extract_purchasing(ctx, since, until, revisit, bounded)
     plans = map_purchasing(ctx, extract, xero)
     return Planned(plans=plans, companies=extract.vendors, currencies=extract.reference.get("Currencies", []),
                    autotask_calls=extract.api_calls, supplier=True)
@@ -67,6 +69,9 @@ BILLS = FlowSpec(name="bills", kinds=(BILL, PURCHASE_ORDER), read_and_plan=read_
 
 
 @flow(name="bills", flow_run_name=run_name, persist_result=False, log_prints=False)
-def bills(tenant: str, since: date | None = None, until: date | None = None, dry_run: bool = False):
-    """Sync one tenant's Autotask purchasing received (bills) or raised (purchase orders) in [since, until]."""
-    return run(BILLS, tenant, since, until, dry_run)
+def bills(tenant: str, since: date | None = None, until: date | None = None, dry_run: bool = False,
+          only_window: bool = False):
+    """Sync one tenant's Autotask purchasing received (bills) or raised (purchase orders) in [since, until].
+
+    `only_window`: a backfill chunk (read only this window; the scheduled runs' high-water mark stays)."""
+    return run(BILLS, tenant, since, until, dry_run, only_window)

@@ -30,8 +30,9 @@ def map_invoices(ctx: TenantContext, extract: AutotaskExtract, xero: XeroReferen
     return documents
 
 
-def read_and_plan(ctx: TenantContext, since: date, until: date, revisit: list[str], xero: XeroReference) -> Planned:
-    extract = extract_invoices(ctx, since, until, [int(i) for i in revisit if i.isdigit()])
+def read_and_plan(ctx: TenantContext, since: date, until: date, revisit: list[str], xero: XeroReference, *,
+                  bounded: bool = False) -> Planned:
+    extract = extract_invoices(ctx, since, until, [int(i) for i in revisit if i.isdigit()], bounded)
     routed = route_invoices(ctx, extract)  # only this tenant's invoices; the rest are reported
     extract = routed.extract
     return Planned(
@@ -48,6 +49,9 @@ INVOICES = FlowSpec(name="invoices", kinds=(INVOICE, CREDIT_NOTE), read_and_plan
 
 
 @flow(name="invoices", flow_run_name=run_name, persist_result=False, log_prints=False)
-def invoices(tenant: str, since: date | None = None, until: date | None = None, dry_run: bool = False):
-    """Sync one tenant's Autotask invoices dated in [since, until] into its Xero organisation."""
-    return run(INVOICES, tenant, since, until, dry_run)
+def invoices(tenant: str, since: date | None = None, until: date | None = None, dry_run: bool = False,
+             only_window: bool = False):
+    """Sync one tenant's Autotask invoices dated in [since, until] into its Xero organisation.
+
+    `only_window`: a backfill chunk (read only this window; the scheduled runs' high-water mark stays)."""
+    return run(INVOICES, tenant, since, until, dry_run, only_window)

@@ -35,8 +35,9 @@ def remark_outcome(remark: Remark) -> Outcome:
 
 
 @task(name="plan-paid-dates", cache_policy=NONE)
-def paid_dates_for_autotask(ctx: TenantContext, since: date, revisit: list[str]) -> tuple[list[DocumentPlan], list[Remark]]:
-    settlements = read_settlements(ctx, since, revisit)
+def paid_dates_for_autotask(ctx: TenantContext, since: date, until: date, revisit: list[str],
+                            bounded: bool) -> tuple[list[DocumentPlan], list[Remark]]:
+    settlements = read_settlements(ctx, since, until, revisit, dated_in_window=bounded)
     plans, remarks = plan_paid_dates(settlements.invoices, settlements.synced, settlements.written,
                                      settlements.our_payments, clear=ctx.settings.payments.clear_paid_date,
                                      tz=ZoneInfo(ctx.settings.time_zone))
@@ -58,13 +59,13 @@ def payments_for_xero(ctx: TenantContext, since: date, until: date, revisit: lis
 
 
 def _read_and_plan(ctx: TenantContext, since: date, until: date, revisit: list[str], xero: XeroReference, *,
-                   direction: Direction) -> Planned:
+                   direction: Direction, bounded: bool = False) -> Planned:
     settings = ctx.settings.payments
     plans: list[DocumentPlan] = []
     remarks: list[Remark] = []
     calls = 0
     if direction in ("both", "to_autotask") and settings.to_autotask:
-        more, noted = paid_dates_for_autotask(ctx, since, revisit)
+        more, noted = paid_dates_for_autotask(ctx, since, until, revisit, bounded)
         plans, remarks = plans + more, remarks + noted
     if direction in ("both", "to_xero") and settings.to_xero:
         more, noted, calls = payments_for_xero(ctx, since, until, revisit, xero)
@@ -81,10 +82,11 @@ def spec(direction: Direction) -> FlowSpec:
 
 @flow(name="payments", flow_run_name=run_name, persist_result=False, log_prints=False)
 def payments(tenant: str, since: date | None = None, until: date | None = None, dry_run: bool = False,
-             direction: Direction = "both", reason: str | None = None):
+             direction: Direction = "both", reason: str | None = None, only_window: bool = False):
     """Sync one tenant's payments: Xero → Autotask paid dates and, when enabled, Autotask → Xero payments.
 
-    `reason`: why the run happened, when a Xero webhook started it (shown in the log)."""
+    `reason`: why the run happened, when a Xero webhook started it (shown in the log). `only_window`: a
+    backfill chunk: the settlements of invoices dated in the window, not everything changed since it began."""
     if reason:
         get_run_logger().info("started by %s", reason)
-    return run(spec(direction), tenant, since, until, dry_run)
+    return run(spec(direction), tenant, since, until, dry_run, only_window)

@@ -386,18 +386,21 @@ class Ledger:
                 return False
         return True
 
-    def unfinished(self, tenant: str, kinds: Iterable[str], *, source: str = AUTOTASK) -> list[str]:
+    def unfinished(self, tenant: str, kinds: Iterable[str], *, source: str = AUTOTASK,
+                   between: tuple[date, date] | None = None) -> list[str]:
         """Source ids of documents not yet in Xero (set aside, or released after a lookup): each run
-        reads them again by id, whatever their date, so the window's high-water mark never leaves one behind."""
+        reads them again by id, whatever their date, so the window's high-water mark never leaves one behind.
+        `between`: only those dated in this window (a backfill chunk reads only its own days)."""
         with self.session() as s:
-            ids = s.scalars(
-                select(SyncRecord.source_id).where(
-                    SyncRecord.tenant == tenant,
-                    SyncRecord.kind.in_(list(kinds)),
-                    SyncRecord.source == source,
-                    SyncRecord.state.in_([DocState.SET_ASIDE, DocState.PENDING]),
-                )
-            ).all()
+            q = select(SyncRecord.source_id).where(
+                SyncRecord.tenant == tenant,
+                SyncRecord.kind.in_(list(kinds)),
+                SyncRecord.source == source,
+                SyncRecord.state.in_([DocState.SET_ASIDE, DocState.PENDING]),
+            )
+            if between is not None:
+                q = q.where(SyncRecord.document_date >= between[0], SyncRecord.document_date <= between[1])
+            ids = s.scalars(q).all()
         return sorted(set(ids), key=_id_order)
 
     def forget_set_aside(self, tenant: str, kind: str, source_ids: Iterable[str], *, source: str = AUTOTASK) -> None:

@@ -43,8 +43,9 @@ class Planned:
     supplier: bool = False                  # the contacts are suppliers (bills), not customers
 
 
-# (context, since, until, ids the ledger holds as unfinished, Xero's settings) -> Planned
-ReadAndPlan = Callable[[TenantContext, date, date, list[str], XeroReference], Planned]
+# (context, since, until, ids the ledger holds as unfinished, Xero's settings) -> Planned. Called with
+# bounded=True for a backfill chunk: read only what belongs to the window, not everything since it began.
+ReadAndPlan = Callable[..., Planned]
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,11 @@ def run_name() -> str:
     return f"{runtime.flow_run.flow_name} · {p['tenant']} · {window}"
 
 
-def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry_run: bool):
-    """The flow body: every step a task, every document through sync_documents."""
+def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry_run: bool, only_window: bool = False):
+    """The flow body: every step a task, every document through sync_documents.
+
+    `only_window`: a backfill chunk. It reads only its own days (unfinished documents dated in it, not
+    all of them) and leaves the high-water mark of the scheduled runs where it is."""
     ctx = open_tenant(tenant, str(runtime.flow_run.id))
     since, until = choose_window(ctx, spec.high_water, since, until)
     _label_run(f"{spec.name} · {tenant} · {since}..{until}" + (" · dry run" if dry_run else ""), tenant)
@@ -111,14 +115,15 @@ def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry
             resolve_unanswered(ctx, spec.kinds)
         except TargetLimitReached as exc:
             summary.stopped = str(exc)
-        revisit = ctx.ledger.unfinished(tenant, [k.name for k in spec.kinds])
-    planned = spec.read_and_plan(ctx, since, until, revisit, read_xero_reference(ctx))
+        revisit = ctx.ledger.unfinished(tenant, [k.name for k in spec.kinds],
+                                        between=(since, until) if only_window else None)
+    planned = spec.read_and_plan(ctx, since, until, revisit, read_xero_reference(ctx), bounded=only_window)
     summary.outcomes += planned.outcomes
     summary.autotask_calls = planned.autotask_calls
     _sync(ctx, spec, planned, summary)
     if summary.stopped:
         get_run_logger().warning("stopped early, the high-water mark is not moved: %s", summary.stopped)
-    elif not dry_run:
+    elif not dry_run and not only_window:
         advance_high_water(ctx, spec.high_water, until)
     summary.xero_calls = ctx.xero.calls - xero_calls_before
     summary.autotask_calls += ctx.autotask_invoices.calls - autotask_writes_before

@@ -52,7 +52,8 @@ def _ids(records, field: str) -> list[int]:
 
 
 @task(name="extract-autotask-invoices", retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NONE)
-def extract_invoices(ctx: TenantContext, since: date, until: date, revisit: list[int] | None = None) -> AutotaskExtract:
+def extract_invoices(ctx: TenantContext, since: date, until: date, revisit: list[int] | None = None,
+                     bounded: bool = False) -> AutotaskExtract:
     """Reads are always safe to retry, so this task retries on any failure.
 
     `revisit`: ids of documents the ledger holds as not yet in Xero (set aside, or released after a
@@ -68,7 +69,10 @@ def extract_invoices(ctx: TenantContext, since: date, until: date, revisit: list
         # An invoice voided since the window began may be dated before it: read those too, so a void
         # reaches Xero whatever the invoice's date.
         seen = set(_ids(invoice_records, "id"))
-        voided = [{"op": "gte", "field": "voidedDate", "value": _utc(since)}, {"op": "eq", "field": "isVoided", "value": True}]
+        # An invoice voided since the window began may be dated before it: read those too, so a void
+        # reaches Xero whatever the invoice's date. A backfill chunk reads only the voids of its own days.
+        voided = [{"op": "gte", "field": "voidedDate", "value": gte}, {"op": "eq", "field": "isVoided", "value": True},
+                  *([{"op": "lt", "field": "voidedDate", "value": lt}] if bounded else [])]
         invoice_records += _not_seen(at.query("Invoices", voided), seen)
         seen = set(_ids(invoice_records, "id"))
         again = [i for i in dict.fromkeys(revisit or []) if i not in seen]

@@ -53,6 +53,10 @@ def written_paid_dates(ctx: TenantContext, autotask_ids) -> dict[str, date | Non
     return out
 
 
+def _xero_day(day: date) -> str:
+    return f"DateTime({day.year}, {day.month:02d}, {day.day:02d})"
+
+
 def _synced_invoice(row) -> SyncedInvoice:
     return SyncedInvoice(autotask_id=row.source_id, autotask_number=row.source_number or row.source_id,
                          xero_id=row.target_id)
@@ -60,11 +64,17 @@ def _synced_invoice(row) -> SyncedInvoice:
 
 @task(name="read-xero-settlements", retries=3, retry_delay_seconds=[5, 30, 120], retry_condition_fn=worth_retrying,
       cache_policy=NONE)
-def read_settlements(ctx: TenantContext, since: date, revisit: list[str]) -> Settlements:
+def read_settlements(ctx: TenantContext, since: date, until: date, revisit: list[str], *,
+                     dated_in_window: bool = False) -> Settlements:
     """Sales invoices this app created, changed in Xero since `since` (midnight UTC), and those whose
-    paid date the ledger holds as unfinished, whatever their date."""
-    modified = datetime.combine(since, time(0), tzinfo=timezone.utc)
-    changed = ctx.xero.find(INVOICE, where='Type=="ACCREC"', created_by_my_app=True, modified_since=modified)
+    paid date the ledger holds as unfinished, whatever their date. `dated_in_window` (a backfill chunk):
+    the invoices dated in [since, until] instead, whenever they changed."""
+    if dated_in_window:
+        where = f'Type=="ACCREC" AND Date>={_xero_day(since)} AND Date<={_xero_day(until)}'
+        changed = ctx.xero.find(INVOICE, where=where, created_by_my_app=True)
+    else:
+        modified = datetime.combine(since, time(0), tzinfo=timezone.utc)
+        changed = ctx.xero.find(INVOICE, where='Type=="ACCREC"', created_by_my_app=True, modified_since=modified)
     again = ctx.ledger.records(ctx.tenant, INVOICE.name, revisit)
     missing = [r.target_id for r in again.values() if r.target_id and r.target_id not in {d.id for d in changed}]
     if missing:

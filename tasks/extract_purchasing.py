@@ -83,7 +83,7 @@ def _reference(at, items: list[dict]) -> dict:
     return reference
 
 
-def read_for_bills(at, since: date, until: date, revisit_ids: Iterable = ()) -> PurchasingExtract:
+def read_for_bills(at, since: date, until: date, revisit_ids: Iterable = (), bounded: bool = False) -> PurchasingExtract:
     """Receivings with receiveDate in [since, until], made into complete bills, and what they need.
 
     `revisit_ids`: bills the ledger holds as not yet in Xero, read whatever their date: their source ids
@@ -147,15 +147,16 @@ def read_for_bills(at, since: date, until: date, revisit_ids: Iterable = ()) -> 
                              web_url=getattr(at, "web_url", None))
 
 
-def read_for_purchase_orders(at, since: date, until: date, revisit_ids: Iterable = ()) -> PurchasingExtract:
+def read_for_purchase_orders(at, since: date, until: date, revisit_ids: Iterable = (), bounded: bool = False) -> PurchasingExtract:
     """Purchase orders created or submitted in [since, until], those cancelled since `since` (whatever
-    their date, so a cancellation reaches Xero), and the ids in `revisit_ids` (purchase orders the
+    their date, so a cancellation reaches Xero; a backfill chunk, `bounded`, reads only its own days), and the ids in `revisit_ids` (purchase orders the
     ledger holds as not yet in step); their items and vendors."""
     calls = at.calls
     changed = [{"op": "or", "items": [
         {"op": "and", "items": _window("createDateTime", since, until)},
         {"op": "and", "items": _window("submitDateTime", since, until)},
-        {"op": "gte", "field": "cancelDateTime", "value": _utc(since)},
+        {"op": "and", "items": _window("cancelDateTime", since, until)} if bounded
+        else {"op": "gte", "field": "cancelDateTime", "value": _utc(since)},
     ]}]
     wanted = [i for i in (_id(r) for r in revisit_ids) if i is not None]
     pos = _unique([*at.query(PURCHASE_ORDERS, changed), *_in(at, PURCHASE_ORDERS, "id", wanted)])

@@ -97,3 +97,18 @@ def test_a_run_to_the_end_of_the_calendar_marks_only_the_day_it_ran():
     assert high_water_mark(date(2026, 11, 1), date(2026, 11, 24)) == date(2026, 11, 1)
     # The next run then starts lookback_days before it, not in the year 9999.
     assert default_since(date(2026, 12, 1), date.max, 14, 30, date(2026, 12, 1)) == date(2026, 11, 17)
+
+
+def test_a_window_is_cut_into_chunks_oldest_first_that_cover_every_day_once():
+    from datetime import timedelta
+
+    from core.windows import chunks
+
+    year = chunks(date(2025, 1, 1), date(2025, 12, 31), 31)
+    assert year[0] == (date(2025, 1, 1), date(2025, 1, 31)) and year[-1][1] == date(2025, 12, 31)
+    days = [d for start, end in year for d in (start + timedelta(n) for n in range((end - start).days + 1))]
+    assert days == sorted(set(days)) and len(days) == 365
+    assert chunks(date(2025, 1, 1), date(2025, 1, 1), 30) == [(date(2025, 1, 1), date(2025, 1, 1))]
+    assert chunks(date(9999, 12, 1), date.max, 31) == [(date(9999, 12, 1), date.max)]  # no overflow at the end
+    with pytest.raises(WindowError):
+        chunks(date(2025, 1, 1), date(2025, 2, 1), 0)
