@@ -34,6 +34,7 @@ class SandboxStack:
     org_name: str = "Demo MSP Ltd"
     org_country: str = "NZ"
     window_end: date | None = None
+    history_days: int = 30          # the generated invoices and purchasing spread over this many days
     # Fault injection, off by default: a share of 429/500/503, timeouts, drops and lost responses.
     autotask_faults: FaultConfig = field(default_factory=FaultConfig)
     xero_faults: FaultConfig = field(default_factory=FaultConfig)
@@ -43,7 +44,8 @@ class SandboxStack:
         if self.data_file:
             data = load_data(self.data_file)
         else:
-            data = generate_data(seed=self.seed, invoices=self.invoices, start=end - timedelta(days=29), days=30)
+            data = generate_data(seed=self.seed, invoices=self.invoices, start=end - timedelta(days=self.history_days - 1),
+                                 days=self.history_days)
         self.autotask = AutotaskSandbox(data, clock=self.clock)
         self.xero = XeroSandbox(clock=self.clock, faults=self.xero_faults)
         self.org = self.add_org(self.org_name, self.org_country)
