@@ -133,7 +133,7 @@ def run_invoices(tenant: str, since: date | None, until: date | None, dry_run: b
     return run_flow("invoices", tenant, since, until, dry_run, table=table)
 
 
-def _with_progress_bar(description: str, tenant: str, work):
+def _with_progress_bar(description: str, tenant: str, work, *, flow: str | None = None):
     """Run a flow in a thread and mirror its Prefect progress artifact in a terminal progress bar."""
     if not console.is_terminal:
         return work()
@@ -156,7 +156,7 @@ def _with_progress_bar(description: str, tenant: str, work):
                   console=console, transient=True) as bar:
         task = bar.add_task(description, total=100)
         while thread.is_alive():
-            done = latest_progress(tenant, started)
+            done = latest_progress(tenant, started, flow)
             if done is not None:
                 bar.update(task, completed=done)
             thread.join(1.0)
@@ -165,13 +165,16 @@ def _with_progress_bar(description: str, tenant: str, work):
     return outcome["state"]
 
 
-def latest_progress(tenant: str, since) -> float | None:
-    """Percent done of the tenant's newest flow run started after `since`, from its progress artifact."""
+def latest_progress(tenant: str, since, flow: str | None = None) -> float | None:
+    """Percent done of the tenant's newest flow run (of `flow`, when given) started after `since`, from its
+    progress artifact."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter,
         ArtifactFilterFlowRunId,
         ArtifactFilterType,
+        FlowFilter,
+        FlowFilterName,
         FlowRunFilter,
         FlowRunFilterStartTime,
         FlowRunFilterTags,
@@ -184,6 +187,7 @@ def latest_progress(tenant: str, since) -> float | None:
                 flow_run_filter=FlowRunFilter(
                     tags=FlowRunFilterTags(all_=[f"tenant:{tenant}"]), start_time=FlowRunFilterStartTime(after_=since)
                 ),
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])) if flow else None,
                 sort=FlowRunSort.START_TIME_DESC,
                 limit=1,
             )
@@ -299,6 +303,51 @@ def tenant_list() -> None:
     for r in rows():
         grid.add_row(r.name, r.autotask, r.xero, r.schedule, r.last_run)
     console.print(grid)
+
+
+# ---- backfill ----------------------------------------------------------------------------------------
+@app.command("backfill")
+def backfill_cmd(
+    tenant: str = typer.Option(..., help="Tenant name (tenants/NAME.yaml)."),
+    start: str = typer.Option(..., help="First day of the history, YYYY-MM-DD."),
+    end: str = typer.Option(..., help="Last day of the history, YYYY-MM-DD."),
+    types: list[str] = typer.Option(["invoices"], "--types", help="Documents: invoices, bills, payments (repeat for several)."),
+    chunk_days: int = typer.Option(30, "--chunk-days", help="Days per chunk; each chunk is recorded when it finishes."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Estimate the calls and time only; write nothing."),
+) -> None:
+    """Sync a tenant's history chunk by chunk, oldest first; run it again to resume."""
+    _quiet_prefect()
+    from pydantic import ValidationError
+
+    from flows.backfill import Backfill, backfill
+
+    try:
+        request = Backfill(tenant=tenant, start=_date(start), end=_date(end), document_types=types,
+                           chunk_days=chunk_days, dry_run=dry_run)
+    except ValidationError as exc:
+        raise typer.BadParameter("; ".join(e["msg"] for e in exc.errors())) from None
+    from prefect import tags
+
+    def work():
+        with tags(f"tenant:{tenant}"):
+            return backfill(request=request, return_state=True)
+
+    state = _with_progress_bar(f"backfill for {tenant}", tenant, work, flow="backfill")
+    if not state.is_completed():
+        console.print(f"[red]The backfill ended {state.name}:[/] {state.message}")
+        raise typer.Exit(1)
+    summary = state.result()
+    e = summary.estimate
+    console.print(f"Estimate: {e.documents} documents, about {e.autotask_calls} Autotask and {e.xero_calls} Xero calls"
+                  f" over {e.xero_days} day(s) of the Xero budget.")
+    if not dry_run:
+        grid = Table(title=f"Backfill {summary.start}..{summary.end} for {tenant}")
+        for col in ("Chunk", "Documents", "State", "Created", "Already", "Set aside", "Left"):
+            grid.add_column(col)
+        for c in summary.chunks:
+            grid.add_row(c.window, c.document_type, c.state, str(c.created), str(c.already), str(c.set_aside), str(c.left))
+        console.print(grid)
+    console.print(f"[bold]{state.message}[/]")
 
 
 # ---- check -------------------------------------------------------------------------------------------
