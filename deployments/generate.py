@@ -13,6 +13,8 @@ FLOWS: dict[str, tuple[str, str]] = {
     "bills": ("flows.bills:bills", "Autotask purchase orders into Xero bills or purchase orders"),
     "payments": ("flows.payments:payments", "Xero payments back to Autotask paid dates, and Autotask paid dates into Xero"),
 }
+# The on-demand backfill: one deployment per tenant, no schedule.
+BACKFILL = ("flows.backfill:backfill", "Historical Autotask documents into Xero, chunked and resumable,")
 WORK_POOL = "atx"
 
 HEADER = """\
@@ -49,7 +51,23 @@ def deployment_entries(tenants: list[TenantSettings]) -> list[dict]:
                 "schedules": [{"cron": t.schedule.cron, "timezone": t.schedule.timezone, "active": t.schedule.active}],
                 **({"triggers": triggers} if (triggers := triggers_for(flow_name, t)) else {}),
             })
+    for t in sorted(tenants, key=lambda t: t.name):
+        entries.append({
+            "name": t.name,
+            "entrypoint": _file_entrypoint(BACKFILL[0]),
+            "description": f"{BACKFILL[1]} for tenant {t.name}. Run it with a window; it starts as an estimate only.",
+            "tags": [f"tenant:{t.name}", "flow:backfill"],
+            "parameters": backfill_parameters(t),
+            "work_pool": {"name": WORK_POOL},
+            "concurrency_limit": {"limit": 1, "collision_strategy": "ENQUEUE"},
+        })
     return entries
+
+
+def backfill_parameters(tenant: TenantSettings) -> dict:
+    """On demand only, and "Run" with the defaults estimates without writing: a person sets the window."""
+    return {"request": {"tenant": tenant.name, "document_types": [f for f in FLOWS if f in tenant.flows],
+                        "dry_run": True}}
 
 
 def triggers_for(flow_name: str, tenant: TenantSettings) -> list[dict]:
@@ -102,6 +120,14 @@ def runner_deployments(tenants: list[TenantSettings]) -> list:
                 # Importable by module wherever `atx serve` runs, not only from the checkout's root.
                 entrypoint_type=EntrypointType.MODULE_PATH,
             ))
+    from flows.backfill import backfill
+
+    for t in sorted(tenants, key=lambda t: t.name):
+        out.append(backfill.to_deployment(
+            name=t.name, parameters=backfill_parameters(t), tags=[f"tenant:{t.name}", "flow:backfill"],
+            description=f"{BACKFILL[1]} for tenant {t.name}.", concurrency_limit=1,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        ))
     return out
 
 

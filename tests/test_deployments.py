@@ -23,7 +23,7 @@ def test_each_tenant_gets_its_own_deployment_schedule_and_limit(atx_home, tmp_pa
                             env=dict(os.environ), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     doc = yaml.safe_load(out.read_text())
-    by_name = {d["name"]: d for d in doc["deployments"]}
+    by_name = {d["name"]: d for d in doc["deployments"] if d["entrypoint"] != "flows/backfill.py:backfill"}
     assert set(by_name) == {"acme", "beta"}
     acme, beta = by_name["acme"], by_name["beta"]
     assert acme["entrypoint"] == "flows/invoices.py:invoices"
@@ -59,7 +59,7 @@ def test_a_tenant_that_lists_bills_gets_a_bills_deployment_too(atx_home):
     with SandboxStack(invoices=1) as stack:
         both = stack.connect_tenant("acme", flows=["invoices", "bills"])
         only = stack.connect_tenant("beta")
-    entries = deployment_entries([both, only])
+    entries = [d for d in deployment_entries([both, only]) if d["entrypoint"] != "flows/backfill.py:backfill"]
     pairs = sorted((d["entrypoint"], d["name"]) for d in entries)
     assert pairs == [("flows/bills.py:bills", "acme"), ("flows/invoices.py:invoices", "acme"),
                      ("flows/invoices.py:invoices", "beta")]
@@ -74,10 +74,22 @@ def test_payments_get_a_deployment_and_a_webhook_trigger_only_where_the_tenant_e
         polled = stack.connect_tenant("beta", flows=["payments"])
     entries = {(d["entrypoint"], d["name"]): d for d in deployment_entries([pushed, polled])}
     assert set(entries) == {("flows/invoices.py:invoices", "acme"), ("flows/payments.py:payments", "acme"),
-                            ("flows/payments.py:payments", "beta")}
+                            ("flows/payments.py:payments", "beta"), ("flows/backfill.py:backfill", "acme"),
+                            ("flows/backfill.py:backfill", "beta")}
     trigger = entries[("flows/payments.py:payments", "acme")]["triggers"][0]
     assert trigger["match"] == {"prefect.resource.id": f"xero.organisation.{pushed.xero.tenant_id.lower()}"}
     assert trigger["parameters"]["tenant"] == "acme" and "{{ event.event }}" in trigger["parameters"]["reason"]
     assert "triggers" not in entries[("flows/payments.py:payments", "beta")]
     # Both schedules stay: polling is the safety net for a webhook Xero never delivers.
     assert entries[("flows/payments.py:payments", "acme")]["schedules"]
+
+
+def test_each_tenant_gets_an_on_demand_backfill_that_starts_as_an_estimate(atx_home):
+    from flows.backfill import Backfill
+
+    with SandboxStack(invoices=1) as stack:
+        acme = stack.connect_tenant("acme", flows=["invoices", "payments"])
+    backfill = next(d for d in deployment_entries([acme]) if d["entrypoint"] == "flows/backfill.py:backfill")
+    assert "schedules" not in backfill and backfill["concurrency_limit"]["limit"] == 1
+    request = Backfill(**backfill["parameters"]["request"])  # "Run" with the defaults is a valid request
+    assert request.dry_run and request.document_types == ["invoices", "payments"] and request.tenant == "acme"
