@@ -147,3 +147,31 @@ def test_the_deployment_form_names_and_describes_every_field_with_date_pickers()
         assert "anyOf" not in field and field.get("type") != "null", name  # no "Property is type None"
     assert fields["start"]["format"] == fields["end"]["format"] == "date"
     assert fields["document_types"]["items"]["enum"] == ["invoices", "bills", "payments"]
+
+
+def test_a_backfill_of_invoices_and_payments_writes_back_the_settlements_of_each_chunk(stack, tmp_path):
+    import yaml
+
+    from atx.connections import autotask_client, xero_gateway
+    from core.documents import PaymentDraft
+
+    mapping = yaml.safe_load(open("mappings/demo.yaml"))
+    mapping["status"] = "AUTHORISED"
+    (tmp_path / "approved.yaml").write_text(yaml.safe_dump(mapping))
+    settings = stack.connect_tenant("acme", str(tmp_path / "approved.yaml"), flows=["invoices", "payments"])
+    first = run_backfill(chunk_days=92, document_types=["invoices"])
+    assert {c.state for c in first.chunks} == {"done"}
+    rows = [r for r in ledger_for(settings).records("acme", INVOICE.name).values() if r.state == DocState.SYNCED]
+    gateway = xero_gateway(settings)
+    paid = rows[:3]
+    for row in paid:
+        due = gateway.find(INVOICE, ids=[row.target_id])[0].amount_due
+        assert gateway.create_payments([PaymentDraft(invoice_id=row.target_id, amount=due, date=date(2026, 11, 28),
+                                                     account_code="090")], idempotency_key=f"p-{row.target_id}")[0].ok
+    both = run_backfill(chunk_days=92, document_types=["invoices", "payments"])
+    assert [c.state for c in both.chunks if c.document_type == "invoices"] == ["done before"] * 4
+    assert {c.state for c in both.chunks if c.document_type == "payments"} == {"done"}
+    assert sum(c.created for c in both.chunks if c.document_type == "payments") == len(paid)
+    with autotask_client(settings) as at:
+        assert all(at.get("Invoices", int(r.source_id))["paidDate"].startswith("2026-11-28") for r in paid)
+    assert_each_invoice_once(stack, settings)
