@@ -14,7 +14,8 @@ from typing import Literal
 from atx.connections import autotask_client, xero_gateway
 from atx.settings import SecretRef, SettingsError, TenantSettings, load_all_tenants, load_tenant
 from clients.autotask import AutotaskError
-from clients.xero import XeroAuthError, XeroError
+from clients.xero import XeroAuthError, XeroError, XeroRateLimited
+from core.call_budget import SETTING as BUDGET_SETTING, usage_warning
 from core.invoices import PICKLIST_ENTITIES, XeroReference
 from core.mapping import MappingError, load_mapping
 from core.xero_settings import xero_reference
@@ -40,9 +41,12 @@ class PreflightFailed(RuntimeError):
         super().__init__("\n".join(lines))
 
 
-def check_tenant(name: str, *, autotask_usage: bool = True, flows: Iterable[str] | None = None) -> list[Problem]:
+def check_tenant(name: str, *, autotask_usage: bool = True, flows: Iterable[str] | None = None,
+                 stop_at_limits: bool = False) -> list[Problem]:
     """Every problem found, errors first. `autotask_usage` also checks that what Autotask uses is mapped.
-    `flows`: the flows whose part of the mapping is checked (default: the tenant's `flows`)."""
+    `flows`: the flows whose part of the mapping is checked (default: the tenant's `flows`).
+    `stop_at_limits`: an API limit met while checking Xero (the daily call budget used up) is raised, as
+    XeroRateLimited, instead of reported: a run then stops cleanly rather than failing its check."""
     try:
         settings = load_tenant(name)
     except SettingsError as exc:
@@ -52,7 +56,8 @@ def check_tenant(name: str, *, autotask_usage: bool = True, flows: Iterable[str]
     problems += _secrets(settings)
     if not any(p.severity == "error" for p in problems):
         reference = _autotask(settings, problems, autotask_usage)
-        xero = _xero(settings, problems)
+        xero = _xero(settings, problems, stop_at_limits)
+        problems += call_budget(settings)
         flows = set(settings.flows if flows is None else flows)
         if mapping is not None and xero is not None:
             if "invoices" in flows:
@@ -71,7 +76,8 @@ def check_tenant(name: str, *, autotask_usage: bool = True, flows: Iterable[str]
 
 def blocking(name: str, flow: str = "invoices") -> list[Problem]:
     """What stops one flow's run before it writes anything."""
-    return [p for p in check_tenant(name, autotask_usage=False, flows=[flow]) if p.severity == "error"]
+    return [p for p in check_tenant(name, autotask_usage=False, flows=[flow], stop_at_limits=True)
+            if p.severity == "error"]
 
 
 # ---- pieces ------------------------------------------------------------------------------------
@@ -96,7 +102,7 @@ def _secrets(settings: TenantSettings) -> list[Problem]:
     return out
 
 
-def _xero(settings: TenantSettings, problems: list[Problem]) -> XeroReference | None:
+def _xero(settings: TenantSettings, problems: list[Problem], stop_at_limits: bool = False) -> XeroReference | None:
     """The organisation's usable settings, derived exactly as the mapping derives them (core/xero_settings.py)."""
     reconnect = f"run `atx connect xero --tenant {settings.name}`"
     try:
@@ -109,9 +115,35 @@ def _xero(settings: TenantSettings, problems: list[Problem]) -> XeroReference | 
         return xero_reference(gateway.settings())
     except XeroAuthError as exc:
         problems.append(Problem("error", "Xero connection", _first_line(exc), reconnect))
+    except XeroRateLimited as exc:
+        if stop_at_limits:
+            raise
+        # Nothing is wrong with the tenant: Xero cannot be asked today. Not an error, but nothing was checked.
+        problems.append(Problem("warning", "Xero limits", f"the Xero checks were not made: {_first_line(exc)}.",
+                                "run `atx check` again once the sync can go on"))
     except XeroError as exc:
         problems.append(Problem("error", "Xero", _first_line(exc), "try again later; check Xero's status page"))
     return None
+
+
+# Above this share of the day's budget, `atx check` warns (the runs themselves stop only at all of it).
+BUDGET_WARNING_SHARE = 0.8
+
+
+def call_budget(settings: TenantSettings) -> list[Problem]:
+    """A warning when most of today's daily Xero call budget is used (the count every process of the
+    organisation keeps in the ledger)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        status = xero_gateway(settings).call_budget_status()
+    except (SettingsError, SQLAlchemyError, XeroError):  # the usage is advice: what stops it is reported elsewhere
+        return []
+    if status is None or status.share <= BUDGET_WARNING_SHARE:
+        return []
+    return [Problem("warning", "Xero call budget", usage_warning(status),
+                    f"raise {BUDGET_SETTING} in the tenant file (Xero allows 5,000 calls a day on most plans, "
+                    "1,000 on Starter, shared with other integrations), or let the sync go on tomorrow")]
 
 
 REFERENCE = ("BillingCodes", "TaxCategories", "InvoiceTemplates", "Currencies")

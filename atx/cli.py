@@ -356,8 +356,10 @@ def check(tenant: str = typer.Option(..., help="Tenant name (tenants/NAME.yaml).
     """Validate a tenant against the live Autotask and Xero: credentials, mapping, routing."""
     _quiet_prefect()
     from atx.check import check_tenant
+    from atx.connections import forget_clients
 
     problems = check_tenant(tenant)
+    forget_clients(tenant)  # the daily call budget gets back the calls the check took and did not make
     if not problems:
         console.print(f"[green]{tenant}: no problems found.[/]")
         return

@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Protocol
 
 from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
+from sqlalchemy.exc import SQLAlchemyError
 
 from atx.settings import TenantSettings, atx_home
 from clients.autotask import AutotaskClient
 from clients.xero import XeroEndpoints, XeroGateway
-from ledger import Ledger, LedgerTokenStore
+from ledger import Ledger, LedgerCallUsage, LedgerTokenStore
 from ledger.store import engine_for_url
 
 _ledgers: dict[str, Ledger] = {}
@@ -53,6 +58,62 @@ def xero_endpoints(settings: TenantSettings) -> XeroEndpoints:
 _gateways: dict[str, XeroGateway] = {}
 
 
+# ---- time for the tenants' gateways ------------------------------------------------------------------
+class Clock(Protocol):
+    """What a gateway reads time from (sandbox.clock's clocks are ones)."""
+
+    def now(self) -> datetime:
+        """An aware datetime: which UTC day a call counts in."""
+
+    def monotonic(self) -> float:
+        """Seconds: how calls are paced."""
+
+
+class _SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+_time: tuple[Clock, Callable[[float], None]] = (_SystemClock(), time.sleep)
+
+
+class _ClockChoice:
+    """use_clock's answer: already applied; as a context manager, puts the previous choice back at exit."""
+
+    def __init__(self, previous: tuple[Clock, Callable[[float], None]]):
+        self._previous = previous
+
+    def __enter__(self) -> "_ClockChoice":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _choose(self._previous)
+
+
+def use_clock(clock: Clock | None = None, *, sleep: Callable[[float], None] | None = None) -> _ClockChoice:
+    """Give the tenants' Xero gateways this clock and, if given, this sleep (default: the system's).
+
+    The day of the daily call budget is `clock.now()`'s UTC day and calls are paced on `clock.monotonic()`;
+    `sleep` is how the gateway waits (a test passes `ManualClock.advance`, so waits move the sandbox's time
+    instead of the test's). It applies at once to every gateway built afterwards: cached gateways are
+    forgotten. Use it as a context manager to put the previous clock back at exit, or call
+    `use_clock()` to go back to the system clock."""
+    previous = _time
+    _choose((clock or _SystemClock(), sleep or time.sleep))
+    return _ClockChoice(previous)
+
+
+def _choose(choice: tuple[Clock, Callable[[float], None]]) -> None:
+    global _time
+    with _ledgers_lock:
+        _time = choice
+        for name in list(_gateways):
+            _forget(_gateways.pop(name))
+
+
 def xero_gateway(settings: TenantSettings) -> XeroGateway:
     """One gateway per tenant and process, so every task shares its pacing budget and call count."""
     with _ledgers_lock:
@@ -62,24 +123,43 @@ def xero_gateway(settings: TenantSettings) -> XeroGateway:
 
 
 def forget_clients(tenant: str | None = None) -> None:
-    """Drop cached gateways (after reconnecting, or between tests)."""
+    """Drop cached gateways (after reconnecting, or between tests), giving back the calls they took from
+    the daily budget and did not make."""
     with _ledgers_lock:
         for name in [tenant] if tenant else list(_gateways):
-            _gateways.pop(name, None)
+            _forget(_gateways.pop(name, None))
+
+
+def _forget(gateway: XeroGateway | None) -> None:
+    if gateway is None:
+        return
+    try:
+        gateway.settle_calls()
+    except SQLAlchemyError:  # a ledger gone away keeps a few calls counted, never fewer: the safe side
+        pass
 
 
 def _new_gateway(settings: TenantSettings) -> XeroGateway:
+    """The tenant's gateway: its token set and its daily call budget both live in the ledger database, so
+    every process (and every tenant of the same organisation) shares them."""
     x = settings.xero
+    ledger = ledger_for(settings)
+    clock, sleep = _time
     return XeroGateway(
         client_id=x.client_id,
         client_secret=_secret(x.client_secret),
         tenant_id=x.tenant_id,
-        token_store=LedgerTokenStore(ledger_for(settings), settings.token_connection),
+        token_store=LedgerTokenStore(ledger, settings.token_connection),
         endpoints=xero_endpoints(settings),
         calls_per_minute=x.calls_per_minute,
         max_in_flight=x.max_in_flight,
         connection_name=settings.token_connection,
         settings_ttl_seconds=120,
+        daily_call_budget=x.daily_call_budget,
+        call_usage=LedgerCallUsage(ledger),
+        now=clock.now,
+        clock=clock.monotonic,
+        sleep=sleep,
     )
 
 

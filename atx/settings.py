@@ -80,6 +80,12 @@ class XeroSettings(BaseModel):
     api_base: str | None = Field(None, description="one host serving every Xero API path (the sandbox); default: Xero's own hosts")
     calls_per_minute: int = 55
     max_in_flight: int = 4
+    daily_call_budget: int = Field(
+        1000, ge=1,
+        description="calls a UTC day the sync may make to this Xero organisation, counted across every process "
+                    "and tenant of it. Xero allows 5,000 a day on most plans and 1,000 on Starter, shared with "
+                    "every other integration; a run that uses it up stops cleanly and the next day's run goes on",
+    )
 
     _is_ref = field_validator("client_secret")(AutotaskSettings._is_ref.__func__)
 

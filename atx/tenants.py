@@ -21,6 +21,8 @@ xero:
   client_id: YOUR-XERO-APP-CLIENT-ID
   client_secret: block:{name}-xero-client-secret
   tenant_id: RUN-ATX-CONNECT-XERO           # the organisation's tenantId, written by `atx connect xero`
+  daily_call_budget: 1000                   # Xero calls a UTC day the sync may use (Xero allows the organisation
+                                            # 5,000, or 1,000 on Starter, shared with every other integration)
 mapping: {mapping}                           # mappings/{mapping}.yaml, or a path
 first_sync_days: 30
 lookback_days: 14

@@ -9,6 +9,11 @@ Built on the official xero-python SDK, with its traps disarmed:
 
 Writes whose outcome is unknown raise `XeroOutcomeUnknown`: the caller looks the document up by its
 natural key instead of sending it again.
+
+Every call goes through `XeroGateway._call`, which also keeps the tenant's daily call budget
+(`DailyCallBudget`, counted per organisation and UTC day in a store every process shares) and stops
+before Xero's own day limit is reached (`X-DayLimit-Remaining`): both raise `XeroRateLimited`, a
+`TargetLimitReached`, so a run stops cleanly and the next one resumes.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -36,6 +41,8 @@ from xero_python.api_client.oauth2 import OAuth2Token
 from xero_python.exceptions import HTTPStatusException
 from xero_python.identity import IdentityApi
 
+from core.call_budget import (BudgetStatus, budget_used_up, calls_to_take, next_day_starts, seconds_until_next_day,
+                              utc_day, xero_day_nearly_used, xero_day_reached)
 from core.documents import (ContactDraft, DocumentKind, DocumentPlan, PaymentDraft, Status, TargetError,
                             TargetLimitReached, TargetOutcomeUnknown, Written, XeroAllocation, XeroDocument,
                             XeroPayment)
@@ -331,6 +338,132 @@ def _scrub(text: str, hidden: Iterable[str]) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+# ---- the daily call budget ---------------------------------------------------------------------------
+class CallUsageStore(Protocol):
+    """Calls counted per Xero organisation (tenant_id) and UTC day, shared by every gateway that uses it
+    (ledger/usage.py keeps them in the ledger database, for every process and worker)."""
+
+    def used(self, tenant_id: str, day: date) -> int: ...
+
+    def take(self, tenant_id: str, day: date, calls: int, budget: int) -> int:
+        """Add up to `calls` to the day's count without passing `budget`; return how many were added."""
+
+    def give_back(self, tenant_id: str, day: date, calls: int) -> None: ...
+
+
+class MemoryCallUsage:
+    """A CallUsageStore in this process's memory: gateways built without a ledger share it."""
+
+    def __init__(self):
+        self._counts: dict[tuple[str, date], int] = {}
+        self._lock = threading.Lock()
+
+    def used(self, tenant_id: str, day: date) -> int:
+        with self._lock:
+            return self._counts.get((tenant_id, day), 0)
+
+    def take(self, tenant_id: str, day: date, calls: int, budget: int) -> int:
+        with self._lock:
+            used = self._counts.get((tenant_id, day), 0)
+            grant = calls_to_take(calls, used, budget)
+            self._counts[(tenant_id, day)] = used + grant
+            return grant
+
+    def give_back(self, tenant_id: str, day: date, calls: int) -> None:
+        with self._lock:
+            key = (tenant_id, day)
+            self._counts[key] = max(self._counts.get(key, 0) - max(calls, 0), 0)
+
+
+_PROCESS_USAGE = MemoryCallUsage()
+# Calls taken from the shared count at once: one write to the store per this many calls, not per call.
+CALL_BUDGET_BLOCK = 10
+# Xero's X-DayLimit-Remaining at or below this stops a run: the calls other integrations (and calls
+# still in flight here, up to max_in_flight) may need before Xero itself would answer 429.
+DAY_LIMIT_RESERVE = 5
+
+
+class DailyCallBudget:
+    """The tenant's daily budget of calls to one Xero organisation, drawn from a count every gateway of
+    that organisation shares (a `CallUsageStore`).
+
+    A gateway takes calls from the stored count `block` at a time, with one conditional write, and spends
+    them one per call; `settle()` gives back the ones it did not spend (a run calls it when it ends). A
+    call is spent only after it was taken, so however many processes share the organisation they never
+    pass the budget together. A process that dies before settling leaves at most `block - 1` calls counted
+    but never made: the count errs on the side of fewer calls, never of 429s."""
+
+    def __init__(self, tenant_id: str, budget: int, store: CallUsageStore, *, block: int = CALL_BUDGET_BLOCK):
+        if budget < 1 or block < 1:
+            raise ValueError("the daily call budget and its block must be at least 1")
+        self.tenant_id, self.budget, self.store, self.block = tenant_id, budget, store, block
+        self._lock = threading.Lock()
+        self._day: date | None = None
+        self._held = 0  # taken from the store for self._day, not spent yet
+
+    def spend(self, moment: datetime) -> bool:
+        """Count one call made at this moment; False (nothing counted) when the day's budget is used up."""
+        day = utc_day(moment)
+        with self._lock:
+            if self._day != day:
+                self._settle()
+                self._day = day
+            if self._held == 0:
+                self._held = self.store.take(self.tenant_id, day, self.block, self.budget)
+            if self._held == 0:
+                return False
+            self._held -= 1
+            return True
+
+    def refund(self, moment: datetime) -> None:
+        """A call counted that never reached Xero (no connection): it may be made again."""
+        with self._lock:
+            if self._day == utc_day(moment):
+                self._held += 1
+
+    def available(self, moment: datetime) -> bool:
+        """Whether a call at this moment would be allowed; counts nothing."""
+        day = utc_day(moment)
+        with self._lock:
+            if self._day == day and self._held:
+                return True
+        return self.store.used(self.tenant_id, day) < self.budget
+
+    def settle(self) -> None:
+        """Give the calls taken but not spent back to the shared count."""
+        with self._lock:
+            self._settle()
+
+    def _settle(self) -> None:
+        if self._held and self._day is not None:
+            self.store.give_back(self.tenant_id, self._day, self._held)
+        self._held = 0
+
+    def status(self, moment: datetime) -> BudgetStatus:
+        """The day's calls as every gateway of the organisation counted them (this one's unspent ones left out)."""
+        day = utc_day(moment)
+        with self._lock:
+            held = self._held if self._day == day else 0
+            used = self.store.used(self.tenant_id, day) - held
+        return BudgetStatus(day=day, used=max(used, 0), budget=self.budget)
+
+    def __repr__(self) -> str:
+        return f"DailyCallBudget({self.budget} calls a day)"
+
+
+@dataclass(frozen=True)
+class _DayLimitSeen:
+    """What Xero last said of the organisation's own day limit: calls remaining, believed until `until`."""
+
+    remaining: int
+    until: datetime
+    refused: bool = False  # Xero answered 429 for its day limit
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 # ---- pacing ------------------------------------------------------------------------------------------
@@ -788,7 +921,17 @@ class XeroGateway(DocumentsMixin, PaymentsMixin):
         max_wait_seconds: float = 120,
         settings_ttl_seconds: float = 0,
         connection_name: str = "xero",
+        daily_call_budget: int | None = None,
+        call_usage: CallUsageStore | None = None,
+        now: Callable[[], datetime] = _utc_now,
+        call_budget_block: int = CALL_BUDGET_BLOCK,
+        day_limit_reserve: int = DAY_LIMIT_RESERVE,
     ):
+        """`clock` (monotonic seconds) paces calls; `now` (an aware datetime) says which UTC day a call counts
+        in. With `daily_call_budget`, at most that many calls a UTC day reach the organisation, counted in
+        `call_usage` (shared by every gateway of the organisation; default: this process's memory), and a
+        run stops before Xero's own day limit when X-DayLimit-Remaining falls to `day_limit_reserve`.
+        Without it (bare gateways in tests, `atx connect`), only Xero's 429s stop a run."""
         self.client_id = client_id
         self._client_secret = client_secret
         self.tenant_id = tenant_id
@@ -802,8 +945,13 @@ class XeroGateway(DocumentsMixin, PaymentsMixin):
         self._max_wait = max_wait_seconds
         self.pacer = Pacer(calls_per_minute, max_in_flight, sleep, clock)
         self.calls = 0
-        self.day_remaining: int | None = None
+        self.day_remaining: int | None = None  # Xero's X-DayLimit-Remaining, as last answered
         self._clock = clock
+        self._now = now
+        self.budget = (DailyCallBudget(tenant_id, daily_call_budget, call_usage or _PROCESS_USAGE,
+                                       block=call_budget_block) if daily_call_budget else None)
+        self.day_limit_reserve = day_limit_reserve
+        self._day_limit: _DayLimitSeen | None = None
         self.settings_ttl = settings_ttl_seconds
         self._settings: dict[str, tuple[float, Any]] = {}
         self._calls_lock = threading.Lock()
@@ -920,6 +1068,7 @@ class XeroGateway(DocumentsMixin, PaymentsMixin):
         attempt, refreshed = 0, False
         while True:
             attempt += 1
+            self._count_in_budget()  # every attempt that may reach Xero counts, answered or refused
             self.pacer.wait_turn()
             try:
                 with self.pacer.in_flight:
@@ -934,6 +1083,8 @@ class XeroGateway(DocumentsMixin, PaymentsMixin):
                 if status == 429:
                     problem = (exc.headers or {}).get("X-Rate-Limit-Problem", "minute")
                     retry_after = _float((exc.headers or {}).get("Retry-After"))
+                    if problem == "day":
+                        self._day_limit_reached(retry_after)
                     if problem == "day" or attempt > 5 or (retry_after or 0) > self._max_wait:
                         raise XeroRateLimited(
                             problem, retry_after,
@@ -968,7 +1119,9 @@ class XeroGateway(DocumentsMixin, PaymentsMixin):
                     raise XeroUnavailable(f"Xero answered {status} {attempt} times while {what}") from None
                 raise XeroError(f"Xero answered {status} while {what}") from None
             except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError) as exc:
-                # Nothing reached Xero, so a retry is safe for writes too.
+                # Nothing reached Xero, so a retry is safe for writes too, and the call is not counted.
+                if self.budget is not None:
+                    self.budget.refund(self._now())
                 if attempt < 4:
                     self._sleep(2**attempt)
                     continue
@@ -988,6 +1141,55 @@ class XeroGateway(DocumentsMixin, PaymentsMixin):
                 remaining = headers.get("X-DayLimit-Remaining")
                 if remaining is not None and str(remaining).isdigit():
                     self.day_remaining = int(remaining)
+                    # Believed for the rest of the UTC day: the first call of the next one asks Xero again.
+                    self._day_limit = _DayLimitSeen(int(remaining), next_day_starts(self._now()))
+
+    def _day_limit_reached(self, retry_after: float | None) -> None:
+        """Xero answered 429 for its day limit: no call until its Retry-After (else the next UTC day)."""
+        moment = self._now()
+        until = moment + timedelta(seconds=retry_after) if retry_after else next_day_starts(moment)
+        with self._calls_lock:
+            self._day_limit = _DayLimitSeen(0, until, refused=True)
+
+    # ---- the daily call budget -------------------------------------------------------------------------
+    def _count_in_budget(self) -> None:
+        """Count one call in the tenant's daily budget, or raise XeroRateLimited (nothing sent) when the
+        budget is used up or Xero's own day limit is down to the reserve."""
+        if self.budget is None:
+            return
+        moment = self._now()
+        self._stop_before_xero_day_limit(moment)
+        if not self.budget.spend(moment):
+            raise XeroRateLimited("budget", seconds_until_next_day(moment),
+                                  budget_used_up(utc_day(moment), self.budget.budget, moment))
+
+    def _stop_before_xero_day_limit(self, moment: datetime) -> None:
+        with self._calls_lock:
+            seen = self._day_limit
+        if seen is not None and moment < seen.until and seen.remaining <= self.day_limit_reserve:
+            raise XeroRateLimited("day", (seen.until - moment).total_seconds(),
+                                  xero_day_reached(moment, seen.until) if seen.refused else
+                                  xero_day_nearly_used(seen.remaining, self.day_limit_reserve, moment, seen.until))
+
+    def check_call_budget(self) -> None:
+        """Raise XeroRateLimited, as the next call would, when it could not be made now; counts nothing.
+        A run asks before it starts, so a day whose budget is spent costs it no call at all."""
+        if self.budget is None:
+            return
+        moment = self._now()
+        self._stop_before_xero_day_limit(moment)
+        if not self.budget.available(moment):
+            raise XeroRateLimited("budget", seconds_until_next_day(moment),
+                                  budget_used_up(utc_day(moment), self.budget.budget, moment))
+
+    def call_budget_status(self) -> BudgetStatus | None:
+        """Today's calls for this organisation against the tenant's budget (None: no budget)."""
+        return None if self.budget is None else self.budget.status(self._now())
+
+    def settle_calls(self) -> None:
+        """Give the calls taken from the shared count but not made back to it (when a run ends)."""
+        if self.budget is not None:
+            self.budget.settle()
 
     # ---- invoices ------------------------------------------------------------------------------------
     def create_invoices(self, invoices: list[Invoice], *, idempotency_key: str) -> list[ElementResult]:

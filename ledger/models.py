@@ -130,6 +130,22 @@ class SyncWindow(Base):
     facts: Mapped[dict] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
 
 
+class XeroCallUsage(Base):
+    """The calls made to one Xero organisation on one UTC day, by every process and tenant of it: the count
+    the tenant's daily call budget (`xero.daily_call_budget`) is checked against. The gateway takes calls
+    from it a few at a time with a conditional update (ledger/usage.py), so processes never lose each
+    other's counts and never pass the budget together."""
+
+    __tablename__ = "xero_call_usage"
+    __table_args__ = (UniqueConstraint("tenant_id", "day", name="uq_xero_call_usage"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))  # the Xero organisation's tenantId
+    day: Mapped[date] = mapped_column(Date)  # the UTC calendar day
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class StoredToken(Base):
     """A Xero connection's token set. Refreshes are serialised on this row (see clients/xero)."""
 

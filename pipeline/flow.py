@@ -107,20 +107,14 @@ def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry
     xero_calls_before = ctx.xero.calls  # the gateway is shared by the process's runs: count only this one's
     autotask_writes_before = ctx.autotask_invoices.calls
 
-    preflight(tenant, spec.name)  # stops the run before any write when credentials or mapped Xero names are wrong
-    revisit: list[str] = []
-    if not dry_run:
-        try:
-            # Answers a dead run never got are looked up first, so documents found missing are read again below.
-            resolve_unanswered(ctx, spec.kinds)
-        except TargetLimitReached as exc:
-            summary.stopped = str(exc)
-        revisit = ctx.ledger.unfinished(tenant, [k.name for k in spec.kinds],
-                                        between=(since, until) if only_window else None)
-    planned = spec.read_and_plan(ctx, since, until, revisit, read_xero_reference(ctx), bounded=only_window)
-    summary.outcomes += planned.outcomes
-    summary.autotask_calls = planned.autotask_calls
-    _sync(ctx, spec, planned, summary)
+    try:
+        planned = _check_and_read(ctx, spec, summary, only_window)
+        if planned is not None:
+            summary.outcomes += planned.outcomes
+            summary.autotask_calls = planned.autotask_calls
+            _sync(ctx, spec, planned, summary)
+    finally:
+        ctx.xero.settle_calls()  # calls taken from the day's budget and not made go back to it
     if summary.stopped:
         get_run_logger().warning("stopped early, the high-water mark is not moved: %s", summary.stopped)
     elif not dry_run and not only_window:
@@ -129,6 +123,33 @@ def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry
     summary.autotask_calls += ctx.autotask_invoices.calls - autotask_writes_before
     publish_report(summary)
     return _final_state(summary)
+
+
+def _check_and_read(ctx: TenantContext, spec: FlowSpec, summary: RunSummary, only_window: bool) -> Planned | None:
+    """Check the tenant, resolve dead runs' rows, read and plan. None when an API limit (the tenant's daily
+    Xero call budget, Xero's own day limit) stops the run before it has read its window: the window is
+    kept, and the next run reads it all again."""
+    try:
+        # A day whose budget is spent costs the run no Xero call at all, and is no failure.
+        ctx.xero.check_call_budget()
+        # Stops the run before any write when credentials or mapped Xero names are wrong (PreflightFailed).
+        stopped = preflight(ctx.tenant, spec.name)
+        if stopped:
+            raise TargetLimitReached(stopped)
+        revisit: list[str] = []
+        if not summary.dry_run:
+            try:
+                # Answers a dead run never got are looked up first, so documents found missing are read again below.
+                resolve_unanswered(ctx, spec.kinds)
+            except TargetLimitReached as exc:
+                summary.stopped = str(exc)
+            revisit = ctx.ledger.unfinished(ctx.tenant, [k.name for k in spec.kinds],
+                                            between=(summary.since, summary.until) if only_window else None)
+        return spec.read_and_plan(ctx, summary.since, summary.until, revisit, read_xero_reference(ctx),
+                                  bounded=only_window)
+    except TargetLimitReached as exc:
+        summary.stopped, summary.window_unread = str(exc), True
+        return None
 
 
 def _sync(ctx: TenantContext, spec: FlowSpec, planned: Planned, summary: RunSummary) -> None:
@@ -169,6 +190,8 @@ def _with_contacts(ctx: TenantContext, planned: Planned) -> tuple[list[DocumentP
     numbers = sorted({p.contact.number for p in planned.plans if p.sendable and p.contact})
     contacts = sync_contacts(ctx, planned.companies, planned.contacts, numbers, planned.currencies,
                              supplier=planned.supplier)
+    if contacts.stopped:
+        raise TargetLimitReached(contacts.stopped)
     plans = []
     for p in planned.plans:
         reason = contacts.failed.get(p.contact.number) if p.sendable and p.contact else None
@@ -192,6 +215,9 @@ def _forget_other_kinds(ctx: TenantContext, spec: FlowSpec, plans: list[Document
 
 def _final_state(summary: RunSummary):
     get_run_logger().info(summary.message)
+    if summary.stopped and summary.window_unread:
+        return Completed(message=f"stopped early, before reading the window (the next run reads it again): "
+                                 f"{summary.stopped}", data=summary)
     if summary.stopped:
         left = summary.count("not sent yet")
         return Completed(message=f"stopped early, {left} documents left for the next run: {summary.stopped}; "

@@ -108,11 +108,14 @@ class SandboxStack:
     def tenant_settings(self, tenant: str, mapping: str = "demo", *, org=None, **options):
         """Settings for a tenant on this stack; secrets are referenced through environment variables.
 
-        Every tenant of one stack shares its Autotask account; `org` picks the Xero organisation.
+        Every tenant of one stack shares its Autotask account; `org` picks the Xero organisation. Other
+        options are tenant settings fields; `xero={...}` adds to (or overrides) the xero section this
+        builds, e.g. `xero={"daily_call_budget": 20}`.
         """
         from atx.settings import TenantSettings
 
         org = org or self.org
+        xero_options = options.pop("xero", None) or {}
         env = list(self.secret_env(tenant))
         cred = self.autotask.credentials
         return TenantSettings(
@@ -128,6 +131,7 @@ class SandboxStack:
                 "client_secret": f"env:{env[1]}",
                 "tenant_id": org.tenant_id,
                 "api_base": self.xero_url,
+                **xero_options,
             },
             mapping=mapping,
             **options,

@@ -18,7 +18,7 @@ from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
 from clients.xero import XeroOutcomeUnknown, contact_hash
-from core.documents import batches
+from core.documents import TargetLimitReached, batches
 from core.frames import read_int
 from core.invoices import contact_draft, contact_names
 
@@ -29,6 +29,7 @@ KIND_CONTACT = "contact"
 class Contacts:
     ids: dict[str, str] = field(default_factory=dict)     # ContactNumber (company id) -> Xero ContactID
     failed: dict[str, str] = field(default_factory=dict)  # ContactNumber -> why its contact could not be made
+    stopped: str | None = None  # an API limit (the daily call budget) stopped the contacts: the run stops too
 
 
 def _key(*parts) -> str:
@@ -45,7 +46,19 @@ def _int(value) -> int | None:
 @task(name="sync-xero-contacts", cache_policy=NONE)
 def sync_contacts(ctx: TenantContext, companies: pd.DataFrame, contacts: list[dict], numbers: list[str],
                   currencies: list[dict], *, supplier: bool = False) -> Contacts:
-    """Ensure a Xero contact for each Autotask company numbered in `numbers` (company ids as text)."""
+    """Ensure a Xero contact for each Autotask company numbered in `numbers` (company ids as text).
+
+    When an API limit stops it (Xero's day limit, the tenant's daily call budget), what was made is
+    recorded and the answer says why it stopped (`stopped`): the run stops sending, the task does not fail."""
+    try:
+        return _sync_contacts(ctx, companies, contacts, numbers, currencies, supplier)
+    except TargetLimitReached as exc:
+        get_run_logger().warning("stopping: %s", exc)
+        return Contacts(stopped=str(exc))
+
+
+def _sync_contacts(ctx: TenantContext, companies: pd.DataFrame, contacts: list[dict], numbers: list[str],
+                   currencies: list[dict], supplier: bool) -> Contacts:
     company_ids = sorted({i for i in (_int(n) for n in numbers) if i is not None})
     drafts = _drafts(companies, contacts, currencies, company_ids, supplier)
     hashes = {i: contact_hash(d) for i, d in drafts.items()}

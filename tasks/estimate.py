@@ -35,7 +35,7 @@ def estimate_backfill(ctx: TenantContext, document_types: list[str], chunks: lis
                 entity, field = _counted(ctx, document_type)
                 counts.append(ChunkCount(document_type, start, end, at.count(entity, _range(field, start, end))))
         calls = at.calls
-    result = estimate(counts, xero_daily_budget=getattr(ctx.settings.xero, "daily_call_budget", 5000),
+    result = estimate(counts, xero_daily_budget=ctx.settings.xero.daily_call_budget,
                       xero_calls_per_minute=ctx.settings.xero.calls_per_minute, counting_calls=calls)
     create_markdown_artifact(key=f"backfill-{ctx.tenant}-estimate".lower(), markdown=estimate_markdown(ctx.tenant, result),
                              description="Backfill estimate: API calls and time, before anything is written")

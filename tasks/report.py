@@ -25,7 +25,8 @@ class RunSummary:
     autotask_calls: int = 0
     xero_calls: int = 0
     attach_failures: dict[str, str] = field(default_factory=dict)  # source id -> why its PDF is not attached yet
-    stopped: str | None = None  # why the run stopped sending early (Xero's API limit)
+    stopped: str | None = None  # why the run stopped sending early (an API limit, the daily Xero call budget)
+    window_unread: bool = False  # it stopped before reading its window: nothing was planned
 
     def count(self, what: Result | str) -> int:
         """Outcomes of this result (whatever the kind), or whose action starts with this text."""
@@ -123,6 +124,14 @@ def publish_report(summary: RunSummary) -> str:
     return markdown
 
 
+def _stopped(summary: RunSummary) -> list[str]:
+    if not summary.stopped:
+        return []
+    what = ("before reading the window; the next run reads it again" if summary.window_unread else
+            "what was sent is recorded, and the documents not sent yet go with the next run")
+    return [f"**Stopped early**: {summary.stopped}. Nothing is lost: {what} (the high-water mark is not moved).", ""]
+
+
 def summary_markdown(summary: RunSummary) -> str:
     at_totals, xero_totals = _totals(summary)
     unsubscribed = sorted({o.reason.split("currency ")[-1].strip() for o in summary.set_aside
@@ -132,6 +141,7 @@ def summary_markdown(summary: RunSummary) -> str:
         f"# {summary.flow.capitalize()} for {summary.tenant}, {summary.since} to {summary.until}"
         + (" (dry run)" if summary.dry_run else ""),
         "",
+        *_stopped(summary),
         "| | count |",
         "|---|---|",
         f"| created in Xero | {count(Result.CREATED)} |",

@@ -40,7 +40,7 @@ _OLD_REFERENCE_PREFIX = "Reference:"
 @dataclass
 class SyncResult:
     outcomes: list[Outcome] = field(default_factory=list)
-    stopped: str | None = None  # why the run stopped sending (Xero's day limit); None when it did not
+    stopped: str | None = None  # why the run stopped sending (a day limit, the call budget); None when it did not
 
 
 def worth_retrying(task, task_run, state) -> bool:
@@ -191,8 +191,8 @@ def sync_documents(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentP
 
 
 def not_sent(plan: DocumentPlan, reason: str) -> Outcome:
-    return Outcome.of(plan, Result.NOT_SENT, detail="Xero's API limit reached; the next run sends it", reason=reason,
-                      fix="nothing to do: the next run picks it up")
+    return Outcome.of(plan, Result.NOT_SENT, detail="an API limit or the daily call budget was reached; the next run sends it",
+                      reason=reason, fix="nothing to do: the next run picks it up")
 
 
 def _rows_after_marker_lookups(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan],

@@ -17,6 +17,7 @@ from atx.check import PreflightFailed, blocking
 from atx.connections import autotask_client
 from atx.settings import TenantSettings, load_all_tenants, load_tenant
 from core import routing
+from core.documents import TargetLimitReached
 from core.frames import read_int
 from core.invoices import _REJECTED_COMPANIES, _REJECTED_INVOICES, _REJECTED_LINES
 from tasks.extract import AutotaskExtract
@@ -24,13 +25,20 @@ from tasks.outcomes import Outcome, Result
 
 
 @task(name="check-tenant", cache_policy=NONE)
-def preflight(tenant: str, flow: str = "invoices") -> None:
+def preflight(tenant: str, flow: str = "invoices") -> str | None:
     """The blocking part of `atx check` for one flow: credentials, the Xero connection, and every Xero name
-    that flow's part of the mapping uses."""
-    problems = blocking(tenant, flow)
+    that flow's part of the mapping uses. Returns why the run stops before reading anything when an API
+    limit (the tenant's daily Xero call budget) leaves no call for the check, else None: a clean stop
+    for the next run to take up, not a failure."""
+    try:
+        problems = blocking(tenant, flow)
+    except TargetLimitReached as exc:
+        get_run_logger().warning("stopping before the check could ask Xero: %s", exc)
+        return str(exc)
     if problems:
         raise PreflightFailed(tenant, problems)
     get_run_logger().info("checked %s: Autotask and Xero answer, and every mapped account and tax type exists", tenant)
+    return None
 
 
 @dataclass

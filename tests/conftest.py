@@ -37,10 +37,11 @@ def prefect_server():
 def atx_home(tmp_path, monkeypatch):
     monkeypatch.setenv("ATX_HOME", str(tmp_path / "atx"))
     monkeypatch.setenv("ATX_TENANTS_DIR", str(tmp_path / "tenants"))
-    from atx.connections import forget_clients
+    from atx.connections import forget_clients, use_clock
 
-    forget_clients()
+    use_clock()  # the system clock, whatever an earlier test chose
     yield tmp_path
+    use_clock()  # which forgets the gateways too: none outlives the test's ledger
     forget_clients()
 
 

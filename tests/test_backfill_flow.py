@@ -175,3 +175,39 @@ def test_a_backfill_of_invoices_and_payments_writes_back_the_settlements_of_each
     with autotask_client(settings) as at:
         assert all(at.get("Invoices", int(r.source_id))["paidDate"].startswith("2026-11-28") for r in paid)
     assert_each_invoice_once(stack, settings)
+
+
+def test_a_backfill_that_uses_up_the_daily_budget_stops_cleanly_and_goes_on_the_next_day(atx_home, prefect_server):
+    from datetime import datetime, timezone
+
+    from atx.connections import use_clock
+    from sandbox.clock import ManualClock
+
+    clock = ManualClock(start=datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc))
+    with SandboxStack(seed=21, invoices=48, window_end=END, history_days=365, clock=clock) as stack:
+        use_clock(clock, sleep=clock.advance)  # undone by the atx_home fixture
+        # The settings read and about three calls a chunk: a budget of 20 runs out a few chunks in.
+        settings = stack.connect_tenant("acme", xero={"daily_call_budget": 20})
+        first = run_backfill(chunk_days=31)
+        states = [c.state for c in first.chunks]
+        assert "stopped" in states and states[0] == "done" and states[-1] == "not started", states
+        assert first.stopped and "xero.daily_call_budget" in first.stopped and "goes on after 00:00 UTC" in first.stopped
+        assert "run it again with the same parameters to resume" in first.message
+        assert stack.xero.limiter.refused == {}, "the budget let a call through to Xero's own limit"
+        done = {(w.window_start, w.window_end) for w in ledger_for(settings).windows("acme", "backfill:invoices")
+                if w.state == "done"}
+        assert len(done) == states.index("stopped")
+
+        same_day = run_backfill(chunk_days=31)  # nothing more today: no chunk is done twice
+        assert same_day.stopped and {(c.start, c.end) for c in same_day.chunks if c.state == "done before"} == done
+
+        days = 0
+        while True:  # day after day, each run goes on where the last one stopped
+            clock.advance(24 * 3600)
+            days += 1
+            later = run_backfill(chunk_days=31)
+            if not later.stopped:
+                break
+            assert days < 10, later.message
+        assert {c.state for c in later.chunks} <= {"done before", "done"}
+        assert_each_invoice_once(stack, settings)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from atx.connections import ledger_for, xero_gateway
+from atx.connections import ledger_for, use_clock, xero_gateway
 from ledger import DocState
 from sandbox.clock import ManualClock
 from sandbox.stack import SandboxStack
@@ -84,19 +84,12 @@ def assert_each_once(stack: SandboxStack, settings) -> None:
 
 
 def connect(stack: SandboxStack, tenant: str = "acme", **kwargs):
-    """connect_tenant, and when the stack runs on a ManualClock, a gateway whose pacer reads that clock and
-    whose waits advance it: the sandbox's real limits (60 calls a minute) apply and the pacer keeps to
-    them, without a test ever sleeping."""
-    settings = stack.connect_tenant(tenant, **kwargs)
+    """connect_tenant, and when the stack runs on a ManualClock, gateways that read that clock (pacing, and
+    the day of the daily call budget) and whose waits advance it: the sandbox's real limits (60 calls a
+    minute) apply and the pacer keeps to them, without a test ever sleeping."""
     if isinstance(stack.clock, ManualClock):
-        from atx import connections
-
-        gateway = connections._new_gateway(settings)
-        gateway._sleep = gateway.pacer._sleep = stack.clock.advance
-        gateway.pacer._clock = stack.clock.monotonic
-        with connections._ledgers_lock:
-            connections._gateways[settings.name] = gateway
-    return settings
+        use_clock(stack.clock, sleep=stack.clock.advance)  # undone by the atx_home fixture
+    return stack.connect_tenant(tenant, **kwargs)
 
 
 def manual_clock() -> ManualClock:

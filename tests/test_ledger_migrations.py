@@ -18,7 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, func, insert, inspect, select, text
 
-from ledger import DocState, Ledger, LedgerTokenStore, engine_for_url, migrations
+from ledger import DocState, Ledger, LedgerCallUsage, LedgerTokenStore, engine_for_url, migrations
 from ledger.models import Base
 from tests.ledger_support import (
     LATE_COLUMNS,
@@ -148,6 +148,10 @@ def test_a_ledger_made_before_alembic_upgrades_in_place_with_nothing_lost(databa
     assert ledger.high_water("acme", "invoice") is None
     assert LedgerTokenStore(ledger, "acme-xero").load() == {"refresh_token": "r-1"}
     assert ledger.windows("acme", "invoices") == []
+    # Revision 0003's call count starts empty and counts.
+    usage = LedgerCallUsage(ledger)
+    assert usage.used("org-1", date(2026, 11, 24)) == 0
+    assert usage.take("org-1", date(2026, 11, 24), 10, 1000) == 10 and usage.used("org-1", date(2026, 11, 24)) == 10
 
     # And the migrated rows behave as before: the owed answer is still owed, nothing is claimed twice.
     assert [r.source_id for r in ledger.stale("acme", "invoice", run_id="me", lease=timedelta(0))] == ["29700"]
@@ -186,7 +190,8 @@ def test_a_new_database_is_upgraded_from_empty(database):
         assert inspect(conn).get_table_names() == []
     ledger = Ledger(engine)
     _schema_matches_the_models(engine)
-    assert set(inspect(engine).get_table_names()) == {"alembic_version", "sync_ledger", "sync_watermark", "sync_window", "xero_token"}
+    assert set(inspect(engine).get_table_names()) == {"alembic_version", "sync_ledger", "sync_watermark", "sync_window",
+                                                      "xero_call_usage", "xero_token"}
     assert ledger.records("acme", "invoice") == {} and ledger.high_water("acme", "invoices") is None
     engine.dispose()
 

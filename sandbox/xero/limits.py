@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import Counter
 from dataclasses import dataclass
 
 from sandbox.clock import Clock
@@ -74,6 +75,8 @@ class RateLimiter:
         self._day: dict[tuple[str, str], _Window] = {}
         self._app_minute: dict[str, _Window] = {}
         self._in_flight: dict[tuple[str, str], int] = {}
+        # Calls answered 429, by problem (minute, day, concurrent, appminute): what tests assert never happened.
+        self.refused: Counter[str] = Counter()
 
     def set_limits(self, limits: XeroLimits) -> None:
         """Change the limits at runtime; counts so far are kept."""
@@ -108,6 +111,8 @@ class RateLimiter:
                 for window in (minute, day, app_minute):
                     window.take(now)
                 self._in_flight[key] = self._in_flight.get(key, 0) + 1
+            else:
+                self.refused[problem] += 1
             headers = {
                 "X-DayLimit-Remaining": str(day.remaining(now)),
                 "X-MinLimit-Remaining": str(minute.remaining(now)),

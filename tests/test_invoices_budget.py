@@ -1,0 +1,133 @@
+"""The tenant's daily Xero call budget through real runs of the invoices flow, over HTTP against both
+simulators on a manual clock: a run stops cleanly when the budget runs out, the next run that day costs
+no Xero call, and the run after 00:00 UTC finishes the job with every document in Xero exactly once.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from atx.check import check_tenant
+from atx.connections import ledger_for, xero_gateway
+from core.call_budget import BudgetStatus, seconds_until_next_day, utc_day
+from ledger import DocState
+from sandbox.stack import SandboxStack
+from tasks.report import summary_markdown
+from tests.test_invoices_changes import END, assert_each_once, connect, live_invoices, manual_clock, run
+
+pytestmark = pytest.mark.e2e
+
+# 58 live invoices (two batches) take 13 Xero calls: the organisation's settings (6), contacts (3), then a
+# lookup and a create per batch. 12 lets the first batch through and stops before the second is created;
+# the next day's run needs 9 (the settings, one contact read, the second batch).
+BUDGET = 12
+
+
+def xero_invoices(stack) -> list[dict]:
+    return [d for d in stack.org.invoices.values() if d["Type"] == "ACCREC" and d["Status"] != "DELETED"]
+
+
+def assert_xero_matches_the_ledger(stack, settings) -> None:
+    """Xero holds exactly the invoices the ledger records as synced, each once, under the recorded id."""
+    in_xero = xero_invoices(stack)
+    numbers = Counter(d["InvoiceNumber"] for d in in_xero)
+    assert all(n == 1 for n in numbers.values()), [k for k, n in numbers.items() if n > 1]
+    synced = {r.target_id for r in ledger_for(settings).records(settings.name, "invoice").values()
+              if r.state == DocState.SYNCED}
+    assert {d["InvoiceID"] for d in in_xero} == synced
+
+
+def test_a_budget_too_small_for_the_window_stops_cleanly_and_the_next_day_finishes(atx_home, prefect_server):
+    clock = manual_clock()
+    with SandboxStack(seed=11, invoices=60, window_end=END, clock=clock) as stack:
+        settings = connect(stack, "acme", xero={"daily_call_budget": BUDGET})
+        assert settings.xero.daily_call_budget == BUDGET
+        live = len(live_invoices(stack))
+
+        # Day 1: the budget runs out in the middle of the window.
+        state, first = run()
+        assert state.is_completed()
+        assert state.message.startswith("stopped early"), state.message
+        assert "xero.daily_call_budget" in state.message and "goes on after 00:00 UTC, in " in state.message
+        assert first.stopped and first.stopped in state.message and "used up for" in first.stopped
+        created = {o.source_id for o in first.outcomes if o.action == "created"}
+        left = {o.source_id for o in first.outcomes if o.action.startswith("not sent yet")}
+        assert created and left and len(created) + len(left) == live
+        assert all(o.reason == first.stopped for o in first.outcomes if o.source_id in left)
+        assert first.xero_calls == BUDGET
+        assert stack.xero.limiter.refused == {}, "the simulator answered 429: the budget let a call through too many"
+        # What was sent is in Xero once and recorded; nothing else is in Xero, nothing is left `sending`.
+        rows = ledger_for(settings).records("acme", "invoice")
+        assert {k for k, r in rows.items() if r.state == DocState.SYNCED} == created
+        assert not [r for r in rows.values() if r.state == DocState.SENDING]
+        assert_xero_matches_the_ledger(stack, settings)
+        assert ledger_for(settings).high_water("acme", "invoices") is None  # the window is kept
+        # The report says why and what happens next; nothing secret is in it.
+        report = summary_markdown(first)
+        assert f"**Stopped early**: {first.stopped}" in report
+        assert stack.xero_client_secret not in report + state.message
+
+        # The same day, later: the run stops before reading anything, without one Xero call.
+        clock.advance(3600)
+        state, second = run()
+        assert state.message.startswith("stopped early, before reading the window"), state.message
+        assert "used up for" in state.message
+        assert second.xero_calls == 0 and second.outcomes == []
+        assert len(xero_invoices(stack)) == len(created)
+
+        # After 00:00 UTC the budget is new: the run sends the rest and moves the high-water mark.
+        clock.advance(seconds_until_next_day(clock.now()) + 60)
+        state, third = run()
+        assert not state.message.startswith("stopped early"), state.message
+        assert {o.source_id for o in third.outcomes if o.action == "created"} == left
+        assert third.count("already in Xero") == len(created)
+        assert third.xero_calls <= BUDGET
+        assert len(xero_invoices(stack)) == live
+        assert ledger_for(settings).high_water("acme", "invoices") is not None
+        assert stack.xero.limiter.refused == {}
+        assert_xero_matches_the_ledger(stack, settings)
+        assert_each_once(stack, settings)
+
+
+def test_two_tenants_of_one_organisation_share_its_budget(atx_home, prefect_server):
+    clock = manual_clock()
+    with SandboxStack(seed=11, invoices=12, window_end=END, clock=clock) as stack:
+        connect(stack, "acme", xero={"daily_call_budget": 8})
+        state, first = run()
+        assert state.message.startswith("stopped early") and first.xero_calls == 8
+        assert not xero_invoices(stack)  # the settings (6) and the contact reads (2) used it up
+
+        # A second tenant of the same organisation, with a gateway of its own: the day's count is the same.
+        other = connect(stack, "acme-two", xero={"daily_call_budget": 8})
+        assert other.xero.tenant_id == stack.org.tenant_id
+        state, second = run("acme-two")
+        assert state.message.startswith("stopped early, before reading the window"), state.message
+        assert second.xero_calls == 0
+        # With a larger budget of its own it may use what is left of that: 2 calls, not enough for its check,
+        # which then stops the run as cleanly.
+        other = connect(stack, "acme-two", xero={"daily_call_budget": 10})
+        assert xero_gateway(other).call_budget_status() == BudgetStatus(day=utc_day(clock.now()), used=8, budget=10)
+        state, third = run("acme-two")
+        assert state.message.startswith("stopped early, before reading the window"), state.message
+        assert "(10 calls)" in state.message and third.xero_calls == 2
+        assert xero_gateway(other).call_budget_status().used == 10
+        assert not xero_invoices(stack) and stack.xero.limiter.refused == {}
+
+
+def test_atx_check_warns_when_most_of_the_budget_is_used_and_names_the_setting(atx_home):
+    with SandboxStack(seed=3, invoices=8, window_end=END) as stack:
+        stack.connect_tenant("acme", xero={"daily_call_budget": 7})
+        problems = check_tenant("acme")  # the check itself reads the organisation's settings: 6 calls
+        assert [p for p in problems if p.severity == "error"] == []
+        [warning] = [p for p in problems if p.area == "Xero call budget"]
+        assert warning.severity == "warning" and warning.problem.startswith("6 of the 7 Xero calls")
+        assert "xero.daily_call_budget" in warning.problem and "xero.daily_call_budget" in warning.fix
+
+        # With the budget spent part-way through, the check says so instead of failing.
+        stack.connect_tenant("acme", xero={"daily_call_budget": 9})
+        problems = check_tenant("acme")
+        assert [p for p in problems if p.severity == "error"] == []
+        limits = next(p for p in problems if p.area == "Xero limits")
+        assert "the Xero checks were not made" in limits.problem and "xero.daily_call_budget" in limits.problem
+        assert any(p.area == "Xero call budget" and p.problem.startswith("9 of the 9") for p in problems)
