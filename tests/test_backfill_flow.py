@@ -46,6 +46,12 @@ def assert_each_invoice_once(stack, settings) -> None:
     rows = ledger_for(settings).records(settings.name, INVOICE.name)
     synced = {r.target_id for r in rows.values() if r.state == DocState.SYNCED}
     assert synced == {d["InvoiceID"] for d in ours}
+    # And with Autotask: each synced row is an Autotask invoice of that number, in Xero under that number.
+    autotask = {str(i["id"]): i["invoiceNumber"] for i in stack.autotask.records("Invoices")}
+    by_id = {d["InvoiceID"]: d["InvoiceNumber"] for d in ours}
+    for r in rows.values():
+        if r.state == DocState.SYNCED:
+            assert autotask[r.source_id] == r.source_number == by_id[r.target_id], r.source_id
 
 
 def test_a_year_in_monthly_chunks_syncs_each_month_once_and_a_rerun_resumes_with_nothing_to_do(stack):
