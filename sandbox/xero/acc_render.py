@@ -128,3 +128,16 @@ def render_organisation(org: XeroOrg) -> dict:
     if org.end_of_year_lock_date:
         out["EndOfYearLockDate"] = org.end_of_year_lock_date
     return out
+
+
+def render_item(item: dict, *, unitdp: int = 2) -> dict:
+    """An item as Xero shows it: prices to 2 decimal places unless the request asks unitdp=4."""
+    out = _public(item)
+    for side in ("SalesDetails", "PurchaseDetails"):
+        details = dict(out.get(side) or {})
+        if details.get("UnitPrice") is not None:
+            details["UnitPrice"] = round_to(details["UnitPrice"], 4 if unitdp == 4 else 2)
+        out[side] = details
+    if out.get("UpdatedDateUTC"):
+        out["UpdatedDateUTCString"] = iso_datetime_string(out["UpdatedDateUTC"])
+    return out

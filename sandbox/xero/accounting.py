@@ -18,10 +18,12 @@ from fastapi.responses import Response
 
 from sandbox.xero import spec
 from sandbox.xero.acc_query import QueryError, compile_where, sort_documents
-from sandbox.xero.acc_render import (render_contact, render_document, render_organisation, render_payment)
+from sandbox.xero.acc_render import (render_contact, render_document, render_item, render_organisation,
+                                     render_payment)
 from sandbox.xero.org import Journal, XeroOrg
 from sandbox.xero.rules import (CREDIT_NOTE, INVOICE, PURCHASE_ORDER, DocKind, Invalid, NotFound, Write,
-                                allocate_credit_note, create_payment, delete_payment, save_contact, save_document)
+                                allocate_credit_note, create_payment, delete_payment, save_contact, save_document,
+                                save_item)
 from sandbox.xero.serialise import dumps, loads, parse_date, parse_datetime
 from sandbox.xero.webhooks import events_for
 
@@ -93,7 +95,8 @@ def _unitdp(request: Request) -> int:
     return 4 if _query(request, "unitdp") == "4" else 2
 
 
-async def _read_json(request: Request, path_template: str) -> tuple[object, Response | None]:
+async def _read_json(request: Request, path_template: str,
+                     per_element: tuple[str, ...] = ()) -> tuple[object, Response | None]:
     raw = await request.body()
     try:
         body = loads(raw) if raw else None
@@ -101,7 +104,7 @@ async def _read_json(request: Request, path_template: str) -> tuple[object, Resp
         return None, validation_error("The request body is not valid JSON.")
     if body is None:
         return None, validation_error("A request body is required.")
-    problems = spec.request_errors(path_template, request.method, body)
+    problems = spec.request_errors(path_template, request.method, body, per_element=per_element)
     if problems:
         return None, validation_error("The request body does not match the Xero Accounting API schema: "
                                       + "; ".join(problems[:10]))
@@ -139,6 +142,8 @@ def _idempotent(request: Request, raw: bytes, produce: Callable[[], Response]) -
 # Which flag a refused element carries: Payments and Contacts have HasValidationErrors in Xero's schema,
 # the documents HasErrors.
 _ERROR_FLAG = {"Payments": "HasValidationErrors", "Contacts": "HasValidationErrors"}
+# Elements whose schema has no error flag at all: a refused item carries only its ValidationErrors.
+_NO_ERROR_FLAG = {"Items"}
 
 
 def _echo(payload: dict, messages: list[str], plural: str = "") -> dict:
@@ -150,8 +155,9 @@ def _echo(payload: dict, messages: list[str], plural: str = "") -> dict:
                 element[key] = parse_date(element[key])
             except ValueError:
                 pass
-    element.update({"StatusAttributeString": "ERROR", _ERROR_FLAG.get(plural, "HasErrors"): True,
-                     "ValidationErrors": [{"Message": m} for m in messages]})
+    element.update({"StatusAttributeString": "ERROR", "ValidationErrors": [{"Message": m} for m in messages]})
+    if plural not in _NO_ERROR_FLAG:
+        element[_ERROR_FLAG.get(plural, "HasErrors")] = True
     return element
 
 
@@ -589,6 +595,70 @@ async def get_contact(request: Request, ContactID: str):
     if contact is None:
         return not_found()
     return _envelope(request, "Contacts", [render_contact(org, contact)])
+
+
+# --- items ---------------------------------------------------------------------------------------------
+# Xero answers a too-long Code or Name per element, in its own words, so the schema's maxLength is left
+# to the rules (rules.save_item).
+_ITEM_PER_ELEMENT = ("maxLength",)
+
+
+async def _write_items(request: Request, template: str, mode: str, item_id: str | None = None) -> Response:
+    raw = await request.body()
+    body, refusal = await _read_json(request, template, _ITEM_PER_ELEMENT)
+    if refusal is not None:
+        return _idempotent(request, raw, lambda: refusal)
+    org = _org(request)
+    items = (body.get("Items") or [])[: 1 if item_id else None]
+    unitdp = _unitdp(request)
+
+    def produce() -> Response:
+        if not items:
+            return validation_error("The request must contain at least one element in Items.")
+        return _write_batch(request, items, "Items",
+                            lambda w, payload: save_item(w, payload, mode=mode, item_id=item_id),
+                            lambda i: render_item(org.items[i["ItemID"]], unitdp=unitdp),
+                            _flag(request, "summarizeErrors", True))
+
+    return _idempotent(request, raw, produce)
+
+
+@router.put("/Items")
+async def create_items(request: Request):
+    return await _write_items(request, "/Items", "create")
+
+
+@router.post("/Items")
+async def update_or_create_items(request: Request):
+    return await _write_items(request, "/Items", "upsert")
+
+
+@router.post("/Items/{ItemID}")
+async def update_item(request: Request, ItemID: str):
+    return await _write_items(request, "/Items/{ItemID}", "update", ItemID)
+
+
+@router.get("/Items")
+async def get_items(request: Request):
+    org = _org(request)
+    unitdp = _unitdp(request)
+    with org.lock:
+        items = list(org.items.values())
+    items = _modified_since(request, items)
+    filtered = _filter(request, [(i, render_item(i, unitdp=unitdp)) for i in items], [("Code", False)])
+    if isinstance(filtered, Response):
+        return filtered
+    return _envelope(request, "Items", [view for _, view in filtered])
+
+
+@router.get("/Items/{ItemID}")
+async def get_item(request: Request, ItemID: str):
+    """By ItemID or by Code, as Xero allows."""
+    org = _org(request)
+    item = org.items.get(ItemID.lower()) or org.item_by_code(ItemID)
+    if item is None:
+        return not_found()
+    return _envelope(request, "Items", [render_item(item, unitdp=_unitdp(request))])
 
 
 # --- payments ------------------------------------------------------------------------------------------

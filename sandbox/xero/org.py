@@ -78,6 +78,8 @@ class XeroOrg:
     credit_notes: dict[str, dict] = field(default_factory=dict)
     purchase_orders: dict[str, dict] = field(default_factory=dict)
     payments: dict[str, dict] = field(default_factory=dict)
+    # Items (products and services), keyed by ItemID; codes are unique without regard to case.
+    items: dict[str, dict] = field(default_factory=dict)
     # document id -> lower-cased file name -> attachment (with its bytes under "Content")
     attachments: dict[str, dict[str, dict]] = field(default_factory=dict)
     # (client_id, key) -> stored response; see accounting.py
@@ -119,6 +121,10 @@ class XeroOrg:
             if invoice["Type"] == invoice_type and invoice.get("InvoiceNumber", "").casefold() == wanted:
                 return invoice
         return None
+
+    def item_by_code(self, code: str) -> dict | None:
+        wanted = str(code).strip().casefold()
+        return next((item for item in self.items.values() if item["Code"].casefold() == wanted), None)
 
     def now(self) -> datetime:
         # Xero timestamps carry milliseconds; keep stored times equal to what clients can read back.

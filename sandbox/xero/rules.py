@@ -268,6 +268,23 @@ def _resolve_tracking(org: XeroOrg, tracking: list[dict], errors: list[str], whe
     return resolved
 
 
+def _apply_item(org: XeroOrg, line: dict, given: dict, sales: bool, errors: list[str]) -> None:
+    """A line naming an item: the item must exist; what the line leaves out comes from the item's sales
+    (or purchase) details, as in Xero."""
+    item = org.item_by_code(str(given["ItemCode"]))
+    if item is None:
+        errors.append(f"Item code '{given['ItemCode']}' is not valid")
+        return
+    line["ItemCode"] = item["Code"]
+    details = item.get("SalesDetails" if sales else "PurchaseDetails") or {}
+    defaults = {"Description": item.get("Description" if sales else "PurchaseDescription"),
+                "UnitAmount": details.get("UnitPrice"), "AccountCode": details.get("AccountCode"),
+                "TaxType": details.get("TaxType")}
+    for field, value in defaults.items():
+        if field not in given and value not in (None, ""):
+            line[field] = value
+
+
 def _line_tax_rate(org: XeroOrg, tax_type: str) -> Decimal:
     return org.tax_rates[tax_type]["EffectiveRate"] / Decimal(100)
 
@@ -284,6 +301,8 @@ def _build_line(w: Write, kind: DocKind, doc_type: str | None, status: str, line
     # A line's amounts and tax are always recomputed; TaxAmount survives only if this request sends it.
     explicit_tax = "TaxAmount" in given and given["TaxAmount"] is not None
     sales = _is_sales(kind, doc_type)
+    if "ItemCode" in given and given["ItemCode"] not in (None, ""):
+        _apply_item(org, line, given, sales, errors)
 
     description = line.get("Description")
     if description is not None and len(str(description)) > 4000:
@@ -749,3 +768,126 @@ def allocate_credit_note(w: Write, credit_note_id: str, payload: dict) -> dict:
     org.invoices[invoice["InvoiceID"]].setdefault("Allocations", []).append(allocation)
     org.credit_notes[credit_note["CreditNoteID"]].setdefault("Allocations", []).append(allocation)
     return allocation
+
+
+# --- items (products and services) ------------------------------------------------------------------
+
+ITEM_CODE_LIMIT = 30
+ITEM_NAME_LIMIT = 50
+ITEM_DESCRIPTION_LIMIT = 4000
+ITEM_FIELDS = ("Code", "Name", "Description", "PurchaseDescription", "IsSold", "IsPurchased",
+               "InventoryAssetAccountCode")
+
+
+def _item_details(org: XeroOrg, given, side: str, errors: list[str], *, tracked: bool) -> dict:
+    """SalesDetails or PurchaseDetails: UnitPrice, AccountCode (COGSAccountCode on a tracked item's
+    purchases), TaxType; each checked against the organisation."""
+    if not given:
+        return {}
+    details: dict = {}
+    price = _decimal_field(given.get("UnitPrice"), f"{side}.UnitPrice", errors)
+    if price is not None:
+        details["UnitPrice"] = round_to(price, 4)
+    for field in ("AccountCode", "COGSAccountCode"):
+        code = given.get(field)
+        if code in (None, ""):
+            continue
+        account = org.account_by_code(str(code))
+        if account is None or account["Status"] != "ACTIVE" or account["Type"] == "BANK" or account.get("SystemAccount"):
+            errors.append(f"Account code '{code}' does not exist or cannot be applied to Items.")
+            continue
+        details[field] = account["Code"]
+    tax_type = given.get("TaxType")
+    if tax_type not in (None, ""):
+        rate = org.tax_rates.get(str(tax_type))
+        applies = "CanApplyToRevenue" if side == "SalesDetails" else "CanApplyToExpenses"
+        if rate is None or rate["Status"] != "ACTIVE" or not rate[applies]:
+            errors.append(f"The TaxType code '{tax_type}' does not exist or cannot be used for this type of transaction.")
+        else:
+            details["TaxType"] = rate["TaxType"]
+    return details
+
+
+def save_item(w: Write, payload: dict, *, mode: str, item_id: str | None = None) -> dict:
+    """mode: "create" (PUT /Items), "upsert" (POST /Items: an ItemID or an existing Code updates that item),
+    "update" (POST /Items/{ItemID})."""
+    org = w.org
+    existing = None
+    given_id = item_id or payload.get("ItemID")
+    if given_id:
+        existing = org.items.get(str(given_id).lower())
+        if existing is None:
+            if item_id:
+                raise NotFound()
+            raise Invalid("The document with the supplied id was not found for this endpoint.")
+        if mode == "create":
+            raise Invalid(f"An item with ItemID {given_id} already exists; use POST to update it.")
+    elif mode == "upsert" and payload.get("Code"):
+        existing = org.item_by_code(str(payload["Code"]))
+
+    errors: list[str] = []
+    item = copy.deepcopy(existing) if existing else {
+        "ItemID": new_id(), "IsSold": True, "IsPurchased": True, "SalesDetails": {}, "PurchaseDetails": {},
+        "_order": org.next_order(),
+    }
+    for field in ITEM_FIELDS:
+        if field in payload:
+            item[field] = payload[field]
+    code = str(item.get("Code") or "").strip()
+    if not code:
+        errors.append("Item code must be specified.")
+    elif len(code) > ITEM_CODE_LIMIT:
+        errors.append(f"The Code must not be more than {ITEM_CODE_LIMIT} characters long.")
+    else:
+        clash = org.item_by_code(code)
+        if clash is not None and clash["ItemID"] != item["ItemID"]:
+            errors.append(f"Item code '{code}' already exists")
+    item["Code"] = code
+    if len(str(item.get("Name") or "")) > ITEM_NAME_LIMIT:
+        errors.append(f"The Name must not be more than {ITEM_NAME_LIMIT} characters long.")
+    for field in ("Description", "PurchaseDescription"):
+        if len(str(item.get(field) or "")) > ITEM_DESCRIPTION_LIMIT:
+            errors.append(f"The {field} must not be more than {ITEM_DESCRIPTION_LIMIT} characters long.")
+
+    tracked = bool(payload.get("IsTrackedAsInventory", existing.get("IsTrackedAsInventory") if existing else False)
+                   or item.get("InventoryAssetAccountCode"))
+    for side in ("SalesDetails", "PurchaseDetails"):
+        if side in payload:
+            item[side] = _item_details(org, payload[side], side, errors, tracked=tracked)
+    if tracked:
+        # Xero tracks an item as inventory only when both accounts are set, and only an item it both buys
+        # and sells: a service (sold only, or bought only) cannot be tracked.
+        asset_code = item.get("InventoryAssetAccountCode")
+        if not asset_code:
+            errors.append("An InventoryAssetAccountCode is required to track an item as inventory.")
+        else:
+            account = org.account_by_code(str(asset_code))
+            if account is None or account["Type"] != "INVENTORY" or account["Status"] != "ACTIVE":
+                errors.append(f"The InventoryAssetAccountCode '{asset_code}' must be an active account of type "
+                              "INVENTORY.")
+            else:
+                item["InventoryAssetAccountCode"] = account["Code"]
+        if not (item.get("PurchaseDetails") or {}).get("COGSAccountCode"):
+            errors.append("A COGSAccountCode in PurchaseDetails is required to track an item as inventory.")
+        if item.get("IsSold") is False or item.get("IsPurchased") is False:
+            errors.append("Only items that are both bought and sold can be tracked as inventory; a service item "
+                          "cannot be tracked.")
+    elif (item.get("PurchaseDetails") or {}).get("COGSAccountCode"):
+        errors.append("COGSAccountCode applies only to tracked inventory items; use AccountCode in PurchaseDetails.")
+    if errors:
+        raise Invalid(errors)
+
+    item["IsTrackedAsInventory"] = tracked
+    if tracked:
+        item.setdefault("QuantityOnHand", Decimal("0.0000"))
+        item.setdefault("TotalCostPool", Decimal("0.00"))
+    # Xero nulls the sales side of an item no longer sold, and the purchase side of one no longer bought.
+    if item.get("IsSold") is False:
+        item["SalesDetails"] = {}
+        item.pop("Description", None)
+    if item.get("IsPurchased") is False:
+        item["PurchaseDetails"] = {}
+        item.pop("PurchaseDescription", None)
+    item["UpdatedDateUTC"] = org.now()
+    org.save(org.items, item["ItemID"], item, w.journal)
+    return item

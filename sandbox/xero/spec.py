@@ -72,5 +72,14 @@ def schema_errors(validator: Draft4Validator | None, body) -> list[str]:
     return [f"{_where(error)}: {error.message}" for error in errors]
 
 
-def request_errors(path_template: str, method: str, body) -> list[str]:
-    return schema_errors(request_validator(path_template, method), body)
+def request_errors(path_template: str, method: str, body, *, per_element: tuple[str, ...] = ()) -> list[str]:
+    """`per_element`: schema keywords (such as maxLength) Xero answers element by element, in its own
+    words, rather than refusing the request: those are left to the business rules."""
+    validator = request_validator(path_template, method)
+    if validator is None:
+        return []
+    if per_element:
+        errors = [e for e in validator.iter_errors(body) if e.validator not in per_element]
+        errors.sort(key=lambda e: list(map(str, e.absolute_path)))
+        return [f"{_where(error)}: {error.message}" for error in errors]
+    return schema_errors(validator, body)
