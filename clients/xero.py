@@ -32,8 +32,8 @@ from typing import Any, Protocol
 import httpx
 import urllib3
 from xero_python.accounting import (
-    Account, AccountingApi, Address, Contact, Contacts, CreditNote, CreditNotes, CurrencyCode, Invoice, Invoices,
-    LineAmountTypes, LineItem, LineItemTracking, Payment, PaymentDelete, Payments, Phone, PurchaseOrder, PurchaseOrders,
+    Account, AccountingApi, Address, Contact, Contacts, CreditNote, CreditNotes, CurrencyCode, Invoice, Invoices, Item,
+    Items, LineAmountTypes, Purchase, LineItem, LineItemTracking, Payment, PaymentDelete, Payments, Phone, PurchaseOrder, PurchaseOrders,
 )
 from xero_python.api_client import ApiClient
 from xero_python.api_client.configuration import Configuration
@@ -43,6 +43,7 @@ from xero_python.identity import IdentityApi
 
 from core.call_budget import (BudgetStatus, budget_used_up, calls_to_take, next_day_starts, seconds_until_next_day,
                               utc_day, xero_day_nearly_used, xero_day_reached)
+from core.items import ItemDraft, ItemWritten, XeroItem
 from core.documents import (ContactDraft, DocumentKind, DocumentPlan, PaymentDraft, Status, TargetError,
                             TargetLimitReached, TargetOutcomeUnknown, Written, XeroAllocation, XeroDocument,
                             XeroPayment)
@@ -903,8 +904,66 @@ class PaymentsMixin:
         return _payment_written(models[0], None)
 
 
+# ---- items -----------------------------------------------------------------------------------------
+ITEM_BATCH_LIMIT = 500  # Xero takes up to 500 items a request
+
+
+def sdk_item(draft: ItemDraft) -> Item:
+    sales = {k: v for k, v in {"account_code": draft.account_code, "tax_type": draft.tax_type,
+                               "unit_price": draft.unit_price}.items() if v is not None}
+    fields: dict[str, Any] = {"code": draft.code, "name": draft.name, "is_sold": True}
+    if sales:
+        fields["sales_details"] = Purchase(**sales)
+    if draft.description:
+        fields["description"] = draft.description
+    return Item(**fields)
+
+
+def plain_item(model) -> XeroItem:
+    return XeroItem(id=str(model.item_id), code=model.code, name=model.name or None)
+
+
+class ItemsMixin:
+    """Xero items (products and services), in plain types."""
+
+    def find_items(self, codes: Iterable[str]) -> list[XeroItem]:
+        """GET /Items narrowed to these codes: one call for up to 100 codes (a `where` of ORs; Xero compares
+        strings without regard to case)."""
+        wanted = list(dict.fromkeys(c for c in codes if c))
+        found: dict[str, XeroItem] = {}
+        for chunk in _chunks(wanted, 100):
+            where = " OR ".join(f'Code=="{_quote(c)}"' for c in chunk)
+            data = self._call(self.accounting.get_items, write=False, what="reading items", where=where)
+            for model in data.items or []:
+                item = plain_item(model)
+                found[item.id] = item
+        return list(found.values())
+
+    def create_items(self, drafts: list[ItemDraft], *, idempotency_key: str) -> list[ItemWritten]:
+        """PUT /Items with summarizeErrors=false: one call (at most 500), each item answered on its own (a code
+        Xero already holds is refused alone). A lost answer is XeroOutcomeUnknown: find the codes again."""
+        if not drafts:
+            raise ValueError("an empty batch")
+        if len(drafts) > ITEM_BATCH_LIMIT:
+            raise ValueError(f"at most {ITEM_BATCH_LIMIT} items per request, got {len(drafts)}")
+        data = self._call(self.accounting.create_items, Items(items=[sdk_item(d) for d in drafts]), write=True,
+                          what=f"creating {len(drafts)} items", summarize_errors=False,
+                          idempotency_key=idempotency_key)
+        models = data.items or []
+        answers: list[ItemDraft | None] = list(drafts) if len(models) == len(drafts) else [None] * len(models)
+        written = []
+        for model, draft in zip(models, answers):
+            errors = [e.message for e in (model.validation_errors or []) if getattr(e, "message", None)]
+            if errors or _status_text(model.status_attribute_string) == "ERROR":
+                written.append(ItemWritten(ok=False, item=None, draft=draft,
+                                           errors=errors or ["Xero refused the item without a reason"]))
+            else:
+                written.append(ItemWritten(ok=True, item=plain_item(model), errors=[], draft=draft))
+        return written
+
+
 # ---- the gateway -----------------------------------------------------------------------------------
-class XeroGateway(DocumentsMixin, PaymentsMixin):
+class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
     def __init__(
         self,
         *,

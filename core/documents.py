@@ -505,6 +505,9 @@ def _clash_text(kind: DocumentKind, plan: DocumentPlan, doc: XeroDocument) -> tu
 def fix_for(message: str) -> str:
     """Turn Xero's wording into the action a finance person can take."""
     m = message.lower()
+    if "item code" in m:
+        return ("create the item with that code in Xero (Business > Products and services), correct items.rules in "
+                "the tenant's mapping file, or set items.create_missing: true")
     if "account code" in m:
         return "map the billing code to an active Xero account code in the tenant's mapping file"
     if "taxtype" in m or "tax type" in m:

@@ -331,6 +331,45 @@ class BillMapping(_Strict):
         return template
 
 
+class ItemRule(_Strict):
+    """One `items.rules` entry: exactly one matcher, and the Xero item code the matching lines get."""
+
+    # The BillingItems.billingItemType picklist label: Labor, Project Cost, Ticket Cost, Expense, Subscription, ...
+    billing_item_type: str | None = None
+    # The billing item's itemName or description, whole, without regard to case.
+    item_name: str | None = None
+    # The sku of the line's product (Products.sku, through BillingItems.productID).
+    product_sku: str | None = None
+    # The line's billing code's externalNumber.
+    external_number: str | None = None
+    item_code: str = Field(min_length=1, max_length=30)
+
+    @field_validator("billing_item_type", "item_name", "product_sku", "external_number", "item_code", mode="before")
+    @classmethod
+    def _text(cls, value):
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _one_matcher(self):
+        given = [name for name in ITEM_MATCHERS if getattr(self, name) not in (None, "")]
+        if len(given) != 1:
+            raise ValueError("each rule names exactly one of " + ", ".join(ITEM_MATCHERS) + " and its item_code")
+        return self
+
+
+ITEM_MATCHERS = ("billing_item_type", "item_name", "product_sku", "external_number")
+
+
+class ItemRules(_Strict):
+    """Xero items (products and services) on invoice lines: the first rule that matches a line wins."""
+
+    rules: list[ItemRule] = Field(default_factory=list)
+    # True: an invoice with a line no rule matches is set aside; false: such lines go without an ItemCode.
+    refuse_unmatched: bool = False
+    # True: items the rules name that Xero lacks are created (once, before the invoices are sent).
+    create_missing: bool = False
+
+
 class InvoiceMapping(_Strict):
     accounts: AccountRules = Field(default_factory=AccountRules)
     tax: TaxRules = Field(default_factory=TaxRules)
@@ -352,6 +391,8 @@ class InvoiceMapping(_Strict):
     currency_rate: Literal["autotask", "xero"] = "xero"
     # Autotask purchase orders and their receivings (see BillMapping).
     bills: BillMapping = Field(default_factory=BillMapping)
+    # Xero items on invoice lines (see ItemRules).
+    items: ItemRules = Field(default_factory=ItemRules)
 
     @field_validator("status_overrides", "due_date_overrides", mode="before")
     @classmethod

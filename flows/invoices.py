@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from datetime import date
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, runtime, task
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
 from core.documents import CREDIT_NOTE, INVOICE, DocumentPlan
 from core.invoices import XeroReference, credit_ids, invoice_documents, plan_invoices
+from core.items import assign_item_codes
 from pipeline import FlowSpec, Planned, run, run_name
 from tasks.extract import AutotaskExtract, extract_invoices
+from tasks.items import ensure_items
 from tasks.tenancy import route_invoices
 
 
@@ -25,6 +27,11 @@ def map_invoices(ctx: TenantContext, extract: AutotaskExtract, xero: XeroReferen
     plan = plan_invoices(extract.invoices, extract.lines, extract.companies, extract.reference, ctx.mapping, xero,
                          autotask_web_url=extract.web_url)
     documents = invoice_documents(plan, credit_ids(extract.invoices))
+    # Xero items on the lines (the mapping's items: section); missing ones are created, once, in a real run.
+    items = assign_item_codes(documents, extract.lines, extract.reference, ctx.mapping.items)
+    documents = items.plans
+    if ctx.mapping.items.create_missing and not runtime.flow_run.parameters.get("dry_run", False):
+        documents = ensure_items(ctx, documents, items.drafts)
     get_run_logger().info("mapped %d invoices for Xero; %d set aside",
                           sum(1 for d in documents if d.sendable), len(plan.set_aside))
     return documents
