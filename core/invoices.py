@@ -1118,12 +1118,14 @@ def content_hash(draft_rows: pd.DataFrame) -> str:
 
 
 def contact_draft(company: dict, primary_contact: dict | None, *, currency_code: str | None = None,
-                  country: str | None = None, name: str | None = None, supplier: bool = False) -> documents.ContactDraft:
+                  country: str | None = None, name: str | None = None, supplier: bool = False,
+                  account_number: bool = False) -> documents.ContactDraft:
     """The Xero contact for an Autotask company, keyed by ContactNumber = the Autotask company id.
 
     The billing address is used when the company has one, else the company's own address. Autotask
     holds countries and currencies as ids, so the caller passes their names when it knows them. `name`
-    is the contact's name when it must differ from the company's (see contact_name_for).
+    is the contact's name when it must differ from the company's (see contact_name_for). `account_number`:
+    send the company's companyNumber as Xero's AccountNumber (the mapping's contacts.match names it).
     """
     billing = _text(company.get("billingAddress1"))
     if billing:
@@ -1154,6 +1156,7 @@ def contact_draft(company: dict, primary_contact: dict | None, *, currency_code:
         last_name=_cut(person.get("lastName"), 255),
         email_address=_cut(person.get("emailAddress"), 255),
         default_currency=currency_code.upper() if currency_code and currency_code.upper() in _KNOWN_CURRENCIES else None,
+        account_number=_cut(company.get("companyNumber"), 50) if account_number else None,
     )
 
 
