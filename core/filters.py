@@ -35,11 +35,12 @@ def _text(value) -> str | None:
     return text or None
 
 
-def _udf(company: dict, name: str) -> str | None:
+def _udf(company: dict, name: str) -> tuple[str, str | None]:
+    """(the UDF's name as Autotask spells it, its value)."""
     for field in company.get("userDefinedFields") or []:
         if isinstance(field, dict) and str(field.get("name", "")).strip().casefold() == name.strip().casefold():
-            return _text(field.get("value"))
-    return None
+            return str(field["name"]), _text(field.get("value"))
+    return name, None
 
 
 def _labels(reference_data: dict, picklist: str) -> dict[str, str]:
@@ -52,9 +53,9 @@ def company_rule(company: dict, filters: InvoiceFilters, reference_data: dict) -
     """The filter that marks this company "no sync", as the report shows it; None when none does."""
     udf = filters.no_sync_udf
     if udf is not None:
-        value = _udf(company, udf.name)
+        name, value = _udf(company, udf.name)
         if value is not None and value.casefold() in {v.strip().casefold() for v in udf.values}:
-            return f"company {company['id']} {udf.name} is '{value}': filters.no_sync_udf"
+            return f"company {company['id']} {name} is '{value}': filters.no_sync_udf"
     if filters.no_sync_classifications:
         classification = company.get("classification")
         if classification is not None and classification is not pd.NA:

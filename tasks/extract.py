@@ -88,6 +88,14 @@ def extract_invoices(ctx: TenantContext, since: date, until: date, revisit: list
         contacts = list(at.query_in("Contacts", "companyID", company_ids, filter=only_primary)) if company_ids else []
         reference = {entity: list(at.query(entity, ALL_RECORDS)) for entity in REFERENCE_ENTITIES}
         reference["Picklists"] = at.picklists_of(PICKLIST_ENTITIES)
+        if ctx.mapping.line_presentation.time_entries:
+            # The labour lines' time entries and who worked them, in `in` batches: never a query per line.
+            entry_ids = _ids(line_records, "timeEntryID")
+            reference["TimeEntries"] = list(at.query_in("TimeEntries", "id", entry_ids)) if entry_ids else []
+            resource_ids = _ids(reference["TimeEntries"], "resourceID")
+            reference["Resources"] = (list(at.query_in("Resources", "id", resource_ids,
+                                                       include_fields=["id", "firstName", "lastName"]))
+                                      if resource_ids else [])
         web_url = at.web_url  # from the zone lookup the client already made
         return AutotaskExtract(
             invoices=invoices_frame(invoice_records),

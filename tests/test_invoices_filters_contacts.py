@@ -121,3 +121,37 @@ def test_existing_xero_contacts_are_adopted_by_account_number_or_name_and_report
     _, again = run()
     assert again.contacts_adopted == [] and again.count("created") == 0
     assert NO_SYNC_COMPANY_ID in companies  # the filter cases are there, unfiltered here
+
+
+def _xero_doc(stack, settings, invoice_id: int) -> dict:
+    return stack.org.invoices[ledger_for(settings).records("acme", "invoice")[str(invoice_id)].target_id]
+
+
+def test_labour_lines_carry_their_time_entries(stack, tmp_path):
+    settings = connect(stack, "acme", mapping=mapping_file(tmp_path, line_presentation={"time_entries": True}))
+    _, summary = run()
+    assert summary.set_aside_count == 0
+    entries = {e["id"]: e for e in stack.autotask.records("TimeEntries")}
+    resources = {r["id"]: r for r in stack.autotask.records("Resources")}
+    labour = [l for l in stack.autotask.records("BillingItems") if l.get("timeEntryID") in entries]
+    assert labour, "the sandbox should bill time entries"
+    for line in labour:
+        entry = entries[line["timeEntryID"]]
+        who = resources[entry["resourceID"]]
+        text = "\n".join(l["Description"] for l in _xero_doc(stack, settings, line["invoiceID"])["LineItems"])
+        assert (f"{entry['dateWorked'][:10]} {who['firstName']} {who['lastName']} "
+                f"{Decimal(str(entry['hoursToBill'])).normalize():f}h: {entry['summaryNotes']}") in text
+
+
+def test_summary_lines_one_per_tax_type_and_account_with_the_totals_to_the_cent(stack, tmp_path):
+    settings = connect(stack, "acme", mapping=mapping_file(tmp_path, tracking=None, line_presentation={
+        "mode": "summary", "summary_description": "IT services {invoiceNumber}"}))
+    _, summary = run()
+    assert summary.set_aside_count == 0
+    for invoice in live_invoices(stack):
+        doc = _xero_doc(stack, settings, invoice["id"])
+        keys = [(l["AccountCode"], l["TaxType"]) for l in doc["LineItems"]]
+        assert len(keys) == len(set(keys))
+        assert {l["Description"] for l in doc["LineItems"]} == {f"IT services {invoice['invoiceNumber']}"}
+        assert Decimal(str(doc["Total"])) == Decimal(str(invoice["invoiceTotal"]))
+        assert Decimal(str(doc["TotalTax"])) == Decimal(str(invoice["totalTaxValue"]))
