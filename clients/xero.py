@@ -591,6 +591,7 @@ def sdk_contact(draft: ContactDraft, contact_id: str | None = None) -> Contact:
         "contact_number": draft.contact_number, "name": draft.name, "tax_number": draft.tax_number,
         "is_customer": draft.is_customer, "website": draft.website, "first_name": draft.first_name,
         "last_name": draft.last_name, "email_address": draft.email_address,
+        "account_number": getattr(draft, "account_number", None),
     }
     if contact_id:
         fields["contact_id"] = contact_id
@@ -1385,8 +1386,12 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
         )
         return [_element(c, "contact_id", "contact_number") for c in (data.contacts or [])]
 
-    def find_contacts(self, *, numbers: Iterable[str] = (), names: Iterable[str] = (), ids: Iterable[str] = ()) -> list[Contact]:
+    def find_contacts(self, *, numbers: Iterable[str] = (), names: Iterable[str] = (), ids: Iterable[str] = (),
+                      account_numbers: Iterable[str] = ()) -> list[Contact]:
         found: list[Contact] = []
+        for chunk in _chunks([n for n in account_numbers if n], 25):
+            where = " OR ".join(f'AccountNumber=="{_quote(n)}"' for n in chunk)
+            found += self._pages(self.accounting.get_contacts, "contacts", "reading contacts", where=where, include_archived=True)
         for chunk in _chunks([n for n in numbers if n], 25):
             where = " OR ".join(f'ContactNumber=="{_quote(n)}"' for n in chunk)
             found += self._pages(self.accounting.get_contacts, "contacts", "reading contacts", where=where, include_archived=True)

@@ -204,6 +204,7 @@ class ContactDraft:
     last_name: str | None = None
     email_address: str | None = None
     default_currency: str | None = None  # an ISO code Xero knows
+    account_number: str | None = None    # Xero's AccountNumber (Autotask's companyNumber), when the mapping matches by it
 
 
 @dataclass(frozen=True)

@@ -257,6 +257,9 @@ class _Reference:
         self.invoice_templates = by_id("InvoiceTemplates")
         self.contracts = by_id("Contracts")
         self.products = by_id("Products")
+        # Read only when the mapping's line_presentation.time_entries asks for them.
+        self.time_entries = by_id("TimeEntries")
+        self.resources = by_id("Resources")
         self.products_by_name: dict[str, list[dict]] = {}
         for product in self.products.values():
             name = _text(product.get("name"))
@@ -668,6 +671,27 @@ def line_body(line: dict, template: str | None, reference: _Reference) -> str:
     return text.strip().strip("-–—:|,/").strip()
 
 
+def time_entry_text(entry: dict, resources: dict) -> str:
+    """One time entry as a line of text: date, resource, hours and its summary notes."""
+    resource = resources.get(entry.get("resourceID")) or {}
+    who = " ".join(p for p in (_text(resource.get("firstName")), _text(resource.get("lastName"))) if p) \
+        or (f"resource {entry['resourceID']}" if entry.get("resourceID") is not None else None)
+    hours = entry.get("hoursToBill") if entry.get("hoursToBill") is not None else entry.get("hoursWorked")
+    day = (_text(entry.get("dateWorked")) or _text(entry.get("startDateTime")) or "")[:10] or None
+    head = " ".join(p for p in (day, who, f"{_format(Decimal(str(hours)))}h" if hours is not None else None) if p)
+    notes = " ".join((_text(entry.get("summaryNotes")) or "").split())
+    return f"{head}: {notes}" if head and notes else head or notes
+
+
+def _with_time_entries(body: str, line: dict, mapping: InvoiceMapping, reference: _Reference) -> str:
+    """A labour line's text with its time entry after it, when the mapping asks for time entries."""
+    if not mapping.line_presentation.time_entries or line.get("timeEntryID") is None:
+        return body
+    entry = reference.time_entries.get(line["timeEntryID"])
+    text = time_entry_text(entry, reference.resources) if entry else ""
+    return f"{body}\n{text}" if text else body
+
+
 def _cut_description(body: str, note: str | None = None) -> str:
     suffix = f" ({note})" if note else ""
     room = DESCRIPTION_LIMIT - len(suffix)
@@ -819,7 +843,15 @@ def _plan_one(invoice: dict, lines: list[dict], company: dict | None, reference:
                                        xero, problems, item))
         part = _Part([item], [line], line.get("billingCodeID"), account_code, tax_type, rate_percent, wanted,
                      tracking)
-        if mapping.lines.group_by == "billing_code":
+        if mapping.line_presentation.mode == "summary":
+            # One line for the whole invoice per account and TaxType (and tracking, which a line carries once).
+            key = (account_code, tax_type, tracking)
+            same = next((p for p in parts if (p.account_code, p.tax_type, p.tracking) == key), None)
+            if same is not None:
+                same.items.append(item)
+                same.lines.append(line)
+                continue
+        elif mapping.lines.group_by == "billing_code":
             key = (part.code_id, account_code, tax_type, tracking)
             same = next((p for p in parts if (p.code_id, p.account_code, p.tax_type, p.tracking) == key), None)
             if same is not None:
@@ -836,8 +868,12 @@ def _plan_one(invoice: dict, lines: list[dict], company: dict | None, reference:
         extended = sum((money(l["extendedPrice"]) for l in part.lines), Decimal("0.00"))
         autotask_tax = sum((money(l["taxDollars"]) for l in part.lines), Decimal("0.00"))
         line_amount = extended + autotask_tax if line_amount_types == "Inclusive" else extended
-        bodies = [line_body(l, mapping.lines.description, reference) or f"Autotask billing item {l['id']}"
+        bodies = [_with_time_entries(line_body(l, mapping.lines.description, reference)
+                                     or f"Autotask billing item {l['id']}", l, mapping, reference)
                   for l in part.lines]
+        if mapping.line_presentation.mode == "summary":
+            bodies = [_render(mapping.line_presentation.summary_description,
+                              _reference_fields(invoice, lines, company)) or f"Invoice {number}"]
         if len(part.lines) == 1:
             line = part.lines[0]
             quantity, unit_amount, collapsed = fit_quantity_and_unit(line["quantity"], line.get("rate"),
@@ -1118,12 +1154,14 @@ def content_hash(draft_rows: pd.DataFrame) -> str:
 
 
 def contact_draft(company: dict, primary_contact: dict | None, *, currency_code: str | None = None,
-                  country: str | None = None, name: str | None = None, supplier: bool = False) -> documents.ContactDraft:
+                  country: str | None = None, name: str | None = None, supplier: bool = False,
+                  account_number: bool = False) -> documents.ContactDraft:
     """The Xero contact for an Autotask company, keyed by ContactNumber = the Autotask company id.
 
     The billing address is used when the company has one, else the company's own address. Autotask
     holds countries and currencies as ids, so the caller passes their names when it knows them. `name`
-    is the contact's name when it must differ from the company's (see contact_name_for).
+    is the contact's name when it must differ from the company's (see contact_name_for). `account_number`:
+    send the company's companyNumber as Xero's AccountNumber (the mapping's contacts.match names it).
     """
     billing = _text(company.get("billingAddress1"))
     if billing:
@@ -1154,6 +1192,7 @@ def contact_draft(company: dict, primary_contact: dict | None, *, currency_code:
         last_name=_cut(person.get("lastName"), 255),
         email_address=_cut(person.get("emailAddress"), 255),
         default_currency=currency_code.upper() if currency_code and currency_code.upper() in _KNOWN_CURRENCIES else None,
+        account_number=_cut(company.get("companyNumber"), 50) if account_number else None,
     )
 
 

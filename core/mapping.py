@@ -7,6 +7,7 @@ person reading it is an MSP's bookkeeper, not the engineer who wrote this module
 from __future__ import annotations
 
 import re
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Literal, Union
 
@@ -187,6 +188,91 @@ class LineRules(_Strict):
             raise ValueError(f"unknown placeholder {{{unknown[0]}}}; use one of "
                              + ", ".join("{" + f + "}" for f in sorted(LINE_FIELDS)))
         return template
+
+
+class LinePresentation(_Strict):
+    """How the Xero lines of an invoice are laid out beyond `lines.group_by` (the `line_presentation:` section)."""
+
+    # item / billing_code: as lines.group_by says; summary: one line per TaxType and account for the whole
+    # invoice (quantity 1, summed amounts), with summary_description as its text.
+    mode: Literal["as_grouped", "summary"] = "as_grouped"
+    summary_description: str = Field(default="Services for {invoiceNumber}", min_length=1, max_length=1000)
+    # Labour lines (billing items with a timeEntryID) get their time entries' date, resource, hours and
+    # summary notes appended to the description, cut to Xero's 4,000 characters with a "…".
+    time_entries: bool = False
+
+    @field_validator("summary_description")
+    @classmethod
+    def _summary_fields(cls, template):
+        unknown = sorted(set(_PLACEHOLDER.findall(template)) - REFERENCE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; use one of "
+                             + ", ".join("{" + f + "}" for f in sorted(REFERENCE_FIELDS)))
+        return template
+
+
+class NoSyncUdf(_Strict):
+    """A company user-defined field whose value marks the company "do not sync"."""
+
+    name: str = Field(min_length=1)
+    # Compared without regard to case or surrounding spaces.
+    values: list[str] = Field(min_length=1)
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _values_are_text(cls, values):
+        return [str(v) for v in values] if isinstance(values, list) else values
+
+
+class InvoiceFilters(_Strict):
+    """Invoices deliberately not sent (the `filters:` section): each is reported as skipped, with its rule."""
+
+    # Skip invoices whose total (in the invoice's own currency; a credit's made positive) is under this.
+    minimum_total: Decimal | None = Field(default=None, ge=0)
+    # Skip the invoices of companies whose UDF holds one of these values.
+    no_sync_udf: NoSyncUdf | None = None
+    # Skip the invoices of companies with one of these classifications (picklist label or id).
+    no_sync_classifications: list[str] = Field(default_factory=list)
+
+    @field_validator("minimum_total", mode="before")
+    @classmethod
+    def _exact_decimal(cls, value):
+        # YAML reads 5.10 as a float; its text is the amount the person wrote, never float arithmetic.
+        if isinstance(value, float):
+            return str(value)
+        if isinstance(value, str):
+            try:
+                Decimal(value)
+            except InvalidOperation:
+                raise ValueError(f"{value!r} is not an amount; write it like 5.00") from None
+        return value
+
+    @field_validator("no_sync_classifications", mode="before")
+    @classmethod
+    def _labels_are_text(cls, values):
+        return [str(v) for v in values] if isinstance(values, list) else values
+
+
+ContactMatch = Literal["account_number", "name"]
+
+
+class ContactRules(_Strict):
+    """How Autotask companies find their Xero contacts (the `contacts:` section)."""
+
+    # After the ContactNumber (the Autotask company id, always tried first), in this order: account_number
+    # (Companies.companyNumber = Xero AccountNumber), name (the exact name, as Xero compares names).
+    # Only a contact with no ContactNumber (or the same one) is adopted; every adoption is reported.
+    match: list[ContactMatch] = Field(default_factory=lambda: ["name"])
+    # A company UDF naming the billing contact (by full name, e-mail or Contacts id): the Xero contact's
+    # person and e-mail come from it instead of the primary contact.
+    billing_contact_udf: str | None = None
+
+    @field_validator("match")
+    @classmethod
+    def _once_each(cls, match):
+        if len(set(match)) != len(match):
+            raise ValueError("each way of matching is listed once")
+        return match
 
 
 # ---- bills and purchase orders (the `bills:` section) ---------------------------------------------
@@ -393,6 +479,12 @@ class InvoiceMapping(_Strict):
     bills: BillMapping = Field(default_factory=BillMapping)
     # Xero items on invoice lines (see ItemRules).
     items: ItemRules = Field(default_factory=ItemRules)
+    # Invoices deliberately not sent, each reported with its rule (see InvoiceFilters).
+    filters: InvoiceFilters = Field(default_factory=InvoiceFilters)
+    # How companies are matched to existing Xero contacts, and whose person and e-mail they carry.
+    contacts: ContactRules = Field(default_factory=ContactRules)
+    # Summary lines and time entries on labour lines (see LinePresentation).
+    line_presentation: LinePresentation = Field(default_factory=LinePresentation)
 
     @field_validator("status_overrides", "due_date_overrides", mode="before")
     @classmethod

@@ -147,6 +147,8 @@ class AutotaskInvoiceLines(pa.DataFrameModel):
     contractID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
     sortOrderID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
     itemDate: Series[str] = pa.Field(nullable=True)
+    # The labour line's TimeEntries record (line_presentation.time_entries reads it).
+    timeEntryID: Series[pd.Int64Dtype] = pa.Field(nullable=True)
 
     @pa.check("extendedPrice", "taxDollars", "totalAmount", element_wise=True,
               error="must be a Decimal amount within ±9,999,999,999.99")

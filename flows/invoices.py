@@ -17,6 +17,7 @@ from core.invoices import XeroReference, credit_ids, invoice_documents, plan_inv
 from core.items import assign_item_codes
 from pipeline import FlowSpec, Planned, run, run_name
 from tasks.extract import AutotaskExtract, extract_invoices
+from tasks.filters import apply_filters
 from tasks.items import ensure_items
 from tasks.tenancy import route_invoices
 
@@ -41,10 +42,12 @@ def read_and_plan(ctx: TenantContext, since: date, until: date, revisit: list[st
                   bounded: bool = False) -> Planned:
     extract = extract_invoices(ctx, since, until, [int(i) for i in revisit if i.isdigit()], bounded)
     routed = route_invoices(ctx, extract)  # only this tenant's invoices; the rest are reported
-    extract = routed.extract
+    kept = apply_filters(ctx, routed.extract)  # the mapping's filters: skipped invoices are reported, never sent
+    extract = kept.extract
     return Planned(
         plans=map_invoices(ctx, extract, xero), companies=extract.companies, contacts=extract.contacts,
-        currencies=extract.reference.get("Currencies", []), outcomes=routed.outcomes, autotask_calls=extract.api_calls,
+        currencies=extract.reference.get("Currencies", []), outcomes=routed.outcomes + kept.outcomes,
+        autotask_calls=extract.api_calls,
     )
 
 

@@ -160,7 +160,7 @@ def _sync(ctx: TenantContext, spec: FlowSpec, planned: Planned, summary: RunSumm
             raise TargetLimitReached(summary.stopped)
         contact_ids: dict[str, str] = {}
         if not summary.dry_run:
-            plans, contact_ids = _with_contacts(ctx, planned)
+            plans, contact_ids = _with_contacts(ctx, planned, summary)
             _forget_other_kinds(ctx, spec, plans)
             if spec.before_send is not None:
                 spec.before_send(ctx, plans)
@@ -185,11 +185,16 @@ def _sync(ctx: TenantContext, spec: FlowSpec, planned: Planned, summary: RunSumm
         summary.outcomes += [not_sent(p, str(exc)) for p in plans if (p.kind, p.source_id) not in done and p.sendable]
 
 
-def _with_contacts(ctx: TenantContext, planned: Planned) -> tuple[list[DocumentPlan], dict[str, str]]:
-    """Ensure the plans' contacts; a document whose contact could not be made is set aside, not sent."""
+def _with_contacts(ctx: TenantContext, planned: Planned, summary: RunSummary | None = None
+                   ) -> tuple[list[DocumentPlan], dict[str, str]]:
+    """Ensure the plans' contacts; a document whose contact could not be made is set aside, not sent.
+    Existing Xero contacts adopted (and why) go into the run report."""
     numbers = sorted({p.contact.number for p in planned.plans if p.sendable and p.contact})
     contacts = sync_contacts(ctx, planned.companies, planned.contacts, numbers, planned.currencies,
                              supplier=planned.supplier)
+    if summary is not None:
+        summary.contacts_adopted += contacts.adopted
+        summary.contact_notes += contacts.notes
     if contacts.stopped:
         raise TargetLimitReached(contacts.stopped)
     plans = []

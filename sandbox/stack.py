@@ -35,6 +35,7 @@ class SandboxStack:
     org_country: str = "NZ"
     window_end: date | None = None
     history_days: int = 30          # the generated invoices and purchasing spread over this many days
+    filter_cases: bool = False      # add the filter and contact cases (generator._filter_cases)
     # Fault injection, off by default: a share of 429/500/503, timeouts, drops and lost responses.
     autotask_faults: FaultConfig = field(default_factory=FaultConfig)
     xero_faults: FaultConfig = field(default_factory=FaultConfig)
@@ -45,7 +46,7 @@ class SandboxStack:
             data = load_data(self.data_file)
         else:
             data = generate_data(seed=self.seed, invoices=self.invoices, start=end - timedelta(days=self.history_days - 1),
-                                 days=self.history_days)
+                                 days=self.history_days, filter_cases=self.filter_cases)
         self.autotask = AutotaskSandbox(data, clock=self.clock)
         self.xero = XeroSandbox(clock=self.clock, faults=self.xero_faults)
         self.org = self.add_org(self.org_name, self.org_country)

@@ -1,7 +1,9 @@
 """Contacts: one Xero contact per Autotask company a document names, customers and suppliers alike.
 
-Matched by ContactNumber (the Autotask company id) first, then by exact name when that contact has no
-ContactNumber (or the same one): a contact that belongs to another company number is never adopted.
+Matched by ContactNumber (the Autotask company id) first, then as the mapping's `contacts.match` says
+(core.contacts: the same account number, the same name as Xero compares names) when that contact has no
+ContactNumber (or the same one): a contact that belongs to another company number, or one of two
+candidates, is never adopted. Every adoption is reported (`Contacts.adopted`).
 Created or updated in batches of at most 50; updated only when the Autotask side changed (a content
 hash per company in the ledger, kind "contact"). Two companies with one name get distinct names
 (core.invoices.contact_names). Creation is safe to repeat: contacts are looked up by ContactNumber
@@ -18,9 +20,11 @@ from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
 from clients.xero import XeroOutcomeUnknown, contact_hash
+from core.contacts import Candidate, billing_person, match_contacts
 from core.documents import TargetLimitReached, batches
 from core.frames import read_int
 from core.invoices import contact_draft, contact_names
+from core.mapping import ContactRules
 
 KIND_CONTACT = "contact"
 
@@ -30,6 +34,8 @@ class Contacts:
     ids: dict[str, str] = field(default_factory=dict)     # ContactNumber (company id) -> Xero ContactID
     failed: dict[str, str] = field(default_factory=dict)  # ContactNumber -> why its contact could not be made
     stopped: str | None = None  # an API limit (the daily call budget) stopped the contacts: the run stops too
+    adopted: list[str] = field(default_factory=list)  # which existing Xero contact each company adopted, and how
+    notes: list[str] = field(default_factory=list)    # a billing contact UDF that names no one, ...
 
 
 def _key(*parts) -> str:
@@ -60,9 +66,13 @@ def sync_contacts(ctx: TenantContext, companies: pd.DataFrame, contacts: list[di
 def _sync_contacts(ctx: TenantContext, companies: pd.DataFrame, contacts: list[dict], numbers: list[str],
                    currencies: list[dict], supplier: bool) -> Contacts:
     company_ids = sorted({i for i in (_int(n) for n in numbers) if i is not None})
-    drafts = _drafts(companies, contacts, currencies, company_ids, supplier)
+    rules = _rules(ctx)
+    notes: list[str] = []
+    drafts = _drafts(companies, contacts, currencies, company_ids, supplier, rules, notes)
     hashes = {i: contact_hash(d) for i, d in drafts.items()}
-    ids, adopt, failed = _matched(ctx.xero, drafts)
+    ids, adopt, failed, adopted = _matched(ctx.xero, drafts, rules)
+    for message in adopted + notes:
+        get_run_logger().info("%s", message)
     known = {int(k): r for k, r in ctx.ledger.records(ctx.tenant, KIND_CONTACT, [str(i) for i in drafts]).items()}
     to_update = [i for i in drafts if i in adopt or (i in ids and (known.get(i) is None or known[i].content_hash != hashes[i]))]
     to_create = [i for i in drafts if i not in ids and i not in adopt and i not in failed]
@@ -74,47 +84,74 @@ def _sync_contacts(ctx: TenantContext, companies: pd.DataFrame, contacts: list[d
     for i in company_ids:
         if i not in ids and i not in failed:
             failed[i] = f"Autotask company {i} was not found"
-    return Contacts(ids={str(k): v for k, v in ids.items()}, failed={str(k): v for k, v in failed.items()})
+    return Contacts(ids={str(k): v for k, v in ids.items()}, failed={str(k): v for k, v in failed.items()},
+                    adopted=adopted, notes=notes)
+
+
+def _rules(ctx: TenantContext) -> ContactRules:
+    mapping = getattr(ctx, "mapping", None)
+    return getattr(mapping, "contacts", None) or ContactRules()
 
 
 def _drafts(companies: pd.DataFrame, contacts: list[dict], currencies: list[dict], company_ids: list[int],
-            supplier: bool) -> dict:
+            supplier: bool, rules: ContactRules = ContactRules(), notes: list[str] | None = None) -> dict:
     """company id -> its ContactDraft, for the companies that were read."""
     # Contacts come as Autotask served them: one whose companyID cannot be read belongs to no company here.
-    primary = {i: c for c in contacts if (i := read_int(c.get("companyID"))) is not None}
+    # They are the primary contacts, or every contact of the companies when a billing contact UDF is mapped.
+    of_company: dict[int, list[dict]] = {}
+    for c in contacts:
+        if (i := read_int(c.get("companyID"))) is not None:
+            of_company.setdefault(i, []).append(c)
     by_id = {int(r["id"]): r for r in companies.to_dict("records")}
     names = contact_names(companies) if len(companies) else {}
     currency_by_id = {int(c["id"]): str(c.get("name") or "") for c in currencies}
-    return {
-        i: contact_draft(by_id[i], primary.get(i), currency_code=currency_by_id.get(_int(by_id[i].get("currencyID"))),
-                         name=names.get(i), supplier=supplier)
-        for i in company_ids if i in by_id
-    }
+    drafts = {}
+    for i in company_ids:
+        if i not in by_id:
+            continue
+        people = of_company.get(i, [])
+        if rules.billing_contact_udf:
+            person, note = billing_person(by_id[i], people, rules.billing_contact_udf)
+            if note and notes is not None:
+                notes.append(note)
+        else:
+            # Only primary contacts were read: the one there is (as before the UDF option existed).
+            person = next((c for c in people if c.get("primaryContact") is True), people[-1] if people else None)
+        drafts[i] = contact_draft(by_id[i], person, currency_code=currency_by_id.get(_int(by_id[i].get("currencyID"))),
+                                  name=names.get(i), supplier=supplier, account_number="account_number" in rules.match)
+    return drafts
 
 
-def _matched(xero, drafts: dict) -> tuple[dict[int, str], dict[int, str], dict[int, str]]:
-    """(found by ContactNumber, adopted by exact name, refused) for the wanted companies."""
+def _candidates(found) -> list[Candidate]:
+    return [Candidate(contact_id=str(c.contact_id), name=c.name or "", contact_number=c.contact_number or None,
+                      account_number=getattr(c, "account_number", None) or None) for c in found]
+
+
+def _matched(xero, drafts: dict, rules: ContactRules = ContactRules()
+             ) -> tuple[dict[int, str], dict[int, str], dict[int, str], list[str]]:
+    """(found by ContactNumber, adopted, refused, what was adopted and how) for the wanted companies."""
     wanted = list(drafts)
     existing = {int(c.contact_number): c for c in xero.find_contacts(numbers=[str(i) for i in wanted])
                 if c.contact_number and str(c.contact_number).isdigit()}
     ids = {i: str(c.contact_id) for i, c in existing.items()}
     adopt: dict[int, str] = {}
     failed: dict[int, str] = {}
-    # Not found by number: an existing contact with exactly this name and no (or the same) number is adopted.
-    by_name_wanted = {drafts[i].name: i for i in wanted if i not in ids}
-    if by_name_wanted:
-        for c in xero.find_contacts(names=list(by_name_wanted)):
-            company = by_name_wanted.get(c.name)  # exact, case and all
-            if company is None or company in adopt:
-                continue
-            if not c.contact_number or str(c.contact_number) == str(company):
-                adopt[company] = str(c.contact_id)
-            else:
-                failed[company] = (
-                    f"Xero already has a contact named '{c.name}' that belongs to another record "
-                    f"(ContactNumber {c.contact_number}); it is not merged with Autotask company {company}"
-                )
-    return ids, adopt, failed
+    messages: list[str] = []
+    # Not found by number: the mapping's ways of matching, in its order (core.contacts.match_contacts).
+    for how in rules.match:
+        left = [i for i in wanted if i not in ids and i not in adopt and i not in failed]
+        values = {i: drafts[i].name if how == "name" else drafts[i].account_number for i in left}
+        values = {i: v for i, v in values.items() if v}
+        if not values:
+            continue
+        found = (xero.find_contacts(names=list(values.values())) if how == "name"
+                 else xero.find_contacts(account_numbers=list(values.values())))
+        taken = set(ids.values()) | set(adopt.values())
+        adopted, refused = match_contacts(values, _candidates(found), how, taken)
+        adopt.update({i: a.contact_id for i, a in adopted.items()})
+        failed.update(refused)
+        messages += [a.message for a in adopted.values()]
+    return ids, adopt, failed, messages
 
 
 def _record(ctx: TenantContext, company: int, contact_id: str, content_hash: str) -> None:

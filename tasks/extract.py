@@ -82,13 +82,20 @@ def extract_invoices(ctx: TenantContext, since: date, until: date, revisit: list
         line_records = list(at.query_in("BillingItems", "invoiceID", invoice_ids)) if invoice_ids else []
         company_ids = sorted(_ids(invoice_records, "companyID"))
         company_records = list(at.query_in("Companies", "id", company_ids)) if company_ids else []
-        contacts = (
-            list(at.query_in("Contacts", "companyID", company_ids, filter=[{"op": "eq", "field": "primaryContact", "value": True}]))
-            if company_ids
-            else []
-        )
+        # The primary contacts; every contact of the companies when a company UDF names the billing contact.
+        only_primary = [] if ctx.mapping.contacts.billing_contact_udf else [
+            {"op": "eq", "field": "primaryContact", "value": True}]
+        contacts = list(at.query_in("Contacts", "companyID", company_ids, filter=only_primary)) if company_ids else []
         reference = {entity: list(at.query(entity, ALL_RECORDS)) for entity in REFERENCE_ENTITIES}
         reference["Picklists"] = at.picklists_of(PICKLIST_ENTITIES)
+        if ctx.mapping.line_presentation.time_entries:
+            # The labour lines' time entries and who worked them, in `in` batches: never a query per line.
+            entry_ids = _ids(line_records, "timeEntryID")
+            reference["TimeEntries"] = list(at.query_in("TimeEntries", "id", entry_ids)) if entry_ids else []
+            resource_ids = _ids(reference["TimeEntries"], "resourceID")
+            reference["Resources"] = (list(at.query_in("Resources", "id", resource_ids,
+                                                       include_fields=["id", "firstName", "lastName"]))
+                                      if resource_ids else [])
         web_url = at.web_url  # from the zone lookup the client already made
         return AutotaskExtract(
             invoices=invoices_frame(invoice_records),

@@ -27,6 +27,8 @@ class RunSummary:
     attach_failures: dict[str, str] = field(default_factory=dict)  # source id -> why its PDF is not attached yet
     stopped: str | None = None  # why the run stopped sending early (an API limit, the daily Xero call budget)
     window_unread: bool = False  # it stopped before reading its window: nothing was planned
+    contacts_adopted: list[str] = field(default_factory=list)  # existing Xero contacts companies adopted, and how
+    contact_notes: list[str] = field(default_factory=list)     # contact choices a person may want to check
 
     def count(self, what: Result | str) -> int:
         """Outcomes of this result (whatever the kind), or whose action starts with this text."""
@@ -153,7 +155,7 @@ def summary_markdown(summary: RunSummary) -> str:
         f"| planned (dry run) | {count(Result.PLANNED)} |",
         f"| in flight in another run | {count(Result.IN_FLIGHT)} |",
         f"| not sent yet (an API limit or a lost answer; the next run sends or finds them) | {count(Result.NOT_SENT)} |",
-        f"| skipped (voided before sync, or another tenant's) | {count(Result.SKIPPED)} |",
+        f"| skipped (voided before sync, another tenant's, or the mapping's filters) | {count(Result.SKIPPED)} |",
         f"| set aside | {summary.set_aside_count} |",
         f"| PDF attachments not done yet (retried next run) | {len(summary.attach_failures)} |",
         "",
@@ -164,6 +166,11 @@ def summary_markdown(summary: RunSummary) -> str:
         "",
         f"API calls: Autotask {summary.autotask_calls}, Xero {summary.xero_calls}.",
     ]
+    if summary.contacts_adopted:
+        lines += ["", "Existing Xero contacts adopted (each now carries its Autotask company id as ContactNumber):",
+                  *[f"- {m}" for m in summary.contacts_adopted]]
+    if summary.contact_notes:
+        lines += ["", "Contacts:", *[f"- {m}" for m in summary.contact_notes]]
     if unsubscribed:
         lines += ["", f"Currencies the Xero organisation lacks (their documents are set aside): {', '.join(unsubscribed)}. "
                   "Add them in Xero (Settings > Currencies), then rerun."]

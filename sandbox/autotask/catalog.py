@@ -41,6 +41,9 @@ DEPARTMENTS: dict[int, str] = {1: "Service Desk", 2: "Projects", 3: "Procurement
 
 COMPANY_TYPES: dict[int, str] = {1: "Customer", 2: "Lead", 3: "Prospect", 7: "Vendor", 8: "Partner"}
 
+# Companies.classification, a per-tenant picklist.
+COMPANY_CLASSIFICATIONS: dict[int, str] = {1: "Managed", 2: "Break-fix", 3: "Internal - do not invoice"}
+
 PURCHASE_ORDER_STATUSES: dict[int, str] = {
     1: "New", 2: "Submitted", 3: "Received Partial", 4: "Received Full", 5: "Cancelled",
 }

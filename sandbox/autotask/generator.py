@@ -215,7 +215,9 @@ def _kinds_for(rng: random.Random, index: int) -> list[int]:
 
 
 def generate_data(seed: int = 7, invoices: int = 40, *, start: date | None = None,
-                  days: int = 30) -> dict[str, list[dict]]:
+                  days: int = 30, filter_cases: bool = False) -> dict[str, list[dict]]:
+    """`filter_cases` adds the records the mapping's filters and contact options are tested on (see
+    _filter_cases); off by default, so every data set generated before them is unchanged."""
     rng = random.Random(seed)
     start = start or DEFAULT_START
     data = _reference_data()
@@ -290,12 +292,124 @@ def generate_data(seed: int = 7, invoices: int = 40, *, start: date | None = Non
     # Cases the bills sync needs, from a stream of their own: every record above stays as it was.
     _purchasing_cases(random.Random(f"purchasing:{seed}"), start, days, companies, contacts, customers, pos,
                       po_items, receivings)
+    if filter_cases:
+        _filter_cases(random.Random(f"filters:{seed}"), start, days, companies, contacts, customers, invoice_rows,
+                      line_rows, tax_rate)
+    # The time entries behind the labour lines, from a stream of their own: new records only.
+    resources, time_entries = _time_entries(random.Random(f"time:{seed}"), line_rows)
     for company in companies:
         company.pop("_paymentTerm", None)
     data.update({"Companies": companies, "Contacts": contacts, "Invoices": invoice_rows,
                  "BillingItems": line_rows, "PurchaseOrders": pos, "PurchaseOrderItems": po_items,
-                 "PurchaseOrderItemReceiving": receivings})
+                 "PurchaseOrderItemReceiving": receivings, "Resources": resources, "TimeEntries": time_entries})
     return data
+
+
+_RESOURCES = [(29682885, "Aroha", "Tane"), (29682886, "Ben", "Walker"), (29682887, "Chloe", "Singh")]
+_WORK_NOTES = [
+    "Reset the user's MFA and re-enrolled the authenticator app.",
+    "Replaced the failing switch in the comms cabinet; tested every port.",
+    "Investigated slow logons: removed a stale mapped drive from the group policy.",
+    "Migrated the shared mailbox and checked permissions with the office manager.",
+    "Patched the file server and rebooted out of hours.",
+]
+
+
+def _time_entries(rng: random.Random, line_rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """One TimeEntries record per labour billing item's timeEntryID, worked on the item's date."""
+    resources = [{"id": rid, "firstName": first, "lastName": last, "isActive": True, "userName": first.lower(),
+                  "email": f"{first.lower()}@msp.example.com", "resourceType": "Employee"}
+                 for rid, first, last in _RESOURCES]
+    entries = []
+    for line in line_rows:
+        entry_id = line.get("timeEntryID")
+        if entry_id is None or any(e["id"] == entry_id for e in entries[-50:]):
+            continue
+        worked = datetime.strptime(line["itemDate"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        hours = abs(Decimal(line["quantity"]))
+        entries.append({
+            "id": entry_id, "ticketID": line.get("ticketID"), "resourceID": rng.choice(_RESOURCES)[0],
+            "roleID": line.get("roleID"), "billingCodeID": line.get("billingCodeID"), "dateWorked": at_utc(worked.date()),
+            "startDateTime": at_utc(worked), "endDateTime": at_utc(worked + timedelta(minutes=int(hours * 60))),
+            "hoursWorked": hours, "hoursToBill": hours, "offsetHours": Decimal("0.0000"), "isNonBillable": False,
+            "showOnInvoice": True, "summaryNotes": rng.choice(_WORK_NOTES), "timeEntryType": 2,
+            "createDateTime": at_utc(worked + timedelta(hours=1)), "lastModifiedDateTime": at_utc(worked + timedelta(hours=1)),
+        })
+    return resources, entries
+
+
+# Ids of the filter cases; invoices (and their items) move past the generated ones in a large data set.
+NO_SYNC_COMPANY_ID, BILLING_CONTACT_COMPANY_ID = 190, 191
+_CASE_INVOICE_ID, _CASE_LINE_ID = 6901, 89_000_001
+
+
+def _filter_cases(rng: random.Random, start: date, days: int, companies: list[dict], contacts: list[dict],
+                  customers: list[dict], invoices: list[dict], lines: list[dict], tax_rate: dict) -> None:
+    """Records the mapping's filters and contact options are tested on, appended after the generated ones:
+
+    company 190  Riverside Holdings (internal), UDF "Xero Sync" = "No", with invoice INV-F0001 (220.00 + GST).
+    company 191  Marlborough Wine Estates, UDF "Billing Contact" = its second, non-primary contact's name,
+                 with invoice INV-F0002.
+    INV-F0003    a 2.30 parking charge (not taxable) for the first customer: a total under 5.00.
+    """
+    span = max(days, 1)
+    day = start + timedelta(days=min(3, span - 1))
+    contact_id = max(c["id"] for c in contacts) + 1
+    base = {"isActive": True, "companyType": 1, "taxRegionID": 1, "isTaxExempt": False, "currencyID": 1,
+            "invoiceTemplateID": 101, "city": "Auckland", "createDate": "2024-03-01T00:00:00.000Z",
+            "lastTrackedModifiedDateTime": "2026-01-10T02:00:00.000Z"}
+    cases = [(NO_SYNC_COMPANY_ID, "Riverside Holdings (internal)", "C1900", "No", None),
+             (BILLING_CONTACT_COMPANY_ID, "Marlborough Wine Estates", "C1910", "Yes", "Tui Harrison")]
+    for cid, name, number, sync, billing in cases:
+        domain = name.split()[0].lower() + ".example.com"
+        companies.append({**base, "id": cid, "companyName": name, "companyNumber": number,
+                          "phone": f"+64 9 {rng.randint(300, 999)} {rng.randint(1000, 9999)}",
+                          "address1": f"{rng.randint(1, 400)} Quay Street", "postalCode": "1010",
+                          "userDefinedFields": [{"name": "Xero Sync", "value": sync},
+                                                {"name": "Billing Contact", "value": billing}]})
+        people = [(rng.choice(_FIRST), rng.choice(_LAST), "accounts", True)]
+        if billing:
+            people.append((*billing.split(), "tui.harrison", False))
+        for first, last, mailbox, primary in people:
+            contacts.append({"id": contact_id, "companyID": cid, "firstName": first, "lastName": last,
+                             "emailAddress": f"{mailbox}@{domain}", "primaryContact": primary, "isActive": 1,
+                             "title": "Accounts Payable" if primary else "Finance Manager",
+                             "createDate": "2024-03-01T00:00:00.000Z", "lastModifiedDate": "2026-01-10T02:00:00.000Z",
+                             "userDefinedFields": []})
+            contact_id += 1
+    invoice_id = max([_CASE_INVOICE_ID - 1, *(i["id"] for i in invoices)]) + 1
+    line_id = max([_CASE_LINE_ID - 1, *(l["id"] for l in lines)]) + 1
+    issued = datetime.combine(day, time(0), tzinfo=timezone.utc)
+    specs = [("INV-F0001", NO_SYNC_COMPANY_ID, 29682806, "Managed Services", Decimal(1), Decimal("220.0000")),
+             ("INV-F0002", BILLING_CONTACT_COMPANY_ID, 29682806, "Managed Services", Decimal(2), Decimal("187.5000")),
+             ("INV-F0003", customers[0]["id"], 29682808, "Parking", Decimal(1), Decimal("2.3000"))]
+    for number, cid, code, item, qty, rate in specs:
+        company = next(c for c in companies if c["id"] == cid)
+        pct = tax_rate[(company["taxRegionID"], catalog.BILLING_CODES[code][4])]
+        extended = money(qty * rate)
+        tax = money(extended * pct / 100)
+        lines.append({
+            "id": line_id, "invoiceID": invoice_id, "companyID": cid, "itemName": item,
+            "description": f"{item} - {company['companyName']}", "lineItemFullDescription": item,
+            "lineItemGroupDescription": "Recurring Contract Service" if code == 29682806 else "Expense",
+            "quantity": qty, "rate": rate, "extendedPrice": extended, "taxDollars": tax, "totalAmount": extended + tax,
+            "ourCost": money(rate * Decimal("0.62")), "internalCurrencyRate": rate, "internalCurrencyExtendedPrice": extended,
+            "internalCurrencyTaxDollars": tax, "internalCurrencyTotalAmount": extended + tax,
+            "billingCodeID": code, "billingItemType": 5 if code == 29682806 else 4, "subType": 0, "nonBillable": 0,
+            "itemDate": at_utc(issued), "postedDate": at_utc(issued), "postedOnTime": at_utc(issued + timedelta(hours=3)),
+            "sortOrderID": 1, "purchaseOrderNumber": None, "webServiceDate": None,
+        })
+        invoices.append({
+            "id": invoice_id, "batchID": 900 + (day - start).days, "companyID": cid, "comments": None,
+            "createDateTime": at_utc(issued + timedelta(hours=2)), "creatorResourceID": 29682885,
+            "invoiceDateTime": at_utc(issued), "dueDate": at_utc(day + timedelta(days=20)),
+            "fromDate": at_utc(day.replace(day=1)), "toDate": at_utc(day), "invoiceEditorTemplateID": 101,
+            "invoiceNumber": number, "invoiceTotal": extended + tax, "totalTaxValue": tax, "isVoided": False,
+            "voidedDate": None, "voidedByResourceID": None, "orderNumber": None, "paidDate": None, "paymentTerm": 5,
+            "taxGroup": 1, "taxRegionName": catalog.TAX_REGIONS[1], "webServiceDate": None,
+        })
+        invoice_id += 1
+        line_id += 1
 
 
 def _purchase_orders(rng, customers, start, days, count):

@@ -30,6 +30,8 @@ ENTITY_MODELS: dict[str, str] = {
     "PurchaseOrderItems": "PurchaseOrderItemModel",
     "PurchaseOrderItemReceiving": "PurchaseOrderItemReceivingModel",
     "Products": "ProductModel",
+    "TimeEntries": "TimeEntryModel",
+    "Resources": "ResourceModel",
 }
 
 # Autotask's entity docs: these exist on the model but "cannot be queried".
@@ -55,7 +57,7 @@ PICKLISTS: dict[str, dict[str, dict[int, str]]] = {
         "generalLedgerAccount": catalog.GENERAL_LEDGER_ACCOUNTS,
         "department": catalog.DEPARTMENTS,
     },
-    "Companies": {"companyType": catalog.COMPANY_TYPES},
+    "Companies": {"companyType": catalog.COMPANY_TYPES, "classification": catalog.COMPANY_CLASSIFICATIONS},
     "PurchaseOrders": {"status": catalog.PURCHASE_ORDER_STATUSES, "paymentTerm": _PAYMENT_TERM_LABELS},
 }
 
