@@ -246,6 +246,7 @@ class DocumentPlan:
     void: bool = False                   # voided or cancelled in the source: take it out of Xero if it is there
     applies_to: str | None = None        # the target document it settles: the Xero invoice a payment pays
     account_id: str | None = None        # the account money goes to: a payment's bank account (Xero AccountID)
+    sent_to_contact: bool | None = None  # an approved sales invoice marked sent in Xero (Xero e-mails nobody)
 
     @property
     def document_kind(self) -> DocumentKind:
@@ -257,7 +258,7 @@ class DocumentPlan:
 
 
 # Fields added after ledgers held hashes: left out while empty, so a document synced before keeps its hash.
-_ADDED_LATER = frozenset({"applies_to", "account_id"})
+_ADDED_LATER = frozenset({"applies_to", "account_id", "sent_to_contact"})
 
 
 def plan_hash(plan: DocumentPlan) -> str:

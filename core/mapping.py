@@ -14,6 +14,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 InvoiceStatus = Literal["DRAFT", "SUBMITTED", "AUTHORISED"]
+# How sales invoices are imported: InvoiceStatus, or AUTHORISED_SENT (approved, then marked sent to the
+# contact: Xero's SentToContact, which e-mails nobody; Xero keeps it on approved invoices only, and credit
+# notes take it from Xero's screens alone, so credit notes arrive AUTHORISED).
+ImportStatus = Literal["DRAFT", "SUBMITTED", "AUTHORISED", "AUTHORISED_SENT"]
+AUTHORISED_SENT = "AUTHORISED_SENT"
 LineAmountTypes = Literal["Exclusive", "Inclusive", "NoTax"]
 
 # Fields of an Autotask invoice that templates (invoice number, reference) may use.
@@ -336,9 +341,9 @@ class InvoiceMapping(_Strict):
     tax: TaxRules = Field(default_factory=TaxRules)
     # "autotask": Autotask's invoiceNumber; "xero": Xero numbers them; or a template such as "INV:{id}".
     invoice_number: str = "autotask"
-    status: InvoiceStatus = "DRAFT"
+    status: ImportStatus = "DRAFT"
     # Autotask company id (or exact company name) -> status for that customer's invoices.
-    status_overrides: dict[str, InvoiceStatus] = Field(default_factory=dict)
+    status_overrides: dict[str, ImportStatus] = Field(default_factory=dict)
     line_amount_types: LineAmountTypes = "Exclusive"
     due_date: DueDateRule = "autotask"
     due_days: int = Field(default=0, ge=0)
