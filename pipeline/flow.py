@@ -119,10 +119,22 @@ def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry
         get_run_logger().warning("stopped early, the high-water mark is not moved: %s", summary.stopped)
     elif not dry_run and not only_window:
         advance_high_water(ctx, spec.high_water, until)
+    _token_age(ctx, summary)
     summary.xero_calls = ctx.xero.calls - xero_calls_before
     summary.autotask_calls += ctx.autotask_invoices.calls - autotask_writes_before
     publish_report(summary)
     return _final_state(summary)
+
+
+def _token_age(ctx: TenantContext, summary: RunSummary) -> None:
+    """Warn when Xero's refresh token has gone unused for 45 days (it dies at 60). Read after the run, so a
+    run that refreshed the token does not warn about the one it replaced."""
+    from atx.check import refresh_token_warning_for
+
+    text = refresh_token_warning_for(ctx.settings)
+    if text:
+        summary.warnings.append(text)
+        get_run_logger().warning("%s", text)
 
 
 def _check_and_read(ctx: TenantContext, spec: FlowSpec, summary: RunSummary, only_window: bool) -> Planned | None:

@@ -27,6 +27,7 @@ class RunSummary:
     attach_failures: dict[str, str] = field(default_factory=dict)  # source id -> why its PDF is not attached yet
     stopped: str | None = None  # why the run stopped sending early (an API limit, the daily Xero call budget)
     window_unread: bool = False  # it stopped before reading its window: nothing was planned
+    warnings: list[str] = field(default_factory=list)  # for a person, outside any document (a token ageing)
 
     def count(self, what: Result | str) -> int:
         """Outcomes of this result (whatever the kind), or whose action starts with this text."""
@@ -142,6 +143,8 @@ def summary_markdown(summary: RunSummary) -> str:
         + (" (dry run)" if summary.dry_run else ""),
         "",
         *_stopped(summary),
+        *[f"**Warning**: {w}." for w in summary.warnings],
+        *([""] if summary.warnings else []),
         "| | count |",
         "|---|---|",
         f"| created in Xero | {count(Result.CREATED)} |",

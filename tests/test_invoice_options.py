@@ -4,7 +4,7 @@ sync date, and the warning before Xero's refresh token goes unused for too long.
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
@@ -44,3 +44,38 @@ def test_approved_and_sent_invoices_arrive_authorised_and_marked_sent(stack, tmp
     for row in credits.values():
         doc = stack.org.credit_notes[row.target_id]
         assert doc["Status"] == "AUTHORISED" and doc.get("SentToContact") is not True
+
+
+# ---- 3. refresh-token age --------------------------------------------------------------------------------
+def _token_saved_days_ago(settings, days: int) -> datetime:
+    """Set the ledger's record of when the token set was last saved (each refresh saves it)."""
+    from sqlalchemy import update
+
+    from ledger.models import StoredToken
+
+    moment = datetime.now(timezone.utc) - timedelta(days=days)
+    ledger = ledger_for(settings)
+    with ledger.session() as s:
+        s.execute(update(StoredToken).where(StoredToken.connection == settings.token_connection)
+                  .values(updated_at=moment))
+        s.commit()
+    return moment
+
+
+def test_a_refresh_token_unused_for_46_days_is_warned_in_check_and_in_the_run(stack):
+    from atx.check import check_tenant
+
+    settings = connect(stack, "acme")
+    assert not [p for p in check_tenant("acme") if "refresh token" in p.problem]
+    _, fresh = run()
+    assert fresh.warnings == []
+
+    saved = _token_saved_days_ago(settings, 46)
+    deadline = (saved + timedelta(days=60)).date().isoformat()
+    warned = [p for p in check_tenant("acme") if "refresh token" in p.problem]
+    assert len(warned) == 1 and warned[0].severity == "warning"
+    assert f"run any sync or `atx connect xero --tenant acme` before {deadline}" in warned[0].problem
+    _, summary = run()
+    assert len(summary.warnings) == 1 and deadline in summary.warnings[0]
+    from tasks.report import summary_markdown
+    assert f"before {deadline}" in summary_markdown(summary)
