@@ -336,6 +336,19 @@ class BillMapping(_Strict):
         return template
 
 
+class WriteBack(_Strict):
+    """What the invoices flow writes back to each Autotask invoice once it is in Xero (one PATCH each, once)."""
+
+    # Xero's number into the Autotask invoice's invoiceNumber; only with invoice_number: xero.
+    invoice_number: bool = False
+    # The day the invoice reached Xero into its webServiceDate (Autotask's "processed by an external app").
+    web_service_date: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.invoice_number or self.web_service_date
+
+
 class InvoiceMapping(_Strict):
     accounts: AccountRules = Field(default_factory=AccountRules)
     tax: TaxRules = Field(default_factory=TaxRules)
@@ -357,6 +370,8 @@ class InvoiceMapping(_Strict):
     currency_rate: Literal["autotask", "xero"] = "xero"
     # Autotask purchase orders and their receivings (see BillMapping).
     bills: BillMapping = Field(default_factory=BillMapping)
+    # Written back to Autotask after the invoices reach Xero (see WriteBack).
+    write_back: WriteBack = Field(default_factory=WriteBack)
 
     @field_validator("status_overrides", "due_date_overrides", mode="before")
     @classmethod
@@ -386,6 +401,13 @@ class InvoiceMapping(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("the same tracking category is listed twice; Xero takes each category once per line")
         return rules
+
+    @model_validator(mode="after")
+    def _written_back_numbers_are_xero_numbers(self):
+        if self.write_back.invoice_number and self.invoice_number != "xero":
+            raise ValueError("write_back.invoice_number writes Xero's number into Autotask, which only differs from "
+                             "Autotask's own with invoice_number: xero; set invoice_number: xero or turn it off")
+        return self
 
     @model_validator(mode="after")
     def _template_numbers_are_unique(self):

@@ -79,3 +79,54 @@ def test_a_refresh_token_unused_for_46_days_is_warned_in_check_and_in_the_run(st
     assert len(summary.warnings) == 1 and deadline in summary.warnings[0]
     from tasks.report import summary_markdown
     assert f"before {deadline}" in summary_markdown(summary)
+
+
+# ---- 2. write-back to Autotask ------------------------------------------------------------------------------
+def test_xero_numbers_and_the_sync_date_are_written_back_once_and_a_lost_answer_is_read_back(stack, tmp_path):
+    from zoneinfo import ZoneInfo
+
+    from atx.connections import autotask_client
+    from clients.autotask import autotask_day
+    from core.documents import WRITE_BACK
+    from tasks.outcomes import Result
+
+    mapping = mapping_file(tmp_path, invoice_number="xero", status="AUTHORISED",
+                           write_back={"invoice_number": True, "web_service_date": True})
+    settings = connect(stack, "acme", mapping=mapping)
+    before = {str(i["id"]): i["invoiceNumber"] for i in live_invoices(stack)}
+    lost = stack.autotask_faults.script("lost_response", method="PATCH", times=1)
+    _, first = run()
+    assert lost.fired == 1
+    invoices = synced(settings, "invoice") | synced(settings, "credit_note")
+    assert invoices and first.set_aside_count == 0, first.message
+    written = [o for o in first.outcomes if o.kind == WRITE_BACK.name]
+    # The PATCH whose answer was lost had been applied: read back and recorded, not written again.
+    assert sorted(o.source_id for o in written) == sorted(invoices)
+    assert [o.result for o in written].count(Result.RECOVERED) == 1
+    assert all(o.result in (Result.CREATED, Result.RECOVERED) for o in written)
+
+    tz = ZoneInfo(settings.time_zone)
+    rows = ledger_for(settings).records("acme", WRITE_BACK.name)
+    with autotask_client(settings) as at:
+        for autotask_id, row in invoices.items():
+            held = at.get("Invoices", int(autotask_id))
+            assert held["invoiceNumber"] == row.target_number != before[autotask_id]
+            claimed = row.claimed_at if row.claimed_at.tzinfo else row.claimed_at.replace(tzinfo=timezone.utc)
+            assert autotask_day(held["webServiceDate"]) == claimed.astimezone(tz).date()
+            assert rows[autotask_id].state == DocState.SYNCED
+            assert row.source_number == before[autotask_id]  # the ledger keeps Autotask's own number
+
+    # A rerun writes nothing (any PATCH would fail), and the invoices, mapped with their own numbers, are unchanged.
+    patches = stack.autotask_faults.script("500", method="PATCH", times=1000)
+    _, second = run()
+    assert patches.fired == 0
+    assert not [o for o in second.outcomes if o.kind == WRITE_BACK.name]
+    assert second.count(Result.UPDATED) == 0 and second.attention == []
+    assert second.count(Result.ALREADY) == len(invoices)
+
+
+def test_writing_back_the_invoice_number_needs_xero_numbering(tmp_path):
+    from core.mapping import MappingError, load_mapping
+
+    with pytest.raises(MappingError, match="invoice_number: xero"):
+        load_mapping(mapping_file(tmp_path, write_back={"invoice_number": True}))
