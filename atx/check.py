@@ -11,13 +11,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from atx.connections import autotask_client, xero_gateway
+from atx.connections import autotask_client, ledger_for, xero_gateway
 from atx.settings import SecretRef, SettingsError, TenantSettings, load_all_tenants, load_tenant
 from clients.autotask import AutotaskError
 from clients.xero import XeroAuthError, XeroError, XeroRateLimited
 from core.call_budget import SETTING as BUDGET_SETTING, usage_warning
 from core.invoices import PICKLIST_ENTITIES, XeroReference
 from core.mapping import MappingError, load_mapping
+from core.token_age import refresh_token_warning
 from core.xero_settings import xero_reference
 
 Severity = Literal["error", "warning"]
@@ -58,6 +59,7 @@ def check_tenant(name: str, *, autotask_usage: bool = True, flows: Iterable[str]
         reference = _autotask(settings, problems, autotask_usage)
         xero = _xero(settings, problems, stop_at_limits)
         problems += call_budget(settings)
+        problems += token_age(settings)
         flows = set(settings.flows if flows is None else flows)
         if mapping is not None and xero is not None:
             if "invoices" in flows:
@@ -144,6 +146,30 @@ def call_budget(settings: TenantSettings) -> list[Problem]:
     return [Problem("warning", "Xero call budget", usage_warning(status),
                     f"raise {BUDGET_SETTING} in the tenant file (Xero allows 5,000 calls a day on most plans, "
                     "1,000 on Starter, shared with other integrations), or let the sync go on tomorrow")]
+
+
+def token_age(settings: TenantSettings) -> list[Problem]:
+    """A warning when the stored Xero refresh token has gone unused for 45 days (Xero expires it at 60)."""
+    text = refresh_token_warning_for(settings)
+    if text is None:
+        return []
+    return [Problem("warning", "Xero connection", text[0].upper() + text[1:] + ".",
+                    f"run any sync for the tenant (it refreshes the token), or `atx connect xero --tenant {settings.name}`")]
+
+
+def refresh_token_warning_for(settings: TenantSettings) -> str | None:
+    """The refresh-token age warning for a tenant, from the token set its ledger keeps; None when none is due."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ledger import LedgerTokenStore
+
+    try:
+        saved = LedgerTokenStore(ledger_for(settings), settings.token_connection).last_saved()
+    except (SettingsError, SQLAlchemyError):  # advice only: the connection check reports a broken ledger
+        return None
+    return refresh_token_warning(saved, datetime.now(timezone.utc), settings.name)
 
 
 REFERENCE = ("BillingCodes", "TaxCategories", "InvoiceTemplates", "Currencies")

@@ -22,6 +22,7 @@ import httpx
 from core.documents import (DocumentKind, DocumentPlan, Status, TargetError, TargetLimitReached, TargetOutcomeUnknown,
                             Written, XeroDocument)
 from core.payments import paid_date_key
+from core.writeback import key_fields, write_key
 
 MAX_PAGE_SIZE = 500
 MAX_PAGES = 10_000  # malformed cursors have been seen to cycle; never loop forever
@@ -461,18 +462,26 @@ class AutotaskInvoices:
 
     def find(self, kind: DocumentKind, *, ids=(), numbers=(), contact_ids=(), created_by_my_app: bool = False,
              modified_since=None, where: str | None = None) -> list[XeroDocument]:
+        """The invoices named by id or by write key, each numbered by the key of what Autotask holds now:
+        the paid date (PAID_DATE), or the fields a key names ("123@invoiceNumber=...;webServiceDate=...")."""
         wanted = [int(i) for i in ids if str(i).isdigit()]
         wanted += [int(n.partition("@")[0]) for n in numbers if str(n).partition("@")[0].isdigit()]
         if not wanted:
             return []
+        # For writes of named fields: which fields each invoice's key names (by id alone: every one it may write).
+        fields: dict[str, tuple[str, ...]] = {str(i): _WRITABLE for i in ids}
+        fields.update(dict(key_fields(str(n)) for n in numbers))
+        asked = sorted({f for names in fields.values() for f in names})
         with self._client() as at:
             try:
                 records = list(at.query_in("Invoices", "id", sorted(set(wanted)),
                                            include_fields=["id", "invoiceNumber", "paidDate", "isVoided", "invoiceTotal",
-                                                           "companyID"]))
+                                                           "companyID", *[f for f in asked if f != "invoiceNumber"]]))
             finally:
                 self.calls += at.calls
-        return [_paid_date_document(kind, r) for r in records]
+        read = _READ_AS.get(kind.name)
+        return [read(kind, r) if read else _fields_document(kind, r, fields.get(str(r["id"]), _WRITABLE))
+                for r in records]
 
     def create(self, kind: DocumentKind, plans: list[DocumentPlan], contact_ids: dict[str, str], *,
                idempotency_key: str) -> list[Written]:
@@ -488,15 +497,18 @@ class AutotaskInvoices:
         raise ValueError("the sync never voids or deletes Autotask invoices")
 
     def _write(self, kind: DocumentKind, changes: list[tuple[str, DocumentPlan]]) -> list[Written]:
-        patches = [{"id": int(target), "paidDate": plan.date} for target, plan in changes]
+        """One PATCH per invoice: the fields the plan writes (`plan.writes`), or its paid date."""
+        patches = [{"id": int(target), **(dict(plan.writes) if plan.writes is not None else {"paidDate": plan.date})}
+                   for target, plan in changes]
         with self._client() as at:
             try:
                 answers = at.update_invoices(patches)
             finally:
                 self.calls += at.calls
         return [Written(ok=True, errors=[], document=XeroDocument(
-                    kind=kind.name, id=str(a.id), number=paid_date_key(str(a.id), plan.date),
-                    status=Status.PAID if plan.date else Status.AUTHORISED, total=plan.total))
+                    kind=kind.name, id=str(a.id),
+                    number=plan.natural_key if plan.writes is not None else paid_date_key(str(a.id), plan.date),
+                    status=Status.PAID if plan.date and plan.writes is None else Status.AUTHORISED, total=plan.total))
                 if a.ok else Written(ok=False, document=None, errors=list(a.errors))
                 for a, (_, plan) in zip(answers, changes)]
 
@@ -508,3 +520,24 @@ def _paid_date_document(kind: DocumentKind, record: dict) -> XeroDocument:
     return XeroDocument(kind=kind.name, id=str(record["id"]), number=paid_date_key(str(record["id"]), paid),
                         status=status, total=Decimal(str(total)) if total is not None else None,
                         contact_number=str(record.get("companyID") or "") or None)
+
+
+# The Autotask invoice fields a write of named fields may set (Autotask's writable invoice fields but paidDate,
+# which PAID_DATE owns), and how each reads back; a date-only field is its date.
+_WRITABLE = ("invoiceNumber", "webServiceDate")
+_FIELD_VALUE: dict[str, Callable[[object], object]] = {"webServiceDate": autotask_day}
+
+
+def _fields_document(kind: DocumentKind, record: dict, fields: tuple[str, ...]) -> XeroDocument:
+    """An invoice numbered by the write key of what it holds in `fields` now: equal to a plan's natural key
+    exactly when Autotask holds every value the plan writes."""
+    held = tuple((f, _FIELD_VALUE.get(f, lambda v: v)(record.get(f))) for f in fields)
+    total = record.get("invoiceTotal")
+    return XeroDocument(kind=kind.name, id=str(record["id"]), number=write_key(str(record["id"]), held),
+                        status=Status.VOIDED if record.get("isVoided") else Status.AUTHORISED,
+                        total=Decimal(str(total)) if total is not None else None,
+                        contact_number=str(record.get("companyID") or "") or None)
+
+
+# Kinds whose documents read back in a form of their own; any other kind writes named fields (`plan.writes`).
+_READ_AS = {"paid_date": _paid_date_document}

@@ -556,6 +556,7 @@ def sdk_document(kind: DocumentKind, plan: DocumentPlan, contact_id: str | None 
         optional.update(due_date=plan.due_date, url=plan.url)
         if kind.xero_type == "ACCREC":
             optional["reference"] = plan.reference  # Xero keeps Reference on sales invoices only
+            optional["sent_to_contact"] = plan.sent_to_contact  # marked sent (approved invoices only)
     elif kind.endpoint == "CreditNotes":
         fields["type"] = kind.xero_type
         optional["reference"] = plan.reference

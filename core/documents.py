@@ -145,7 +145,18 @@ PAYMENT = DocumentKind(
     after_change=("the invoice's paid date changed in Autotask after its payment reached Xero: correct or delete "
                   "the payment in Xero by hand"),
 )
-KINDS: dict[str, DocumentKind] = {k.name: k for k in (INVOICE, CREDIT_NOTE, BILL, PURCHASE_ORDER, PAID_DATE, PAYMENT)}
+# What the invoices flow writes back to an Autotask invoice once it is in Xero (the mapping's write_back):
+# Xero's number as its invoiceNumber, the day it was synced as its webServiceDate. The natural key names
+# the invoice and every field and value written ("123@invoiceNumber=INV-0042;webServiceDate=2026-11-24"),
+# so Autotask holding them means the write is done, and a lost PATCH is resolved by reading the invoice back.
+WRITE_BACK = DocumentKind(
+    name="write_back", noun="write-back", endpoint="Invoices", xero_type=None, numbers_unique=True, marker=None,
+    target="Autotask", match_is_ours=True, number_label="Write-back", editable=frozenset(),
+    after_change=("the Autotask invoice changed after Xero's number or the sync date was written to it: check the "
+                  "invoice in Autotask"),
+)
+KINDS: dict[str, DocumentKind] = {k.name: k for k in (INVOICE, CREDIT_NOTE, BILL, PURCHASE_ORDER, PAID_DATE, PAYMENT,
+                                                      WRITE_BACK)}
 
 
 # ---- one planned document ----------------------------------------------------------------------
@@ -247,6 +258,9 @@ class DocumentPlan:
     void: bool = False                   # voided or cancelled in the source: take it out of Xero if it is there
     applies_to: str | None = None        # the target document it settles: the Xero invoice a payment pays
     account_id: str | None = None        # the account money goes to: a payment's bank account (Xero AccountID)
+    sent_to_contact: bool | None = None  # an approved sales invoice marked sent in Xero (Xero e-mails nobody)
+    # The Autotask fields and values a write to Autotask sets (field, value), in order; None for any other plan.
+    writes: tuple[tuple[str, object], ...] | None = None
 
     @property
     def document_kind(self) -> DocumentKind:
@@ -258,7 +272,7 @@ class DocumentPlan:
 
 
 # Fields added after ledgers held hashes: left out while empty, so a document synced before keeps its hash.
-_ADDED_LATER = frozenset({"applies_to", "account_id"})
+_ADDED_LATER = frozenset({"applies_to", "account_id", "sent_to_contact", "writes"})
 
 
 def plan_hash(plan: DocumentPlan) -> str:

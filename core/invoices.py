@@ -22,7 +22,7 @@ from core.frames import (
     RejectedRecord, companies_with_rejects, frame_of_rows, invoices_with_rejects, lines_with_rejects, read_int,
     rejected_number, shown,
 )
-from core.mapping import DayOfFollowingMonth, DaysAfterInvoice, InvoiceMapping, TrackingRule
+from core.mapping import AUTHORISED_SENT, DayOfFollowingMonth, DaysAfterInvoice, InvoiceMapping, TrackingRule
 from core.schemas import XeroInvoiceDraft, column_dtypes
 
 CENT = Decimal("0.01")
@@ -791,6 +791,10 @@ def _plan_one(invoice: dict, lines: list[dict], company: dict | None, reference:
     due_rule = _for_company(mapping.due_date_overrides, company, mapping.due_date)
     due_date = _due_date_for(due_rule, invoice, date, company, mapping, reference, problems)
     status = _for_company(mapping.status_overrides, company, mapping.status)
+    # Approved and marked sent: Xero's SentToContact, on sales invoices only (a credit note's is read-only).
+    sent_to_contact = True if status == AUTHORISED_SENT and not credit else None
+    if status == AUTHORISED_SENT:
+        status = "AUTHORISED"
     reference_text = reference_for(invoice, lines, company, mapping)
     branding_theme_id = _branding_theme_for(invoice, company, mapping, reference, xero, problems)
     source_url = source_url_for(invoice["id"], autotask_web_url)
@@ -907,6 +911,7 @@ def _plan_one(invoice: dict, lines: list[dict], company: dict | None, reference:
             "date": date, "due_date": due_date, "reference": reference_text, "currency_code": currency,
             "line_amount_types": line_amount_types, "status": status, "source_url": source_url,
             "branding_theme_id": branding_theme_id, "currency_rate": currency_rate, "rounding_note": None,
+            "sent_to_contact": sent_to_contact,
             "line_no": line_no, "autotask_billing_item_id": part.items[0], "description": description,
             "quantity": quantity, "unit_amount": unit_amount, "account_code": part.account_code,
             "tax_type": part.tax_type, "tax_amount": tax_amount, "line_amount": line_amount,
@@ -1262,4 +1267,5 @@ def _document_of(draft_rows: pd.DataFrame) -> documents.DocumentPlan:
         status=documents.Status(head["status"]), url=head["source_url"], branding_theme_id=head["branding_theme_id"],
         lines=lines, total=abs(money(head["autotask_total"])), tax=abs(money(head["autotask_tax"])),
         source_total=head["autotask_total"], note=head["rounding_note"] or None,
+        sent_to_contact=True if head.get("sent_to_contact") is True else None,
     )

@@ -15,6 +15,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 InvoiceStatus = Literal["DRAFT", "SUBMITTED", "AUTHORISED"]
+# How sales invoices are imported: InvoiceStatus, or AUTHORISED_SENT (approved, then marked sent to the
+# contact: Xero's SentToContact, which e-mails nobody; Xero keeps it on approved invoices only, and credit
+# notes take it from Xero's screens alone, so credit notes arrive AUTHORISED).
+ImportStatus = Literal["DRAFT", "SUBMITTED", "AUTHORISED", "AUTHORISED_SENT"]
+AUTHORISED_SENT = "AUTHORISED_SENT"
 LineAmountTypes = Literal["Exclusive", "Inclusive", "NoTax"]
 
 # Fields of an Autotask invoice that templates (invoice number, reference) may use.
@@ -456,14 +461,27 @@ class ItemRules(_Strict):
     create_missing: bool = False
 
 
+class WriteBack(_Strict):
+    """What the invoices flow writes back to each Autotask invoice once it is in Xero (one PATCH each, once)."""
+
+    # Xero's number into the Autotask invoice's invoiceNumber; only with invoice_number: xero.
+    invoice_number: bool = False
+    # The day the invoice reached Xero into its webServiceDate (Autotask's "processed by an external app").
+    web_service_date: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.invoice_number or self.web_service_date
+
+
 class InvoiceMapping(_Strict):
     accounts: AccountRules = Field(default_factory=AccountRules)
     tax: TaxRules = Field(default_factory=TaxRules)
     # "autotask": Autotask's invoiceNumber; "xero": Xero numbers them; or a template such as "INV:{id}".
     invoice_number: str = "autotask"
-    status: InvoiceStatus = "DRAFT"
+    status: ImportStatus = "DRAFT"
     # Autotask company id (or exact company name) -> status for that customer's invoices.
-    status_overrides: dict[str, InvoiceStatus] = Field(default_factory=dict)
+    status_overrides: dict[str, ImportStatus] = Field(default_factory=dict)
     line_amount_types: LineAmountTypes = "Exclusive"
     due_date: DueDateRule = "autotask"
     due_days: int = Field(default=0, ge=0)
@@ -485,6 +503,10 @@ class InvoiceMapping(_Strict):
     contacts: ContactRules = Field(default_factory=ContactRules)
     # Summary lines and time entries on labour lines (see LinePresentation).
     line_presentation: LinePresentation = Field(default_factory=LinePresentation)
+
+
+    # Written back to Autotask after the invoices reach Xero (see WriteBack).
+    write_back: WriteBack = Field(default_factory=WriteBack)
 
     @field_validator("status_overrides", "due_date_overrides", mode="before")
     @classmethod
@@ -514,6 +536,13 @@ class InvoiceMapping(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("the same tracking category is listed twice; Xero takes each category once per line")
         return rules
+
+    @model_validator(mode="after")
+    def _written_back_numbers_are_xero_numbers(self):
+        if self.write_back.invoice_number and self.invoice_number != "xero":
+            raise ValueError("write_back.invoice_number writes Xero's number into Autotask, which only differs from "
+                             "Autotask's own with invoice_number: xero; set invoice_number: xero or turn it off")
+        return self
 
     @model_validator(mode="after")
     def _template_numbers_are_unique(self):

@@ -243,6 +243,8 @@ class XeroInvoiceDraft(pa.DataFrameModel):
     currency_rate: Series[object] = pa.Field(nullable=True)
     # Why the draft differs from a plain copy of Autotask's lines (explicit TaxAmount, rounding line).
     rounding_note: Series[object] = pa.Field(nullable=True)
+    # True: mark the (approved) invoice sent to the contact in Xero (mapping status AUTHORISED_SENT); else None.
+    sent_to_contact: Series[object] = pa.Field(nullable=True)
     line_no: Series[pd.Int64Dtype] = pa.Field(nullable=False, ge=1)
     # The first billing item of a grouped line; empty on a rounding line.
     autotask_billing_item_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)

@@ -6,15 +6,20 @@ is the document pipeline (pipeline/flow.py) that every flow shares.
 """
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
+from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger, runtime, task
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
-from core.documents import CREDIT_NOTE, INVOICE, DocumentPlan
+from core.documents import CREDIT_NOTE, INVOICE, WRITE_BACK, DocumentPlan
 from core.invoices import XeroReference, credit_ids, invoice_documents, plan_invoices
 from core.items import assign_item_codes
+from core.payments import local_date
+from core.writeback import INVOICE_NUMBER, SyncedDocument, key_fields, plan_write_backs, with_original_numbers
+from ledger import DocState
 from pipeline import FlowSpec, Planned, run, run_name
 from tasks.extract import AutotaskExtract, extract_invoices
 from tasks.filters import apply_filters
@@ -44,6 +49,8 @@ def read_and_plan(ctx: TenantContext, since: date, until: date, revisit: list[st
     routed = route_invoices(ctx, extract)  # only this tenant's invoices; the rest are reported
     kept = apply_filters(ctx, routed.extract)  # the mapping's filters: skipped invoices are reported, never sent
     extract = kept.extract
+    # Invoices whose number this sync overwrote with Xero's are mapped with the number they had.
+    extract = dataclasses.replace(extract, invoices=with_original_numbers(extract.invoices, numbers_written(ctx)))
     return Planned(
         plans=map_invoices(ctx, extract, xero), companies=extract.companies, contacts=extract.contacts,
         currencies=extract.reference.get("Currencies", []), outcomes=routed.outcomes + kept.outcomes,
@@ -51,11 +58,48 @@ def read_and_plan(ctx: TenantContext, since: date, until: date, revisit: list[st
     )
 
 
+def _synced_rows(ctx: TenantContext) -> dict[str, object]:
+    """Autotask invoice id -> the ledger's synced invoice or credit-note row."""
+    rows = {}
+    for kind in (INVOICE, CREDIT_NOTE):
+        rows.update({i: r for i, r in ctx.ledger.records(ctx.tenant, kind.name).items() if r.state == DocState.SYNCED})
+    return rows
+
+
+def numbers_written(ctx: TenantContext) -> dict[str, tuple[str, str]]:
+    """Autotask id -> (Xero's number this sync wrote into its invoiceNumber, the Autotask number it replaced)."""
+    if not ctx.mapping.write_back.invoice_number:
+        return {}
+    written = [i for i, r in ctx.ledger.records(ctx.tenant, WRITE_BACK.name).items()
+               if r.state == DocState.SYNCED and INVOICE_NUMBER in key_fields(r.natural_key or "")[1]]
+    synced = _synced_rows(ctx)
+    return {i: (synced[i].target_number, synced[i].source_number) for i in written
+            if i in synced and synced[i].target_number and synced[i].source_number}
+
+
+@task(name="plan-write-back", cache_policy=NONE)
+def plan_write_back(ctx: TenantContext) -> list[DocumentPlan]:
+    """Xero's numbers and the sync date for the synced invoices not written back to Autotask yet (mapping
+    write_back), planned from the ledger once this run's invoices have their Xero numbers."""
+    option = ctx.mapping.write_back
+    if not option.enabled:
+        return []
+    done = {i for i, r in ctx.ledger.records(ctx.tenant, WRITE_BACK.name).items() if r.state == DocState.SYNCED}
+    tz = ZoneInfo(ctx.settings.time_zone)
+    synced = [SyncedDocument(autotask_id=i, autotask_number=r.source_number or i, xero_number=r.target_number,
+                             synced_on=local_date(r.claimed_at or r.updated_at, tz))
+              for i, r in sorted(_synced_rows(ctx).items()) if i not in done]
+    plans = plan_write_backs(synced, invoice_number=option.invoice_number, web_service_date=option.web_service_date)
+    get_run_logger().info("%d synced invoices to write back to Autotask", len(plans))
+    return plans
+
+
 def invoice_pdf(at, row) -> tuple[str, bytes]:
     return at.invoice_pdf(int(row.source_id))
 
 
-INVOICES = FlowSpec(name="invoices", kinds=(INVOICE, CREDIT_NOTE), read_and_plan=read_and_plan, fetch_pdf=invoice_pdf)
+INVOICES = FlowSpec(name="invoices", kinds=(INVOICE, CREDIT_NOTE), read_and_plan=read_and_plan, fetch_pdf=invoice_pdf,
+                    follow_up=plan_write_back, follow_up_kinds=(WRITE_BACK,))
 
 
 @flow(name="invoices", flow_run_name=run_name, persist_result=False, log_prints=False)

@@ -41,6 +41,16 @@ class LedgerTokenStore:
             row = s.get(StoredToken, self.connection)
             return json.loads(row.token_json) if row else None
 
+    def last_saved(self) -> datetime | None:
+        """When the token set was last saved (each refresh saves the new refresh token; so does a connect),
+        in UTC; None when none is stored."""
+        with self._ledger.session() as s:
+            row = s.get(StoredToken, self.connection)
+            if row is None or row.updated_at is None:
+                return None
+            moment = row.updated_at
+            return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
     def save(self, token: dict) -> None:
         conn = getattr(self._held, "conn", None)
         if conn is not None:

@@ -57,6 +57,10 @@ class FlowSpec:
     # Ledger housekeeping a real run (never a dry run) does once the plans are known.
     before_send: Callable[[TenantContext, list[DocumentPlan]], None] | None = None
     high_water_key: str | None = None       # where the window's end is kept (default: the flow's name)
+    # Documents planned once `kinds` are sent, from what the ledger then holds (the write-back to Autotask of
+    # the numbers Xero gave), sent through the same sync_documents; their kinds are resolved like the others.
+    follow_up: Callable[[TenantContext], list[DocumentPlan]] | None = None
+    follow_up_kinds: tuple[DocumentKind, ...] = ()
 
     @property
     def high_water(self) -> str:
@@ -119,10 +123,22 @@ def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry
         get_run_logger().warning("stopped early, the high-water mark is not moved: %s", summary.stopped)
     elif not dry_run and not only_window:
         advance_high_water(ctx, spec.high_water, until)
+    _token_age(ctx, summary)
     summary.xero_calls = ctx.xero.calls - xero_calls_before
     summary.autotask_calls += ctx.autotask_invoices.calls - autotask_writes_before
     publish_report(summary)
     return _final_state(summary)
+
+
+def _token_age(ctx: TenantContext, summary: RunSummary) -> None:
+    """Warn when Xero's refresh token has gone unused for 45 days (it dies at 60). Read after the run, so a
+    run that refreshed the token does not warn about the one it replaced."""
+    from atx.check import refresh_token_warning_for
+
+    text = refresh_token_warning_for(ctx.settings)
+    if text:
+        summary.warnings.append(text)
+        get_run_logger().warning("%s", text)
 
 
 def _check_and_read(ctx: TenantContext, spec: FlowSpec, summary: RunSummary, only_window: bool) -> Planned | None:
@@ -140,7 +156,7 @@ def _check_and_read(ctx: TenantContext, spec: FlowSpec, summary: RunSummary, onl
         if not summary.dry_run:
             try:
                 # Answers a dead run never got are looked up first, so documents found missing are read again below.
-                resolve_unanswered(ctx, spec.kinds)
+                resolve_unanswered(ctx, spec.kinds + spec.follow_up_kinds)
             except TargetLimitReached as exc:
                 summary.stopped = str(exc)
             revisit = ctx.ledger.unfinished(ctx.tenant, [k.name for k in spec.kinds],
@@ -176,6 +192,8 @@ def _sync(ctx: TenantContext, spec: FlowSpec, planned: Planned, summary: RunSumm
                 if result.stopped:
                     raise TargetLimitReached(result.stopped)
         update_progress_artifact(progress, progress=100.0)
+        if spec.follow_up is not None:
+            _follow_up(ctx, spec, summary)
         if spec.fetch_pdf is not None and not summary.dry_run:
             summary.attach_failures = attach_pdfs(ctx, spec.kinds, spec.fetch_pdf)
     except TargetLimitReached as exc:
@@ -183,6 +201,17 @@ def _sync(ctx: TenantContext, spec: FlowSpec, planned: Planned, summary: RunSumm
         # next run looks up first), and the window stays where it was, so the next run picks it all up.
         summary.stopped = str(exc)
         summary.outcomes += [not_sent(p, str(exc)) for p in plans if (p.kind, p.source_id) not in done and p.sendable]
+
+
+def _follow_up(ctx: TenantContext, spec: FlowSpec, summary: RunSummary) -> None:
+    """Plan from the ledger what follows the sent documents, and send it through the same pipeline."""
+    plans = spec.follow_up(ctx)
+    for kind in spec.follow_up_kinds:
+        for batch in batches([p for p in plans if p.kind == kind.name]):
+            result = sync_documents(ctx, kind, batch, {}, dry_run=summary.dry_run)
+            summary.outcomes += result.outcomes
+            if result.stopped:
+                raise TargetLimitReached(result.stopped)
 
 
 def _with_contacts(ctx: TenantContext, planned: Planned, summary: RunSummary | None = None

@@ -29,6 +29,7 @@ class RunSummary:
     window_unread: bool = False  # it stopped before reading its window: nothing was planned
     contacts_adopted: list[str] = field(default_factory=list)  # existing Xero contacts companies adopted, and how
     contact_notes: list[str] = field(default_factory=list)     # contact choices a person may want to check
+    warnings: list[str] = field(default_factory=list)  # for a person, outside any document (a token ageing)
 
     def count(self, what: Result | str) -> int:
         """Outcomes of this result (whatever the kind), or whose action starts with this text."""
@@ -144,6 +145,8 @@ def summary_markdown(summary: RunSummary) -> str:
         + (" (dry run)" if summary.dry_run else ""),
         "",
         *_stopped(summary),
+        *[f"**Warning**: {w}." for w in summary.warnings],
+        *([""] if summary.warnings else []),
         "| | count |",
         "|---|---|",
         f"| created in Xero | {count(Result.CREATED)} |",

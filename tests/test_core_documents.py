@@ -37,7 +37,7 @@ def doc(status: Status = Status.AUTHORISED, **values) -> XeroDocument:
 
 
 def test_every_kind_names_its_endpoint_and_how_it_is_removed():
-    assert set(KINDS) == {"invoice", "credit_note", "bill", "purchase_order", "paid_date", "payment"}
+    assert set(KINDS) == {"invoice", "credit_note", "bill", "purchase_order", "paid_date", "payment", "write_back"}
     assert INVOICE.endpoint == BILL.endpoint == "Invoices" and INVOICE.xero_type == "ACCREC" and BILL.xero_type == "ACCPAY"
     assert CREDIT_NOTE.endpoint == "CreditNotes" and PURCHASE_ORDER.endpoint == "PurchaseOrders"
     assert INVOICE.numbers_unique and not BILL.numbers_unique

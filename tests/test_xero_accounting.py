@@ -503,3 +503,24 @@ def test_payments_settle_invoices_and_deleting_restores_the_amount_due(xero):
     listed = api.get_payments(tenant, where=f'Invoice.InvoiceID==guid("{invoice_id}")', page=1).payments
     assert sorted((p.amount, p.status) for p in listed) == [(Decimal("15.00"), "AUTHORISED"), (Decimal("100.00"), "DELETED")]
     assert api.get_payment(tenant, rest.payment_id).payments[0].status == "DELETED"
+
+
+def test_sent_to_contact_is_kept_on_approved_invoices_only_and_read_only_on_credit_notes(xero):
+    status, body = put_invoices(xero, invoice_body(None, Status="AUTHORISED", SentToContact=True),
+                                invoice_body(None, Status="DRAFT", SentToContact=True))
+    approved, draft = body["Invoices"]
+    assert status == 200 and [r["StatusAttributeString"] for r in body["Invoices"]] == ["OK", "OK"]
+    assert approved["SentToContact"] is True and "Warnings" not in approved
+    # a draft is written, without the flag, and Xero says why in the element's Warnings
+    assert draft.get("SentToContact") is not True and draft["Status"] == "DRAFT"
+    assert draft["Warnings"] == [{"Message": "Only AUTHORISED and PAID invoices may have SentToContact updated."}]
+    assert xero.nz.invoices[draft["InvoiceID"]].get("SentToContact") is not True
+    # the SDK reads the element, warnings included
+    fetched = xero.api().get_invoice(xero.nz.tenant_id, approved["InvoiceID"]).invoices[0]
+    assert fetched.sent_to_contact is True
+
+    credit = {"Type": "ACCRECCREDIT", "Contact": {"Name": unique("Customer")}, "Date": "2026-11-20",
+              "LineItems": [line()], "Status": "AUTHORISED", "SentToContact": True}
+    status, body = xero.json("PUT", "/CreditNotes?summarizeErrors=false", json={"CreditNotes": [credit]})
+    assert status == 200 and body["CreditNotes"][0]["StatusAttributeString"] == "OK"
+    assert body["CreditNotes"][0].get("SentToContact") is not True  # read-only in the OpenAPI document

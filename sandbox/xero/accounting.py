@@ -168,10 +168,13 @@ def _write_batch(request: Request, items: list[dict], plural: str, operation: Ca
     with org.lock:
         batch = Journal()
         outcomes: list[tuple[dict, dict | None, list[str]]] = []
+        warnings: list[list[str]] = []
         for payload in items:
             element = Journal()
+            write = Write(org, element, unitdp, _client_id(request))
+            warnings.append(write.warnings)
             try:
-                stored = operation(Write(org, element, unitdp, _client_id(request)), payload)
+                stored = operation(write, payload)
                 batch.absorb(element)
                 outcomes.append((payload, stored, []))
             except NotFound:
@@ -188,11 +191,13 @@ def _write_batch(request: Request, items: list[dict], plural: str, operation: Ca
                                     [_echo(payload, messages, plural) for payload, messages in failed])
         _notify_webhooks(request, org, batch)
         results = []
-        for payload, stored, messages in outcomes:
+        for (payload, stored, messages), remarks in zip(outcomes, warnings):
             if messages:
                 results.append(_echo(payload, messages, plural))
             else:
                 results.append(dict(render(stored), StatusAttributeString="OK"))
+            if remarks:
+                results[-1]["Warnings"] = [{"Message": m} for m in remarks]
         return _envelope(request, plural, results)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
@@ -34,6 +34,8 @@ class Write:
     journal: Journal
     unitdp: int = 2
     client_id: str = ""
+    # Xero's non-blocking remarks on the element written (its `Warnings`): the write still happens.
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -460,6 +462,26 @@ def _check_status_change(kind: DocKind, existing: dict | None, status: str, erro
                       "remove them first.")
 
 
+# Statuses in which a document may be marked sent (the OpenAPI document: "only on invoices that have been
+# approved", "purchase orders that have been approved or billed"); a credit note's SentToContact is read-only.
+_SENDABLE = {"invoices": frozenset({"AUTHORISED", "PAID"}), "purchase_orders": frozenset({"AUTHORISED", "BILLED"})}
+
+
+def _sent_to_contact(w: Write, kind: DocKind, payload: dict, status: str, doc: dict) -> None:
+    """SentToContact is kept on approved documents only; asked of any other, Xero writes the document
+    without it and says so in the element's Warnings. On credit notes it is read-only and ignored."""
+    if "SentToContact" not in payload or kind.collection not in _SENDABLE:
+        return
+    wanted = payload["SentToContact"]
+    if isinstance(wanted, str):
+        wanted = wanted.strip().lower() == "true"
+    if wanted and status not in _SENDABLE[kind.collection]:
+        allowed = " and ".join(sorted(_SENDABLE[kind.collection]))
+        w.warnings.append(f"Only {allowed} {kind.noun.lower()}s may have SentToContact updated.")
+        return
+    doc["SentToContact"] = bool(wanted)
+
+
 def save_document(w: Write, kind: DocKind, payload: dict, *, mode: str, document_id: str | None = None) -> dict:
     """mode: "create" (PUT), "upsert" (POST collection), "update" (POST /{kind}/{id})."""
     org = w.org
@@ -529,7 +551,8 @@ def save_document(w: Write, kind: DocKind, payload: dict, *, mode: str, document
                 errors.append("CurrencyRate must be greater than zero.")
             doc["CurrencyRate"] = round_to(rate, 6)
 
-    simple_fields = ["Url", "SentToContact", "BrandingThemeID", "Reference"]
+    _sent_to_contact(w, kind, payload, status, doc)
+    simple_fields = ["Url", "BrandingThemeID", "Reference"]
     if kind is PURCHASE_ORDER:
         simple_fields += ["DeliveryAddress", "AttentionTo", "Telephone", "DeliveryInstructions"]
     for field in simple_fields:
