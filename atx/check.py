@@ -214,11 +214,6 @@ def mapping_targets(mapping, xero: XeroReference) -> list[Problem]:
         if code not in xero.account_codes:
             out.append(Problem("error", "mapping tax.rounding.account_code", f"account code {code} is not an active "
                                "account in Xero.", "point it at an active account"))
-        rate = xero.tax_types.get(rounding.tax_type)
-        if rate is None or rate != 0:
-            what = "is not an active tax rate" if rate is None else f"is a {rate} % rate, not 0 %,"
-            out.append(Problem("error", "mapping tax.rounding.tax_type", f"tax type {rounding.tax_type} {what} in Xero.",
-                               "use an active 0 % tax type, for example NONE"))
     for i, rule in enumerate(getattr(mapping, "tracking", None) or []):
         category = xero.tracking_category(rule.category)
         if category is None:

@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 import pandas as pd
 import pandera.pandas as pa
@@ -208,14 +208,15 @@ def _date_part(value: str | None) -> dt.date | None:
 def fit_quantity_and_unit(quantity: Decimal, rate: Decimal | None, line_amount: Decimal) -> tuple[Decimal, Decimal, bool]:
     """Quantity and UnitAmount for which Xero's round(qty x unit, 2) equals the line amount exactly.
 
-    Tries the Autotask rate at 2 dp, then at 4 dp (Xero keeps 4 with unitdp=4), then the amount divided by
-    the quantity. Returns (quantity, unit, collapsed): collapsed means no unit fits, so the line is sent
-    as 1 x line amount and the caller keeps the original "qty x rate" in the description.
+    Tries the Autotask rate as Autotask has it, to 4 dp (Xero keeps 4 with unitdp=4, which every write
+    sends), so the Xero line shows the rate the Autotask invoice shows; then the rate at 2 dp, then the
+    amount divided by the quantity. Returns (quantity, unit, collapsed): collapsed means no unit fits, so
+    the line is sent as 1 x line amount and the caller keeps the original "qty x rate" in the description.
     """
     if quantity == quantity.quantize(FOUR_DP) and quantity != 0:
         candidates = []
         if rate is not None:
-            candidates += [rate.quantize(CENT, rounding=ROUND_HALF_UP), rate.quantize(FOUR_DP, rounding=ROUND_HALF_UP)]
+            candidates += [rate.quantize(FOUR_DP, rounding=ROUND_HALF_UP), rate.quantize(CENT, rounding=ROUND_HALF_UP)]
         per_unit = line_amount / quantity
         candidates += [per_unit.quantize(CENT, rounding=ROUND_HALF_UP), per_unit.quantize(FOUR_DP, rounding=ROUND_HALF_UP)]
         for unit in candidates:
@@ -224,6 +225,28 @@ def fit_quantity_and_unit(quantity: Decimal, rate: Decimal | None, line_amount: 
     if quantity == 0 and line_amount == 0 and rate is not None:
         return quantity, rate.quantize(FOUR_DP, rounding=ROUND_HALF_UP), False
     return Decimal(1), line_amount, True
+
+
+def apportion(target: Decimal, exact: list[Decimal]) -> list[Decimal]:
+    """Cent amounts, one per exact amount, that add up to `target` (a cent amount), by largest remainder.
+
+    Each amount starts at its value cut down to the cent; the cents still missing go one each to the amounts
+    that lost the most in the cut (the first of equals first), cents too many come off those that lost the
+    least. When the exact amounts add up to `target` (to the cent), each result is within a cent of its
+    exact amount, and amounts already in cents are kept as they are.
+    """
+    if not exact:
+        return []
+    floors = [value.quantize(CENT, rounding=ROUND_FLOOR) for value in exact]
+    missing = int(((target - sum(floors, Decimal(0))) / CENT).to_integral_value())
+    order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - floors[i]), i))
+    result = list(floors)
+    step = CENT if missing > 0 else -CENT
+    if missing < 0:
+        order = order[::-1]
+    for n in range(abs(missing)):
+        result[order[n % len(order)]] += step
+    return result
 
 
 def xero_line_tax(line_amount: Decimal, rate_percent: Decimal, line_amount_types: str) -> Decimal:
@@ -617,6 +640,11 @@ def _branding_theme_for(invoice: dict, company: dict, mapping: InvoiceMapping, r
     return theme_id
 
 
+def _amount(value: Decimal) -> str:
+    """An amount as Autotask shows it: in cents, or with the further decimals it keeps."""
+    return f"{money(value)}" if value == money(value) else f"{value.normalize():f}"
+
+
 def _format(value) -> str:
     if isinstance(value, Decimal):
         return f"{value.normalize():f}"
@@ -762,6 +790,13 @@ def _plan_one(invoice: dict, lines: list[dict], company: dict | None, reference:
         problems.add("the invoice has no billing items and a total of zero; there is nothing to send",
                      "nothing to do unless the invoice should have lines in Autotask")
         return problems
+    for line in lines:
+        if money(line["extendedPrice"] + line["taxDollars"]) != money(line["totalAmount"]):
+            problems.add(f"billing item {line['id']}: extendedPrice {_amount(line['extendedPrice'])} + taxDollars "
+                         f"{_amount(line['taxDollars'])} does not equal its totalAmount {_amount(line['totalAmount'])}",
+                         "correct the billing item's amounts in Autotask; the invoice is not sent until they agree")
+    if problems:
+        return problems
 
     # A credit is a credit note in Xero, whose amounts are positive: every sign turns, line by line.
     credit = money(invoice["invoiceTotal"]) < 0
@@ -864,14 +899,24 @@ def _plan_one(invoice: dict, lines: list[dict], company: dict | None, reference:
                 continue
         parts.append(part)
 
+    # Autotask keeps each billing item's tax (and may keep its amount) to four decimals and the invoice's
+    # totals from their unrounded sums, while Xero keeps each line in cents: the invoice's cents are spread
+    # over the lines by largest remainder, so the lines add up to Autotask's total and tax exactly.
+    inclusive = line_amount_types == "Inclusive"
+    exact_taxes = [sum((l["taxDollars"] for l in part.lines), Decimal(0)) for part in parts]
+    exact_amounts = [sum((l["extendedPrice"] + (l["taxDollars"] if inclusive else 0) for l in part.lines), Decimal(0))
+                     for part in parts]
+    line_taxes = apportion(target_tax, exact_taxes)
+    line_amounts = apportion(target_total if inclusive else target_total - target_tax, exact_amounts)
+
     rows = []
     explicit_tax_items: list[int] = []
-    tax_gap = Decimal("0.00")  # Autotask's tax minus Xero's, for the rounding line
+    # TaxType -> Autotask's tax minus Xero's own, for the rounding lines
+    tax_gaps: dict[str, Decimal] = {}
     rounding = mapping.tax.rounding
     for line_no, part in enumerate(parts, start=1):
-        extended = sum((money(l["extendedPrice"]) for l in part.lines), Decimal("0.00"))
-        autotask_tax = sum((money(l["taxDollars"]) for l in part.lines), Decimal("0.00"))
-        line_amount = extended + autotask_tax if line_amount_types == "Inclusive" else extended
+        index = line_no - 1
+        line_amount, autotask_tax, exact_tax = line_amounts[index], line_taxes[index], exact_taxes[index]
         bodies = [_with_time_entries(line_body(l, mapping.lines.description, reference)
                                      or f"Autotask billing item {l['id']}", l, mapping, reference)
                   for l in part.lines]
@@ -891,9 +936,10 @@ def _plan_one(invoice: dict, lines: list[dict], company: dict | None, reference:
         tax_amount = None
         if part.rate_percent is not None and line_amount_types != "NoTax":
             expected = xero_line_tax(line_amount, part.rate_percent, line_amount_types)
-            if abs(expected - autotask_tax) > TAX_ROUNDING_TOLERANCE * len(part.lines):
+            if abs(expected - exact_tax) > TAX_ROUNDING_TOLERANCE * len(part.lines):
                 shown = ", ".join(map(str, part.items))
-                problems.add(f"billing item {shown}: Autotask charged tax {autotask_tax} on {extended}"
+                extended = sum((l["extendedPrice"] for l in part.lines), Decimal(0))
+                problems.add(f"billing item {shown}: Autotask charged tax {_amount(exact_tax)} on {_amount(extended)}"
                              f", but TaxType {part.tax_type} at {part.rate_percent.normalize():f}% gives {expected}",
                              f"map this line's tax ({part.wanted.split(' (')[0] or 'tax.by_region'}) to a Xero "
                              "TaxType with the rate Autotask charges")
@@ -902,7 +948,7 @@ def _plan_one(invoice: dict, lines: list[dict], company: dict | None, reference:
                     tax_amount = autotask_tax
                     explicit_tax_items += part.items
                 else:
-                    tax_gap += autotask_tax - expected
+                    tax_gaps[part.tax_type] = tax_gaps.get(part.tax_type, Decimal("0.00")) + autotask_tax - expected
 
         tracking = list(part.tracking) + [(None, None)] * (2 - len(part.tracking))
         rows.append({
@@ -921,39 +967,40 @@ def _plan_one(invoice: dict, lines: list[dict], company: dict | None, reference:
         })
 
     note = None
+    tax_gaps = {tax_type: gap for tax_type, gap in tax_gaps.items() if gap}
     if explicit_tax_items:
         note = ("Xero's per-line tax rounding differs from Autotask's; Autotask's tax is sent as TaxAmount on "
                 + ("billing item " if len(explicit_tax_items) == 1 else "billing items ")
                 + ", ".join(map(str, explicit_tax_items)))
-    elif tax_gap and line_amount_types == "Inclusive":
-        # Inclusive lines already carry the total; only the tax split differs, and a line cannot move it.
-        note = (f"Xero's per-line tax rounding gives {tax_gap.copy_negate()} of tax against Autotask's; "
-                "the total is unchanged (no rounding line needed on tax-inclusive lines)")
-    elif tax_gap:
+    elif tax_gaps and rows:
+        # The lines keep Xero's own tax; one line of no amount per TaxType carries the difference as its tax,
+        # so the total and the tax both match Autotask's, each rate's tax reported under its own TaxType.
         if rounding.account_code not in xero.account_codes:
             problems.add(f"the rounding account '{rounding.account_code}' does not exist or is archived in Xero",
                          "add the account in Xero, or correct tax.rounding.account_code in the mapping file")
-        if rounding.tax_type not in xero.tax_types or Decimal(xero.tax_types[rounding.tax_type]) != 0:
-            problems.add(f"the rounding line's TaxType '{rounding.tax_type}' is not a 0 % tax rate in Xero",
-                         "set tax.rounding.tax_type to a 0 % TaxType that exists in Xero (for example NONE)")
-        note = f"added a rounding line of {tax_gap} on account {rounding.account_code}"
-        rows.append({**rows[-1], "line_no": len(rows) + 1, "autotask_billing_item_id": None,
-                     "description": rounding.description, "quantity": Decimal(1), "unit_amount": tax_gap,
-                     "account_code": rounding.account_code, "tax_type": rounding.tax_type, "tax_amount": None,
-                     "line_amount": tax_gap, "tracking1_name": None, "tracking1_option": None,
-                     "tracking2_name": None, "tracking2_option": None})
+        note = "Xero's per-line tax rounding differs from Autotask's; " + ", ".join(
+            f"added a rounding line of {gap} tax ({tax_type}) on account {rounding.account_code}"
+            for tax_type, gap in tax_gaps.items())
+        for tax_type, gap in tax_gaps.items():
+            rows.append({**rows[-1], "line_no": len(rows) + 1, "autotask_billing_item_id": None,
+                         "description": rounding.description, "quantity": Decimal(1), "unit_amount": Decimal("0.00"),
+                         "account_code": rounding.account_code, "tax_type": tax_type, "tax_amount": gap,
+                         "line_amount": Decimal("0.00"), "tracking1_name": None, "tracking1_option": None,
+                         "tracking2_name": None, "tracking2_option": None})
     for row in rows:
         row["rounding_note"] = note
 
     if problems:
         return problems
     _, xero_tax, xero_total = xero_totals(rows, xero.tax_types)
-    tax_must_match = not (rounding.strategy == "rounding_line" and tax_gap)
-    if xero_total != target_total or (tax_must_match and xero_tax != target_tax):
+    if xero_total != target_total or xero_tax != target_tax:
+        # Every billing item adds up (checked above) and the lines were fitted to Autotask's totals: a gap
+        # here is the mapping's fault, not the invoice's.
         problems.add(f"the Xero {'credit note' if credit else 'invoice'} would total {xero_total} (tax {xero_tax}) "
-                     f"but Autotask says {money(invoice['invoiceTotal'])} (tax {money(invoice['totalTaxValue'])}); "
-                     "a billing item's extendedPrice + taxDollars does not equal its totalAmount",
-                     "check the billing items' amounts in Autotask; the invoice is not sent until they agree")
+                     f"but Autotask says {money(invoice['invoiceTotal'])} (tax {money(invoice['totalTaxValue'])}), "
+                     "although every billing item adds up",
+                     "report this invoice: the sync could not reproduce Autotask's totals; it is not sent until "
+                     "they agree")
         return problems
     return rows
 

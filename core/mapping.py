@@ -106,10 +106,11 @@ class TaxRules(_Strict):
 class TaxRounding(_Strict):
     """What to do when Xero's per-line tax rounding would not reproduce Autotask's tax to the cent."""
 
-    # tax_amount: send Autotask's tax on the line as TaxAmount; rounding_line: add one line for the difference.
+    # tax_amount: send Autotask's tax on the lines as TaxAmount; rounding_line: the lines keep Xero's own tax and
+    # one line of no amount per TaxType carries the difference as its TaxAmount.
     strategy: Literal["tax_amount", "rounding_line"] = "tax_amount"
     account_code: str | None = None
-    # TaxType of the rounding line: a 0 % rate, so the line moves the total and not the tax.
+    # No longer used: the rounding line takes the TaxType whose tax it corrects. Kept so older files load.
     tax_type: str = "NONE"
     description: str = "Rounding"
 

@@ -108,14 +108,17 @@ def test_rounding_line_strategy_adds_a_line_on_the_configured_account():
     result = one(lines, the_mapping)
     assert result.set_aside == []
     drafts = result.drafts
-    assert list(drafts["tax_amount"]) == [None] * 4
+    # The billing items keep Xero's own tax; the rounding line has no amount and carries the difference as
+    # tax of the TaxType it belongs to, so total and tax both match Autotask's.
+    assert list(drafts["tax_amount"])[:3] == [None] * 3
     last = drafts.iloc[-1]
-    assert (last["account_code"], last["tax_type"], last["line_amount"]) == ("860", "NONE", D("-0.01"))
+    assert (last["account_code"], last["tax_type"], last["line_amount"], last["tax_amount"]) == (
+        "860", "OUTPUT2", D("0.00"), D("-0.01"))
     assert pd_isna(last["autotask_billing_item_id"])
-    assert "rounding line of -0.01 on account 860" in last["rounding_note"]
-    assert_reproduces(drafts, invoice_for(lines), tax=False)
+    assert "rounding line of -0.01 tax (OUTPUT2) on account 860" in last["rounding_note"]
+    assert_reproduces(drafts, invoice_for(lines))
     body = xero_body(drafts)
-    assert body["LineItems"][-1]["AccountCode"] == "860"
+    assert body["LineItems"][-1]["AccountCode"] == "860" and body["LineItems"][-1]["TaxAmount"] == -0.01
 
 
 def pd_isna(value):
@@ -512,4 +515,4 @@ def test_two_thousand_invoices():
     data = generator.generate_data(seed=2026, invoices=2000)
     result = _check_every_invoice(data, _demo_mapping())
     assert result.set_aside == []
-    assert result.drafts["autotask_invoice_id"].nunique() == 2000 - len(result.skipped)
+    assert result.drafts["autotask_invoice_id"].nunique() == len(data["Invoices"]) - len(result.skipped)

@@ -376,7 +376,9 @@ def test_line_whose_parts_disagree_with_its_total_is_caught_before_sending():
     item = line(80000001, "2", "165")
     item["totalAmount"] = D("380.50")  # 330.00 + 49.50 is 379.50: Xero would say so
     aside = only_set_aside(one_invoice([item]))
-    assert "would total" in aside.reason
+    assert aside.reason == ("billing item 80000001: extendedPrice 330.00 + taxDollars 49.50 does not equal its "
+                            "totalAmount 380.50")
+    assert "correct the billing item's amounts in Autotask" in aside.fix
 
 
 def test_malformed_invoice_is_set_aside_and_the_rest_go_on():

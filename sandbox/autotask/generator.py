@@ -288,6 +288,10 @@ def generate_data(seed: int = 7, invoices: int = 40, *, start: date | None = Non
             "taxRegionName": catalog.TAX_REGIONS[company["taxRegionID"]], "webServiceDate": None,
         })
 
+    # Invoices whose four-decimal line taxes round differently from their invoice-level tax, from a stream
+    # of their own: every record above stays as it was.
+    _tax_rounding_cases(random.Random(f"tax-rounding:{seed}"), start, days, customers, tax_rate, exchange,
+                        invoice_rows, line_rows)
     pos, po_items, receivings = _purchase_orders(rng, customers, start, days, max(3, invoices // 8))
     # Cases the bills sync needs, from a stream of their own: every record above stays as it was.
     _purchasing_cases(random.Random(f"purchasing:{seed}"), start, days, companies, contacts, customers, pos,
@@ -410,6 +414,69 @@ def _filter_cases(rng: random.Random, start: date, days: int, companies: list[di
         })
         invoice_id += 1
         line_id += 1
+
+
+# First ids of the tax rounding cases; moved past the generated records when a large data set reaches them.
+_ROUNDING_INVOICE_ID, _ROUNDING_LINE_ID = 6901, 80_900_001
+TAX_ROUNDING_CASES = 4
+# The invoice's tax minus its billing items' taxes each rounded to the cent, case by case.
+_TAX_GAPS = (Decimal("0.01"), Decimal("-0.01"), Decimal("0.02"), Decimal("-0.01"))
+
+
+def _tax_rounding_cases(rng: random.Random, start: date, days: int, customers: list[dict],
+                        tax_rate: dict[tuple[int, int], Decimal], exchange: dict[int, Decimal],
+                        invoices: list[dict], lines: list[dict]) -> None:
+    """Invoices numbered INV-R001.. (ids from _ROUNDING_INVOICE_ID) as Autotask keeps them when its tax is held to
+    four decimals: each billing item's taxDollars = round(extendedPrice x rate%, 4), its totalAmount their
+    sum, and the invoice's totalTaxValue and invoiceTotal the unrounded sums, so the billing items' taxes
+    rounded to the cent one by one miss the invoice's tax by a cent or two, up and down (_TAX_GAPS)."""
+    taxed = [c for c in customers if not c["isTaxExempt"] and tax_rate[(c["taxRegionID"], 1)] > 0]
+    invoice_id = max([_ROUNDING_INVOICE_ID - 1, *(i["id"] for i in invoices)]) + 1
+    line_id = max([_ROUNDING_LINE_ID - 1, *(l["id"] for l in lines)]) + 1
+    span = max(days, 1)
+    for n in range(TAX_ROUNDING_CASES):
+        company = taxed[n % len(taxed)]
+        pct = tax_rate[(company["taxRegionID"], 1)]
+        fx = exchange[company["currencyID"]]
+        while True:
+            specs = [(Decimal(rng.randint(1, 12)), _rate(rng, 5, 400)) for _ in range(rng.randint(2, 6))]
+            amounts = [(qty, rate, money(qty * rate)) for qty, rate in specs]
+            taxes = [(extended * pct / 100).quantize(RATE_DP, rounding=ROUND_HALF_UP) for _, _, extended in amounts]
+            if money(sum(taxes, Decimal(0))) - sum((money(t) for t in taxes), Decimal(0)) == _TAX_GAPS[n % 4]:
+                break
+        day = start + timedelta(days=rng.randrange(span))
+        issued = datetime.combine(day, time(0), tzinfo=timezone.utc)
+        for sort, ((qty, rate, extended), tax) in enumerate(zip(amounts, taxes), start=1):
+            lines.append({
+                "id": line_id, "invoiceID": invoice_id, "companyID": company["id"], "itemName": "Managed Services",
+                "description": f"Managed Services - {company['companyName']}", "lineItemFullDescription": "Managed Services",
+                "lineItemGroupDescription": catalog.BILLING_ITEM_TYPES[5], "quantity": qty, "rate": rate,
+                "extendedPrice": extended, "taxDollars": tax, "totalAmount": extended + tax,
+                "ourCost": money(rate * Decimal("0.62")),
+                "internalCurrencyRate": (rate / fx).quantize(RATE_DP, rounding=ROUND_HALF_UP),
+                "internalCurrencyExtendedPrice": money(extended / fx),
+                "internalCurrencyTaxDollars": (tax / fx).quantize(RATE_DP, rounding=ROUND_HALF_UP),
+                "internalCurrencyTotalAmount": money(extended / fx) + (tax / fx).quantize(RATE_DP, rounding=ROUND_HALF_UP),
+                "billingCodeID": 29682806, "billingItemType": 5, "subType": 0, "nonBillable": 0,
+                "itemDate": at_utc(issued - timedelta(days=1)), "postedDate": at_utc(issued),
+                "postedOnTime": at_utc(issued + timedelta(hours=3)), "sortOrderID": sort, "purchaseOrderNumber": None,
+                "webServiceDate": None, "contractID": rng.randint(800, 899),
+            })
+            line_id += 1
+        term = company["_paymentTerm"]
+        invoices.append({
+            "id": invoice_id, "batchID": 900 + (day - start).days, "companyID": company["id"], "comments": None,
+            "createDateTime": at_utc(issued + timedelta(hours=2)), "creatorResourceID": 29682885,
+            "invoiceDateTime": at_utc(issued), "dueDate": at_utc(day + timedelta(days=catalog.PAYMENT_TERMS[term][1])),
+            "fromDate": at_utc(day.replace(day=1)), "toDate": at_utc(day),
+            "invoiceEditorTemplateID": company["invoiceTemplateID"], "invoiceNumber": f"INV-R{n + 1:03d}",
+            "invoiceTotal": sum((e + t for (_, _, e), t in zip(amounts, taxes)), Decimal(0)),
+            "totalTaxValue": sum(taxes, Decimal(0)), "isVoided": False, "voidedDate": None,
+            "voidedByResourceID": None, "orderNumber": None, "paidDate": None, "paymentTerm": term,
+            "taxGroup": company["taxRegionID"], "taxRegionName": catalog.TAX_REGIONS[company["taxRegionID"]],
+            "webServiceDate": None,
+        })
+        invoice_id += 1
 
 
 def _purchase_orders(rng, customers, start, days, count):
