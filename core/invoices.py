@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 import pandas as pd
@@ -1316,3 +1316,33 @@ def _document_of(draft_rows: pd.DataFrame) -> documents.DocumentPlan:
         source_total=head["autotask_total"], note=head["rounding_note"] or None,
         sent_to_contact=True if head.get("sent_to_contact") is True else None,
     )
+
+
+# ---- tax from the Xero contact ------------------------------------------------------------------------
+def with_contact_tax(plans: list[documents.DocumentPlan], sales_tax_types: dict[str, str],
+                     rates: dict[str, Decimal]) -> list[documents.DocumentPlan]:
+    """`tax.from_contact`: each line takes its Xero contact's default sales tax (AccountsReceivableTaxType)
+    instead of the mapped TaxType. Only a TaxType of the same rate keeps Xero's tax equal to Autotask's to
+    the cent; a contact whose default has another rate sets the invoice aside, with both rates named.
+    Contacts without a default (and this sync's new contacts) keep the mapping's TaxType."""
+    out = []
+    for plan in plans:
+        wanted = sales_tax_types.get(plan.contact.number) if plan.contact and plan.sendable else None
+        if not wanted or not plan.lines:
+            out.append(plan)
+            continue
+        clash = next((line for line in plan.lines if line.tax_type and line.tax_type != wanted
+                      and rates.get(line.tax_type) != rates.get(wanted)), None)
+        if clash is not None or wanted not in rates:
+            shown = f"{rates[wanted]} %" if wanted in rates else "not an active tax rate"
+            theirs = f"{rates.get(clash.tax_type)} %" if clash is not None else ""
+            out.append(documents.with_hash(replace(plan, set_aside=documents.SetAside(
+                f"the Xero contact {plan.contact.name}'s default sales tax {wanted} is {shown}, but Autotask taxed "
+                + (f"line '{clash.description[:60]}' at {theirs} ({clash.tax_type})" if clash is not None else "this invoice")
+                + ": Xero's tax would not equal Autotask's",
+                "change the contact's default sales tax in Xero (or the tax in Autotask), or turn off "
+                "tax.from_contact in the mapping"))))
+            continue
+        lines = tuple(replace(line, tax_type=wanted) if line.tax_type else line for line in plan.lines)
+        out.append(documents.with_hash(replace(plan, lines=lines)))
+    return out

@@ -98,6 +98,9 @@ class TaxRules(_Strict):
     by_region: dict[str, dict[str, str]] = Field(default_factory=dict)
     # Used for every line of a company marked isTaxExempt in Autotask.
     tax_exempt: str | None = None
+    # True: a line takes the Xero contact's default sales tax (AccountsReceivableTaxType) instead of the
+    # mapped TaxType, where the contact has one of the same rate (else the invoice is set aside).
+    from_contact: bool = False
     # Used when a line has no tax category, or one that no rule names; leave empty to set such invoices aside.
     default: str | None = None
     rounding: TaxRounding = Field(default_factory=lambda: TaxRounding())

@@ -15,7 +15,7 @@ from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
 from core.documents import CREDIT_NOTE, INVOICE, WRITE_BACK, DocumentPlan
-from core.invoices import XeroReference, credit_ids, invoice_documents, plan_invoices
+from core.invoices import XeroReference, credit_ids, invoice_documents, plan_invoices, with_contact_tax
 from core.items import assign_item_codes
 from core.payments import local_date
 from core.writeback import INVOICE_NUMBER, SyncedDocument, key_fields, plan_write_backs, with_original_numbers
@@ -24,6 +24,7 @@ from pipeline import FlowSpec, Planned, run, run_name
 from tasks.extract import AutotaskExtract, extract_invoices
 from tasks.filters import apply_filters
 from tasks.items import ensure_items
+from tasks.reference import read_xero_reference
 from tasks.tenancy import route_invoices
 
 
@@ -98,8 +99,16 @@ def invoice_pdf(at, row) -> tuple[str, bytes]:
     return at.invoice_pdf(int(row.source_id))
 
 
+@task(name="tax-from-contacts", cache_policy=NONE)
+def tax_from_contacts(ctx: TenantContext, plans: list, contacts) -> list:
+    """tax.from_contact: the Xero contacts' default sales taxes replace the mapped TaxTypes (pure, core.invoices)."""
+    if not ctx.mapping.tax.from_contact:
+        return plans
+    return with_contact_tax(plans, contacts.sales_tax_types, read_xero_reference(ctx).tax_types)
+
+
 INVOICES = FlowSpec(name="invoices", kinds=(INVOICE, CREDIT_NOTE), read_and_plan=read_and_plan, fetch_pdf=invoice_pdf,
-                    follow_up=plan_write_back, follow_up_kinds=(WRITE_BACK,))
+                    follow_up=plan_write_back, follow_up_kinds=(WRITE_BACK,), after_contacts=tax_from_contacts)
 
 
 @flow(name="invoices", flow_run_name=run_name, persist_result=False, log_prints=False)

@@ -22,7 +22,7 @@ from core import windows
 from core.documents import DocumentKind, DocumentPlan, SetAside, TargetLimitReached, batches
 from core.invoices import XeroReference
 from tasks.attachments import FetchPdf, attach_pdfs
-from tasks.contacts import sync_contacts
+from tasks.contacts import Contacts, sync_contacts
 from tasks.outcomes import Outcome
 from tasks.reference import read_xero_reference
 from tasks.report import RunSummary, publish_report
@@ -57,6 +57,8 @@ class FlowSpec:
     # Ledger housekeeping a real run (never a dry run) does once the plans are known.
     before_send: Callable[[TenantContext, list[DocumentPlan]], None] | None = None
     high_water_key: str | None = None       # where the window's end is kept (default: the flow's name)
+    # Plans revised once their Xero contacts are known (a tax taken from the contact), before any send.
+    after_contacts: Callable[[TenantContext, list[DocumentPlan], Contacts], list[DocumentPlan]] | None = None
     # Documents planned once `kinds` are sent, from what the ledger then holds (the write-back to Autotask of
     # the numbers Xero gave), sent through the same sync_documents; their kinds are resolved like the others.
     follow_up: Callable[[TenantContext], list[DocumentPlan]] | None = None
@@ -176,7 +178,10 @@ def _sync(ctx: TenantContext, spec: FlowSpec, planned: Planned, summary: RunSumm
             raise TargetLimitReached(summary.stopped)
         contact_ids: dict[str, str] = {}
         if not summary.dry_run:
-            plans, contact_ids = _with_contacts(ctx, planned, summary)
+            plans, contacts = _with_contacts(ctx, planned, summary)
+            contact_ids = contacts.ids
+            if spec.after_contacts is not None:
+                plans = spec.after_contacts(ctx, plans, contacts)
             _forget_other_kinds(ctx, spec, plans)
             if spec.before_send is not None:
                 spec.before_send(ctx, plans)
@@ -215,7 +220,7 @@ def _follow_up(ctx: TenantContext, spec: FlowSpec, summary: RunSummary) -> None:
 
 
 def _with_contacts(ctx: TenantContext, planned: Planned, summary: RunSummary | None = None
-                   ) -> tuple[list[DocumentPlan], dict[str, str]]:
+                   ) -> tuple[list[DocumentPlan], Contacts]:
     """Ensure the plans' contacts; a document whose contact could not be made is set aside, not sent.
     Existing Xero contacts adopted (and why) go into the run report."""
     numbers = sorted({p.contact.number for p in planned.plans if p.sendable and p.contact})
@@ -234,7 +239,7 @@ def _with_contacts(ctx: TenantContext, planned: Planned, summary: RunSummary | N
                 f"the Xero contact for company {p.contact.number} could not be created: {reason}",
                 "fix the company in Autotask (name, tax number, currency) or the contact in Xero, then rerun"))
         plans.append(p)
-    return plans, contacts.ids
+    return plans, contacts
 
 
 def _forget_other_kinds(ctx: TenantContext, spec: FlowSpec, plans: list[DocumentPlan]) -> None:

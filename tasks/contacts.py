@@ -35,6 +35,7 @@ class Contacts:
     failed: dict[str, str] = field(default_factory=dict)  # ContactNumber -> why its contact could not be made
     stopped: str | None = None  # an API limit (the daily call budget) stopped the contacts: the run stops too
     adopted: list[str] = field(default_factory=list)  # which existing Xero contact each company adopted, and how
+    sales_tax_types: dict[str, str] = field(default_factory=dict)  # ContactNumber -> the contact's default sales tax
     notes: list[str] = field(default_factory=list)    # a billing contact UDF that names no one, ...
 
 
@@ -70,7 +71,7 @@ def _sync_contacts(ctx: TenantContext, companies: pd.DataFrame, contacts: list[d
     notes: list[str] = []
     drafts = _drafts(companies, contacts, currencies, company_ids, supplier, rules, notes)
     hashes = {i: contact_hash(d) for i, d in drafts.items()}
-    ids, adopt, failed, adopted = _matched(ctx.xero, drafts, rules)
+    ids, adopt, failed, adopted, tax_of = _matched(ctx.xero, drafts, rules)
     for message in adopted + notes:
         get_run_logger().info("%s", message)
     known = {int(k): r for k, r in ctx.ledger.records(ctx.tenant, KIND_CONTACT, [str(i) for i in drafts]).items()}
@@ -85,7 +86,8 @@ def _sync_contacts(ctx: TenantContext, companies: pd.DataFrame, contacts: list[d
         if i not in ids and i not in failed:
             failed[i] = f"Autotask company {i} was not found"
     return Contacts(ids={str(k): v for k, v in ids.items()}, failed={str(k): v for k, v in failed.items()},
-                    adopted=adopted, notes=notes)
+                    adopted=adopted, notes=notes,
+                    sales_tax_types={str(k): tax_of[v] for k, v in ids.items() if tax_of.get(v)})
 
 
 def _rules(ctx: TenantContext) -> ContactRules:
@@ -128,11 +130,12 @@ def _candidates(found) -> list[Candidate]:
 
 
 def _matched(xero, drafts: dict, rules: ContactRules = ContactRules()
-             ) -> tuple[dict[int, str], dict[int, str], dict[int, str], list[str]]:
-    """(found by ContactNumber, adopted, refused, what was adopted and how) for the wanted companies."""
+             ) -> tuple[dict[int, str], dict[int, str], dict[int, str], list[str], dict[str, str]]:
+    """(found by ContactNumber, adopted, refused, what was adopted and how, ContactID -> its default sales
+    tax) for the wanted companies."""
     wanted = list(drafts)
-    existing = {int(c.contact_number): c for c in xero.find_contacts(numbers=[str(i) for i in wanted])
-                if c.contact_number and str(c.contact_number).isdigit()}
+    seen = list(xero.find_contacts(numbers=[str(i) for i in wanted])) if wanted else []
+    existing = {int(c.contact_number): c for c in seen if c.contact_number and str(c.contact_number).isdigit()}
     ids = {i: str(c.contact_id) for i, c in existing.items()}
     adopt: dict[int, str] = {}
     failed: dict[int, str] = {}
@@ -146,12 +149,19 @@ def _matched(xero, drafts: dict, rules: ContactRules = ContactRules()
             continue
         found = (xero.find_contacts(names=list(values.values())) if how == "name"
                  else xero.find_contacts(account_numbers=list(values.values())))
+        seen += found
         taken = set(ids.values()) | set(adopt.values())
         adopted, refused = match_contacts(values, _candidates(found), how, taken)
         adopt.update({i: a.contact_id for i, a in adopted.items()})
         failed.update(refused)
         messages += [a.message for a in adopted.values()]
-    return ids, adopt, failed, messages
+    tax_of = {str(c.contact_id): _plain_text(getattr(c, "accounts_receivable_tax_type", None)) for c in seen}
+    return ids, adopt, failed, messages, tax_of
+
+
+def _plain_text(value) -> str | None:
+    value = getattr(value, "value", value)
+    return str(value) if value else None
 
 
 def _record(ctx: TenantContext, company: int, contact_id: str, content_hash: str) -> None:

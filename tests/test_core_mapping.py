@@ -193,3 +193,24 @@ def test_shipped_mapping_files_have_bills_sections():
     example = load_mapping(MAPPINGS / "example.yaml").bills
     assert demo.accounts.refuse_unmapped and demo.tax.tax_exempt == "NONE" and demo.freight.account_code == "310"
     assert example.lines.description_rules and example.purchase_order_status == DEFAULT_PURCHASE_ORDER_STATUS
+
+
+def test_every_mapping_key_is_shown_in_the_example_and_named_in_the_readme():
+    import re
+
+    from pydantic import BaseModel
+
+    def paths(model, prefix=""):
+        for name, field in model.model_fields.items():
+            yield prefix + name
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                yield from paths(field.annotation, f"{prefix}{name}.")
+
+    example = (MAPPINGS / "example.yaml").read_text()
+    readme = (MAPPINGS.parent / "README.md").read_text()
+    missing = [p for p in paths(InvoiceMapping)
+               if not re.search(rf"^\s*#?\s*{re.escape(p.split('.')[-1])}:", example, re.M)]
+    assert missing == [], f"keys not shown in mappings/example.yaml: {missing}"
+    unnamed = [p for p in paths(InvoiceMapping) if f"`{p.split('.')[-1]}" not in readme and f".{p.split('.')[-1]}`" not in readme
+               and f"`{p}" not in readme]
+    assert unnamed == [], f"keys the README's mapping reference does not name: {unnamed}"
