@@ -36,6 +36,7 @@ class SandboxStack:
     window_end: date | None = None
     history_days: int = 30          # the generated invoices and purchasing spread over this many days
     filter_cases: bool = False      # add the filter and contact cases (generator._filter_cases)
+    rounding_cases: bool = False    # add the four-decimal tax cases INV-R001.. (generator._tax_rounding_cases)
     # Fault injection, off by default: a share of 429/500/503, timeouts, drops and lost responses.
     autotask_faults: FaultConfig = field(default_factory=FaultConfig)
     xero_faults: FaultConfig = field(default_factory=FaultConfig)
@@ -46,7 +47,8 @@ class SandboxStack:
             data = load_data(self.data_file)
         else:
             data = generate_data(seed=self.seed, invoices=self.invoices, start=end - timedelta(days=self.history_days - 1),
-                                 days=self.history_days, filter_cases=self.filter_cases)
+                                 days=self.history_days, filter_cases=self.filter_cases,
+                                 rounding_cases=self.rounding_cases)
         self.autotask = AutotaskSandbox(data, clock=self.clock)
         self.xero = XeroSandbox(clock=self.clock, faults=self.xero_faults)
         self.org = self.add_org(self.org_name, self.org_country)

@@ -26,7 +26,7 @@ def money(value) -> Decimal:
 
 @pytest.fixture
 def stack(atx_home, prefect_server):
-    with SandboxStack(seed=11, invoices=6, window_end=END) as s:
+    with SandboxStack(seed=11, invoices=6, window_end=END, rounding_cases=True) as s:
         yield s
 
 
