@@ -458,6 +458,11 @@ def _missing_lines_reason(invoice: dict, lines: list[dict]) -> tuple[str, str] |
         return None
     seen = (f"{len(lines)} billing item(s) add up to {money(total)} (tax {money(tax)}), but the invoice says "
             f"{money(invoice['invoiceTotal'])} (tax {money(invoice['totalTaxValue'])})")
+    if money(total) == money(invoice["invoiceTotal"]):
+        # Nothing is missing (a missing billing item would lower the total too): only the tax disagrees.
+        return (seen + ": the billing items' tax differs from the invoice's although their total agrees; the "
+                "invoice may have been changed while it was read",
+                "rerun; if it persists, check the tax of the invoice and of its billing items in Autotask")
     if not lines or abs(total) < abs(invoice["invoiceTotal"]):
         return (seen + ": billing items are missing. Likely causes: the Autotask API user cannot see every "
                 "Line of Business, or the invoice is still being processed in Autotask",
@@ -1137,8 +1142,23 @@ def plan_invoices(invoices: pd.DataFrame, lines: pd.DataFrame, companies: pd.Dat
     for invoice_id, number, problem in invalid:
         set_aside.append(SetAside(autotask_id=invoice_id, autotask_number=number,
                                   reason=f"the Xero draft is not valid: {problem}",
-                                  fix="report this invoice; the mapping produced a draft Xero would refuse"))
+                                  fix=next((fix for start, fix in _INVALID_DRAFT_FIXES.items()
+                                            if problem.startswith(start)), _INVALID_DRAFT_FIX)))
     return InvoicePlan(drafts=frame, set_aside=set_aside, skipped=skipped)
+
+
+# What to change when a draft fails XeroInvoiceDraft, by the start of the failure ("column: check"): the limits
+# of Xero's a mapping choice or an invoice can push a draft past; any other failure is the sync's fault.
+_INVALID_DRAFT_FIX = "report this invoice; the mapping produced a draft Xero would refuse"
+_INVALID_DRAFT_FIXES = {
+    "line_amount: Xero accepts line amounts up to":
+        "send these billing items as separate lines (lines.group_by: item, and no line_presentation summary) or "
+        "split the invoice in Autotask: one Xero line carries at most ±9,999,999,999.99",
+    "invoice_number: must be text of at most":
+        "shorten the invoice_number template in the mapping file (or the invoice's fields it uses): Xero keeps "
+        "at most 255 characters",
+}
+
 
 def _int_or_zero(value) -> int:
     number = read_int(value)
