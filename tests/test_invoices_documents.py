@@ -1,6 +1,8 @@
 """Contacts, credit notes, currencies, PDF attachments and data built to break things, through the flow."""
 from __future__ import annotations
 
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
 import json
 from decimal import Decimal
 
@@ -154,7 +156,8 @@ def test_currencies_rates_and_a_currency_the_org_lacks(stack):
     doc = stack.org.invoices[ledger_for(settings).records("acme", "invoice")[str(gbp[0]["id"])].target_id]
     assert doc["CurrencyCode"] == "GBP" and doc["CurrencyRate"] == Decimal("0.458700")  # GBP per 1 NZD
     with get_client(sync_client=True) as client:
-        artifacts = [a for a in client.read_artifacts() if a.flow_run_id == state.state_details.flow_run_id]
+        run_id = state.state_details.flow_run_id  # filtered: an unfiltered read returns one page of the server's
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
     markdown = next(a.data for a in artifacts if a.type == "markdown")
     table = next(a for a in artifacts if a.key == "invoices-acme")
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data

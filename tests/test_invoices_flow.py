@@ -5,6 +5,8 @@ total and tax to the cent, or is set aside in the ledger with a reason; and the 
 """
 from __future__ import annotations
 
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
 import threading
 import uuid
 from collections import Counter
@@ -106,7 +108,8 @@ def test_the_run_is_named_tagged_and_reports_every_document(stack):
     assert latest_progress("acme", started) == 100.0
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(state.state_details.flow_run_id)
-        artifacts = client.read_artifacts()
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
     assert flow_run.name == f"invoices · acme · {SINCE}..{UNTIL}"
     assert "tenant:acme" in flow_run.tags
     mine = [a for a in artifacts if a.flow_run_id == flow_run.id]

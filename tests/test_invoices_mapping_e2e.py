@@ -7,6 +7,8 @@ Expected values are worked out here from the Autotask records and the README, no
 """
 from __future__ import annotations
 
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
 import calendar
 import json
 from datetime import date, timedelta
@@ -121,7 +123,8 @@ def report_rows(state, tenant: str = "acme") -> list[dict]:
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        artifacts = [a for a in client.read_artifacts() if a.flow_run_id == state.state_details.flow_run_id]
+        run_id = state.state_details.flow_run_id  # filtered: an unfiltered read returns one page of the server's
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
     table = next(a for a in artifacts if a.key == f"invoices-{tenant}" and a.type == "table")
     return json.loads(table.data) if isinstance(table.data, str) else table.data
 
