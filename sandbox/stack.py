@@ -37,6 +37,8 @@ class SandboxStack:
     history_days: int = 30          # the generated invoices and purchasing spread over this many days
     filter_cases: bool = False      # add the filter and contact cases (generator._filter_cases)
     rounding_cases: bool = False    # add the four-decimal tax cases INV-R001.. (generator._tax_rounding_cases)
+    # The MSP's books before its first sync: Xero already holds its first customer and two items.
+    existing_books: bool = False
     # Fault injection, off by default: a share of 429/500/503, timeouts, drops and lost responses.
     autotask_faults: FaultConfig = field(default_factory=FaultConfig)
     xero_faults: FaultConfig = field(default_factory=FaultConfig)
@@ -80,7 +82,29 @@ class SandboxStack:
         self.autotask_server = BackgroundServer(with_faults(create_autotask_app(self.autotask), self.autotask_faults), self.host, self.autotask_port).start()
         self.xero_server = BackgroundServer(create_xero_app(self.xero), self.host, self.xero_port).start()
         self._servers = [self.autotask_server, self.xero_server]
+        if self.existing_books:
+            self._seed_existing_books()
         return self
+
+    # What an MSP that kept its books in Xero before this sync already has there (EXISTING_ITEMS, and its
+    # first customer under the same name but no ContactNumber), written over Xero's own API.
+    EXISTING_ITEMS = (("LABOUR", "Labour", "200"), ("MANAGED", "Managed services", "200"))
+
+    def existing_customer(self) -> dict:
+        return next(c for c in self.autotask.records("Companies") if c["id"] == self.customer_ids[0])
+
+    def _seed_existing_books(self) -> None:
+        import httpx
+
+        token = self.xero.issue_tokens(XERO_CLIENT_ID, [self.org.tenant_id])["access_token"]
+        headers = {"Authorization": f"Bearer {token}", "Xero-Tenant-Id": self.org.tenant_id,
+                   "Accept": "application/json", "Content-Type": "application/json"}
+        items = ",".join(f'{{"Code": "{code}", "Name": "{name}", "IsSold": true, "IsPurchased": false, '
+                         f'"SalesDetails": {{"AccountCode": "{account}"}}}}' for code, name, account in self.EXISTING_ITEMS)
+        customer = self.existing_customer()["companyName"].replace('"', '\\"')
+        for path, body in (("Items", f'{{"Items": [{items}]}}'), ("Contacts", f'{{"Contacts": [{{"Name": "{customer}"}}]}}')):
+            answer = httpx.put(f"{self.xero_url}/api.xro/2.0/{path}", headers=headers, content=body, timeout=10)
+            answer.raise_for_status()
 
     def stop(self) -> None:
         for s in self._servers:

@@ -8,6 +8,7 @@ import pytest
 
 from atx.connections import ledger_for, xero_gateway
 from ledger import DocState
+from sandbox.stack import SandboxStack
 from sandbox.autotask import catalog
 from tests.test_invoices_changes import END, connect, mapping_file, run
 from tests.test_invoices_mapping_e2e import NZ, add_invoice, stack  # noqa: F401 (the fixture)
@@ -92,3 +93,23 @@ def test_refuse_unmatched_sets_aside_an_invoice_with_a_line_no_rule_matches(stac
     assert row.state == DocState.SET_ASIDE
     assert f"billing item {INVOICE * 100 + 4} (type Recurring Service" in row.reason
     assert "items.rules" in row.fix
+
+
+def test_the_first_sync_of_books_already_in_xero_uses_their_items_and_adopts_their_customer(atx_home, prefect_server,
+                                                                                             tmp_path):
+    rules = [{"billing_item_type": "Labor", "item_code": "LABOUR"},
+             {"billing_item_type": "Recurring Service", "item_code": "MANAGED"}]
+    with SandboxStack(seed=11, invoices=30, window_end=END, existing_books=True) as books:
+        org = books.org
+        before = {item["Code"] for item in org.items.values()}
+        assert before == {"LABOUR", "MANAGED"}
+        settings = connect(books, mapping=mapping_file(tmp_path, items={"rules": rules, "create_missing": True}))
+        _, summary = run()
+        assert {item["Code"] for item in org.items.values()} == before  # nothing created: Xero had them
+        codes = {line["ItemCode"] for d in org.invoices.values() if d["Type"] == "ACCREC"
+                 for line in d["LineItems"] if line.get("ItemCode")}
+        assert codes and codes <= before
+        customer = books.existing_customer()
+        named = [c for c in org.contacts.values() if c["Name"].startswith(customer["companyName"])]
+        assert len(named) == 1 and named[0]["ContactNumber"] == str(customer["id"])  # adopted, no "(Autotask #id)" copy
+        assert any(customer["companyName"] in message for message in summary.contacts_adopted)
