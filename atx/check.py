@@ -64,6 +64,7 @@ def check_tenant(name: str, *, autotask_usage: bool = True, flows: Iterable[str]
         if mapping is not None and xero is not None:
             if "invoices" in flows:
                 problems += mapping_targets(mapping, xero)
+                problems += item_targets(settings, mapping)
             if "bills" in flows:
                 problems += bills_targets(mapping, xero)
         if xero is not None and "payments" in flows:
@@ -264,6 +265,23 @@ def payments_targets(settings: TenantSettings, xero: XeroReference, scopes: set[
                            "accounting.payments scope).",
                            f"run `atx connect xero --tenant {settings.name}` again and grant accounting.payments"))
     return out
+
+
+def item_targets(settings: TenantSettings, mapping) -> list[Problem]:
+    """The item codes `items.rules` names are in Xero (one read), unless the sync creates missing ones."""
+    items = getattr(mapping, "items", None)
+    codes = list(dict.fromkeys(rule.item_code for rule in (items.rules if items else [])))
+    if not codes or items.create_missing:
+        return []
+    try:
+        held = {i.code.casefold() for i in xero_gateway(settings).find_items(codes) if i.code}
+    except XeroError as exc:
+        return [Problem("warning", "mapping items.rules", f"the items could not be read: {_first_line(exc)}",
+                        "run atx check again later")]
+    return [Problem("error", "mapping items.rules", f"item code {code} is not an item in Xero.",
+                    f"create item {code} in Xero (Business > Products and services), correct items.rules, "
+                    "or set items.create_missing: true")
+            for code in codes if code.casefold() not in held]
 
 
 def bills_targets(mapping, xero: XeroReference) -> list[Problem]:

@@ -240,3 +240,21 @@ def test_applying_payments_needs_an_account_that_takes_them_and_the_payments_sco
     errors = [p for p in check_tenant("acme", flows=["payments"]) if p.severity == "error"]
     assert [p.area for p in errors] == ["Xero connection"] and "accounting.payments" in errors[0].fix
     assert load_tenant("acme").payments.to_xero
+
+
+def test_item_codes_the_mapping_names_must_be_in_xero_unless_the_sync_creates_them(atx_home, tmp_path):
+    import yaml
+
+    mapping = yaml.safe_load(open(ROOT / "mappings" / "demo.yaml"))
+    mapping["items"] = {"rules": [{"billing_item_type": "Labor", "item_code": "LABOUR"},
+                                  {"item_name": "Parking", "item_code": "NOSUCH"}]}
+    path = tmp_path / "items.yaml"
+    path.write_text(yaml.safe_dump(mapping))
+    with SandboxStack(seed=3, invoices=8, window_end=END, existing_books=True) as books:  # Xero holds LABOUR
+        books.connect_tenant("acme", mapping=str(path))
+        errors = [p for p in check_tenant("acme", flows=["invoices"]) if p.area == "mapping items.rules"]
+        assert [p.severity for p in errors] == ["error"] and "NOSUCH" in errors[0].problem
+        assert "items.create_missing" in errors[0].fix
+        mapping["items"]["create_missing"] = True
+        path.write_text(yaml.safe_dump(mapping))
+        assert not [p for p in check_tenant("acme", flows=["invoices"]) if p.area == "mapping items.rules"]
