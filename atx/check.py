@@ -268,7 +268,8 @@ def payments_targets(settings: TenantSettings, xero: XeroReference, scopes: set[
 
 
 def item_targets(settings: TenantSettings, mapping) -> list[Problem]:
-    """The item codes `items.rules` names are in Xero (one read), unless the sync creates missing ones."""
+    """The item codes `items.rules` names are in Xero (one read), unless the sync creates missing ones. A
+    warning: the run sets aside only the invoices whose lines need a missing item, with the same fix."""
     items = getattr(mapping, "items", None)
     codes = list(dict.fromkeys(rule.item_code for rule in (items.rules if items else [])))
     if not codes or items.create_missing:
@@ -278,7 +279,7 @@ def item_targets(settings: TenantSettings, mapping) -> list[Problem]:
     except XeroError as exc:
         return [Problem("warning", "mapping items.rules", f"the items could not be read: {_first_line(exc)}",
                         "run atx check again later")]
-    return [Problem("error", "mapping items.rules", f"item code {code} is not an item in Xero.",
+    return [Problem("warning", "mapping items.rules", f"item code {code} is not an item in Xero.",
                     f"create item {code} in Xero (Business > Products and services), correct items.rules, "
                     "or set items.create_missing: true")
             for code in codes if code.casefold() not in held]
