@@ -465,7 +465,7 @@ class AutotaskInvoices:
         """The invoices named by id or by write key, each numbered by the key of what Autotask holds now:
         the paid date (PAID_DATE), or the fields a key names ("123@invoiceNumber=...;webServiceDate=...")."""
         wanted = [int(i) for i in ids if str(i).isdigit()]
-        wanted += [int(n.partition("@")[0]) for n in numbers if str(n).partition("@")[0].isdigit()]
+        wanted += [int(i) for i, _ in map(key_fields, map(str, numbers)) if i.isdigit()]
         if not wanted:
             return []
         # For writes of named fields: which fields each invoice's key names (by id alone: every one it may write).

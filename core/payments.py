@@ -67,6 +67,12 @@ def paid_date_key(autotask_id: str, paid: dt.date | None) -> str:
     return f"{autotask_id}@{paid.isoformat() if paid else UNPAID}"
 
 
+def written_paid_date(key: str) -> dt.date | None:
+    """The paid date a paid-date key names (paid_date_key's inverse); None for "unpaid"."""
+    written = key.rpartition("@")[2]
+    return None if written == UNPAID else dt.date.fromisoformat(written)
+
+
 def payment_marker(autotask_number: str, paid: dt.date) -> str:
     """The Reference of a payment this sync makes: how it is found again, and how a person knows it."""
     return f"Autotask {autotask_number} paid {paid.isoformat()}"

@@ -18,7 +18,7 @@ from atx.context import TenantContext
 from clients.autotask import autotask_day
 from core import windows
 from core.documents import INVOICE, PAID_DATE, PAYMENT, XeroDocument
-from core.payments import UNPAID, AutotaskPaid, SyncedInvoice
+from core.payments import AutotaskPaid, SyncedInvoice, written_paid_date
 from tasks.sync import worth_retrying
 
 
@@ -48,8 +48,7 @@ def written_paid_dates(ctx: TenantContext, autotask_ids) -> dict[str, date | Non
     out: dict[str, date | None] = {}
     for source_id, row in rows.items():
         if row.state == "synced" and row.target_number:
-            written = row.target_number.rpartition("@")[2]
-            out[source_id] = None if written == UNPAID else date.fromisoformat(written)
+            out[source_id] = written_paid_date(row.target_number)
     return out
 
 

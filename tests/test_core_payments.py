@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from core.documents import KeyKind, Status, XeroAllocation, XeroDocument
 from core.payments import (
-    FROM_OTHER_SIDE, NOT_CLEARED, PAID_IN_XERO, PARTLY_PAID, AutotaskPaid, SyncedInvoice, local_date, paid_date_key,
+    FROM_OTHER_SIDE, NOT_CLEARED, PAID_IN_XERO, PARTLY_PAID, AutotaskPaid, SyncedInvoice, local_date, paid_date_key, written_paid_date,
     plan_paid_dates, plan_payments, settled_on,
 )
 
@@ -57,6 +57,7 @@ def test_a_fully_paid_invoice_gets_its_paid_date_keyed_by_invoice_and_date():
     assert (p.kind, p.source_id, p.date, p.natural_key, p.natural_key_kind) == (
         "paid_date", "101", date(2026, 11, 27), "101@2026-11-27", KeyKind.NUMBER)
     assert paid_date_key("101", None) == "101@unpaid"
+    assert written_paid_date(p.natural_key) == date(2026, 11, 27) and written_paid_date("101@unpaid") is None
 
 
 def test_a_partial_payment_writes_nothing_and_is_reported_with_the_amount_due():

@@ -19,6 +19,7 @@ import yaml
 from atx.connections import autotask_client, ledger_for, xero_gateway
 from clients.autotask import autotask_day
 from core.documents import INVOICE, PAID_DATE, PAYMENT, PaymentDraft
+from core.payments import written_paid_date
 from ledger import DocState
 from sandbox.stack import XERO_CLIENT_ID, SandboxStack
 
@@ -89,6 +90,14 @@ def pay_in_xero(settings, xero_id, amount, on: date, reference="bank feed"):
     return written[0].payment
 
 
+def paid_and_written_back(settings, on: date = date(2026, 11, 26)):
+    """The first synced invoice, paid in full in Xero on `on`, and a payments run that wrote it back."""
+    autotask_id, row = next(iter(synced_invoices(settings).items()))
+    payment = pay_in_xero(settings, row.target_id, xero_invoice(settings, row.target_id).amount_due, on)
+    sync_payments()
+    return autotask_id, row, payment
+
+
 def xero_raw(stack, settings, method, path, **kwargs) -> httpx.Response:
     token = stack.xero.issue_tokens(XERO_CLIENT_ID, [settings.xero.tenant_id])["access_token"]
     headers = {"Authorization": f"Bearer {token}", "Xero-Tenant-Id": settings.xero.tenant_id, "Accept": "application/json",
@@ -103,9 +112,8 @@ def assert_ledger_agrees(stack, settings) -> None:
     for sid, row in ledger.records(settings.name, PAID_DATE.name).items():
         if row.state != DocState.SYNCED:
             continue
-        written = row.target_number.rpartition("@")[2]
-        shown = autotask_day(autotask_invoice(settings, sid).get("paidDate"))
-        assert (shown.isoformat() if shown else "unpaid") == written, (sid, written, shown)
+        written = written_paid_date(row.target_number)
+        assert autotask_day(autotask_invoice(settings, sid).get("paidDate")) == written, (sid, written)
     payments = {p.id: p for p in xero_gateway(settings).find_payments()}
     made = [r for r in ledger.records(settings.name, PAYMENT.name).values() if r.state == DocState.SYNCED]
     for row in made:
@@ -180,9 +188,7 @@ def test_a_settlement_by_credit_note_sets_the_paid_date_of_the_allocation(stack,
 def test_a_payment_deleted_in_xero_after_write_back_clears_the_paid_date(stack, tmp_path):
     settings = connect(stack, tmp_path)
     sync_invoices()
-    autotask_id, row = next(iter(synced_invoices(settings).items()))
-    payment = pay_in_xero(settings, row.target_id, xero_invoice(settings, row.target_id).amount_due, date(2026, 11, 26))
-    sync_payments()
+    autotask_id, row, payment = paid_and_written_back(settings)
     assert autotask_invoice(settings, autotask_id)["paidDate"] is not None
 
     assert xero_gateway(settings).delete_payment(payment.id, idempotency_key=f"delete-{payment.id}").ok
@@ -196,9 +202,7 @@ def test_a_payment_deleted_in_xero_after_write_back_clears_the_paid_date(stack, 
 def test_a_lost_answer_on_clearing_the_paid_date_is_read_back(stack, tmp_path):
     settings = connect(stack, tmp_path)
     sync_invoices()
-    autotask_id, row = next(iter(synced_invoices(settings).items()))
-    payment = pay_in_xero(settings, row.target_id, xero_invoice(settings, row.target_id).amount_due, date(2026, 11, 26))
-    sync_payments()
+    autotask_id, row, payment = paid_and_written_back(settings)
     assert xero_gateway(settings).delete_payment(payment.id, idempotency_key=f"delete-{payment.id}").ok
     lost = stack.autotask_faults.script("lost_response", method="PATCH", times=1)
     summary = sync_payments()
@@ -213,9 +217,7 @@ def test_a_lost_answer_on_clearing_the_paid_date_is_read_back(stack, tmp_path):
 def test_with_clearing_off_a_deleted_payment_is_listed_for_a_person(stack, tmp_path):
     settings = connect(stack, tmp_path, clear_paid_date=False)
     sync_invoices()
-    autotask_id, row = next(iter(synced_invoices(settings).items()))
-    payment = pay_in_xero(settings, row.target_id, xero_invoice(settings, row.target_id).amount_due, date(2026, 11, 26))
-    sync_payments()
+    autotask_id, row, payment = paid_and_written_back(settings)
     assert xero_gateway(settings).delete_payment(payment.id, idempotency_key=f"delete-{payment.id}").ok
     summary = sync_payments()
     listed = outcome(summary, PAID_DATE.name, autotask_id)
