@@ -177,7 +177,11 @@ class TenantSettings(BaseModel):
     attach_pdfs: bool = False
     # The flows this tenant runs on a schedule (each gets a deployment); any flow can still be run by hand.
     flows: list[Literal["invoices", "bills", "payments"]] = Field(default_factory=lambda: ["invoices"])
-    send_lease_minutes: int = Field(15, ge=0)
+    send_lease_minutes: int = Field(
+        15, ge=0, description="a document claimed this long ago is looked up again even if its run still beats")
+    heartbeat_seconds: float = Field(10, gt=0, description="how often a running sync writes its heartbeat")
+    heartbeat_timeout_seconds: float = Field(
+        60, gt=0, description="a run silent this long is presumed dead (killed); the next run resolves its documents")
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     payments: PaymentsSettings = Field(default_factory=PaymentsSettings)
@@ -189,6 +193,10 @@ class TenantSettings(BaseModel):
     @property
     def send_lease(self) -> timedelta:
         return timedelta(minutes=self.send_lease_minutes)
+
+    @property
+    def heartbeat_timeout(self) -> timedelta:
+        return timedelta(seconds=self.heartbeat_timeout_seconds)
 
     @property
     def token_connection(self) -> str:

@@ -154,3 +154,18 @@ class StoredToken(Base):
     connection: Mapped[str] = mapped_column(String(100), primary_key=True)
     token_json: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RunHeartbeat(Base):
+    """A flow run that claims documents beats here while it runs (ledger/heartbeat.py). Its `sending` rows
+    are presumed dead once it has ended, or has not beaten for the tenant's heartbeat timeout: a process
+    killed with SIGKILL leaves its Prefect run RUNNING for good, but its heartbeat stops at once."""
+
+    __tablename__ = "run_heartbeat"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100))
+    flow: Mapped[str] = mapped_column(String(50))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    beat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -21,10 +21,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger import migrations
+from ledger.heartbeat import RunHeartbeats
 from ledger.models import DocState, SyncRecord, SyncWatermark, SyncWindow, WindowState
 
 # A run that has not recorded an answer within this time is presumed dead; its rows get resolved.
 DEFAULT_LEASE = timedelta(minutes=15)
+# A run whose heartbeat (ledger/heartbeat.py) is older than this is presumed dead, however long its lease.
+DEFAULT_HEARTBEAT_TIMEOUT = timedelta(seconds=60)
 AUTOTASK = "autotask"
 
 
@@ -126,6 +129,10 @@ class Ledger:
     def session(self) -> Session:
         return self._session()
 
+    @property
+    def heartbeats(self) -> RunHeartbeats:
+        return RunHeartbeats(self)
+
     # ---- reading ---------------------------------------------------------------------------
     def records(
         self, tenant: str, kind: str, ids: Iterable[str] | None = None, *, source: str = AUTOTASK
@@ -160,23 +167,33 @@ class Ledger:
         run_id: str,
         owner_alive: Callable[[str], bool] = lambda run_id: True,
         lease: timedelta = DEFAULT_LEASE,
+        heartbeat_timeout: timedelta = DEFAULT_HEARTBEAT_TIMEOUT,
         source: str = AUTOTASK,
+        ids: Iterable[str] | None = None,
     ) -> list[SyncRecord]:
-        """Rows left `sending` whose answer will never come: this run's own (answer lost), those of
-        a run that has finished or crashed, and any whose lease ran out."""
-        cutoff = _now() - lease
+        """Rows left `sending` whose answer will never come: this run's own (answer lost), those of a run
+        that has ended or whose heartbeat stopped, and any whose lease ran out. A run with no heartbeat
+        (claimed by an earlier release) is asked about through `owner_alive`, once per run."""
+        now = _now()
         with self.session() as s:
-            rows = s.scalars(
-                select(SyncRecord).where(
-                    SyncRecord.tenant == tenant, SyncRecord.kind == kind, SyncRecord.source == source,
-                    SyncRecord.state == DocState.SENDING,
-                )
-            ).all()
-        return [
-            r
-            for r in rows
-            if r.run_id == run_id or _aware(r.claimed_at) <= cutoff or not owner_alive(r.run_id or "")
-        ]
+            q = select(SyncRecord).where(
+                SyncRecord.tenant == tenant, SyncRecord.kind == kind, SyncRecord.source == source,
+                SyncRecord.state == DocState.SENDING,
+            )
+            if ids is not None:
+                q = q.where(SyncRecord.source_id.in_([_text_id(i) for i in ids]))
+            rows = s.scalars(q).all()
+        beats = self.heartbeats.of(r.run_id for r in rows if r.run_id != run_id)
+        verdicts: dict[str, bool] = {}
+
+        def dead(owner: str) -> bool:
+            if owner not in verdicts:
+                beat = beats.get(owner)
+                verdicts[owner] = beat.dead(heartbeat_timeout, now) if beat is not None else not owner_alive(owner)
+            return verdicts[owner]
+
+        return [r for r in rows
+                if r.run_id == run_id or _aware(r.claimed_at) <= now - lease or dead(r.run_id or "")]
 
     def set_aside_records(self, tenant: str, kind: str, *, source: str = AUTOTASK) -> list[SyncRecord]:
         with self.session() as s:

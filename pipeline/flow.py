@@ -7,6 +7,7 @@ report. Nothing here knows a document type: the spec names its kinds and its rea
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -15,18 +16,19 @@ import pandas as pd
 from prefect import get_run_logger, runtime, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
-from prefect.states import Completed
+from prefect.states import Completed, Failed
 
 from atx.context import TenantContext, open_tenant
 from core import windows
 from core.documents import DocumentKind, DocumentPlan, SetAside, TargetLimitReached, batches
+from ledger import DocState
 from core.invoices import XeroReference
 from tasks.attachments import FetchPdf, attach_pdfs
 from tasks.contacts import Contacts, sync_contacts
-from tasks.outcomes import Outcome
+from tasks.outcomes import Outcome, Result
 from tasks.reference import read_xero_reference
 from tasks.report import RunSummary, publish_report
-from tasks.sync import not_sent, resolve_unanswered, sync_documents
+from tasks.sync import not_sent, prefect_run_alive, resolve_rows, resolve_unanswered, sync_documents
 from tasks.tenancy import preflight
 
 
@@ -109,20 +111,26 @@ def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry
     ctx = open_tenant(tenant, str(runtime.flow_run.id))
     since, until = choose_window(ctx, spec.high_water, since, until)
     _label_run(f"{spec.name} · {tenant} · {since}..{until}" + (" · dry run" if dry_run else ""), tenant)
-    summary = RunSummary(tenant=tenant, since=since, until=until, dry_run=dry_run, flow=spec.name)
+    summary = RunSummary(tenant=tenant, since=since, until=until, dry_run=dry_run, flow=spec.name,
+                         heartbeat_timeout_seconds=ctx.settings.heartbeat_timeout_seconds)
     xero_calls_before = ctx.xero.calls  # the gateway is shared by the process's runs: count only this one's
     autotask_writes_before = ctx.autotask_invoices.calls
 
-    try:
-        planned = _check_and_read(ctx, spec, summary, only_window)
-        if planned is not None:
-            summary.outcomes += planned.outcomes
-            summary.autotask_calls = planned.autotask_calls
-            _sync(ctx, spec, planned, summary)
-    finally:
-        ctx.xero.settle_calls()  # calls taken from the day's budget and not made go back to it
+    # The heartbeat tells other runs this one is alive while it holds documents `sending` (ledger/heartbeat.py).
+    with ctx.ledger.heartbeats.beating(ctx.run_id, tenant, spec.name, every=ctx.settings.heartbeat_seconds):
+        try:
+            planned = _check_and_read(ctx, spec, summary, only_window)
+            if planned is not None:
+                summary.outcomes += planned.outcomes
+                summary.autotask_calls = planned.autotask_calls
+                _sync(ctx, spec, planned, summary)
+        finally:
+            ctx.xero.settle_calls()  # calls taken from the day's budget and not made go back to it
+    held = summary.count(Result.IN_FLIGHT)
     if summary.stopped:
         get_run_logger().warning("stopped early, the high-water mark is not moved: %s", summary.stopped)
+    elif held:
+        get_run_logger().warning("%d documents are still held by another run; the high-water mark is not moved", held)
     elif not dry_run and not only_window:
         advance_high_water(ctx, spec.high_water, until)
     _token_age(ctx, summary)
@@ -196,6 +204,8 @@ def _sync(ctx: TenantContext, spec: FlowSpec, planned: Planned, summary: RunSumm
                 update_progress_artifact(progress, progress=100.0 * sent / total)
                 if result.stopped:
                     raise TargetLimitReached(result.stopped)
+        if not summary.dry_run:
+            _wait_for_other_runs(ctx, spec, plans, contact_ids, summary)
         update_progress_artifact(progress, progress=100.0)
         if spec.follow_up is not None:
             _follow_up(ctx, spec, summary)
@@ -206,6 +216,65 @@ def _sync(ctx: TenantContext, spec: FlowSpec, planned: Planned, summary: RunSumm
         # next run looks up first), and the window stays where it was, so the next run picks it all up.
         summary.stopped = str(exc)
         summary.outcomes += [not_sent(p, str(exc)) for p in plans if (p.kind, p.source_id) not in done and p.sendable]
+
+
+def _wait_for_other_runs(ctx: TenantContext, spec: FlowSpec, plans: list[DocumentPlan], contact_ids: dict[str, str],
+                         summary: RunSummary) -> None:
+    """Documents another run held `sending` as this one went by. A live run records them within its batch
+    (seconds): they are reported as that run's. A run that stops beating was killed: once its heartbeat is
+    older than the timeout its documents are looked up in Xero here, and sent when Xero does not hold them.
+    So a killed run's documents are resolved within about a minute; any still held after that are left
+    in the report, and the run ends unfinished."""
+    settings = ctx.settings
+    deadline = time.monotonic() + settings.heartbeat_timeout_seconds + settings.heartbeat_seconds
+    by_key = {(p.kind, p.source_id): p for p in plans}
+    logged = False
+    while True:
+        held = [o for o in summary.outcomes if o.result == Result.IN_FLIGHT and (o.kind, o.source_id) in by_key]
+        if not held or time.monotonic() >= deadline:
+            return
+        if not logged:
+            get_run_logger().info("waiting for %d documents another run holds (%s)", len(held),
+                                  ", ".join(sorted({o.detail or "run unknown" for o in held})))
+            logged = True
+        time.sleep(min(2.0, settings.heartbeat_seconds))
+        for kind in spec.kinds:
+            ids = [o.source_id for o in held if o.kind == kind.name]
+            if not ids:
+                continue
+            dead = ctx.ledger.stale(ctx.tenant, kind.name, run_id=ctx.run_id, ids=ids, lease=settings.send_lease,
+                                    heartbeat_timeout=settings.heartbeat_timeout, owner_alive=prefect_run_alive)
+            if dead:
+                resolve_rows(ctx, kind, dead)
+            rows = ctx.ledger.records(ctx.tenant, kind.name, ids)
+            settled = {i for i in ids if i not in rows or rows[i].state != DocState.SENDING}
+            if not settled:
+                continue
+            summary.outcomes = [o for o in summary.outcomes
+                                if not (o.kind == kind.name and o.source_id in settled and o.result == Result.IN_FLIGHT)]
+            again = []
+            for i in sorted(settled):
+                outcome = _recorded_by_another_run(ctx, by_key[(kind.name, i)], rows.get(i))
+                if outcome is not None:
+                    summary.outcomes.append(outcome)
+                else:
+                    again.append(by_key[(kind.name, i)])
+            for batch in batches(again):
+                result = sync_documents(ctx, kind, batch, contact_ids)
+                summary.outcomes += result.outcomes
+                if result.stopped:
+                    raise TargetLimitReached(result.stopped)
+
+
+def _recorded_by_another_run(ctx: TenantContext, plan: DocumentPlan, row) -> Outcome | None:
+    """The other run's answer for a document it held, as that run's; None when it is this run's to send."""
+    if row is None or row.run_id == ctx.run_id:
+        return None
+    if row.state in (DocState.SYNCED, DocState.VOIDED) and row.target_id:
+        return Outcome.of_row(plan, Result.ALREADY, row, detail=f"sent by run {row.run_id}")
+    if row.state == DocState.SET_ASIDE:
+        return Outcome.of(plan, Result.SET_ASIDE, reason=row.reason, fix=row.fix, detail=f"by run {row.run_id}")
+    return None
 
 
 def _follow_up(ctx: TenantContext, spec: FlowSpec, summary: RunSummary) -> None:
@@ -254,6 +323,16 @@ def _forget_other_kinds(ctx: TenantContext, spec: FlowSpec, plans: list[Document
 
 def _final_state(summary: RunSummary):
     get_run_logger().info(summary.message)
+    held = [o for o in summary.outcomes if o.result == Result.IN_FLIGHT]
+    if held and not summary.stopped:
+        shown = ", ".join(f"{o.source_number} ({o.detail or 'run unknown'})" for o in held[:10])
+        more = f" and {len(held) - 10} more" if len(held) > 10 else ""
+        # Not green: these documents are neither in Xero by this run nor known to be in it by another.
+        return Failed(name="Unfinished", data=summary, message=(
+            f"{len(held)} documents are still held by another run: {shown}{more}. That run may still record "
+            f"them; if it was killed, the next run resolves them (a killed run is known dead "
+            f"{summary.heartbeat_timeout_seconds:g} s after its last heartbeat). The high-water mark was not moved; "
+            f"{summary.message}"))
     if summary.stopped and summary.window_unread:
         return Completed(message=f"stopped early, before reading the window (the next run reads it again): "
                                  f"{summary.stopped}", data=summary)

@@ -21,6 +21,7 @@ class RunSummary:
     until: date
     dry_run: bool
     flow: str = "invoices"
+    heartbeat_timeout_seconds: float = 60  # how soon a killed run's documents are resolved (the report says so)
     outcomes: list[Outcome] = field(default_factory=list)
     autotask_calls: int = 0
     xero_calls: int = 0

@@ -75,7 +75,7 @@ def resolve_unanswered(ctx: TenantContext, kinds: tuple[DocumentKind, ...]) -> N
     """Rows left `sending` by a run that died: look each up in Xero before it may be sent again."""
     for kind in kinds:
         stale = ctx.ledger.stale(ctx.tenant, kind.name, run_id=ctx.run_id, owner_alive=prefect_run_alive,
-                                 lease=ctx.settings.send_lease)
+                                 lease=ctx.settings.send_lease, heartbeat_timeout=ctx.settings.heartbeat_timeout)
         if stale:
             resolve_rows(ctx, kind, stale)
 
@@ -170,8 +170,9 @@ def sync_documents(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentP
         decisions = {p.source_id: decide(p, rows.get(p.source_id), docs.get(p.source_id)) for p in plans}
         if dry_run:
             return SyncResult([_planned(p, rows.get(p.source_id), decisions[p.source_id]) for p in plans])
+        outcomes.update(_another_runs(ctx, kind, [p for p in plans if decisions[p.source_id].action == Action.CLASH]))
         for p in plans:
-            if p.source_id in recovered:
+            if p.source_id in recovered or p.source_id in outcomes:
                 continue
             outcome = _record_decision(ctx, kind, p, rows.get(p.source_id), decisions[p.source_id], docs.get(p.source_id))
             if outcome is not None:
@@ -188,6 +189,28 @@ def sync_documents(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentP
             outcomes.setdefault(p.source_id, not_sent(p, str(exc)))
         return SyncResult([outcomes[p.source_id] for p in plans], stopped=str(exc))
     return SyncResult([outcomes[p.source_id] for p in plans if p.source_id in outcomes])
+
+
+def _another_runs(ctx: TenantContext, kind: DocumentKind, clashing: list[DocumentPlan]) -> dict[str, Outcome]:
+    """A clash found with a document another run of this tenant claimed after this batch read the ledger is
+    that run's own document, not a clash: read the rows again and report those as the other run's."""
+    if not clashing:
+        return {}
+    rows = ctx.ledger.records(ctx.tenant, kind.name, [p.source_id for p in clashing])
+    found: dict[str, Outcome] = {}
+    for p in clashing:
+        row = rows.get(p.source_id)
+        if row is None or not row.run_id or row.run_id == ctx.run_id:
+            continue
+        if row.state == DocState.SENDING:
+            found[p.source_id] = Outcome.of(p, Result.IN_FLIGHT, detail=held_by(row))
+        elif row.state in (DocState.SYNCED, DocState.VOIDED):
+            found[p.source_id] = Outcome.of_row(p, Result.ALREADY, row, detail=f"sent by run {row.run_id}")
+    return found
+
+
+def held_by(row) -> str | None:
+    return f"held by run {row.run_id}" if row is not None and row.run_id else None
 
 
 def not_sent(plan: DocumentPlan, reason: str) -> Outcome:
@@ -258,7 +281,7 @@ def _skip(plan: DocumentPlan, row, decision: Decision) -> Outcome:
     if row is not None and row.target_id:
         return Outcome.of_row(plan, Result.ALREADY, row, reason=decision.why, fix=decision.fix)
     if decision.why == IN_FLIGHT:
-        return Outcome.of(plan, Result.IN_FLIGHT)
+        return Outcome.of(plan, Result.IN_FLIGHT, detail=held_by(row))
     return Outcome.of(plan, Result.SKIPPED, detail=decision.why)
 
 
@@ -370,7 +393,7 @@ def _not_claimed(ctx: TenantContext, kind: DocumentKind, plan: DocumentPlan) -> 
     row = ctx.ledger.records(ctx.tenant, kind.name, [plan.source_id]).get(plan.source_id)
     if row is not None and row.state == DocState.SYNCED:
         return Outcome.of_row(plan, Result.ALREADY, row, reason=row.attention)
-    return Outcome.of(plan, Result.IN_FLIGHT)
+    return Outcome.of(plan, Result.IN_FLIGHT, detail=held_by(row))
 
 
 def _after_lost_answer(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan],

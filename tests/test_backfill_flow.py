@@ -101,8 +101,8 @@ def test_a_backfill_killed_midway_resumes_where_it_stopped_with_no_duplicates(st
 
     from prefect.settings import PREFECT_API_URL
 
-    # A killed process's flow runs stay "Running" in Prefect: its unanswered rows wait for the lease, here none.
-    settings = stack.connect_tenant("acme", send_lease_minutes=0)
+    # A killed process's flow runs stay "Running" in Prefect: its heartbeat stops, here known dead after 3 s.
+    settings = stack.connect_tenant("acme", heartbeat_seconds=0.5, heartbeat_timeout_seconds=3)
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
     args = ["--tenant", "acme", "--start", START.isoformat(), "--end", END.isoformat(), "--chunk-days", "31"]
     proc = _cli(*args, env=env)

@@ -1,0 +1,198 @@
+"""Runs that die and runs that overlap, through real flow runs over HTTP against both simulators.
+
+A run killed with SIGKILL stays RUNNING in Prefect, so only its heartbeat in the ledger tells the next run
+that the documents it held `sending` will never be recorded: the next run resolves them within the
+heartbeat timeout (here 3 s), not after the 15-minute lease. Two runs of one tenant at once, in two
+processes, on SQLite and on PostgreSQL, make each document once, report the other run's documents as
+that run's, raise no false "number already used" clash, and keep the one Xero token set valid.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from atx.connections import ledger_for
+from ledger import Candidate, DocState, LedgerTokenStore
+from sandbox.stack import SandboxStack
+from tests.test_invoices_changes import END, SINCE, UNTIL, assert_each_once, live_invoices, run
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parent.parent
+FAST_HEARTBEAT = {"heartbeat_seconds": 0.5, "heartbeat_timeout_seconds": 3}
+PUT_INVOICES = "/api.xro/2.0/Invoices"
+
+
+def _sync_process(tenant: str = "acme") -> subprocess.Popen:
+    from prefect.settings import PREFECT_API_URL
+
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
+    return subprocess.Popen(
+        [sys.executable, "-m", "atx.cli", "sync", "invoices", "--tenant", tenant, "--since", SINCE.isoformat(),
+         "--until", UNTIL.isoformat()],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_until(condition, what: str, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def _sending(ledger) -> list:
+    return [r for r in ledger.records("acme", "invoice").values() if r.state == DocState.SENDING]
+
+
+def test_a_killed_run_is_resolved_by_the_next_run_within_the_heartbeat_timeout(atx_home, prefect_server):
+    with SandboxStack(seed=5, invoices=80, window_end=END) as stack:
+        settings = stack.connect_tenant("acme", **FAST_HEARTBEAT)
+        ledger = ledger_for(settings)
+        # The second batch reaches Xero and is created there, but its answer is held back: the worker is
+        # killed while its rows are `sending`, the worst moment.
+        stack.xero.faults.timeout_seconds = 120
+        stack.xero.faults.script("timeout", method="PUT", path_prefix=PUT_INVOICES, times=1, after=1)
+        proc = _sync_process()
+        try:
+            _wait_until(lambda: proc.poll() is not None or (_sending(ledger) and stack.xero.faults.log),
+                        "the first run never held a batch")
+            assert proc.poll() is None, proc.stdout.read()
+            held = {r.source_id for r in _sending(ledger)}
+            killed_run = _sending(ledger)[0].run_id
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        assert held
+        stack.xero.faults.clear()
+
+        # Straight after the kill: the dead run's heartbeat is fresh, so this run waits for it to go silent,
+        # then looks its documents up in Xero (they are there) and records them. Nothing is sent twice.
+        state, summary = run(tenant="acme")
+        assert state.name == "Completed", state.message
+        outcomes = {o.source_id: o for o in summary.outcomes}
+        assert all(outcomes[i].result.value in ("already in Xero", "recovered") for i in held), \
+            [(i, outcomes[i].action) for i in held]
+        assert not _sending(ledger)
+        assert_each_once(stack, settings)
+        assert ledger.high_water("acme", "invoices") == UNTIL
+        assert ledger.heartbeats.of([killed_run])[killed_run].ended_at is None  # it was killed, never ended
+
+
+def test_documents_a_live_run_holds_leave_the_run_unfinished_and_the_high_water_where_it_was(atx_home, prefect_server):
+    with SandboxStack(seed=5, invoices=20, window_end=END) as stack:
+        settings = stack.connect_tenant("acme", **FAST_HEARTBEAT)
+        ledger = ledger_for(settings)
+        invoices = sorted(live_invoices(stack), key=lambda i: i["id"])[:3]
+        # Another run, alive (it beats), holds three documents whose answer it has not recorded yet.
+        other = "0d1e2f30-0000-4000-8000-000000000001"
+        held = [Candidate(source_id=str(i["id"]), source_number=i["invoiceNumber"], natural_key=i["invoiceNumber"],
+                          content_hash="x", natural_key_kind="number") for i in invoices]
+        stop = threading.Event()
+        beating = threading.Thread(target=_beat_until, args=(ledger, other, stop))
+        beating.start()
+        try:
+            assert len(ledger.claim("acme", "invoice", held, run_id=other, idempotency_key="k")) == 3
+            state, _ = run(tenant="acme", expect_completed=False)
+        finally:
+            stop.set()
+            beating.join()
+        assert state.is_failed() and state.name == "Unfinished", (state.name, state.message)
+        assert "3 documents are still held by another run" in state.message
+        assert all(i["invoiceNumber"] in state.message for i in invoices) and other in state.message
+        summary = state.result(raise_on_failure=False)
+        assert summary.count("in flight elsewhere") == 3 and summary.count("created") >= 10
+        assert ledger.high_water("acme", "invoices") is None
+
+        # The other run has ended without recording them: the next run looks them up, finds none in Xero,
+        # and sends them, once.
+        state, summary = run(tenant="acme")
+        assert state.name == "Completed", state.message
+        assert {o.source_id for o in summary.outcomes if o.action == "created"} == {c.source_id for c in held}
+        assert_each_once(stack, settings)
+        assert ledger.high_water("acme", "invoices") == UNTIL
+
+
+def _beat_until(ledger, run_id: str, stop: threading.Event) -> None:
+    with ledger.heartbeats.beating(run_id, "acme", "invoices", every=0.5):
+        stop.wait(120)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request, atx_home):
+    if request.param == "sqlite":
+        return None  # the embedded default under ATX_HOME
+    url = request.getfixturevalue("postgres_url")
+    schema = request.getfixturevalue("postgres_schema")
+    return f"{url}?options=-csearch_path%3D{schema}"
+
+
+def test_two_runs_of_one_tenant_at_once_make_each_document_once_with_no_false_clash(ledger_url, prefect_server):
+    with SandboxStack(seed=8, invoices=250, window_end=END) as stack:
+        options = {"ledger_url": ledger_url} if ledger_url else {}
+        settings = stack.connect_tenant("acme", **FAST_HEARTBEAT, **options)
+        # An expired access token: both processes want to refresh it at once, with one single-use refresh token.
+        store = LedgerTokenStore(ledger_for(settings), settings.token_connection)
+        store.save({**store.load(), "expires_at": time.time() - 60})
+        # Each create is answered a second after Xero has made the invoices, so the runs overlap for the
+        # whole window; a third of the lookups are refused once with a 429 and repeated after its Retry-After,
+        # so one run's lookups meet the other's invoices created after it read the ledger.
+        stack.xero.faults.timeout_seconds = 1.0
+        stack.xero.faults.script("timeout", method="PUT", path_prefix=PUT_INVOICES, times=1000)
+        stack.xero.faults.rate_429, stack.xero.faults.methods = 0.3, ("GET",)
+        stack.xero.faults.path_prefix = PUT_INVOICES
+        first, second = _sync_process(), _sync_process()
+        outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
+        assert [first.returncode, second.returncode] == [0, 0], outputs
+        for out in outputs:
+            assert "not create" not in out and "already used" not in out, out  # no false clash
+        assert sum(stack.xero.limiter.refused.values()) == 0  # no 429 from Xero's own limits
+
+        assert_each_once(stack, settings)
+        created = Counter(d["InvoiceNumber"] for d in stack.org.invoices.values() if d["Type"] == "ACCREC")
+        assert created and max(created.values()) == 1
+        rows = ledger_for(settings).records("acme", "invoice")
+        assert {r.state for r in rows.values()} <= {DocState.SYNCED, DocState.SET_ASIDE}
+        assert not [r for r in rows.values() if r.state == DocState.SET_ASIDE and "already used" in (r.reason or "")]
+        assert len({r.run_id for r in rows.values() if r.state == DocState.SYNCED}) == 2, "the runs did not overlap"
+
+        # The token set both refreshed from is still good: a third run needs no reconnect.
+        stack.xero.faults.clear()
+        state, _ = run(tenant="acme")
+        assert state.name == "Completed", state.message
+
+
+def test_invoices_another_run_creates_after_this_one_read_the_ledger_are_that_runs_not_a_clash(atx_home, prefect_server):
+    from atx.connections import use_clock
+
+    with SandboxStack(seed=5, invoices=30, window_end=END) as stack:
+        settings = stack.connect_tenant("acme", **FAST_HEARTBEAT)
+        # This run's lookup of its batch's numbers is refused once with a 429. While it waits out the
+        # Retry-After, another run of the tenant syncs the whole window: when the lookup is repeated, every
+        # number it asks about is in Xero, made by that run after this one read the ledger.
+        other: dict = {}
+
+        def sleep(seconds: float) -> None:
+            if not other:
+                other["run"] = threading.Thread(target=lambda: other.update(result=run(tenant="acme")))
+                other["run"].start()
+                other["run"].join()
+            time.sleep(min(seconds, 0.1))
+
+        use_clock(sleep=sleep)
+        stack.xero.faults.script("429", method="GET", path_prefix=PUT_INVOICES, times=1)
+        state, summary = run(tenant="acme")
+        other_state, other_summary = other["result"]
+        assert other_summary.count("created") == len(live_invoices(stack))
+        assert state.name == "Completed" and summary.set_aside_count == 0, state.message
+        other_run = str(other_state.state_details.flow_run_id)
+        sent = [o for o in summary.outcomes if o.result.value != "skipped"]  # voided before sync: never sent
+        assert len(sent) == other_summary.count("created")
+        assert {o.action for o in sent} == {f"already in Xero (sent by run {other_run})"}
+        assert_each_once(stack, settings)
