@@ -7,9 +7,14 @@
 Every accounting request passes the gate first, in Xero's order: bearer token (401), tenant header and
 connection (403), scope (403), rate limits (429). Faults from `sandbox.faults` wrap everything, the
 token endpoint included, so a lost refresh response can be tested too.
+
+An admitted accounting call then waits `sandbox.latency` seconds (real time, 0 by default) before it is
+answered, in flight all along: how long Xero takes, and what makes its five-calls-in-flight limit
+reachable by overlapping clients.
 """
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from fastapi import FastAPI
@@ -110,9 +115,18 @@ class AccountingGate:
             await send(message)
 
         try:
+            await _answer_delay(self.sandbox)
             await self.app(scope, receive, send_with_limits)
         finally:
             self.sandbox.limiter.release(access.client_id, tenant_id)
+
+
+async def _answer_delay(sandbox: XeroSandbox) -> None:
+    """Wait out `sandbox.latency`, re-read while waiting so that lowering it frees waiting calls."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while (left := started + sandbox.latency - loop.time()) > 0:
+        await asyncio.sleep(min(left, 0.02))
 
 
 class XeroSandboxApp(FastAPI):
