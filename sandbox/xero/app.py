@@ -150,10 +150,11 @@ class XeroSandboxApp(FastAPI):
 
 
 async def _unknown_route(request, exc: StarletteHTTPException):
-    """A path or method no route serves answers in Xero's problem shape, not FastAPI's {"detail": ...}: the
-    SDK and the gateway read Title/Detail from every error."""
+    """A path or method no route serves answers as Xero does, not with FastAPI's {"detail": ...}: an
+    unknown path with the same plain-text 404 as an unknown id, a known path with another method in the
+    problem shape of Xero's other refusals."""
     if exc.status_code == 404:
-        return _problem(404, "Not Found", "The resource you're looking for cannot be found")
+        return accounting.not_found()
     if exc.status_code == 405:
         return _problem(405, "Method Not Allowed",
                         f"The requested resource does not support http method '{request.method}'.",
