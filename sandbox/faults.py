@@ -1,26 +1,38 @@
 """Fault injection for the simulators: the network and server failures a sync must survive.
 
 Wrap any ASGI app (the Xero or the Autotask simulator) with `with_faults(app, config)`. Faults are off
-by default. Two ways to turn them on, both changeable while the server runs:
+by default. Three ways to turn them on, all changeable while the server runs (from any thread):
 
-- rates, for soak tests and the demo: `FaultConfig(rate_503=0.05, seed=7)`; each matching request
-  rolls the dice once (deterministic for a given seed and request order);
+- rates, for soak tests and the demo: `FaultConfig(rate_503=0.05, seed=7)`, or later
+  `faults.configure(rate_503=0.05, rate_timeout=0.01, seed=7)`; each matching request rolls the dice
+  once per rate (deterministic for a given seed and request order). `methods` and `path_prefix` narrow
+  every rate at once;
+- rules, a rate of its own for some requests only, e.g. answers lost after writes while reads see 429s:
+  `faults.rule("lost_response", 0.05, methods=("PUT", "POST", "PATCH"))`, `faults.rule("429", 0.1)`;
 - scripts, for tests that need one exact failure:
   `faults.script("lost_response", method="PUT", path_prefix="/api.xro/2.0/Invoices", times=1)`.
+Scripts are checked first, then rules, then the rates; `clear()` removes all three.
 
 Kinds (`FAULT_KINDS`):
   "429", "500", "503"  an error response, sent before the app sees the request (nothing is processed);
   "drop"               the connection is closed before the request is processed: no status line at all;
   "timeout"            the request IS processed, then the response is held back until the client gives
-                       up (or `timeout_seconds` pass), the worst case for a writer: it never learns the
-                       outcome although the write happened;
+                       up (or `timeout_seconds` pass, after which it is sent late), the worst case for a
+                       writer: it never learns the outcome although the write happened. Keep client
+                       timeouts short in soaks, or lower `timeout_seconds`;
   "lost_response"      the request IS processed, then the client receives headers promising more body
                        than ever arrives and the connection closes, so httpx and urllib3 raise a
                        protocol/read error.
 
+What fired, for a soak report: `faults.counts()` ({kind: n} for every kind), `faults.requests_seen`
+(requests that passed through), and `faults.log`, every fault as (kind, method, path).
+
 "drop", "timeout" and "lost_response" need to reach the socket, which uvicorn exposes on the bound
 `send` callable. Put `with_faults` outermost (what you hand to `serve()`), not inside Starlette's
 middleware stack, whose wrapped `send` hides the socket; there they degrade to a bare disconnect.
+
+Slowness is not a fault: each simulator has its own latency setting, applied where its concurrency
+limit counts the request (`AutotaskSandbox.request_latency`, `XeroSandbox.latency`).
 """
 from __future__ import annotations
 
@@ -28,6 +40,7 @@ import asyncio
 import json
 import random
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 
 FAULT_KINDS = ("429", "500", "503", "timeout", "drop", "lost_response")
@@ -49,6 +62,24 @@ class ScriptedFault:
         if self.path_prefix and not path.lower().startswith(self.path_prefix.lower()):
             return False
         return self.fired < self.times
+
+
+@dataclass
+class RateRule:
+    """A rate for one fault kind on the requests it matches (all, when methods and path_prefix are None)."""
+
+    kind: str
+    rate: float
+    methods: tuple[str, ...] | None = None
+    path_prefix: str | None = None
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.methods and method.upper() not in {m.upper() for m in self.methods}:
+            return False
+        return not self.path_prefix or path.lower().startswith(self.path_prefix.lower())
+
+
+_SETTINGS = ("seed", "methods", "path_prefix", "timeout_seconds", "retry_after_seconds")
 
 
 @dataclass
@@ -75,6 +106,49 @@ class FaultConfig:
         self._lock = threading.Lock()
         self._rng = random.Random(self.seed)
         self._scripts: list[ScriptedFault] = []
+        self._rules: list[RateRule] = []
+        self.requests_seen = 0
+        for kind in FAULT_KINDS:
+            _check_rate(kind, getattr(self, _rate_attr(kind)))
+
+    def configure(self, **settings) -> "FaultConfig":
+        """Change rates (`rate_503=0.05`, or `503=...` via `**{"503": 0.05}`) and settings (seed, methods,
+        path_prefix, timeout_seconds, retry_after_seconds) while the server runs; a new seed restarts the
+        dice. Unknown names and rates outside 0..1 are refused before anything changes."""
+        changes = {}
+        for name, value in settings.items():
+            key = name if name in _SETTINGS or name.startswith("rate_") else f"rate_{name}"
+            if key.startswith("rate_"):
+                kind = key[len("rate_"):]
+                if kind not in FAULT_KINDS:
+                    raise ValueError(f"unknown fault {name!r}: use one of {', '.join(FAULT_KINDS)}")
+                _check_rate(kind, value)
+            elif key not in _SETTINGS:
+                raise ValueError(f"unknown fault setting {name!r}")
+            changes[key] = value
+        with self._lock:
+            for key, value in changes.items():
+                setattr(self, key, value)
+            if "seed" in changes:
+                self._rng = random.Random(changes["seed"])
+        return self
+
+    def rule(self, kind: str, rate: float, *, methods: tuple[str, ...] | list[str] | None = None,
+             path_prefix: str | None = None) -> RateRule:
+        """Fire `kind` on this share of the requests matching `methods` and `path_prefix`."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
+        _check_rate(kind, rate)
+        added = RateRule(kind, rate, tuple(methods) if methods else None, path_prefix)
+        with self._lock:
+            self._rules.append(added)
+        return added
+
+    def counts(self) -> dict[str, int]:
+        """How many times each kind fired so far (every kind, zeros included)."""
+        with self._lock:
+            fired = Counter(kind for kind, _, _ in self.log)
+        return {kind: fired[kind] for kind in FAULT_KINDS}
 
     def script(self, kind: str, *, method: str | None = None, path_prefix: str | None = None,
                times: int = 1, after: int = 0) -> ScriptedFault:
@@ -87,9 +161,10 @@ class FaultConfig:
         return scripted
 
     def clear(self) -> None:
-        """Remove all scripts and set every rate to zero."""
+        """Remove all scripts and rules and set every rate to zero (what fired so far stays counted)."""
         with self._lock:
             self._scripts.clear()
+            self._rules.clear()
             for kind in FAULT_KINDS:
                 setattr(self, _rate_attr(kind), 0.0)
 
@@ -103,8 +178,9 @@ class FaultConfig:
             return [s for s in self._scripts if s.fired < s.times]
 
     def choose(self, method: str, path: str) -> str | None:
-        """The fault to inject into this request, if any. Scripts win over rates."""
+        """The fault to inject into this request, if any. Scripts win over rules, rules over rates."""
         with self._lock:
+            self.requests_seen += 1
             for scripted in self._scripts:
                 if scripted.matches(method, path):
                     if scripted.passed < scripted.after:
@@ -113,6 +189,10 @@ class FaultConfig:
                     scripted.fired += 1
                     self.log.append((scripted.kind, method, path))
                     return scripted.kind
+            for rule in self._rules:
+                if rule.rate > 0 and rule.matches(method, path) and self._rng.random() < rule.rate:
+                    self.log.append((rule.kind, method, path))
+                    return rule.kind
             if self.methods and method.upper() not in {m.upper() for m in self.methods}:
                 return None
             if self.path_prefix and not path.lower().startswith(self.path_prefix.lower()):
@@ -127,6 +207,11 @@ class FaultConfig:
 
 def _rate_attr(kind: str) -> str:
     return f"rate_{kind}"
+
+
+def _check_rate(kind: str, rate) -> None:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise ValueError(f"fault {kind!r} needs a share between 0 and 1, got {rate!r}")
 
 
 class FaultMiddleware:

@@ -40,8 +40,15 @@ class SandboxStack:
     # The MSP's books before its first sync: Xero already holds its first customer and two items.
     existing_books: bool = False
     # Fault injection, off by default: a share of 429/500/503, timeouts, drops and lost responses.
+    # Both are live: change them with .configure/.rule/.script while the stack runs, or swap them with
+    # set_faults(); fault_counts() says what fired.
     autotask_faults: FaultConfig = field(default_factory=FaultConfig)
     xero_faults: FaultConfig = field(default_factory=FaultConfig)
+    # Seconds each API request takes to answer (real time, 0 = as fast as possible). With it, requests
+    # that overlap stay in flight together, so Autotask's three threads per endpoint and Xero's five
+    # calls in flight can be exceeded. Also settable later: stack.autotask.request_latency, stack.xero.latency.
+    autotask_latency: float = 0.0
+    xero_latency: float = 0.0
 
     def __post_init__(self):
         end = self.window_end or date.today()
@@ -51,8 +58,9 @@ class SandboxStack:
             data = generate_data(seed=self.seed, invoices=self.invoices, start=end - timedelta(days=self.history_days - 1),
                                  days=self.history_days, filter_cases=self.filter_cases,
                                  rounding_cases=self.rounding_cases)
-        self.autotask = AutotaskSandbox(data, clock=self.clock)
-        self.xero = XeroSandbox(clock=self.clock, faults=self.xero_faults)
+        self.autotask = AutotaskSandbox(data, clock=self.clock, request_latency=self.autotask_latency)
+        self.xero = XeroSandbox(clock=self.clock, faults=self.xero_faults, latency=self.xero_latency)
+        self._autotask_fault_layer = with_faults(create_autotask_app(self.autotask), self.autotask_faults)
         self.org = self.add_org(self.org_name, self.org_country)
         # A fresh client secret per stack: nothing secret is ever written into the repository.
         self.xero_client_secret = secrets.token_urlsafe(24)
@@ -77,9 +85,23 @@ class SandboxStack:
     def customer_ids(self) -> list[int]:
         return sorted(c["id"] for c in self.autotask.records("Companies") if c.get("companyType") == 1)
 
+    # ---- faults ----------------------------------------------------------------------------------
+    def set_faults(self, *, autotask: FaultConfig | None = None, xero: FaultConfig | None = None) -> None:
+        """Replace either simulator's fault configuration; requests from now on follow the new one."""
+        if autotask is not None:
+            self.autotask_faults = self._autotask_fault_layer.config = autotask
+        if xero is not None:
+            xero.headers_429.setdefault("X-Rate-Limit-Problem", "minute")
+            self.xero_faults = self.xero.faults = xero
+
+    def fault_counts(self) -> dict[str, dict[str, int]]:
+        """What fired in each simulator so far, by kind, with the requests each saw (for a soak report)."""
+        return {name: {"requests": faults.requests_seen, **faults.counts()}
+                for name, faults in (("autotask", self._autotask_fault_layer.config), ("xero", self.xero.faults))}
+
     # ---- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "SandboxStack":
-        self.autotask_server = BackgroundServer(with_faults(create_autotask_app(self.autotask), self.autotask_faults), self.host, self.autotask_port).start()
+        self.autotask_server = BackgroundServer(self._autotask_fault_layer, self.host, self.autotask_port).start()
         self.xero_server = BackgroundServer(create_xero_app(self.xero), self.host, self.xero_port).start()
         self._servers = [self.autotask_server, self.xero_server]
         if self.existing_books:

@@ -106,6 +106,52 @@ def test_rates_are_seeded_filtered_and_changeable_at_runtime(store):
     assert set(statuses()) == {200}
 
 
+def test_rules_give_writes_their_own_faults_and_counts_say_what_fired(store):
+    """A soak's mix: 429s on reads, answers lost after writes, seeded, and a count of each for its report."""
+    client, faults, writes = store
+
+    def run() -> tuple[list, list]:
+        reads = [client.get("/things").status_code for _ in range(20)]
+        puts = []
+        for n in range(20):
+            try:
+                puts.append(client.put("/things", json={"n": n}).status_code)
+            except NO_ANSWER:
+                puts.append("lost")
+        return reads, puts
+
+    faults.configure(seed=11)
+    faults.rule("429", 0.3, methods=("GET",))
+    faults.rule("lost_response", 0.3, methods=("PUT", "POST"), path_prefix="/things")
+    reads, puts = run()
+    assert set(reads) == {200, 429} and set(puts) == {200, "lost"}
+    # A lost answer is a write that happened: every PUT was stored.
+    assert [w["n"] for w in writes] == list(range(20))
+    counts = faults.counts()
+    assert counts == {"429": reads.count(429), "500": 0, "503": 0, "timeout": 0, "drop": 0,
+                      "lost_response": puts.count("lost")}
+    assert faults.requests_seen == 40
+
+    faults.configure(seed=11)
+    assert run() == (reads, puts)  # the same seed and order, the same faults
+
+    faults.clear()
+    assert run() == ([200] * 20, [200] * 20)
+    assert faults.counts()["429"] == 2 * reads.count(429)  # clearing stops faults, not the count
+
+
+def test_configure_refuses_unknown_faults_and_impossible_rates(store):
+    _, faults, _ = store
+    for bad in ({"rate_502": 0.1}, {"sed": 1}, {"rate_500": 1.5}, {"500": -0.1}, {"timeout": "often"}):
+        with pytest.raises(ValueError):
+            faults.configure(**bad)
+    with pytest.raises(ValueError):
+        faults.rule("lost_response", 2)
+    with pytest.raises(ValueError):
+        FaultConfig(rate_503=7)
+    assert faults.configure(**{"503": 0.25}, methods=["PUT"]).rate_503 == 0.25 and faults.methods == ["PUT"]
+
+
 # --- the Xero sandbox and the official SDK ---------------------------------------------------------------
 
 @pytest.fixture

@@ -3,6 +3,13 @@
 It behaves like the parts of Autotask an accounting sync touches, including the awkward parts:
 500s for business errors, case-insensitive paths, keyset paging whose next page must be fetched
 with the original method, the rolling hourly request threshold and the per-endpoint thread limit.
+
+Requests are served concurrently: each one's work runs in a worker thread while it holds its thread slot,
+so the event loop takes the next request meanwhile. A real Autotask also takes its time to answer;
+`request_latency` (seconds, off by default so tests stay fast) keeps every API request in its slot that
+long, which is what makes the three-threads-per-endpoint limit reachable by clients that overlap
+(several threads, or several processes sharing one integration code). It can be changed at any moment,
+and the change applies to requests already waiting too.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from sandbox.clock import Clock, SystemClock
 
@@ -65,11 +73,15 @@ def _method_not_allowed(method: str) -> ApiError:
 
 class AutotaskSandbox:
     def __init__(self, data: dict[str, list[dict]] | None = None, *, clock: Clock | None = None,
-                 hourly_threshold: int = 10_000, thread_limit: int = 3, latency: bool = False):
+                 hourly_threshold: int = 10_000, thread_limit: int = 3, usage_latency: bool = False,
+                 request_latency: float = 0.0):
         self.clock = clock or SystemClock()
         self.hourly_threshold = hourly_threshold
         self.thread_limit = thread_limit
-        self.latency = latency
+        # Autotask's own slowdown as the hour's usage nears the threshold (+0.5 s from 50 %, +1 s from 75 %).
+        self.usage_latency = usage_latency
+        # How long every API request takes to answer, in real seconds, while holding its thread slot.
+        self.request_latency = request_latency
         self.zone_name = "Sandbox Zone"
         self.ci = 99
         # Set to another server's ".../atservicesrest/" to simulate the tenant moving zone.
@@ -284,14 +296,25 @@ class AutotaskSandbox:
         key = (credential.integration_code, bucket)
         self._take_thread(key)
         try:
-            if self.latency and usage >= 0.5:
-                await asyncio.sleep(1.0 if usage >= 0.75 else 0.5)
+            body = await request.body()
+            await self._answer_delay(usage)
             gate = self._holds.get(bucket)
             while gate is not None and not gate.is_set():
                 await asyncio.sleep(0.005)
-            return await self._dispatch(request, method, bucket, [s.lower() for s in segments[1:]])
+            # The work itself runs off the event loop, so requests overlap as they do on a real server.
+            return await run_in_threadpool(self._dispatch, request, body, method, bucket,
+                                           [s.lower() for s in segments[1:]])
         finally:
             self._release_thread(key)
+
+    async def _answer_delay(self, usage: float) -> None:
+        """Wait out `request_latency` (re-read while waiting, so lowering it frees waiting requests)
+        and, with `usage_latency`, Autotask's extra delay near the hourly threshold."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        extra = (1.0 if usage >= 0.75 else 0.5) if self.usage_latency and usage >= 0.5 else 0.0
+        while (left := started + self.request_latency + extra - loop.time()) > 0:
+            await asyncio.sleep(min(left, 0.02))
 
     def _zone_information(self, request: Request) -> dict:
         user = request.query_params.get("user", "")
@@ -319,7 +342,7 @@ class AutotaskSandbox:
             raise _errors(500, "Authentication failed: the ApiIntegrationCode (API tracking identifier) is not valid.")
         return credential
 
-    async def _dispatch(self, request: Request, method: str, bucket: str, rest: list[str]):
+    def _dispatch(self, request: Request, body: bytes, method: str, bucket: str, rest: list[str]):
         if bucket == "ThresholdInformation":
             if method != "GET" or rest:
                 raise _method_not_allowed(method)
@@ -331,19 +354,19 @@ class AutotaskSandbox:
 
         if not rest:
             if method == "PATCH":
-                return 200, self._patch(entity, await _json_body(request)), {}
+                return 200, self._patch(entity, _json_body(body)), {}
             raise _method_not_allowed(method)
         if rest[0] == "query":
             if method not in ("GET", "POST"):
                 raise _method_not_allowed(method)
             tail = rest[1:]
             if tail == ["count"]:
-                query = self._parse(entity, await self._search(request, method))
+                query = self._parse(entity, self._search(request, body, method))
                 return 200, {"queryCount": len(self._matching(entity, query))}, {}
             if tail == ["next"]:
-                return 200, await self._next_page(request, method, entity), {}
+                return 200, self._next_page(request, body, method, entity), {}
             if not tail:
-                search = await self._search(request, method)
+                search = self._search(request, body, method)
                 query = self._parse(entity, search)
                 return 200, self._page(request, method, entity, query, search, previous=[], start=None), {}
         if rest[0] == "entityinformation" and method == "GET":
@@ -374,11 +397,11 @@ class AutotaskSandbox:
 
     # ---- queries ----------------------------------------------------------------------------
 
-    async def _search(self, request: Request, method: str):
+    def _search(self, request: Request, body: bytes, method: str):
         if method == "POST":
-            body = await _json_body(request, required=False)
-            if body is not None:
-                return body
+            search = _json_body(body, required=False)
+            if search is not None:
+                return search
         text = request.query_params.get("search")
         if not text:
             raise _errors(500, "The search parameter is required.")
@@ -428,7 +451,7 @@ class AutotaskSandbox:
             while len(self._post_pages) > 100_000:
                 self._post_pages.popitem(last=False)
 
-    async def _next_page(self, request: Request, method: str, entity: str) -> dict:
+    def _next_page(self, request: Request, body: bytes, method: str, entity: str) -> dict:
         paging_text = request.query_params.get("paging")
         search_text = request.query_params.get("search")
         if not paging_text:
@@ -438,7 +461,7 @@ class AutotaskSandbox:
                 issued_for_post = (paging_text, search_text) in self._post_pages
             if issued_for_post:
                 raise _method_not_allowed("GET")
-        search = await self._search(request, method)
+        search = self._search(request, body, method)
         try:
             paging = loads(paging_text)
             start = int(paging["nextIds"][0])
@@ -538,8 +561,7 @@ class AutotaskSandbox:
         return {"itemId": record_id}
 
 
-async def _json_body(request: Request, *, required: bool = True):
-    raw = await request.body()
+def _json_body(raw: bytes, *, required: bool = True):
     if not raw.strip():
         if required:
             raise _errors(500, "A request body is required.")

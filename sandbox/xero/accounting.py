@@ -65,9 +65,13 @@ def validation_error(message: str, elements: list | None = None) -> Response:
                  status=400)
 
 
+NOT_FOUND_TEXT = "The resource you're looking for cannot be found"
+
+
 def not_found() -> Response:
-    return _json({"Title": "Not Found", "Status": 404,
-                  "Detail": "The resource you're looking for cannot be found"}, status=404)
+    """Xero answers an unknown id, like an unknown path, with this sentence as plain text, not JSON (SDKs
+    that parse every error body as JSON fail on it; xero-python's NotFoundException carries it as is)."""
+    return Response(NOT_FOUND_TEXT, status_code=404, media_type="text/plain; charset=utf-8")
 
 
 def _flag(request: Request, name: str, default: bool) -> bool:
@@ -140,10 +144,11 @@ def _idempotent(request: Request, raw: bytes, produce: Callable[[], Response]) -
 
 
 # Which flag a refused element carries: Payments and Contacts have HasValidationErrors in Xero's schema,
-# the documents HasErrors.
+# invoices and credit notes HasErrors.
 _ERROR_FLAG = {"Payments": "HasValidationErrors", "Contacts": "HasValidationErrors"}
-# Elements whose schema has no error flag at all: a refused item carries only its ValidationErrors.
-_NO_ERROR_FLAG = {"Items"}
+# Elements whose schema has no error flag at all: a refused one carries only its StatusAttributeString
+# and ValidationErrors.
+_NO_ERROR_FLAG = {"Items", "PurchaseOrders", "Allocations"}
 
 
 def _echo(payload: dict, messages: list[str], plural: str = "") -> dict:

@@ -7,9 +7,14 @@
 Every accounting request passes the gate first, in Xero's order: bearer token (401), tenant header and
 connection (403), scope (403), rate limits (429). Faults from `sandbox.faults` wrap everything, the
 token endpoint included, so a lost refresh response can be tested too.
+
+An admitted accounting call then waits `sandbox.latency` seconds (real time, 0 by default) before it is
+answered, in flight all along: how long Xero takes, and what makes its five-calls-in-flight limit
+reachable by overlapping clients.
 """
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from fastapi import FastAPI
@@ -110,9 +115,18 @@ class AccountingGate:
             await send(message)
 
         try:
+            await _answer_delay(self.sandbox)
             await self.app(scope, receive, send_with_limits)
         finally:
             self.sandbox.limiter.release(access.client_id, tenant_id)
+
+
+async def _answer_delay(sandbox: XeroSandbox) -> None:
+    """Wait out `sandbox.latency`, re-read while waiting so that lowering it frees waiting calls."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while (left := started + sandbox.latency - loop.time()) > 0:
+        await asyncio.sleep(min(left, 0.02))
 
 
 class XeroSandboxApp(FastAPI):
@@ -136,10 +150,11 @@ class XeroSandboxApp(FastAPI):
 
 
 async def _unknown_route(request, exc: StarletteHTTPException):
-    """A path or method no route serves answers in Xero's problem shape, not FastAPI's {"detail": ...}: the
-    SDK and the gateway read Title/Detail from every error."""
+    """A path or method no route serves answers as Xero does, not with FastAPI's {"detail": ...}: an
+    unknown path with the same plain-text 404 as an unknown id, a known path with another method in the
+    problem shape of Xero's other refusals."""
     if exc.status_code == 404:
-        return _problem(404, "Not Found", "The resource you're looking for cannot be found")
+        return accounting.not_found()
     if exc.status_code == 405:
         return _problem(405, "Method Not Allowed",
                         f"The requested resource does not support http method '{request.method}'.",

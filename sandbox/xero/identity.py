@@ -389,6 +389,11 @@ def _client_credentials(request: Request, form: dict) -> tuple[str | None, str |
 
 
 async def _form(request: Request) -> dict:
+    """The endpoint's parameters, which OAuth 2.0 sends form-encoded only (RFC 6749 3.2, 2.3.1): a JSON
+    body is refused as a malformed request rather than read."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
     return dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
 
 
@@ -399,8 +404,8 @@ def _oauth_error(error: OAuthError) -> JSONResponse:
 @router.post("/connect/token")
 async def token(request: Request):
     sandbox = _sandbox(request)
-    form = await _form(request)
     try:
+        form = await _form(request)
         app = sandbox.identity.authenticate_client(*_client_credentials(request, form))
         grant_type = form.get("grant_type")
         if grant_type == "authorization_code":
@@ -420,8 +425,8 @@ async def token(request: Request):
 @router.post("/connect/revocation")
 async def revocation(request: Request):
     sandbox = _sandbox(request)
-    form = await _form(request)
     try:
+        form = await _form(request)
         app = sandbox.identity.authenticate_client(*_client_credentials(request, form))
     except OAuthError as error:
         return _oauth_error(error)

@@ -17,12 +17,14 @@ DEFAULT_SCOPES = ["offline_access", "accounting.invoices", "accounting.payments"
 
 class XeroSandbox:
     def __init__(self, clock: Clock | None = None, limits: XeroLimits | None = None,
-                 faults: FaultConfig | None = None):
+                 faults: FaultConfig | None = None, latency: float = 0.0):
         self.clock: Clock = clock or SystemClock()
         self.orgs: dict[str, XeroOrg] = {}
         self.identity = IdentityStore(self.clock)
         self.limiter = RateLimiter(self.clock, limits or XeroLimits())
         self.faults = faults or FaultConfig()
+        # Seconds each admitted accounting call takes to answer (see sandbox.xero.app); change it any time.
+        self.latency = latency
         # A rate-limit fault looks like Xero's own minute limit unless a test says otherwise.
         self.faults.headers_429.setdefault("X-Rate-Limit-Problem", "minute")
         # The user who clicks "Allow" on the consent page, and the organisations they tick
