@@ -9,13 +9,14 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import delete
 
-from atx.connections import ledger_for
+from atx.connections import ledger_for, xero_gateway
+from core.documents import BILL
 from core.reconcile import Problem, Repair
 from ledger import DocState, SyncRecord
 from sandbox.stack import SandboxStack
@@ -215,3 +216,55 @@ def test_the_command_line_exits_1_on_findings_and_0_once_repaired(atx_home, pref
 
         assert atx().returncode == 0
         assert atx("--kinds", "invoice,nonsense").returncode == 2
+
+
+def test_a_payment_deleted_in_xero_is_reported_and_left_to_the_payments_flow(atx_home, prefect_server, tmp_path):
+    from tests import test_payments_flow as payments
+
+    with SandboxStack(seed=11, invoices=12, window_end=payments.UNTIL) as stack:
+        settings = payments.connect(stack, tmp_path, to_xero=True)
+        payments.sync_invoices()
+        paid_id, _ = next(iter(payments.synced_invoices(settings).items()))
+        payments.mark_paid_in_autotask(settings, paid_id, date(2026, 11, 25))
+        payments.sync_payments(direction="to_xero")
+        window = {"since": payments.SINCE, "until": payments.UNTIL, "kinds": ["payment"]}
+        clean = reconcile(**window)
+        assert clean.findings == [] and clean.compared == 1
+
+        row = ledger_for(settings).records("acme", "payment")[paid_id]
+        assert xero_gateway(settings).delete_payment(row.target_id, idempotency_key="by-hand").ok
+        report = reconcile(**window, repair=True)
+        (finding,) = report.findings
+        assert (finding.problem, finding.kind, finding.repair) == (Problem.MISSING, "payment", Repair.NONE)
+        assert "DELETED" in finding.found and "clear_paid_date" in finding.fix
+        # --repair leaves it to the payments flow and a person: no run, no write.
+        assert report.runs == [] and len(report.left) == 1 and not report.clean
+        assert ledger_for(settings).records("acme", "payment")[paid_id].state == DocState.SYNCED
+
+
+def test_bills_a_deleted_one_is_resent_by_the_bills_flow_and_a_second_copy_is_for_a_person(atx_home, prefect_server):
+    from tests import test_bills_flow as bills
+
+    with SandboxStack(seed=7, invoices=20, window_end=bills.UNTIL) as stack:
+        settings = stack.connect_tenant("acme")
+        assert bills.run().count("created") > 1
+        window = {"since": bills.SINCE, "until": bills.UNTIL, "kinds": ["bill"]}
+        assert reconcile(**window).findings == []
+
+        rows = sorted((r for r in ledger_for(settings).records("acme", "bill").values() if r.state == DocState.SYNCED),
+                      key=lambda r: r.source_id)
+        deleted, doubled = rows[:2]
+        stack.org.invoices[deleted.target_id]["Status"] = "DELETED"
+        copy_id = add_copy(stack.org, doubled.target_id)
+        found = by_number(reconcile(**window))
+        assert [f.problem for f in found[deleted.source_number]] == [Problem.MISSING]
+        assert [(f.problem, f.extra_ids) for f in found[doubled.source_number]] == [(Problem.DUPLICATED, (copy_id,))]
+
+        repaired = reconcile(**window, repair=True)
+        notes = {c.finding.source_number: (c.repaired, c.note) for c in repaired.checked}
+        assert notes[deleted.source_number][0] and "created by the bills run" in notes[deleted.source_number][1]
+        assert notes[doubled.source_number] == (False, "")  # a person's: nothing done to either copy
+        assert stack.org.invoices[copy_id]["Status"] == "DRAFT"
+        stack.org.invoices[copy_id]["Status"] = "DELETED"
+        assert reconcile(**window).findings == []
+        bills.assert_ledger_agrees(settings, BILL)
