@@ -363,11 +363,9 @@ def reconcile_cmd(
         False, "--repair", help="Record the documents Xero holds and the ledger lacks, and send the missing ones again "
                                 "through the sync. Never voids or deletes anything in Xero."),
 ) -> None:
-    """Compare Autotask, the ledger and Xero for a window: every document missing, duplicated or different in
-    Xero, or in Xero but not in the ledger, with the fix.
+    """Compare Autotask, the ledger and Xero for a window: each document missing, duplicated or different, with the fix.
 
-    Exit code 0 when clean; 1 when there are findings (with --repair: findings it could not repair, left for a
-    person); 2 when the comparison could not finish (an API limit, a failed run)."""
+    Exit code: 0 clean; 1 findings (with --repair: those left for a person); 2 it could not finish."""
     _quiet_prefect()
     from prefect import tags
 

@@ -75,6 +75,8 @@ class Finding:
     # run compares them again (rewrites a draft, or lists it for a person) instead of taking it as sent.
     content_hash: str | None = None
     extra_ids: tuple[str, ...] = ()     # DUPLICATED: the copies a person voids
+    xero_status: str | None = None      # RECORD: the status and total Xero holds, for the ledger
+    xero_total: Decimal | None = None
 
 
 @dataclass
@@ -83,13 +85,6 @@ class Reconciled:
     compared: int = 0        # documents looked at
     set_aside: int = 0       # not in Xero because the sync set them aside: every run reports them with the fix
     in_flight: int = 0       # being sent by a run right now: the ledger and Xero may disagree for a moment
-
-    def add(self, other: "Reconciled") -> "Reconciled":
-        self.findings += other.findings
-        self.compared += other.compared
-        self.set_aside += other.set_aside
-        self.in_flight += other.in_flight
-        return self
 
 
 # How far along its life a document is: Xero moves it forward (approved, paid), a person never back.
@@ -252,7 +247,8 @@ def _gone_from_xero(out: Reconciled, kind: DocumentKind, plan: DocumentPlan, row
                 Problem.UNRECORDED, kind.name, plan.source_id, plan.source_number, "ledger", f"the ledger's {_named(row)}",
                 f"Xero {held}; it holds {_shown(found)} under this {kind.noun}'s key",
                 "`atx reconcile --repair` records the live copy in the ledger (nothing is sent)", Repair.RECORD,
-                xero_id=found.id, xero_number=found.number, content_hash=_hash_if_same(plan, found)))
+                xero_id=found.id, xero_number=found.number, content_hash=_hash_if_same(plan, found),
+                xero_status=_status_value(found), xero_total=found.total))
         else:
             out.findings.append(Finding(
                 Problem.MISSING, kind.name, plan.source_id, plan.source_number, "number",
@@ -340,7 +336,8 @@ def _unrecorded(kind: DocumentKind, plan: DocumentPlan, found: XeroDocument, *, 
         Problem.UNRECORDED, kind.name, plan.source_id, plan.source_number, "ledger", "a ledger row for it",
         f"no synced row; Xero holds {_shown(found)} under its key",
         "`atx reconcile --repair` records it in the ledger, as the sync does after a lost answer (nothing is sent)."
-        + then, Repair.RECORD, xero_id=found.id, xero_number=found.number, content_hash=_hash_if_same(plan, found))
+        + then, Repair.RECORD, xero_id=found.id, xero_number=found.number, content_hash=_hash_if_same(plan, found),
+        xero_status=_status_value(found), xero_total=found.total)
 
 
 # ---- matching ------------------------------------------------------------------------------------
@@ -403,6 +400,10 @@ def _resendable(kind: DocumentKind, plan: DocumentPlan, doc: XeroDocument | None
 # ---- wording -------------------------------------------------------------------------------------
 def _money(value) -> str:
     return "" if value is None else f"{Decimal(value):,.2f}"
+
+
+def _status_value(doc: XeroDocument) -> str | None:
+    return doc.status.value if doc.status else None
 
 
 def _status(doc: XeroDocument) -> str:

@@ -20,28 +20,19 @@ from atx.context import TenantContext, open_tenant
 from core import windows
 from core.documents import KINDS, DocumentPlan, TargetLimitReached
 from core.reconcile import Repair, reconcile as compare, reconcile_recorded
+from flows.bills import BILLS, bills
+from flows.invoices import INVOICES, invoices
 from tasks.reconcile import (
     KIND_FLOWS, Checked, ReconcileSummary, default_kinds, note_flow_outcomes, publish_reconcile_report,
     read_contact_ids, read_ledger, read_ledger_window, read_xero, recorded_reads, repair_ledger, xero_reads,
 )
 from tasks.reference import read_xero_reference
 
-# Kinds whose every document a plan names; the others (payments) are expected by the ledger's rows alone.
-_PLANNED = ("invoices", "bills")
-
-
-def _specs() -> dict:
-    from flows.bills import BILLS
-    from flows.invoices import INVOICES
-
-    return {"invoices": INVOICES, "bills": BILLS}
-
-
-def _flows() -> dict:
-    from flows.bills import bills
-    from flows.invoices import invoices
-
-    return {"invoices": invoices, "bills": bills}
+# The flows whose planning names every document of their kinds, with their specs (whose reading and
+# planning reconcile reuses) and the flow --repair runs; payments are expected by the ledger's rows alone.
+_SPECS = {"invoices": INVOICES, "bills": BILLS}
+_FLOWS = {"invoices": invoices, "bills": bills}
+_PLANNED = tuple(_SPECS)
 
 
 def reconcile_run_name() -> str:
@@ -100,7 +91,7 @@ def _compare(ctx: TenantContext, summary: ReconcileSummary, progress) -> dict[tu
     if wanted:
         reference = read_xero_reference(ctx)
         for step, flow_name in enumerate(wanted, start=1):
-            planned = _specs()[flow_name].read_and_plan(_reading(ctx), since, until, [], reference, bounded=True)
+            planned = _SPECS[flow_name].read_and_plan(_reading(ctx), since, until, [], reference, bounded=True)
             summary.autotask_calls += planned.autotask_calls
             for kind in summary.kinds:
                 if KIND_FLOWS[kind] == flow_name:
@@ -150,7 +141,7 @@ def _repair(ctx: TenantContext, summary: ReconcileSummary, plans: dict[tuple[str
     repair_ledger(ctx, summary.checked, plans)
     needed = {KIND_FLOWS[c.finding.kind] for c in summary.checked if c.finding.repair == Repair.RUN or c.released}
     for flow_name in [f for f in _PLANNED if f in needed]:
-        state = _flows()[flow_name](tenant=summary.tenant, since=summary.since, until=summary.until, dry_run=False,
+        state = _FLOWS[flow_name](tenant=summary.tenant, since=summary.since, until=summary.until, dry_run=False,
                                     only_window=True, return_state=True)
         if state.is_completed():
             note_flow_outcomes(summary.checked, flow_name, state.result().outcomes, None)

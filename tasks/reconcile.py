@@ -262,6 +262,8 @@ def repair_ledger(ctx: TenantContext, checked: list[Checked], plans: dict[tuple[
             ctx.ledger.upsert_synced(ctx.tenant, f.kind, f.source_id, target_id=f.xero_id, content_hash=f.content_hash,
                                      source_number=plan.source_number, target_number=f.xero_number,
                                      natural_key=plan.natural_key, natural_key_kind=doc_kind)
+            ctx.ledger.record_synced(ctx.tenant, f.kind, f.source_id, target_id=f.xero_id, target_number=f.xero_number,
+                                     target_status=f.xero_status, target_total=f.xero_total)
             c.repaired, c.note = True, f"recorded {f.xero_number or f.xero_id} in the ledger"
             logger.info("recorded %s %s: Xero holds it as %s", KINDS[f.kind].noun, f.source_number, f.xero_number)
         elif row is not None and row.state == SYNCED and row.target_id == f.xero_id:

@@ -146,6 +146,9 @@ def test_each_problem_is_found_with_its_fix_and_repair_does_only_the_pipelines_p
     assert rows[forgotten.source_id].state == DocState.SYNCED
     assert rows[forgotten.source_id].target_id == forgotten.target_id
     assert rows[forgotten.source_id].natural_key == forgotten.natural_key
+    assert (rows[forgotten.source_id].target_total, rows[forgotten.source_id].target_status) == (
+        forgotten.target_total, forgotten.target_status)
+    assert rows[forgotten.source_id].content_hash == forgotten.content_hash  # as sent: the next run sends nothing
     resent = rows[deleted.source_id]
     assert resent.state == DocState.SYNCED and resent.target_id != deleted.target_id
     assert org.invoices[resent.target_id]["InvoiceNumber"] == deleted.source_number
