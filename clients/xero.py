@@ -660,6 +660,7 @@ def plain_document(kind: DocumentKind, model) -> XeroDocument:
         updated=getattr(model, "updated_date_utc", None),
         fully_paid_on_date=_day(getattr(model, "fully_paid_on_date", None)),
         allocations=_allocations(model),
+        total_tax=_decimal(getattr(model, "total_tax", None)),
     )
 
 

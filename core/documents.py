@@ -325,6 +325,7 @@ class XeroDocument:
     # Settlement, for the payments flow: when it was paid in full, and what settled it, each with its date.
     fully_paid_on_date: dt.date | None = None
     allocations: tuple["XeroAllocation", ...] = ()
+    total_tax: Decimal | None = None    # Xero's TotalTax (reconciliation compares it with the plan's tax)
 
     @property
     def money_allocated(self) -> bool:

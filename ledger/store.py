@@ -331,23 +331,27 @@ class Ledger:
     def upsert_synced(
         self, tenant: str, kind: str, source_id: str, *, target_id: str, content_hash: str | None,
         source_number: str | None = None, target_number: str | None = None, natural_key_kind: str | None = None,
-        source: str = AUTOTASK,
+        source: str = AUTOTASK, natural_key: str | None = None,
     ) -> None:
         """Record a document that needs no claim (a contact: Xero keys it by ContactNumber, so a repeat is
-        an update, never a duplicate). Its natural key is the target number."""
+        an update, never a duplicate). Its natural key is the target number, unless one is given (a
+        document Xero numbered, found by its Url: `atx reconcile --repair`)."""
         now = _now()
         with self.session() as s:
             row = _row(s, tenant, kind, source_id, source)
             if row is None:
                 s.add(SyncRecord(
                     tenant=tenant, kind=kind, source=source, source_id=source_id, source_number=source_number,
-                    natural_key=target_number, natural_key_kind=natural_key_kind if target_number else None,
+                    natural_key=natural_key or target_number,
+                    natural_key_kind=natural_key_kind if natural_key or target_number else None,
                     state=DocState.SYNCED, content_hash=content_hash, target_id=target_id,
                     target_number=target_number, attempts=1, updated_at=now, version=1, facts={},
                 ))
             else:
                 row.state, row.target_id, row.content_hash = DocState.SYNCED, target_id, content_hash
                 row.target_number = target_number or row.target_number
+                if natural_key:
+                    row.natural_key, row.natural_key_kind = natural_key, natural_key_kind
                 row.reason = row.fix = None
                 row.updated_at, row.version = now, row.version + 1
             try:
