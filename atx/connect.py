@@ -17,10 +17,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
-from atx.connections import forget_clients, ledger_for
+from atx.connections import forget_clients, token_store
 from atx.settings import SecretRef, SettingsError, TenantSettings, load_tenant, save_tenant
 from clients.autotask import AutotaskClient, AutotaskError
-from ledger import LedgerTokenStore
 
 DEFAULT_SCOPES = ("offline_access accounting.invoices accounting.payments accounting.contacts "
                   "accounting.settings accounting.attachments")
@@ -147,7 +146,7 @@ def save_xero_connection(settings: TenantSettings, *, client_id: str, client_sec
     xero = settings.xero.model_copy(update={"client_id": client_id, "client_secret": client_secret_ref,
                                             "tenant_id": org["tenantId"]})
     settings = settings.model_copy(update={"xero": xero})
-    store = LedgerTokenStore(ledger_for(settings), settings.token_connection)
+    store = token_store(settings)
     with store.locked():
         store.save(token)
     save_tenant(settings)

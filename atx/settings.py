@@ -80,6 +80,12 @@ class XeroSettings(BaseModel):
     api_base: str | None = Field(None, description="one host serving every Xero API path (the sandbox); default: Xero's own hosts")
     calls_per_minute: int = 55
     max_in_flight: int = 4
+    token_key: str | None = Field(
+        None,
+        description="env:NAME or block:NAME holding the Fernet key(s) that encrypt this connection's token set in the "
+                    "ledger (newest first, comma-separated); default: ATX_TOKEN_KEY, else the Prefect Secret block "
+                    "atx-token-key, made on first use",
+    )
     daily_call_budget: int = Field(
         1000, ge=1,
         description="calls a UTC day the sync may make to this Xero organisation, counted across every process "
@@ -88,6 +94,11 @@ class XeroSettings(BaseModel):
     )
 
     _is_ref = field_validator("client_secret")(AutotaskSettings._is_ref.__func__)
+
+    @field_validator("token_key")
+    @classmethod
+    def _is_ref_or_none(cls, v: str | None) -> str | None:
+        return v if v is None else AutotaskSettings._is_ref.__func__(cls, v)
 
 
 class CompanyUdfRule(BaseModel):

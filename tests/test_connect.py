@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from atx.connections import forget_clients, ledger_for, xero_gateway
+from atx.connections import forget_clients, token_store, xero_gateway
 from atx.settings import load_tenant, save_tenant
-from ledger import LedgerTokenStore
+from ledger import LedgerTokenStore, TokenCipher
 from sandbox.serving import free_port
 from sandbox.stack import XERO_CLIENT_ID, SandboxStack
 
@@ -28,7 +28,7 @@ def stack(atx_home):
 
 
 def _store(settings) -> LedgerTokenStore:
-    return LedgerTokenStore(ledger_for(settings), settings.token_connection)
+    return token_store(settings)
 
 
 def test_connect_xero_runs_consent_with_pkce_and_stores_the_chosen_organisation(stack):
@@ -70,6 +70,9 @@ def test_connect_xero_runs_consent_with_pkce_and_stores_the_chosen_organisation(
     assert connected.xero.client_secret.startswith("env:")  # still a reference, never the secret
     token = _store(connected).load()
     assert token["refresh_token"] and token["access_token"] not in out + err
+    from tests.test_token_encryption import assert_holds_no_token, stored_row
+
+    assert_holds_no_token(stored_row(connected)[0], token)  # sealed at rest, from the first save
     forget_clients()
     assert xero_gateway(connected).organisation().name == "Second Entity Ltd"
 
@@ -192,13 +195,14 @@ def test_the_lock_serialises_refreshes_on_postgresql(postgres_url, postgres_sche
     # A schema of its own: the shared database's public schema is never migrated by a test.
     ledger = Ledger(engine_in_schema(postgres_url, postgres_schema))
     connection = f"lock-test-{uuid.uuid4().hex[:8]}"
-    first = LedgerTokenStore(ledger, connection)
+    cipher = TokenCipher([TokenCipher.new_key()])
+    first = LedgerTokenStore(ledger, connection, cipher)
     first.save({"generation": 0})
     seen = []
     barrier = threading.Barrier(3)
 
     def refresh():
-        store = LedgerTokenStore(ledger, connection)
+        store = LedgerTokenStore(ledger, connection, cipher)
         barrier.wait()
         with store.locked():
             current = store.load()
