@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from atx.connections import autotask_client, token_key_ref, token_keys, token_store, xero_gateway
-from atx.settings import SecretRef, SettingsError, TenantSettings, load_all_tenants, load_tenant
+from atx.settings import SecretRef, SettingsError, TenantSettings, load_tenant, read_all_tenants
 from clients.autotask import AutotaskError
 from clients.xero import XeroAuthError, XeroError, XeroRateLimited
 from core.call_budget import SETTING as BUDGET_SETTING, usage_warning
@@ -357,7 +357,7 @@ def currencies(reference: dict[str, list[dict]], xero: XeroReference) -> list[Pr
 
 def routing_problems(settings: TenantSettings) -> list[Problem]:
     try:
-        peers = [t for t in load_all_tenants() if t.autotask_connection == settings.autotask_connection]
+        peers = [t for t in read_all_tenants() if t.autotask_connection == settings.autotask_connection]
     except SettingsError:
         return []
     if len(peers) < 2:
