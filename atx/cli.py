@@ -435,9 +435,8 @@ def connect_xero_cmd(
 
         webbrowser.open(consent.url)
     try:
-        answer = wait_for_callback("127.0.0.1" if redirect_host == "localhost" else redirect_host, port, timeout)
-        if answer.get("state") != consent.state:
-            raise ConnectError("the answer from Xero does not match this request (state); run the command again")
+        answer = wait_for_callback("127.0.0.1" if redirect_host == "localhost" else redirect_host, port, timeout,
+                                   consent.state)
         if "code" not in answer:
             raise ConnectError(f"Xero did not grant access: {answer.get('error', 'no code')} {answer.get('error_description', '')}")
         token = exchange_code(endpoints, client_id=client_id, client_secret=secret, code=answer["code"],
