@@ -277,10 +277,13 @@ def read_all_tenants() -> list[TenantSettings]:
 # What another tenant's file names, or what `atx connect` names after another tenant, is that tenant's:
 # naming it is refused unless both files declare the sharing (`share_with`). The ledger database is not
 # among these: it is shared by design (every row carries its tenant).
-def _claims(settings: TenantSettings) -> dict[str, str]:
-    """What the file names that must be the tenant's own: {reference or connection: how to say it}."""
+def _claims(settings: TenantSettings, *, token_key: bool = True) -> dict[str, str]:
+    """What the file names that must be the tenant's own: {reference or connection: how to say it}. The token
+    key may be one for every tenant (it seals the ledger's token table, as the default key does), so it is
+    never another tenant's; but it must not be another tenant's secret either."""
     x = settings.xero
-    claims = {ref: ref for ref in (settings.autotask.secret, x.client_secret, x.token_key) if ref}
+    refs = (settings.autotask.secret, x.client_secret) + ((x.token_key,) if token_key else ())
+    claims = {ref: ref for ref in refs if ref}
     claims[f"connection:{settings.token_connection}"] = f"the Xero token connection {settings.token_connection!r}"
     return claims
 
@@ -293,7 +296,7 @@ def _named_after(tenant: str) -> set[str]:
 def _refuse_borrowing(settings: TenantSettings, others: list[TenantSettings]) -> None:
     mine = {key: said for key, said in _claims(settings).items() if key not in _named_after(settings.name)}
     for other in others:
-        shared = [key for key in mine if key in set(_claims(other)) | _named_after(other.name)]
+        shared = [key for key in mine if key in set(_claims(other, token_key=False)) | _named_after(other.name)]
         if not shared or (other.name in settings.share_with and settings.name in other.share_with):
             continue
         here, there = tenant_file(settings.name), tenant_file(other.name)

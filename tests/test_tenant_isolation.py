@@ -144,3 +144,14 @@ def test_check_and_sync_refuse_a_tenant_using_another_tenants_secret_and_never_r
     shared = atx("check", "--tenant", "acme", **api)
     assert shared.returncode == 0, shared.stdout + shared.stderr
     assert "share_with" not in shared.stdout  # only the routing warning of a shared Autotask account is left
+
+
+def test_one_token_key_may_serve_every_tenant_but_not_another_tenants_secret(stack):
+    stack.connect_tenant("globex", org=stack.add_org("Globex Ltd"))
+    stack.connect_tenant("acme")
+    for name in ("acme", "globex"):
+        edit(name, xero={"token_key": "env:MSP_TOKEN_KEY"})
+    assert {load_tenant(n).xero.token_key for n in ("acme", "globex")} == {"env:MSP_TOKEN_KEY"}
+    edit("acme", xero={"token_key": "block:globex-xero-client-secret"})
+    with pytest.raises(SettingsError, match="block:globex-xero-client-secret"):
+        load_tenant("acme")
