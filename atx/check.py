@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from atx.connections import autotask_client, ledger_for, xero_gateway
-from atx.settings import SecretRef, SettingsError, TenantSettings, load_all_tenants, load_tenant
+from atx.connections import autotask_client, token_key_ref, token_keys, token_store, xero_gateway
+from atx.settings import SecretRef, SettingsError, TenantSettings, load_tenant, read_all_tenants
 from clients.autotask import AutotaskError
 from clients.xero import XeroAuthError, XeroError, XeroRateLimited
 from core.call_budget import SETTING as BUDGET_SETTING, usage_warning
@@ -94,12 +94,18 @@ def _mapping(settings: TenantSettings, problems: list[Problem]):
 
 def _secrets(settings: TenantSettings) -> list[Problem]:
     out = []
-    for area, ref, fix in (
-        ("Autotask secret", settings.autotask.secret, f"run `atx connect autotask --tenant {settings.name}`"),
-        ("Xero client secret", settings.xero.client_secret, f"run `atx connect xero --tenant {settings.name}`"),
+    key = token_key_ref(settings)
+    for area, resolve, fix in (
+        ("Autotask secret", lambda: SecretRef(settings.autotask.secret).resolve(),
+         f"run `atx connect autotask --tenant {settings.name}`"),
+        ("Xero client secret", lambda: SecretRef(settings.xero.client_secret).resolve(),
+         f"run `atx connect xero --tenant {settings.name}`"),
+        ("Xero token key", lambda: token_keys(key),
+         f"put the key the Xero tokens were saved with in {key}, or set a new one and run "
+         f"`atx connect xero --tenant {settings.name}`"),
     ):
         try:
-            SecretRef(ref).resolve()
+            resolve()
         except Exception as exc:  # a missing block raises ValueError, an unreachable API something else
             out.append(Problem("error", area, _first_line(exc), fix))
     return out
@@ -164,10 +170,8 @@ def refresh_token_warning_for(settings: TenantSettings) -> str | None:
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from ledger import LedgerTokenStore
-
     try:
-        saved = LedgerTokenStore(ledger_for(settings), settings.token_connection).last_saved()
+        saved = token_store(settings).last_saved()  # the date only: the token key is not needed
     except (SettingsError, SQLAlchemyError):  # advice only: the connection check reports a broken ledger
         return None
     return refresh_token_warning(saved, datetime.now(timezone.utc), settings.name)
@@ -353,7 +357,7 @@ def currencies(reference: dict[str, list[dict]], xero: XeroReference) -> list[Pr
 
 def routing_problems(settings: TenantSettings) -> list[Problem]:
     try:
-        peers = [t for t in load_all_tenants() if t.autotask_connection == settings.autotask_connection]
+        peers = [t for t in read_all_tenants() if t.autotask_connection == settings.autotask_connection]
     except SettingsError:
         return []
     if len(peers) < 2:

@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(help="Self-hosted Autotask PSA → Xero sync (Prefect flows).", no_args_is_help=True)
@@ -122,7 +123,7 @@ def run_flow(flow_name: str, tenant: str, since: date | None, until: date | None
 
     state = _with_progress_bar(f"{flow_name} for {tenant}", tenant, work)
     if not state.is_completed():
-        console.print(f"[red]The run ended {state.name}:[/] {state.message}")
+        console.print(f"[red]The run ended {state.name}:[/] {escape(state.message or '')}")
         return None
     summary = state.result()
     print_summary(summary, state.message, table=table)
@@ -285,7 +286,7 @@ def tenant_add(
     try:
         path = scaffold(name, mapping=mapping, cron=cron, timezone=timezone)
     except SettingsError as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1)
     console.print(f"Wrote {path}. Next: `atx connect autotask --tenant {name}`, `atx connect xero --tenant {name}`, "
                   f"`atx check --tenant {name}`, then `atx deployments sync`.")
@@ -334,7 +335,7 @@ def backfill_cmd(
 
     state = _with_progress_bar(f"backfill for {tenant}", tenant, work, flow="backfill")
     if not state.is_completed():
-        console.print(f"[red]The backfill ended {state.name}:[/] {state.message}")
+        console.print(f"[red]The backfill ended {state.name}:[/] {escape(state.message or '')}")
         raise typer.Exit(1)
     summary = state.result()
     e = summary.estimate
@@ -431,9 +432,11 @@ def check(tenant: str = typer.Option(..., help="Tenant name (tenants/NAME.yaml).
         return
     grid = Table(title=f"Problems for {tenant}")
     for col in ("", "Where", "Problem", "Fix"):
-        grid.add_column(col)
+        grid.add_column(col, overflow="fold")  # a long path is folded onto the next line, never cut
     for p in problems:
-        grid.add_row("[red]error[/]" if p.severity == "error" else "[yellow]warning[/]", p.area, p.problem, p.fix)
+        # Messages hold literal brackets (`share_with: [acme]`), which are not markup.
+        grid.add_row("[red]error[/]" if p.severity == "error" else "[yellow]warning[/]", escape(p.area),
+                     escape(p.problem), escape(p.fix))
     console.print(grid)
     if any(p.severity == "error" for p in problems):
         raise typer.Exit(1)
@@ -457,7 +460,7 @@ def connect_autotask_cmd(
         settings, zone = connect_autotask(tenant, username=username, secret=secret, integration_code=code,
                                           zone_lookup_url=zone_lookup_url)
     except ConnectError as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1)
     console.print(f"Autotask connected for [bold]{tenant}[/]: zone {zone}; secret stored as {settings.autotask.secret}.")
 
@@ -498,9 +501,8 @@ def connect_xero_cmd(
 
         webbrowser.open(consent.url)
     try:
-        answer = wait_for_callback("127.0.0.1" if redirect_host == "localhost" else redirect_host, port, timeout)
-        if answer.get("state") != consent.state:
-            raise ConnectError("the answer from Xero does not match this request (state); run the command again")
+        answer = wait_for_callback("127.0.0.1" if redirect_host == "localhost" else redirect_host, port, timeout,
+                                   consent.state)
         if "code" not in answer:
             raise ConnectError(f"Xero did not grant access: {answer.get('error', 'no code')} {answer.get('error_description', '')}")
         token = exchange_code(endpoints, client_id=client_id, client_secret=secret, code=answer["code"],
@@ -515,7 +517,7 @@ def connect_xero_cmd(
         chosen = pick_org(granted, org, choose)
         save_xero_connection(settings, client_id=client_id, client_secret_ref=ref, org=chosen, token=token)
     except (ConnectError, XeroError) as exc:  # neither carries the secret, the code or a token
-        console.print(f"[red]{exc}[/]")
+        console.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1)
     console.print(f"Xero connected for [bold]{tenant}[/]: {chosen.get('tenantName')} ({chosen['tenantId']}).")
 
@@ -541,7 +543,7 @@ def webhooks_serve(
     try:
         secret = resolve_key(key)
     except SettingsError as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1) from None
     tenants = tenants_by_organisation(load_all_tenants())
     if not tenants:

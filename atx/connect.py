@@ -17,10 +17,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
-from atx.connections import forget_clients, ledger_for
+from atx.connections import forget_clients, token_store
 from atx.settings import SecretRef, SettingsError, TenantSettings, load_tenant, save_tenant
 from clients.autotask import AutotaskClient, AutotaskError
-from ledger import LedgerTokenStore
 
 DEFAULT_SCOPES = ("offline_access accounting.invoices accounting.payments accounting.contacts "
                   "accounting.settings accounting.attachments")
@@ -86,8 +85,13 @@ def consent_url(authorize_url: str, client_id: str, redirect_uri: str, scopes: s
     return Consent(f"{authorize_url}?{query}", redirect_uri, state, verifier)
 
 
+REFUSED_PAGE = ("Refused: this answer does not carry the state of the consent `atx connect xero` asked for (a stale "
+                "browser tab, or a page that is not Xero's). Nothing was stored. Run `atx connect xero` again.")
+
+
 class _Callback(http.server.BaseHTTPRequestHandler):
     result: dict = {}
+    state: str = ""
     done: threading.Event
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
@@ -96,11 +100,23 @@ class _Callback(http.server.BaseHTTPRequestHandler):
             self.send_response(404)
             self.end_headers()
             return
-        type(self).result.update({k: v[0] for k, v in parse_qs(parts.query).items()})
-        ok = "code" in type(self).result
-        body = ("Connected. You can close this window and return to the terminal." if ok
-                else "Xero did not grant access. Return to the terminal for details.").encode()
-        self.send_response(200)
+        answer = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        # The state proves the answer comes from the consent this command started (RFC 6749 §10.12): without
+        # it, any page could make the browser deliver someone else's code here.
+        expected = type(self).state
+        if not expected or not secrets.compare_digest(answer.get("state", "").encode(), expected.encode()):
+            type(self).result.update(refused=True)
+            self._answer(400, REFUSED_PAGE)
+            return
+        type(self).result.update(answer)
+        if "code" in answer:
+            self._answer(200, "Connected. You can close this window and return to the terminal.")
+        else:
+            self._answer(200, "Xero did not grant access. Return to the terminal for details.")
+
+    def _answer(self, status: int, text: str) -> None:
+        body = text.encode()
+        self.send_response(status)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -111,14 +127,19 @@ class _Callback(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def wait_for_callback(host: str, port: int, timeout: float) -> dict:
-    handler = type("Callback", (_Callback,), {"result": {}, "done": threading.Event()})
+def wait_for_callback(host: str, port: int, timeout: float, state: str) -> dict:
+    """The consent's answer on the loopback callback, once it carries `state`; ConnectError when one that
+    does not arrives first (its page says it was refused) or none arrives in time."""
+    handler = type("Callback", (_Callback,), {"result": {}, "state": state, "done": threading.Event()})
     server = http.server.ThreadingHTTPServer((host, port), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         if not handler.done.wait(timeout):
             raise ConnectError(f"no answer from Xero's consent page within {int(timeout)} s; run the command again")
+        if handler.result.get("refused"):
+            raise ConnectError("refused an answer on the callback whose state does not match this request (a stale "
+                               "browser tab, or a page that is not Xero's); nothing was stored: run the command again")
         return dict(handler.result)
     finally:
         server.shutdown()
@@ -147,7 +168,7 @@ def save_xero_connection(settings: TenantSettings, *, client_id: str, client_sec
     xero = settings.xero.model_copy(update={"client_id": client_id, "client_secret": client_secret_ref,
                                             "tenant_id": org["tenantId"]})
     settings = settings.model_copy(update={"xero": xero})
-    store = LedgerTokenStore(ledger_for(settings), settings.token_connection)
+    store = token_store(settings)
     with store.locked():
         store.save(token)
     save_tenant(settings)

@@ -1,6 +1,8 @@
 """Build a tenant's clients and ledger from its settings. Secrets are resolved here and nowhere else."""
 from __future__ import annotations
 
+import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -10,10 +12,10 @@ from typing import Protocol
 from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
 from sqlalchemy.exc import SQLAlchemyError
 
-from atx.settings import TenantSettings, atx_home
+from atx.settings import SettingsError, TenantSettings, atx_home
 from clients.autotask import AutotaskClient
 from clients.xero import XeroEndpoints, XeroGateway
-from ledger import Ledger, LedgerCallUsage, LedgerTokenStore
+from ledger import Ledger, LedgerCallUsage, LedgerTokenStore, TokenCipher
 from ledger.store import engine_for_url
 
 _ledgers: dict[str, Ledger] = {}
@@ -149,7 +151,7 @@ def _new_gateway(settings: TenantSettings) -> XeroGateway:
         client_id=x.client_id,
         client_secret=_secret(x.client_secret),
         tenant_id=x.tenant_id,
-        token_store=LedgerTokenStore(ledger, settings.token_connection),
+        token_store=token_store(settings),
         endpoints=xero_endpoints(settings),
         calls_per_minute=x.calls_per_minute,
         max_in_flight=x.max_in_flight,
@@ -161,6 +163,62 @@ def _new_gateway(settings: TenantSettings) -> XeroGateway:
         clock=clock.monotonic,
         sleep=sleep,
     )
+
+
+# ---- the key of the token sets at rest ------------------------------------------------------------------
+TOKEN_KEY_ENV = "ATX_TOKEN_KEY"
+TOKEN_KEY_BLOCK = "atx-token-key"
+
+
+def token_store(settings: TenantSettings) -> LedgerTokenStore:
+    """The tenant's Xero token set, in its ledger, sealed with its token key."""
+    return LedgerTokenStore(ledger_for(settings), settings.token_connection, token_cipher(settings))
+
+
+def token_key_ref(settings: TenantSettings) -> str:
+    """Where the key sealing the tenant's tokens lives: the tenant's `xero.token_key`, else ATX_TOKEN_KEY when
+    it is set, else the Prefect Secret block atx-token-key (made on first use: see token_keys)."""
+    if settings.xero.token_key:
+        return settings.xero.token_key
+    return f"env:{TOKEN_KEY_ENV}" if os.environ.get(TOKEN_KEY_ENV) else f"block:{TOKEN_KEY_BLOCK}"
+
+
+def token_cipher(settings: TenantSettings) -> TokenCipher:
+    ref = token_key_ref(settings)
+    # The keys are fetched when a token is first opened or sealed, not when a gateway is built.
+    return TokenCipher(lambda: token_keys(ref), source=f"the token key {ref}")
+
+
+def token_keys(ref: str) -> list[str]:
+    """The Fernet keys a reference holds, newest first (commas or spaces between them), checked."""
+    if ref == f"block:{TOKEN_KEY_BLOCK}":
+        text = _default_token_key()
+    else:
+        text = _secret(ref)
+    keys = [k for k in re.split(r"[\s,]+", text) if k]
+    if not keys or not all(TokenCipher.is_key(k) for k in keys):
+        raise SettingsError(
+            f"the token key {ref} must hold Fernet keys (each 32 url-safe base64-encoded bytes); make one with "
+            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`, "
+            "or restore the key the token sets were saved with")
+    return keys
+
+
+def _default_token_key() -> str:
+    """The Prefect Secret block atx-token-key, made with a new key when no token was ever sealed here: the key
+    stays with Prefect, out of the ledger database and out of every file."""
+    from prefect.blocks.system import Secret
+
+    try:
+        return Secret.load(TOKEN_KEY_BLOCK).get()
+    except ValueError:  # no such block yet
+        pass
+    try:
+        # Never overwritten: another process may have made it first, and its key already sealed a token.
+        Secret(value=TokenCipher.new_key()).save(TOKEN_KEY_BLOCK)
+    except ValueError:
+        pass
+    return Secret.load(TOKEN_KEY_BLOCK).get()
 
 
 def _secret(ref: str) -> str:

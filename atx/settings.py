@@ -80,6 +80,12 @@ class XeroSettings(BaseModel):
     api_base: str | None = Field(None, description="one host serving every Xero API path (the sandbox); default: Xero's own hosts")
     calls_per_minute: int = 55
     max_in_flight: int = 4
+    token_key: str | None = Field(
+        None,
+        description="env:NAME or block:NAME holding the Fernet key(s) that encrypt this connection's token set in the "
+                    "ledger (newest first, comma-separated); default: ATX_TOKEN_KEY, else the Prefect Secret block "
+                    "atx-token-key, made on first use",
+    )
     daily_call_budget: int = Field(
         1000, ge=1,
         description="calls a UTC day the sync may make to this Xero organisation, counted across every process "
@@ -88,6 +94,11 @@ class XeroSettings(BaseModel):
     )
 
     _is_ref = field_validator("client_secret")(AutotaskSettings._is_ref.__func__)
+
+    @field_validator("token_key")
+    @classmethod
+    def _is_ref_or_none(cls, v: str | None) -> str | None:
+        return v if v is None else AutotaskSettings._is_ref.__func__(cls, v)
 
 
 class CompanyUdfRule(BaseModel):
@@ -185,6 +196,21 @@ class TenantSettings(BaseModel):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     payments: PaymentsSettings = Field(default_factory=PaymentsSettings)
+    share_with: list[str] = Field(
+        default_factory=list,
+        description="tenants this one may share secret references and a Xero token connection with; "
+                    "each of them must name this one too",
+    )
+
+    @field_validator("share_with")
+    @classmethod
+    def _tenant_names(cls, v: list[str]) -> list[str]:
+        import re
+
+        bad = [name for name in v if not re.match(TENANT_NAME, name)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a tenant name (lowercase letters, digits and dashes)")
+        return v
 
     @property
     def time_zone(self) -> str:
@@ -221,6 +247,13 @@ def tenant_file(name: str) -> Path:
 
 
 def load_tenant(name: str) -> TenantSettings:
+    """The tenant's settings, refused when its file names another tenant's secrets or Xero tokens."""
+    settings = _read_tenant(name)
+    _refuse_borrowing(settings, [t for t in _readable_tenants() if t.name != name])
+    return settings
+
+
+def _read_tenant(name: str) -> TenantSettings:
     path = tenant_file(name)
     if not path.exists():
         raise SettingsError(f"no tenant named {name!r}: {path} does not exist (create it with `atx tenant add {name}`)")
@@ -239,6 +272,61 @@ def tenant_names() -> list[str]:
 
 def load_all_tenants() -> list[TenantSettings]:
     return [load_tenant(name) for name in tenant_names()]
+
+
+def read_all_tenants() -> list[TenantSettings]:
+    """Every tenant file as written, without the isolation check: for reading the parts that are no secret
+    (routing rules), so a tenant refused for naming another's secrets still counts among its peers."""
+    return [_read_tenant(name) for name in tenant_names()]
+
+
+# ---- tenant isolation ----------------------------------------------------------------------------
+# A tenant's run resolves the secret references of its own file and uses its own Xero token connection.
+# What another tenant's file names, or what `atx connect` names after another tenant, is that tenant's:
+# naming it is refused unless both files declare the sharing (`share_with`). The ledger database is not
+# among these: it is shared by design (every row carries its tenant).
+def _claims(settings: TenantSettings, *, token_key: bool = True) -> dict[str, str]:
+    """What the file names that must be the tenant's own: {reference or connection: how to say it}. The token
+    key may be one for every tenant (it seals the ledger's token table, as the default key does), so it is
+    never another tenant's; but it must not be another tenant's secret either."""
+    x = settings.xero
+    refs = (settings.autotask.secret, x.client_secret) + ((x.token_key,) if token_key else ())
+    claims = {ref: ref for ref in refs if ref}
+    claims[f"connection:{settings.token_connection}"] = f"the Xero token connection {settings.token_connection!r}"
+    return claims
+
+
+def _named_after(tenant: str) -> set[str]:
+    """What `atx connect` names after a tenant: its Secret blocks and its token connection."""
+    return {f"block:{tenant}-autotask-secret", f"block:{tenant}-xero-client-secret", f"connection:{tenant}"}
+
+
+def _refuse_borrowing(settings: TenantSettings, others: list[TenantSettings]) -> None:
+    mine = {key: said for key, said in _claims(settings).items() if key not in _named_after(settings.name)}
+    for other in others:
+        shared = [key for key in mine if key in set(_claims(other, token_key=False)) | _named_after(other.name)]
+        if not shared or (other.name in settings.share_with and settings.name in other.share_with):
+            continue
+        here, there = tenant_file(settings.name), tenant_file(other.name)
+        whose = (f"is tenant {other.name}'s ({there}; `atx connect` named it after that tenant)"
+                 if shared[0] in _named_after(other.name) else f"{there} names too")
+        missing = [f"`share_with: [{b}]` to {f}" for a, b, f in ((settings, other.name, here), (other, settings.name, there))
+                   if b not in a.share_with]
+        raise SettingsError(
+            f"{here} names {mine[shared[0]]}, which {whose}: a tenant uses only its own secrets and Xero token "
+            f"connection. If the two tenants are meant to share it, add " + " and ".join(missing)
+            + f"; otherwise give {here.name} one of its own.")
+
+
+def _readable_tenants() -> list[TenantSettings]:
+    """Every tenant file that reads (a broken one is reported when it is loaded itself, and claims nothing)."""
+    out = []
+    for name in tenant_names():
+        try:
+            out.append(_read_tenant(name))
+        except (SettingsError, yaml.YAMLError):
+            continue
+    return out
 
 
 def save_tenant(settings: TenantSettings) -> Path:

@@ -21,9 +21,13 @@ xero:
   client_id: YOUR-XERO-APP-CLIENT-ID
   client_secret: block:{name}-xero-client-secret
   tenant_id: RUN-ATX-CONNECT-XERO           # the organisation's tenantId, written by `atx connect xero`
+  # connection: msp-login                   # a token set shared with tenants one Xero login granted (needs share_with)
   daily_call_budget: 1000                   # Xero calls a UTC day the sync may use (Xero allows the organisation
                                             # 5,000, or 1,000 on Starter, shared with every other integration)
 mapping: {mapping}                           # mappings/{mapping}.yaml, or a path
+# A tenant uses only its own secrets and Xero token connection. To share one with another tenant, both files
+# name each other:
+# share_with: [other-tenant]
 first_sync_days: 30
 lookback_days: 14
 schedule:

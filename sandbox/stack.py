@@ -191,16 +191,15 @@ class SandboxStack:
 
         This is what `atx connect` does against the real services; the sandbox grants consent at once.
         """
-        from atx.connections import forget_clients, ledger_for
+        from atx.connections import forget_clients, token_store
         from atx.settings import save_tenant
-        from ledger import LedgerTokenStore
 
         org = org or self.org
         settings = self.tenant_settings(tenant, mapping, org=org, **options)
         save_tenant(settings)
         os.environ.update(self.secret_env(tenant))
         token = self.xero.issue_tokens(XERO_CLIENT_ID, [org.tenant_id])
-        LedgerTokenStore(ledger_for(settings), settings.token_connection).save(_with_expiry(token, self.clock))
+        token_store(settings).save(_with_expiry(token, self.clock))
         forget_clients(tenant)
         return settings
 

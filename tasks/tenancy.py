@@ -15,7 +15,7 @@ from prefect.cache_policies import NONE
 
 from atx.check import PreflightFailed, blocking
 from atx.connections import autotask_client
-from atx.settings import TenantSettings, load_all_tenants, load_tenant
+from atx.settings import TenantSettings, load_tenant, read_all_tenants
 from core import routing
 from core.documents import TargetLimitReached
 from core.frames import read_int
@@ -62,7 +62,7 @@ def rules_of(settings: TenantSettings) -> routing.TenantRules:
 
 def peers_of(settings: TenantSettings) -> dict[str, routing.TenantRules]:
     """Every tenant on the same Autotask account (this one included), with its rules."""
-    tenants = {t.name: t for t in load_all_tenants() if t.autotask_connection == settings.autotask_connection}
+    tenants = {t.name: t for t in read_all_tenants() if t.autotask_connection == settings.autotask_connection}
     tenants[settings.name] = settings
     return {name: rules_of(t) for name, t in sorted(tenants.items())}
 

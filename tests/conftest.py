@@ -9,6 +9,13 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 # Cached task results must never leak from one test run into the next.
 os.environ.setdefault("PREFECT_TASKS_REFRESH_CACHE", "true")
+# The key sealing Xero tokens in the ledger: one per test session, never written anywhere. Without it every
+# process that saves a token would fetch (or make) the Prefect Secret block atx-token-key, which needs a
+# Prefect API; tests of that default unset it.
+if not os.environ.get("ATX_TOKEN_KEY"):
+    from cryptography.fernet import Fernet
+
+    os.environ["ATX_TOKEN_KEY"] = Fernet.generate_key().decode()
 
 try:
     from hypothesis import HealthCheck, settings as hypothesis_settings

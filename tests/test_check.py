@@ -226,16 +226,15 @@ def test_applying_payments_needs_an_account_that_takes_them_and_the_payments_sco
     errors = {p.area: p for p in check_tenant("acme", flows=["payments"]) if p.severity == "error"}
     assert "no bank account is named" in errors["payments.bank_account"].problem
     # A connection granted without the payments scope cannot make them: reconnect and grant it.
-    from atx.connections import forget_clients, ledger_for
+    from atx.connections import forget_clients, token_store
     from atx.settings import load_tenant
-    from ledger import LedgerTokenStore
     from sandbox.stack import XERO_CLIENT_ID, _with_expiry
 
     settings = stack.connect_tenant("acme", flows=["payments"], payments={"to_xero": True, "bank_account": "090"})
     narrow = stack.xero.issue_tokens(XERO_CLIENT_ID, [stack.org.tenant_id],
                                      scopes=["offline_access", "accounting.invoices", "accounting.contacts",
                                              "accounting.settings.read"])
-    LedgerTokenStore(ledger_for(settings), settings.token_connection).save(_with_expiry(narrow, stack.clock))
+    token_store(settings).save(_with_expiry(narrow, stack.clock))
     forget_clients("acme")
     errors = [p for p in check_tenant("acme", flows=["payments"]) if p.severity == "error"]
     assert [p.area for p in errors] == ["Xero connection"] and "accounting.payments" in errors[0].fix

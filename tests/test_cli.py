@@ -66,6 +66,7 @@ def test_demo_syncs_then_creates_nothing_on_rerun(tmp_path, prefect_server):
 
     env = _env(tmp_path)
     env["PREFECT_API_URL"] = PREFECT_API_URL.value()
+    env.pop("ATX_TOKEN_KEY")  # as `make demo` runs: nothing configured, the token key is a Prefect Secret block
     result = subprocess.run(
         [sys.executable, "-m", "atx.cli", "demo", "--invoices", "12"],
         capture_output=True, text=True, env=env, timeout=300,

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from atx.connections import forget_clients, ledger_for, xero_gateway
+from atx.connections import forget_clients, token_store, xero_gateway
 from atx.settings import load_tenant, save_tenant
-from ledger import LedgerTokenStore
+from ledger import LedgerTokenStore, TokenCipher
 from sandbox.serving import free_port
 from sandbox.stack import XERO_CLIENT_ID, SandboxStack
 
@@ -28,19 +28,18 @@ def stack(atx_home):
 
 
 def _store(settings) -> LedgerTokenStore:
-    return LedgerTokenStore(ledger_for(settings), settings.token_connection)
+    return token_store(settings)
 
 
-def test_connect_xero_runs_consent_with_pkce_and_stores_the_chosen_organisation(stack):
-    second = stack.add_org("Second Entity Ltd", "NZ")
-    settings = stack.tenant_settings("acme")  # written, but never connected: no token yet
-    save_tenant(settings)
-    os.environ.update(stack.secret_env("acme"))
+def _connect_xero_cli(stack, *args: str, consent_url=lambda url: url):
+    """`atx connect xero --tenant acme ARGS`, with the user's browser opening `consent_url(the printed URL)`:
+    the sandbox consents at once and redirects to the loopback callback. Returns (callback page, returncode,
+    stdout, stderr)."""
     port = free_port()
     stack.allow_redirect(f"http://127.0.0.1:{port}/callback")
     proc = subprocess.Popen(
         [sys.executable, "-m", "atx.cli", "connect", "xero", "--tenant", "acme", "--port", str(port),
-         "--redirect-host", "127.0.0.1", "--no-browser", "--org", "Second Entity Ltd", "--timeout", "60"],
+         "--redirect-host", "127.0.0.1", "--no-browser", "--timeout", "60", *args],
         env=dict(os.environ), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -50,28 +49,68 @@ def test_connect_xero_runs_consent_with_pkce_and_stores_the_chosen_organisation(
                 url = line.strip()
                 break
         assert url and "code_challenge_method=S256" in url and "code_challenge=" in url
-        # The user's browser: the sandbox consents at once and redirects to the loopback callback.
         landed = None
         for _ in range(50):
             try:
-                landed = httpx.get(url, follow_redirects=True, timeout=10)
+                landed = httpx.get(consent_url(url), follow_redirects=True, timeout=10)
                 break
             except httpx.ConnectError:  # the callback server is a moment behind the printed URL
                 time.sleep(0.1)
-        assert landed is not None and landed.status_code == 200 and "Connected" in landed.text
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, out + err
+    assert landed is not None
+    return landed, proc.returncode, out, err
+
+
+def _unconnected_tenant(stack):
+    settings = stack.tenant_settings("acme")  # written, but never connected: no token yet
+    save_tenant(settings)
+    os.environ.update(stack.secret_env("acme"))
+    return settings
+
+
+def test_connect_xero_runs_consent_with_pkce_and_stores_the_chosen_organisation(stack):
+    second = stack.add_org("Second Entity Ltd", "NZ")
+    _unconnected_tenant(stack)
+    landed, returncode, out, err = _connect_xero_cli(stack, "--org", "Second Entity Ltd")
+    assert landed.status_code == 200 and "Connected" in landed.text
+    assert returncode == 0, out + err
     assert "Second Entity Ltd" in out
     connected = load_tenant("acme")
     assert connected.xero.tenant_id == second.tenant_id
     assert connected.xero.client_secret.startswith("env:")  # still a reference, never the secret
     token = _store(connected).load()
     assert token["refresh_token"] and token["access_token"] not in out + err
+    from tests.test_token_encryption import assert_holds_no_token, stored_row
+
+    assert_holds_no_token(stored_row(connected)[0], token)  # sealed at rest, from the first save
     forget_clients()
     assert xero_gateway(connected).organisation().name == "Second Entity Ltd"
+
+
+def _with_state(url: str, state: str | None) -> str:
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "state"] + ([("state", state)] if state is not None else [])
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@pytest.mark.parametrize("state", ["forged-state", None], ids=["bad state", "no state"])
+def test_a_callback_without_the_requests_state_is_refused_and_nothing_is_stored(stack, state):
+    settings = _unconnected_tenant(stack)
+    before = (Path(os.environ["ATX_TENANTS_DIR"]) / "acme.yaml").read_text()
+    # Xero grants a real code, but the answer reaching the callback does not carry this request's state.
+    landed, returncode, out, err = _connect_xero_cli(stack, consent_url=lambda url: _with_state(url, state))
+    assert landed.status_code == 400
+    assert "Refused" in landed.text and "Nothing was stored" in landed.text and "Connected" not in landed.text
+    assert returncode == 1, out + err
+    said = " ".join(out.split())  # the terminal wraps long lines
+    assert "state does not match" in said and "nothing was stored" in said
+    assert _store(settings).load() is None
+    assert (Path(os.environ["ATX_TENANTS_DIR"]) / "acme.yaml").read_text() == before
 
 
 def test_connect_autotask_checks_then_stores_the_secret_as_a_block(stack, prefect_server):
@@ -192,13 +231,14 @@ def test_the_lock_serialises_refreshes_on_postgresql(postgres_url, postgres_sche
     # A schema of its own: the shared database's public schema is never migrated by a test.
     ledger = Ledger(engine_in_schema(postgres_url, postgres_schema))
     connection = f"lock-test-{uuid.uuid4().hex[:8]}"
-    first = LedgerTokenStore(ledger, connection)
+    cipher = TokenCipher([TokenCipher.new_key()])
+    first = LedgerTokenStore(ledger, connection, cipher)
     first.save({"generation": 0})
     seen = []
     barrier = threading.Barrier(3)
 
     def refresh():
-        store = LedgerTokenStore(ledger, connection)
+        store = LedgerTokenStore(ledger, connection, cipher)
         barrier.wait()
         with store.locked():
             current = store.load()

@@ -18,7 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, func, insert, inspect, select, text
 
-from ledger import DocState, Ledger, LedgerCallUsage, LedgerTokenStore, engine_for_url, migrations
+from ledger import DocState, Ledger, LedgerCallUsage, LedgerTokenStore, TokenCipher, engine_for_url, migrations
 from ledger.models import Base
 from tests.ledger_support import (
     LATE_COLUMNS,
@@ -146,7 +146,7 @@ def test_a_ledger_made_before_alembic_upgrades_in_place_with_nothing_lost(databa
     assert ledger.high_water("acme", "invoices") == date(2026, 11, 24)
     assert ledger.high_water("globex", "invoices") == date(2026, 10, 31)
     assert ledger.high_water("acme", "invoice") is None
-    assert LedgerTokenStore(ledger, "acme-xero").load() == {"refresh_token": "r-1"}
+    assert LedgerTokenStore(ledger, "acme-xero", TokenCipher([TokenCipher.new_key()])).load() == {"refresh_token": "r-1"}
     assert ledger.windows("acme", "invoices") == []
     # Revision 0003's call count starts empty and counts.
     usage = LedgerCallUsage(ledger)
