@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from atx.connections import ledger_for
-from ledger import Candidate, DocState, LedgerTokenStore
+from atx.connections import ledger_for, token_store
+from ledger import Candidate, DocState
 from sandbox.stack import SandboxStack
 from tests.test_invoices_changes import END, SINCE, UNTIL, assert_each_once, live_invoices, run
 
@@ -138,7 +138,7 @@ def test_two_runs_of_one_tenant_at_once_make_each_document_once_with_no_false_cl
         options = {"ledger_url": ledger_url} if ledger_url else {}
         settings = stack.connect_tenant("acme", **FAST_HEARTBEAT, **options)
         # An expired access token: both processes want to refresh it at once, with one single-use refresh token.
-        store = LedgerTokenStore(ledger_for(settings), settings.token_connection)
+        store = token_store(settings)
         store.save({**store.load(), "expires_at": time.time() - 60})
         # Each create is answered a second after Xero has made the invoices, so the runs overlap for the
         # whole window; a third of the lookups are refused once with a 429 and repeated after its Retry-After,
