@@ -50,7 +50,8 @@ def sandbox_serve(
     callback_port: int = typer.Option(
         8765, envvar="ATX_XERO_CALLBACK_PORT",
         help="Port of the redirect URIs the sandbox's Xero app registers for `atx connect xero` "
-             "(http://localhost:PORT/callback and http://127.0.0.1:PORT/callback); the same as its --port."),
+             "(http://localhost:PORT/callback and http://127.0.0.1:PORT/callback); give `atx connect xero --port` "
+             "the same (both read ATX_XERO_CALLBACK_PORT)."),
     seed: Optional[int] = typer.Option(None, show_default="7", help="Seed of the generated MSP data (a new sandbox only)."),
     invoices: Optional[int] = typer.Option(None, show_default="40", help="How many invoices to generate (a new sandbox only)."),
     data: Optional[str] = typer.Option(None, help="Load Autotask entities from this JSON file instead (a new sandbox only)."),
@@ -128,8 +129,7 @@ def sandbox_serve(
 
 @sandbox_app.command("reset")
 def sandbox_reset() -> None:
-    """Delete the saved sandbox (ATX_HOME/sandbox) and the tenant files it wrote, with what the ledger holds for
-    them, so the next `atx sandbox serve` starts a new sandbox. Stop the sandbox first."""
+    """Start over: delete the saved sandbox and the tenant files it wrote, with their ledger rows. Stop it first."""
     from sandbox.stack import reset
 
     try:

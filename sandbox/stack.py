@@ -359,6 +359,7 @@ class SandboxStack:
     def _remember_tenant(self, tenant: str) -> None:
         if tenant not in self.tenants:
             self.tenants.append(tenant)
+            self._changed.set()  # saved soon, so `atx sandbox reset` finds it even after a kill
 
 
 # The schedule of a tenant `atx sandbox serve` writes: hourly, switched off, so `atx serve` registers the
