@@ -116,10 +116,14 @@ def _xero(settings: TenantSettings, problems: list[Problem], stop_at_limits: boo
     reconnect = f"run `atx connect xero --tenant {settings.name}`"
     try:
         gateway = xero_gateway(settings)
-        granted = {c.get("tenantId") for c in gateway.connections()}
+        connections = gateway.connections()
+        granted = {c.get("tenantId") for c in connections}
         if settings.xero.tenant_id not in granted:
+            # Disconnected in Xero, or gone (a sandbox reset): a run would find none of its documents there.
+            reached = ", ".join(f"{c.get('tenantName')} ({c.get('tenantId')})" for c in connections) or "none"
             problems.append(Problem("error", "Xero connection",
-                                    f"the organisation {settings.xero.tenant_id} is not connected to this app.", reconnect))
+                                    f"the Xero organisation {settings.xero.tenant_id} (xero.tenant_id) is not connected: "
+                                    f"the stored token reaches {reached}.", reconnect))
             return None
         return xero_reference(gateway.settings())
     except XeroAuthError as exc:

@@ -41,46 +41,111 @@ def _quiet_prefect() -> None:
 @sandbox_app.command("serve")
 def sandbox_serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-    autotask_port: int = typer.Option(8081, help="Port of the Autotask simulator."),
-    xero_port: int = typer.Option(8082, help="Port of the Xero simulator."),
-    seed: int = typer.Option(7, help="Seed of the generated MSP data."),
-    invoices: int = typer.Option(40, help="How many invoices to generate."),
-    data: Optional[str] = typer.Option(None, help="Load Autotask entities from this JSON file instead."),
+    autotask_port: Optional[int] = typer.Option(
+        None, envvar="ATX_SANDBOX_AUTOTASK_PORT", show_default="8081, or the port the saved sandbox had",
+        help="Port of the Autotask simulator."),
+    xero_port: Optional[int] = typer.Option(
+        None, envvar="ATX_SANDBOX_XERO_PORT", show_default="8082, or the port the saved sandbox had",
+        help="Port of the Xero simulator."),
+    callback_port: int = typer.Option(
+        8765, envvar="ATX_XERO_CALLBACK_PORT",
+        help="Port of the redirect URIs the sandbox's Xero app registers for `atx connect xero` "
+             "(http://localhost:PORT/callback and http://127.0.0.1:PORT/callback); give `atx connect xero --port` "
+             "the same (both read ATX_XERO_CALLBACK_PORT)."),
+    seed: Optional[int] = typer.Option(None, show_default="7", help="Seed of the generated MSP data (a new sandbox only)."),
+    invoices: Optional[int] = typer.Option(None, show_default="40", help="How many invoices to generate (a new sandbox only)."),
+    data: Optional[str] = typer.Option(None, help="Load Autotask entities from this JSON file instead (a new sandbox only)."),
     tenant: str = typer.Option("sandbox", help="Write a tenant file with this name pointing at the simulators."),
     autotask_faults: Optional[str] = typer.Option(
         None, help="Inject faults into the Autotask simulator, e.g. '503=0.05,timeout=0.01' (kinds: 429, 500, 503, timeout, drop, lost_response)."
     ),
     xero_faults: Optional[str] = typer.Option(None, help="Inject faults into the Xero simulator, e.g. '500=0.05,lost_response=0.02'."),
 ) -> None:
-    """Run both simulators in the foreground until interrupted."""
-    from sandbox.faults import parse_fault_spec
-    from sandbox.stack import SandboxStack
+    """Run both simulators in the foreground until interrupted. The sandbox is kept in ATX_HOME/sandbox: a
+    restart is the same sandbox (credentials, organisation, documents, tokens); `atx sandbox reset` starts anew."""
+    import shlex
 
+    from atx.settings import SettingsError
+    from sandbox.faults import parse_fault_spec
+    from sandbox.persist import StateError
+    from sandbox.stack import XERO_CLIENT_ID, SandboxStack, callback_uris
+
+    fault_seed = 7 if seed is None else seed
     try:
-        faults = {"autotask_faults": parse_fault_spec(autotask_faults, seed=seed), "xero_faults": parse_fault_spec(xero_faults, seed=seed)}
+        faults = {"autotask_faults": parse_fault_spec(autotask_faults, seed=fault_seed),
+                  "xero_faults": parse_fault_spec(xero_faults, seed=fault_seed)}
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    stack = SandboxStack(
-        seed=seed, invoices=invoices, data_file=data, host=host, autotask_port=autotask_port, xero_port=xero_port, **faults
-    )
+    state_dir = str(_sandbox_state_dir())
+    try:
+        stack = SandboxStack(seed=7 if seed is None else seed, invoices=40 if invoices is None else invoices,
+                             data_file=data, host=host, autotask_port=autotask_port, xero_port=xero_port,
+                             state_dir=state_dir, callback_port=callback_port, **faults)
+    except StateError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(1)
+    if stack.resumed:
+        ignored = [name for name, given, kept in (("--seed", seed, stack.seed), ("--invoices", invoices, stack.invoices),
+                                                  ("--data", data, stack.data_file)) if given is not None and given != kept]
+        console.print(f"Resumed the sandbox saved in {escape(state_dir)} (made {stack.created_at:%Y-%m-%d %H:%M} UTC "
+                      f"with seed {stack.seed}, {stack.invoices} invoices): the same credentials, organisation and "
+                      "documents as before.")
+        if ignored:
+            console.print(f"[yellow]{', '.join(ignored)} only make a new sandbox: run `atx sandbox reset` first.[/]")
+    else:
+        console.print(f"A new sandbox (seed {stack.seed}, {stack.invoices} invoices), kept in {escape(state_dir)}: "
+                      "restarted, it is the same sandbox; `atx sandbox reset` starts a new one.")
+    stack.autotask_port = stack.autotask_port or 8081
+    stack.xero_port = stack.xero_port or 8082
     with stack:
-        stack.connect_tenant(tenant)
         console.print(f"Autotask simulator: [bold]{stack.autotask_url}[/]  (zone lookup; API user {stack.autotask.credentials.username})")
         console.print(f"Xero simulator:     [bold]{stack.xero_url}[/]  (organisation {stack.org.name}, tenantId {stack.org.tenant_id})")
-        console.print(f"Tenant file written for [bold]{tenant}[/]. In another shell, export its secrets and sync:")
-        for name in stack.secret_env(tenant):
-            console.print(f"  export {name}=<printed to stderr>")
-        for name, value in stack.secret_env(tenant).items():
-            # Sandbox-only credentials, printed on stderr so they can be copied; never written to a file.
-            typer.echo(f"{name}={value}", err=True)
-        console.print(f"  atx sync invoices --tenant {tenant}")
-        console.print("Press Ctrl+C to stop.")
+        console.print(f"Xero app: client id {XERO_CLIENT_ID}; redirect URIs "
+                      f"{', '.join(callback_uris(callback_port))} (for `atx connect xero`)")
+        try:
+            console.print(f"Tenant [bold]{tenant}[/]: {escape(stack.write_tenant(tenant))}.")
+        except SettingsError as exc:
+            console.print(f"[red]No tenant written: {escape(str(exc))}[/]")
+        else:
+            cred = stack.autotask.credentials
+            lines = {**stack.secret_env(tenant), "ATX_AUTOTASK_USERNAME": cred.username,
+                     "ATX_AUTOTASK_SECRET": cred.secret, "ATX_AUTOTASK_INTEGRATION_CODE": cred.integration_code}
+            console.print("In the shell you sync from, paste these lines (the sandbox's own credentials: they stay "
+                          "the same until `atx sandbox reset`):")
+            # The only place the sandbox's secrets are shown; plain lines, never wrapped, so they paste whole.
+            for name, value in lines.items():
+                typer.echo(f"export {name}={shlex.quote(value)}")
+            console.print("then connect the tenant and sync:")
+            for step in ("atx connect autotask", "atx connect xero", "atx check", "atx sync invoices"):
+                console.print(f"  {step} --tenant {tenant}")
+        console.print("Press Ctrl+C to stop; the sandbox is saved after every change and at exit.")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             stop.wait()
         except KeyboardInterrupt:
             pass
+
+
+@sandbox_app.command("reset")
+def sandbox_reset() -> None:
+    """Start over: delete the saved sandbox and the tenant files it wrote, with their ledger rows. Stop it first."""
+    from sandbox.stack import reset
+
+    try:
+        done = reset(str(_sandbox_state_dir()))
+    except RuntimeError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(1)
+    for line in done:
+        console.print(escape(line) + ".")
+    console.print("The next `atx sandbox serve` starts a new sandbox." if done else "There was no saved sandbox.")
+
+
+def _sandbox_state_dir():
+    from atx.settings import atx_home
+
+    return atx_home() / "sandbox"
 
 
 def _sync_command(flow_name: str, what: str):
@@ -470,7 +535,8 @@ def connect_xero_cmd(
     tenant: str = typer.Option(..., help="Tenant name."),
     client_id: Optional[str] = typer.Option(None, help="Your Xero app's client id (default: the tenant file's)."),
     org: Optional[str] = typer.Option(None, help="Organisation to use (name or tenantId) when several are granted."),
-    port: int = typer.Option(8765, help="Loopback port of the redirect URI registered with your Xero app."),
+    port: int = typer.Option(8765, envvar="ATX_XERO_CALLBACK_PORT",
+                             help="Loopback port of the redirect URI registered with your Xero app."),
     redirect_host: str = typer.Option("localhost", help="Host of the redirect URI (localhost or 127.0.0.1)."),
     scopes: str = typer.Option(None, help="Scopes to ask for (default: granular invoices, payments, contacts, settings, attachments)."),
     open_browser: bool = typer.Option(True, "--browser/--no-browser", help="Open the consent page in a browser."),

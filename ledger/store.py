@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy import Engine, create_engine, delete, event, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger import migrations
 from ledger.heartbeat import RunHeartbeats
-from ledger.models import DocState, SyncRecord, SyncWatermark, SyncWindow, WindowState
+from ledger.models import DocState, RunHeartbeat, SyncRecord, SyncWatermark, SyncWindow, WindowState
 
 # A run that has not recorded an answer within this time is presumed dead; its rows get resolved.
 DEFAULT_LEASE = timedelta(minutes=15)
@@ -522,6 +522,18 @@ class Ledger:
                 select(SyncWindow).where(SyncWindow.tenant == tenant, SyncWindow.flow == flow)
                 .order_by(SyncWindow.window_start, SyncWindow.window_end)
             ))
+
+    def forget_tenant(self, tenant: str) -> int:
+        """Delete everything this ledger holds about one tenant's documents: its rows, high-water marks,
+        backfill windows and run heartbeats (not its token set: see LedgerTokenStore.delete). For a Xero
+        organisation that no longer exists, such as a sandbox that was reset; returns how many documents
+        were forgotten."""
+        with self.session() as s:
+            forgotten = s.execute(delete(SyncRecord).where(SyncRecord.tenant == tenant)).rowcount
+            for model in (SyncWatermark, SyncWindow, RunHeartbeat):
+                s.execute(delete(model).where(model.tenant == tenant))
+            s.commit()
+            return forgotten
 
 
 def _window(s: Session, tenant: str, flow: str, start: date, end: date) -> SyncWindow | None:

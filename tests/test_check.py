@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from atx.check import check_tenant
-from sandbox.stack import SandboxStack
+from sandbox.stack import XERO_CLIENT_ID, SandboxStack
 
 ROOT = Path(__file__).resolve().parent.parent
 END = date(2026, 11, 24)
@@ -258,3 +258,35 @@ def test_item_codes_the_mapping_names_must_be_in_xero_unless_the_sync_creates_th
         mapping["items"]["create_missing"] = True
         path.write_text(yaml.safe_dump(mapping))
         assert not [p for p in check_tenant("acme", flows=["invoices"]) if p.area == "mapping items.rules"]
+
+
+def _organisation_gone(stack):
+    """acme is connected to a second organisation, which then goes from its token's connections (as when a
+    sandbox is reset under it, or someone disconnects it in Xero); the first one is still reached."""
+    second = stack.add_org("Second Entity Ltd", "NZ")
+    stack.connect_tenant("acme", org=second)
+    gone = next(c for c in stack.xero.identity.connections.values() if c.tenant_id == second.tenant_id)
+    stack.xero.identity.consent(XERO_CLIENT_ID, gone.user_id, [stack.org.tenant_id])
+    assert stack.xero.identity.delete_connection(XERO_CLIENT_ID, gone.user_id, gone.id)
+    return second
+
+
+def test_a_tenant_whose_organisation_is_gone_is_an_error_that_says_to_connect_again(stack):
+    second = _organisation_gone(stack)
+    errors = [p for p in check_tenant("acme") if p.severity == "error"]
+    assert [p.area for p in errors] == ["Xero connection"]
+    assert f"the Xero organisation {second.tenant_id} (xero.tenant_id) is not connected" in errors[0].problem
+    assert stack.org.name in errors[0].problem  # what the token does reach
+    assert errors[0].fix == "run `atx connect xero --tenant acme`"
+
+
+@pytest.mark.e2e
+def test_a_run_for_an_organisation_that_is_gone_fails_its_check_and_writes_nothing(stack, prefect_server):
+    from flows.invoices import invoices
+
+    second = _organisation_gone(stack)
+    state = invoices(tenant="acme", since=END - timedelta(days=40), until=END, return_state=True)
+    assert state.is_failed()
+    assert f"the Xero organisation {second.tenant_id} (xero.tenant_id) is not connected" in state.message
+    assert "Fix: run `atx connect xero --tenant acme`" in state.message
+    assert not stack.org.invoices and not second.invoices

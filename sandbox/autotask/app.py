@@ -74,7 +74,7 @@ def _method_not_allowed(method: str) -> ApiError:
 class AutotaskSandbox:
     def __init__(self, data: dict[str, list[dict]] | None = None, *, clock: Clock | None = None,
                  hourly_threshold: int = 10_000, thread_limit: int = 3, usage_latency: bool = False,
-                 request_latency: float = 0.0):
+                 request_latency: float = 0.0, credentials: ApiCredential | None = None):
         self.clock = clock or SystemClock()
         self.hourly_threshold = hourly_threshold
         self.thread_limit = thread_limit
@@ -102,9 +102,11 @@ class AutotaskSandbox:
         self.thread_rejections = 0
         self.rate_rejections = 0
 
-        self.credentials = self.add_credential(
+        # A new API user per sandbox unless one is given (a sandbox resumed from its saved state).
+        credentials = credentials or ApiCredential(
             "sync-api@sandbox.example.com", secrets.token_urlsafe(24), "SANDBOX" + secrets.token_hex(8).upper()
         )
+        self.credentials = self.add_credential(credentials.username, credentials.secret, credentials.integration_code)
         for entity, rows in (data or {}).items():
             for row in rows:
                 self.insert(entity, row)
@@ -138,6 +140,34 @@ class AutotaskSandbox:
                 self._served[entity].pop(row["id"], None)
             self._sorted_ids[entity] = None
             return dict(row)
+
+    def export_state(self) -> dict:
+        """Everything a restarted sandbox needs to answer as this one did: its API users and every record
+        as held (and as served). Not kept: the hour's request count, threads in flight, paging cursors."""
+        with self._lock:
+            return {
+                "users": [{"username": c.username, "secret": c.secret, "integration_code": c.integration_code}
+                          for c in self._users.values()],
+                "tables": {entity: [dict(table[i]) for i in self._ids(entity)]
+                           for entity, table in self._tables.items() if table},
+                "served": {entity: [[i, dict(fields)] for i, fields in served.items()]
+                           for entity, served in self._served.items() if served},
+                "zone_url": self.zone_url,
+            }
+
+    def import_state(self, state: dict) -> None:
+        """Take the users and records of `export_state`, in place of this sandbox's own."""
+        with self._lock:
+            self._users.clear()
+            for user in state["users"]:
+                self.add_credential(user["username"], user["secret"], user["integration_code"])
+            self.credentials = self._users[state["users"][0]["username"].lower()]
+            for entity in self._tables:
+                # Rows were normalised when they were first held; they come back exactly as they were.
+                self._tables[entity] = {row["id"]: dict(row) for row in state["tables"].get(entity, [])}
+                self._served[entity] = {int(i): dict(f) for i, f in state.get("served", {}).get(entity, [])}
+                self._sorted_ids[entity] = None
+            self.zone_url = state.get("zone_url")
 
     def _served_fields(self, entity: str, fields: dict) -> dict:
         bad = sorted((set(fields) - set(entity_fields(entity))) | ({"id"} & set(fields)))

@@ -19,7 +19,7 @@ import json
 import secrets
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -161,6 +161,34 @@ class IdentityStore:
         self._codes: dict[str, AuthorizationCode] = {}
         self._access: dict[str, AccessToken] = {}
         self._refresh: dict[str, RefreshToken] = {}
+
+    # --- a sandbox that survives a restart ------------------------------------------------------------
+    def export_state(self) -> dict:
+        """Apps, connections and the tokens that can still be used: what a restarted sandbox needs so that
+        a token set stored by the sync still reaches its organisations and still refreshes. Codes (five
+        minutes) and tokens that can never be used again (expired access tokens; refresh tokens revoked,
+        past their grace or unused too long) are left out."""
+        now = self.clock.now()
+        with self._lock:
+            return {
+                "apps": [asdict(a) for a in self.apps.values()],
+                "connections": [asdict(c) for c in self.connections.values()],
+                "access": [asdict(t) for t in self._access.values() if not t.revoked and t.expires_at > now],
+                "refresh": [asdict(t) for t in self._refresh.values() if not self._refresh_dead(t, now)],
+            }
+
+    def import_state(self, state: dict) -> None:
+        with self._lock:
+            self.apps = {a["client_id"]: RegisteredApp(**a) for a in state["apps"]}
+            self.connections = {c["id"]: Connection(**c) for c in state["connections"]}
+            self._codes = {}
+            self._access = {t["token"]: AccessToken(**t) for t in state["access"]}
+            self._refresh = {t["token"]: RefreshToken(**t) for t in state["refresh"]}
+
+    @staticmethod
+    def _refresh_dead(token: "RefreshToken", now: datetime) -> bool:
+        return (token.revoked or (token.rotated_at is not None and now > token.rotated_at + REFRESH_GRACE)
+                or now > token.issued_at + REFRESH_UNUSED_LIFETIME)
 
     # --- apps and client authentication -------------------------------------------------------------
     def register_app(self, client_id: str, client_secret: str | None, redirect_uris=(), name: str = "Autotask Sync") -> None:

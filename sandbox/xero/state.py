@@ -1,7 +1,9 @@
 """Everything one Xero sandbox knows: its organisations, registered apps, tokens, limits and faults."""
 from __future__ import annotations
 
+import copy
 import uuid
+from dataclasses import fields
 
 from sandbox.clock import Clock, SystemClock
 from sandbox.faults import FaultConfig
@@ -9,6 +11,10 @@ from sandbox.xero.identity import IdentityStore
 from sandbox.xero.limits import RateLimiter, XeroLimits
 from sandbox.xero.org import XeroOrg, seed_org
 from sandbox.xero.webhooks import WebhookSubscription
+
+# XeroOrg fields that belong to the running process, not to the organisation.
+_NOT_SAVED = {"clock", "lock"}
+
 
 # The scopes a sync needs, granular (what apps created since March 2026 get).
 DEFAULT_SCOPES = ["offline_access", "accounting.invoices", "accounting.payments", "accounting.contacts",
@@ -33,6 +39,27 @@ class XeroSandbox:
         self.consent_orgs: list[str] | None = None
         # The app's webhook subscription (see subscribe_webhooks); None: no webhooks are sent.
         self.webhooks: WebhookSubscription | None = None
+
+    # ---- a sandbox that survives a restart (sandbox/persist.py) ----------------------------------------
+    def export_state(self) -> dict:
+        """The organisations with every document, the registered apps, connections and live tokens, and the
+        consenting user. Not kept: the rate limiters' counts, faults, latency and webhook subscriptions."""
+        orgs = []
+        for org in self.orgs.values():
+            with org.lock:
+                # Copied under the lock, so a snapshot never holds half a batch.
+                orgs.append({f.name: copy.deepcopy(getattr(org, f.name)) for f in fields(org) if f.name not in _NOT_SAVED})
+        return {"orgs": orgs, "identity": self.identity.export_state(), "consent_user_id": self.consent_user_id,
+                "consent_orgs": self.consent_orgs}
+
+    def import_state(self, state: dict) -> None:
+        self.orgs.clear()
+        for saved in state["orgs"]:
+            org = XeroOrg(clock=self.clock, **saved)
+            self.orgs[org.tenant_id] = org
+        self.identity.import_state(state["identity"])
+        self.consent_user_id = state["consent_user_id"]
+        self.consent_orgs = state.get("consent_orgs")
 
     @property
     def limits(self) -> XeroLimits:
