@@ -13,7 +13,7 @@ from typing import Literal
 
 from atx.connections import autotask_client, token_key_ref, token_keys, token_store, xero_gateway
 from atx.settings import SecretRef, SettingsError, TenantSettings, load_tenant, read_all_tenants
-from clients.autotask import AutotaskError
+from clients.autotask import AutotaskError, AutotaskRateLimited
 from clients.xero import XeroAuthError, XeroError, XeroRateLimited
 from core.call_budget import SETTING as BUDGET_SETTING, usage_warning
 from core.invoices import PICKLIST_ENTITIES, XeroReference
@@ -56,7 +56,7 @@ def check_tenant(name: str, *, autotask_usage: bool = True, flows: Iterable[str]
     mapping = _mapping(settings, problems)
     problems += _secrets(settings)
     if not any(p.severity == "error" for p in problems):
-        reference = _autotask(settings, problems, autotask_usage)
+        reference = _autotask(settings, problems, autotask_usage, stop_at_limits)
         xero = _xero(settings, problems, stop_at_limits)
         problems += call_budget(settings)
         problems += token_age(settings)
@@ -184,7 +184,8 @@ def refresh_token_warning_for(settings: TenantSettings) -> str | None:
 REFERENCE = ("BillingCodes", "TaxCategories", "InvoiceTemplates", "Currencies")
 
 
-def _autotask(settings: TenantSettings, problems: list[Problem], usage: bool) -> dict[str, list[dict]] | None:
+def _autotask(settings: TenantSettings, problems: list[Problem], usage: bool,
+              stop_at_limits: bool = False) -> dict[str, list[dict]] | None:
     try:
         with autotask_client(settings) as at:
             at.threshold()  # the cheapest authenticated call: proves zone, user, secret and integration code
@@ -194,6 +195,12 @@ def _autotask(settings: TenantSettings, problems: list[Problem], usage: bool) ->
             reference = {entity: list(at.query(entity, everything)) for entity in REFERENCE}
             reference["Picklists"] = at.picklists_of(PICKLIST_ENTITIES)
             return reference
+    except AutotaskRateLimited as exc:
+        if stop_at_limits:
+            raise
+        # Nothing is wrong with the tenant: the database's hour is used up. Not an error, but nothing was checked.
+        problems.append(Problem("warning", "Autotask limits", f"the Autotask checks were not made: {_first_line(exc)}.",
+                                "run `atx check` again once the hour has drained"))
     except AutotaskError as exc:
         problems.append(Problem("error", "Autotask credentials", _first_line(exc),
                                 f"check the API user, then run `atx connect autotask --tenant {settings.name}`"))

@@ -13,9 +13,10 @@ from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
 from sqlalchemy.exc import SQLAlchemyError
 
 from atx.settings import SettingsError, TenantSettings, atx_home
-from clients.autotask import AutotaskClient
+from clients.autotask import AutotaskClient, HourlyThreshold
 from clients.xero import XeroEndpoints, XeroGateway
 from ledger import Ledger, LedgerCallUsage, LedgerTokenStore, TokenCipher
+from ledger.limits import LedgerLimits
 from ledger.store import engine_for_url
 
 _ledgers: dict[str, Ledger] = {}
@@ -31,8 +32,12 @@ def ledger_connector(settings: TenantSettings) -> SqlAlchemyConnector:
     return SqlAlchemyConnector(connection_info=ConnectionComponents(driver="sqlite+pysqlite", database=str(path)))
 
 
+def _ledger_key(settings: TenantSettings) -> str:
+    return settings.ledger_url or settings.ledger_block or str(atx_home())
+
+
 def ledger_for(settings: TenantSettings) -> Ledger:
-    key = settings.ledger_url or settings.ledger_block or str(atx_home())
+    key = _ledger_key(settings)
     with _ledgers_lock:
         if key not in _ledgers:
             if settings.ledger_url:
@@ -43,13 +48,22 @@ def ledger_for(settings: TenantSettings) -> Ledger:
 
 
 def autotask_client(settings: TenantSettings) -> AutotaskClient:
+    """A new Autotask client. Its per-endpoint slots are kept in the ledger (so every client of the integration,
+    in every process that shares the ledger, keeps Autotask's three at once together), and it watches the
+    database's rolling hour with every other client of the same Autotask account in this process."""
     a = settings.autotask
+    clock, sleep = _time
     return AutotaskClient(
         username=a.username,
         secret=_secret(a.secret),
         integration_code=a.integration_code,
         zone_lookup_url=a.zone_lookup_url,
         base_url=a.base_url,
+        timeout=a.timeout_seconds,
+        sleep=sleep,
+        clock=clock.monotonic,
+        limits=call_limits(settings),
+        hourly=_hourly_threshold(settings.autotask_connection),
     )
 
 
@@ -65,10 +79,10 @@ class Clock(Protocol):
     """What a gateway reads time from (sandbox.clock's clocks are ones)."""
 
     def now(self) -> datetime:
-        """An aware datetime: which UTC day a call counts in."""
+        """An aware datetime: which UTC day a call counts in, and when the call limits' slots come free."""
 
     def monotonic(self) -> float:
-        """Seconds: how calls are paced."""
+        """Seconds: how long settings are remembered, and the age of Autotask's threshold readings."""
 
 
 class _SystemClock:
@@ -80,6 +94,29 @@ class _SystemClock:
 
 
 _time: tuple[Clock, Callable[[float], None]] = (_SystemClock(), time.sleep)
+_limits: dict[str, LedgerLimits] = {}
+_hourly: dict[str, HourlyThreshold] = {}
+
+
+def call_limits(settings: TenantSettings) -> LedgerLimits:
+    """The call limits the tenant's clients keep (Xero's per organisation, Autotask's per endpoint), in its
+    ledger database: every process, worker and tenant that shares the ledger keeps them together. They read
+    the chosen clock (`use_clock`) and wait with its sleep."""
+    key = _ledger_key(settings)
+    ledger = ledger_for(settings)
+    with _ledgers_lock:
+        if key not in _limits:
+            clock, sleep = _time
+            _limits[key] = LedgerLimits(ledger, now=lambda: clock.now().timestamp(), sleep=sleep)
+        return _limits[key]
+
+
+def _hourly_threshold(connection: str) -> HourlyThreshold:
+    """One watch of the rolling hour per Autotask account (its database) in this process."""
+    with _ledgers_lock:
+        if connection not in _hourly:
+            _hourly[connection] = HourlyThreshold(clock=_time[0].monotonic)
+        return _hourly[connection]
 
 
 class _ClockChoice:
@@ -100,8 +137,9 @@ def use_clock(clock: Clock | None = None, *, sleep: Callable[[float], None] | No
 
     The day of the daily call budget is `clock.now()`'s UTC day and calls are paced on `clock.monotonic()`;
     `sleep` is how the gateway waits (a test passes `ManualClock.advance`, so waits move the sandbox's time
-    instead of the test's). It applies at once to every gateway built afterwards: cached gateways are
-    forgotten. Use it as a context manager to put the previous clock back at exit, or call
+    instead of the test's); Autotask clients wait with it too, and the shared call limits (`call_limits`)
+    count on it. It applies at once to every gateway built afterwards: cached gateways are forgotten. Use
+    it as a context manager to put the previous clock back at exit, or call
     `use_clock()` to go back to the system clock."""
     previous = _time
     _choose((clock or _SystemClock(), sleep or time.sleep))
@@ -114,6 +152,8 @@ def _choose(choice: tuple[Clock, Callable[[float], None]]) -> None:
         _time = choice
         for name in list(_gateways):
             _forget(_gateways.pop(name))
+        _limits.clear()
+        _hourly.clear()
 
 
 def xero_gateway(settings: TenantSettings) -> XeroGateway:
@@ -162,6 +202,8 @@ def _new_gateway(settings: TenantSettings) -> XeroGateway:
         now=clock.now,
         clock=clock.monotonic,
         sleep=sleep,
+        limits=call_limits(settings),
+        timeout=x.timeout_seconds,
     )
 
 

@@ -61,6 +61,8 @@ class AutotaskSettings(BaseModel):
     secret: str = Field(description="env:NAME or block:NAME")
     zone_lookup_url: str = "https://webservices.autotask.net/atservicesrest"
     base_url: str | None = Field(None, description="skip zone discovery and use this zone URL")
+    timeout_seconds: float = Field(
+        30.0, gt=0, description="seconds one Autotask request may take before it is tried again (reads) or looked up (writes)")
 
     @field_validator("secret")
     @classmethod
@@ -78,8 +80,12 @@ class XeroSettings(BaseModel):
     tenant_id: str = Field(description="the Xero organisation's tenantId (see GET /connections)")
     connection: str | None = Field(None, description="token store key; tenants sharing a Xero login share it")
     api_base: str | None = Field(None, description="one host serving every Xero API path (the sandbox); default: Xero's own hosts")
-    calls_per_minute: int = 55
-    max_in_flight: int = 4
+    calls_per_minute: int = Field(
+        55, ge=1, description="calls to the organisation in any 60 seconds, every process and run together (Xero allows 60)")
+    max_in_flight: int = Field(
+        4, ge=1, description="calls in flight to the organisation at once, every process and run together (Xero allows 5)")
+    timeout_seconds: float = Field(
+        60.0, gt=0, description="seconds one Xero request may take before it is tried again (reads) or looked up (writes)")
     token_key: str | None = Field(
         None,
         description="env:NAME or block:NAME holding the Fernet key(s) that encrypt this connection's token set in the "

@@ -2,23 +2,27 @@
 
 Autotask answers many failures with HTTP 500 and a list of strings, rejects bursts per endpoint
 ("Thread Threshold Exceeded") and caps each database at a rolling hourly request count. This client
-keeps at most `threads_per_entity` requests in flight per endpoint, backs off on both limits and
-turns the rest into `AutotaskError` subclasses that say what to fix. Numbers are parsed as Decimal.
+keeps at most `threads_per_entity` requests in flight per endpoint (a slot of the `CallLimits` it is
+given, shared by every client of the integration when they share one), stops before the hourly
+threshold when given an `HourlyThreshold`, backs off on both limits, retries reads that fail in
+transit or with a 5xx, and turns the rest into `AutotaskError` subclasses that say what to fix.
+Numbers are parsed as Decimal.
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import httpx
 
+from clients.limits import CallLimits, LocalLimits, backoff
 from core.documents import (DocumentKind, DocumentPlan, Status, TargetError, TargetLimitReached, TargetOutcomeUnknown,
                             Written, XeroDocument)
 from core.payments import paid_date_key
@@ -74,11 +78,118 @@ class InvoiceUpdate:
     errors: tuple[str, ...] = ()
 
 
+# ---- the database's rolling hour -------------------------------------------------------------------
+@dataclass(frozen=True)
+class _ThresholdReading:
+    used: int          # requests in the database's last 60 minutes, every integration's
+    threshold: int     # the database's allowance for 60 minutes
+    at: float          # when it was read (the watch's clock)
+    reread_after: int  # calls made here after which the reading is too old to trust
+
+
+class HourlyThreshold:
+    """What Autotask last said of one database's rolling hour (ThresholdInformation), shared by every client
+    of that database in this process, so together they stop short of the threshold instead of meeting 429s.
+
+    Autotask counts every integration's requests, so the reading is the truth across processes and
+    workers too; between readings this process counts its own calls. A new reading is taken when this
+    process alone has made a tenth of the calls the last one left (others may have made as many), when
+    it is `max_age` seconds old, and before the last `reserve` calls are given up. When fewer than
+    `reserve` are left, a call raises AutotaskRateLimited (a TargetLimitReached): the run stops cleanly
+    and the next one goes on. The reserve is what other integrations and the calls still in flight need."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, max_age: float = 600.0,
+                 reserve_share: float = 0.01, minimum_reserve: int = 10):
+        self._clock = clock
+        self.max_age = max_age
+        self.reserve_share, self.minimum_reserve = reserve_share, minimum_reserve
+        self._lock = threading.Lock()
+        self._reading_lock = threading.Lock()
+        self._reading: _ThresholdReading | None = None
+        self._since = 0  # calls made here since the reading
+
+    def reserve(self, threshold: int) -> int:
+        return max(self.minimum_reserve, int(threshold * self.reserve_share))
+
+    def record(self, answer: dict) -> None:
+        """A ThresholdInformation answer."""
+        try:
+            used, threshold = int(answer["currentTimeframeRequestCount"]), int(answer["externalRequestThreshold"])
+        except (KeyError, TypeError, ValueError):
+            return  # an answer without the counts says nothing to go by
+        left = threshold - used - self.reserve(threshold)
+        with self._lock:
+            self._reading = _ThresholdReading(used, threshold, self._clock(), max(1, left // 10))
+            self._since = 0
+
+    def exhausted(self) -> None:
+        """Autotask refused a call at the threshold: nothing is left until a reading says otherwise."""
+        with self._lock:
+            threshold = self._reading.threshold if self._reading is not None else 0
+            self._reading = _ThresholdReading(threshold, threshold, self._clock(), 1)
+            self._since = 0
+
+    def last(self) -> _ThresholdReading | None:
+        with self._lock:
+            return self._reading
+
+    def before_call(self, read: Callable[[], dict], entity: str) -> None:
+        """Count one call, taking a new reading first (`read`: ThresholdInformation) when the last one is too
+        old to trust; raise AutotaskRateLimited when the database's hour is (nearly) used up."""
+        verdict, seen = self._take()
+        if verdict == "read":
+            with self._reading_lock:  # one reading at a time: the threads that waited use it
+                with self._lock:
+                    unchanged = self._reading is seen
+                if unchanged:
+                    self.record(read())
+            verdict, _ = self._take(after_reading=True)
+        if verdict != "taken":
+            raise _threshold_reached(self.last(), entity)
+
+    def _take(self, after_reading: bool = False) -> tuple[str, _ThresholdReading | None]:
+        """("taken" | "read" | "refused", the reading it was decided on)."""
+        with self._lock:
+            reading = self._reading
+            if reading is None:
+                if not after_reading:
+                    return "read", reading
+                self._since += 1  # Autotask gave no counts to go by: only its own 429 can stop the call
+                return "taken", reading
+            stale = self._clock() - reading.at >= self.max_age or self._since >= reading.reread_after
+            if stale and not after_reading:
+                return "read", reading
+            if reading.threshold - reading.used - self._since > self.reserve(reading.threshold):
+                self._since += 1
+                return "taken", reading
+            # Nothing left by this reading: a reading taken since calls were made here may say otherwise.
+            return ("refused" if self._since == 0 or after_reading else "read"), reading
+
+    def __repr__(self) -> str:
+        return "HourlyThreshold()"
+
+
+def _threshold_reached(reading: _ThresholdReading | None, entity: str) -> "AutotaskRateLimited":
+    if reading is None or not reading.threshold:
+        return AutotaskRateLimited(f"Autotask {entity}: the database's hourly request threshold is used up (shared "
+                                   "by every integration); the run stops and the next one goes on once the hour "
+                                   "drains", entity=entity, status=429)
+    return AutotaskRateLimited(
+        f"Autotask {entity}: the database's hourly request threshold is nearly used ({reading.used:,} of "
+        f"{reading.threshold:,} requests in the last 60 minutes, shared by every integration); the run stops "
+        "and the next one goes on once the hour drains", entity=entity, status=429)
+
+
 class AutotaskClient:
     def __init__(self, *, username: str, secret: str, integration_code: str,
                  zone_lookup_url: str = "https://webservices.autotask.net/atservicesrest",
                  base_url: str | None = None, timeout: float = 30.0, threads_per_entity: int = 3,
-                 max_retries: int = 5, sleep: Callable[[float], None] = time.sleep):
+                 max_retries: int = 5, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic, limits: CallLimits | None = None,
+                 hourly: HourlyThreshold | None = None):
+        """`limits` holds the per-endpoint slots (default: this client alone); `hourly` watches the
+        database's rolling hour (default: none, only Autotask's own 429s stop a call). `sleep` is how
+        every wait is made, `clock` what the default limits read."""
         self.username = username
         self._secret = secret
         self._integration_code = integration_code
@@ -94,7 +205,11 @@ class AutotaskClient:
         self._http = httpx.Client(timeout=timeout)
         self._lock = threading.Lock()
         self._zone_lock = threading.Lock()
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self._limits = limits if limits is not None else LocalLimits(clock=clock, sleep=sleep)
+        self._hourly = hourly
+        # Autotask's thread limit is per integration (its tracking identifier) and endpoint; the code itself
+        # stays out of limit names.
+        self._integration = hashlib.sha256(integration_code.encode()).hexdigest()[:12]
         self._calls = 0
 
     def __repr__(self) -> str:
@@ -235,6 +350,12 @@ class AutotaskClient:
 
     def threshold(self) -> dict:
         """The database's hourly allowance and how much of it is used (this call counts too)."""
+        answer = self._threshold_information()
+        if self._hourly is not None:
+            self._hourly.record(answer)  # the preflight's check of the credentials is the run's first reading
+        return answer
+
+    def _threshold_information(self) -> dict:
         return self._send("GET", "ThresholdInformation", "ThresholdInformation")
 
     def close(self) -> None:
@@ -256,15 +377,8 @@ class AutotaskClient:
         with self._lock:
             self._calls += 1
 
-    @contextmanager
     def _slot(self, entity: str):
-        key = entity.lower()
-        with self._lock:
-            slot = self._slots.get(key)
-            if slot is None:
-                slot = self._slots[key] = threading.BoundedSemaphore(self.threads_per_entity)
-        with slot:
-            yield
+        return self._limits.hold(f"autotask-{self._integration}-{entity.lower()}", self.threads_per_entity)
 
     def _base(self) -> str:
         if self._api_base is None:
@@ -293,9 +407,14 @@ class AutotaskClient:
                     continue
                 raise AutotaskError(f"Autotask zone lookup at {self.zone_lookup_url} failed: "
                                     f"{type(exc).__name__}") from None
-            if resp.status_code >= 502 and attempt < self.max_retries:
-                self._sleep(_backoff(attempt))
+            # An unknown user is a 500 with Autotask's own message; a 500 without one is the service failing.
+            transient = resp.status_code >= 502 or (resp.status_code == 500 and not _error_strings(resp))
+            if transient and attempt < self.max_retries:
+                self._sleep(_backoff(attempt, retry_after=_retry_after(resp)))
                 continue
+            if transient:
+                raise AutotaskError(f"Autotask zone lookup at {self.zone_lookup_url} answered HTTP "
+                                    f"{resp.status_code} {attempt + 1} times; try again later")
             break
         if resp.status_code != 200:
             errors = _error_strings(resp)
@@ -320,6 +439,8 @@ class AutotaskClient:
             absolute = path_or_url.startswith(("http://", "https://"))
             base = None if absolute else self._base()
             url = path_or_url if absolute else base + path_or_url
+            if self._hourly is not None and entity != "ThresholdInformation":
+                self._hourly.before_call(self._threshold_information, entity)
             try:
                 with self._slot(entity):
                     self._count_call()
@@ -348,6 +469,11 @@ class AutotaskClient:
 
             thread_limited = any(m in lowered for m in THREAD_LIMIT_MARKERS)
             if thread_limited or status == 429:
+                if status == 429 and not thread_limited and self._hourly is not None:
+                    # The database refuses every integration until its hour drains: stop the run now (the next
+                    # one goes on) rather than sleep through it, and let this process's other clients know.
+                    self._hourly.exhausted()
+                    raise _threshold_reached(self._hourly.last(), entity)
                 if attempt < self.max_retries:
                     self._sleep(_retry_after(resp) or _backoff(attempt, slow=not thread_limited))
                     attempt += 1
@@ -368,7 +494,7 @@ class AutotaskClient:
                     entity=entity, status=status, errors=errors)
             transient = status in (502, 503, 504) or (status >= 500 and not errors)
             if transient and read and attempt < self.max_retries:
-                self._sleep(_backoff(attempt))
+                self._sleep(_backoff(attempt, retry_after=_retry_after(resp)))
                 attempt += 1
                 continue
             if transient and not read:
@@ -391,8 +517,11 @@ def _web_url_of(zone: dict) -> str | None:
     return str(web_url) if web_url else None
 
 
-def _backoff(attempt: int, slow: bool = False) -> float:
-    return min(60.0, (5.0 if slow else 0.5) * 2 ** attempt)
+def _backoff(attempt: int, slow: bool = False, retry_after: float | None = None) -> float:
+    """Autotask's Retry-After when it sent one, else a jittered exponential step (slow: for the hour)."""
+    return backoff(attempt, base=5.0 if slow else 0.5, cap=60.0, retry_after=retry_after)
+
+
 
 
 def _retry_after(resp: httpx.Response) -> float | None:

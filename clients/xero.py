@@ -22,7 +22,6 @@ import hashlib
 import json
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -41,6 +40,7 @@ from xero_python.api_client.oauth2 import OAuth2Token
 from xero_python.exceptions import HTTPStatusException
 from xero_python.identity import IdentityApi
 
+from clients.limits import CallLimits, LocalLimits, backoff
 from core.call_budget import (BudgetStatus, budget_used_up, calls_to_take, next_day_starts, seconds_until_next_day,
                               utc_day, xero_day_nearly_used, xero_day_reached)
 from core.items import ItemDraft, ItemWritten, XeroItem
@@ -53,6 +53,12 @@ TOKEN_KEYS = ("access_token", "refresh_token", "expires_in", "token_type", "scop
 # Refresh well before expiry so a long call never starts with a token about to die.
 REFRESH_MARGIN_SECONDS = 300
 RECONNECT_HINT = "run `atx connect xero --tenant {tenant}` to connect it again"
+# A read Xero fails (5xx, a timeout, a dropped connection) is tried this many times in all, waiting Xero's
+# Retry-After or a jittered backoff from RETRY_BASE_SECONDS between tries. Writes are never tried again
+# when their outcome is unknown: the pipeline looks the document up first.
+READ_ATTEMPTS = 5
+RETRY_BASE_SECONDS = 2.0
+RETRY_CAP_SECONDS = 30.0
 
 
 # ---- errors ---------------------------------------------------------------------------------------
@@ -286,7 +292,7 @@ def exchange_code(endpoints: XeroEndpoints, *, client_id: str, client_secret: st
     return _token_set(body)
 
 
-def list_connections(endpoints: XeroEndpoints, access_token: str, *, timeout: float = 30, attempts: int = 4,
+def list_connections(endpoints: XeroEndpoints, access_token: str, *, timeout: float = 30, attempts: int = READ_ATTEMPTS,
                      sleep: Callable[[float], None] = time.sleep, max_wait: float = 120) -> list[dict]:
     """GET /connections: the organisations (tenants) the grant behind `access_token` reaches.
 
@@ -300,7 +306,7 @@ def list_connections(endpoints: XeroEndpoints, access_token: str, *, timeout: fl
             )
         except httpx.HTTPError as exc:
             if attempt < attempts:
-                sleep(2**attempt)
+                sleep(backoff(attempt - 1, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS))
                 continue
             raise XeroUnavailable(f"no answer from Xero while listing connections ({type(exc).__name__})") from None
         status = response.status_code
@@ -311,7 +317,8 @@ def list_connections(endpoints: XeroEndpoints, access_token: str, *, timeout: fl
         if status == 429 or status >= 500:
             if attempt < attempts:
                 retry_after = _float(response.headers.get("Retry-After"))
-                sleep(retry_after if retry_after is not None and retry_after <= max_wait else 2**attempt)
+                sleep(backoff(attempt - 1, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS,
+                              retry_after=retry_after if retry_after is not None and retry_after <= max_wait else None))
                 continue
             raise XeroUnavailable(f"Xero answered {status} {attempt} times while listing connections")
         if status != 200:
@@ -465,32 +472,6 @@ class _DayLimitSeen:
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-# ---- pacing ------------------------------------------------------------------------------------------
-class Pacer:
-    """Keeps calls under a per-minute budget (rolling window) and a number in flight."""
-
-    def __init__(self, per_minute: int, in_flight: int, sleep: Callable[[float], None], clock: Callable[[], float]):
-        self.per_minute = per_minute
-        self._sleep, self._clock = sleep, clock
-        self._sent: deque[float] = deque()
-        self._lock = threading.Lock()
-        self.in_flight = threading.BoundedSemaphore(in_flight)
-        self.waited = 0.0
-
-    def wait_turn(self) -> None:
-        while True:
-            with self._lock:
-                now = self._clock()
-                while self._sent and now - self._sent[0] >= 60:
-                    self._sent.popleft()
-                if len(self._sent) < self.per_minute:
-                    self._sent.append(now)
-                    return
-                delay = 60 - (now - self._sent[0])
-            self.waited += delay
-            self._sleep(delay)
 
 
 class _PerCallToken(OAuth2Token):
@@ -988,10 +969,15 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
         now: Callable[[], datetime] = _utc_now,
         call_budget_block: int = CALL_BUDGET_BLOCK,
         day_limit_reserve: int = DAY_LIMIT_RESERVE,
+        limits: CallLimits | None = None,
+        read_attempts: int = READ_ATTEMPTS,
     ):
         """`clock` (monotonic seconds) paces calls; `now` (an aware datetime) says which UTC day a call counts
-        in. With `daily_call_budget`, at most that many calls a UTC day reach the organisation, counted in
-        `call_usage` (shared by every gateway of the organisation; default: this process's memory), and a
+        in. `limits` keeps the organisation's calls a minute and calls in flight (default: this gateway
+        alone, on `clock` and `sleep`); gateways of one organisation given one shared limits
+        (ledger/limits.py, as atx/connections.py does) keep Xero's together. A read is tried
+        `read_attempts` times in all when Xero fails it (5xx, no answer). With `daily_call_budget`, at most
+        that many calls a UTC day reach the organisation, counted in `call_usage` (shared by every gateway of the organisation; default: this process's memory), and a
         run stops before Xero's own day limit when X-DayLimit-Remaining falls to `day_limit_reserve`.
         Without it (bare gateways in tests, `atx connect`), only Xero's 429s stop a run."""
         self.client_id = client_id
@@ -1005,7 +991,12 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
         # a sub-second timeout into 0, which urllib3 refuses: always pass a (connect, read) pair of floats.
         self._timeout = (min(10.0, float(timeout)), float(timeout))
         self._max_wait = max_wait_seconds
-        self.pacer = Pacer(calls_per_minute, max_in_flight, sleep, clock)
+        self.limits = limits if limits is not None else LocalLimits(clock=clock, sleep=sleep)
+        self.calls_per_minute, self.max_in_flight = calls_per_minute, max_in_flight
+        # Xero's limits are per organisation (and app): every gateway of this one paces under these names.
+        self.minute_limit, self.in_flight_limit = f"xero-{tenant_id}-calls", f"xero-{tenant_id}-in-flight"
+        self.waited = 0.0  # seconds this gateway waited for its turn (pacing, not retries)
+        self.read_attempts = max(read_attempts, 1)
         self.calls = 0
         self.day_remaining: int | None = None  # Xero's X-DayLimit-Remaining, as last answered
         self._clock = clock
@@ -1131,9 +1122,9 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
         while True:
             attempt += 1
             self._count_in_budget()  # every attempt that may reach Xero counts, answered or refused
-            self.pacer.wait_turn()
+            self.waited += self.limits.pace(self.minute_limit, self.calls_per_minute)
             try:
-                with self.pacer.in_flight:
+                with self.limits.hold(self.in_flight_limit, self.max_in_flight):
                     data, _status, headers = method(
                         self.tenant_id, *args, _return_http_data_only=False, _request_timeout=self._timeout, **kwargs
                     )
@@ -1175,8 +1166,10 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
                 if status >= 500:
                     if write:
                         raise XeroOutcomeUnknown(f"Xero answered {status} while {what}; the outcome is unknown") from None
-                    if attempt < 4:
-                        self._sleep(2**attempt)
+                    retry_after = _float((exc.headers or {}).get("Retry-After"))
+                    if attempt < self.read_attempts and (retry_after or 0) <= self._max_wait:
+                        self._sleep(backoff(attempt - 1, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS,
+                                            retry_after=retry_after))
                         continue
                     raise XeroUnavailable(f"Xero answered {status} {attempt} times while {what}") from None
                 raise XeroError(f"Xero answered {status} while {what}") from None
@@ -1184,15 +1177,15 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
                 # Nothing reached Xero, so a retry is safe for writes too, and the call is not counted.
                 if self.budget is not None:
                     self.budget.refund(self._now())
-                if attempt < 4:
-                    self._sleep(2**attempt)
+                if attempt < self.read_attempts:
+                    self._sleep(backoff(attempt - 1, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS))
                     continue
                 raise XeroUnavailable(f"cannot reach Xero while {what}: {type(exc).__name__}") from None
             except (urllib3.exceptions.HTTPError, ConnectionError) as exc:
                 if write:
                     raise XeroOutcomeUnknown(f"no answer from Xero while {what} ({type(exc).__name__}); the outcome is unknown") from None
-                if attempt < 4:
-                    self._sleep(2**attempt)
+                if attempt < self.read_attempts:
+                    self._sleep(backoff(attempt - 1, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS))
                     continue
                 raise XeroUnavailable(f"no answer from Xero while {what} ({type(exc).__name__})") from None
 

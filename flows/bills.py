@@ -16,13 +16,15 @@ from core.documents import BILL, PURCHASE_ORDER, DocumentPlan
 from core.invoices import XeroReference
 from pipeline import FlowSpec, Planned, run, run_name
 from tasks.extract_purchasing import PurchasingExtract, read_for_bills, read_for_purchase_orders
+from tasks.sync import worth_retrying
 
 
 def _target(ctx: TenantContext) -> str:
     return ctx.mapping.bills.target
 
 
-@task(name="extract-autotask-purchasing", retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NONE)
+@task(name="extract-autotask-purchasing", retries=3, retry_delay_seconds=[5, 30, 120], retry_condition_fn=worth_retrying,
+      cache_policy=NONE)
 def extract_purchasing(ctx: TenantContext, since: date, until: date, revisit: list[str],
                        bounded: bool = False) -> PurchasingExtract:
     """Reads are always safe to retry. `revisit`: the ledger's unfinished documents, read whatever their date."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from sqlalchemy import JSON, Date, DateTime, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Date, DateTime, Float, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -128,6 +128,20 @@ class SyncWindow(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     facts: Mapped[dict] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+
+
+class CallSlot(Base):
+    """One slot of a call limit that every process using this ledger shares (ledger/limits.py): a limit of N
+    has N rows, and a call takes a free one (`busy_until` passed) with a conditional update. A minute's pace
+    keeps a slot busy for 60 seconds after its call; a call in flight keeps it until the call ends (or its
+    lease runs out, when the process died). Times are epoch seconds of the tenants' clock."""
+
+    __tablename__ = "call_slot"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # xero-<tenantId>-calls, autotask-...-invoices
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    busy_until: Mapped[float] = mapped_column(Float, default=0.0)
+    holder: Mapped[str | None] = mapped_column(String(32), nullable=True)  # who holds a call in flight
 
 
 class XeroCallUsage(Base):

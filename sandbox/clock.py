@@ -1,7 +1,8 @@
 """Time for the simulators, injectable so tests can compress an hour into a moment.
 
 Both simulators read time only through a `Clock`. `SystemClock` follows the wall clock;
-`ManualClock` stands still until a test advances it.
+`ManualClock` stands still until a test advances it; `ScaledClock` runs a steady number of times
+faster than the wall clock, and agrees across processes (so several workers can share it).
 """
 from __future__ import annotations
 
@@ -49,3 +50,32 @@ class ManualClock:
         with self._lock:
             self._now += timedelta(seconds=seconds)
             self._mono += seconds
+
+
+class ScaledClock:
+    """A clock `speed` times as fast as the wall clock, from `start` at the wall-clock moment `origin`.
+
+    Every process given the same three values reads the same time, so a sandbox in one process and flow
+    runs in others agree on it: with speed=20 a minute's rate limit passes in three real seconds."""
+
+    def __init__(self, speed: float, *, start: datetime | None = None, origin: float | None = None):
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.speed = float(speed)
+        self.start = start or datetime.now(timezone.utc).replace(microsecond=0)
+        self.origin = time.time() if origin is None else origin
+
+    def _elapsed(self) -> float:
+        return (time.time() - self.origin) * self.speed
+
+    def now(self) -> datetime:
+        from datetime import timedelta
+
+        return self.start + timedelta(seconds=self._elapsed())
+
+    def monotonic(self) -> float:
+        return 1_000_000.0 + self._elapsed()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds` of this clock."""
+        time.sleep(max(seconds, 0.0) / self.speed)

@@ -16,6 +16,7 @@ from atx.context import TenantContext
 from core import windows
 from core.frames import read_int
 from core.invoices import PICKLIST_ENTITIES, companies_frame, invoices_frame, lines_frame
+from tasks.sync import worth_retrying
 
 REFERENCE_ENTITIES = (
     "BillingCodes", "TaxCategories", "Taxes", "TaxRegions", "Currencies", "PaymentTerms", "InvoiceTemplates", "Products",
@@ -51,10 +52,12 @@ def _ids(records, field: str) -> list[int]:
     return [i for i in dict.fromkeys(read_int(r.get(field)) for r in records) if i is not None]
 
 
-@task(name="extract-autotask-invoices", retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NONE)
+@task(name="extract-autotask-invoices", retries=3, retry_delay_seconds=[5, 30, 120], retry_condition_fn=worth_retrying,
+      cache_policy=NONE)
 def extract_invoices(ctx: TenantContext, since: date, until: date, revisit: list[int] | None = None,
                      bounded: bool = False) -> AutotaskExtract:
-    """Reads are always safe to retry, so this task retries on any failure.
+    """Reads are always safe to retry, so this task retries on any failure but an API limit or refused
+    credentials (waiting would not cure them).
 
     `revisit`: ids of documents the ledger holds as not yet in Xero (set aside, or released after a
     lookup). They are read by id whatever their date, so a document dated before the window is still

@@ -22,6 +22,7 @@ from core.frames import read_int
 from core.invoices import _REJECTED_COMPANIES, _REJECTED_INVOICES, _REJECTED_LINES
 from tasks.extract import AutotaskExtract
 from tasks.outcomes import Outcome, Result
+from tasks.sync import worth_retrying
 
 
 @task(name="check-tenant", cache_policy=NONE)
@@ -67,7 +68,8 @@ def peers_of(settings: TenantSettings) -> dict[str, routing.TenantRules]:
     return {name: rules_of(t) for name, t in sorted(tenants.items())}
 
 
-@task(name="route-invoices", retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NONE)
+@task(name="route-invoices", retries=3, retry_delay_seconds=[5, 30, 120], retry_condition_fn=worth_retrying,
+      cache_policy=NONE)
 def route_invoices(ctx, extract: AutotaskExtract) -> Routed:
     settings, tenant = ctx.settings, ctx.tenant
     peers = peers_of(settings)

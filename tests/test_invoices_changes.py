@@ -272,6 +272,6 @@ def test_two_thousand_invoices_each_once_within_the_limits(atx_home, prefect_ser
         assert len(live) > 1900
         assert summary.count("created") + summary.set_aside_count == len(live)
         gateway = xero_gateway(settings)
-        assert gateway.pacer.waited > 0  # more than a minute's worth of calls: the pacer spread them out
+        assert gateway.waited > 0  # more than a minute's worth of calls: the pacer spread them out
         assert summary.xero_calls < 2 * len(live) / 50 + 30
         assert_each_once(stack, settings)
