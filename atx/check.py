@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from atx.connections import autotask_client, token_key_ref, token_keys, token_store, xero_gateway
-from atx.settings import SecretRef, SettingsError, TenantSettings, load_tenant, read_all_tenants
+from atx.settings import SecretRef, SettingsError, TenantSettings, load_tenant, scan_tenants, tenant_file
 from clients.autotask import AutotaskError, AutotaskRateLimited
 from clients.xero import XeroAuthError, XeroError, XeroRateLimited
 from core.call_budget import SETTING as BUDGET_SETTING, usage_warning
@@ -367,14 +367,21 @@ def currencies(reference: dict[str, list[dict]], xero: XeroReference) -> list[Pr
 
 
 def routing_problems(settings: TenantSettings) -> list[Problem]:
-    try:
-        peers = [t for t in read_all_tenants() if t.autotask_connection == settings.autotask_connection]
-    except SettingsError:
-        return []
-    if len(peers) < 2:
-        return []
-    others = ", ".join(t.name for t in peers if t.name != settings.name)
+    files = scan_tenants(isolated=False)
+    peers = [t for t in files.tenants if t.autotask_connection == settings.autotask_connection]
     out = []
+    # A file that cannot be read is reported on its own (`atx check` lists it once); here only what it changes
+    # for this tenant: a tenant of this Autotask account whose rules may claim this tenant's invoices.
+    for broken in files.broken:
+        if broken.name != settings.name and broken.autotask_connection == settings.autotask_connection:
+            out.append(Problem("warning", "routing", f"tenant {broken.name} shares this Autotask account and its file "
+                               "cannot be read: " + ("its routing rules are counted as the file holds them." if
+                               broken.routing is not None else "it is taken to claim every invoice, so the ones "
+                               "this tenant claims too are held back."),
+                               f"fix {tenant_file(broken.name)} (`atx check --tenant {broken.name}` says where)"))
+    if len(peers) < 2:
+        return out
+    others = ", ".join(t.name for t in peers if t.name != settings.name)
     if settings.routing.empty:
         out.append(Problem("warning", "routing", f"the Autotask account is shared with {others}, and this tenant has "
                            "no routing rules: it receives no invoices.",

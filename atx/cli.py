@@ -8,12 +8,137 @@ import threading
 from datetime import date
 from typing import Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-app = typer.Typer(help="Self-hosted Autotask PSA → Xero sync (Prefect flows).", no_args_is_help=True)
+
+class Refused(Exception):
+    """An expected refusal, said in one line that says what to do; `code` is the exit code."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+USAGE = 2  # the exit code of a refused option or argument, as click gives for its own
+
+
+class _OneLineErrors(TyperGroup):
+    """Every error reaches a person as one line: what is wrong and what to do, never a traceback (`--debug`
+    shows it). Prefect's own log lines on the terminal lose their tracebacks too; the Prefect API keeps them."""
+
+    def invoke(self, ctx: click.Context):
+        global _debug
+        _debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as exc:
+            if _debug:
+                raise
+            message, code = said(exc)
+            typer.secho(f"Error: {message}", err=True, fg="red")
+            raise typer.Exit(code) from None
+        finally:
+            _quiet.remove()
+
+
+_debug = False
+
+
+def said(exc: Exception) -> tuple[str, int]:
+    """(one line for a person, exit code) for an error; an unexpected one says how to see where it came from."""
+    import httpx
+
+    from atx.connect import ConnectError
+    from atx.settings import SettingsError
+    from core.mapping import MappingError
+    from core.windows import WindowError
+
+    text = " ".join(str(exc).split())  # one line, whatever the message held
+    if isinstance(exc, (Refused, SettingsError, ConnectError, MappingError, WindowError)):
+        return text, getattr(exc, "code", 1)
+    if isinstance(exc, httpx.HTTPError):
+        try:
+            where = str(exc.request.url.copy_with(query=None, fragment=None))  # a query may name a user: left out
+        except RuntimeError:  # an error raised without its request
+            where = "a service"
+        answer = getattr(exc, "response", None)
+        what = f"answered {answer.status_code}" if answer is not None else f"did not answer ({type(exc).__name__})"
+        return (f"{where} {what}: check that it is running and that its URL (the tenant file's, or PREFECT_API_URL "
+                "for Prefect's) is right"), 1
+    if isinstance(exc, OSError) and exc.strerror:
+        detail = f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+        if exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
+            return f"{detail}: another process listens on that port; stop it, or pass another port option", 1
+        return detail, 1
+    return (f"{type(exc).__name__}: {text or 'no message'}. That was not expected: run the command again with "
+            "`atx --debug ...` to see where it came from, and report it"), 1
+
+
+class _TracebackFreeConsole:
+    """Formats the terminal's log lines without their tracebacks while a command runs flows: a flow that fails
+    on an expected error (a tenant not connected) logs it with one, and that is for the Prefect UI (which gets
+    it from the API's log handler, untouched), not for the terminal. `--debug` leaves them in."""
+
+    def __init__(self):
+        self.handlers = []
+
+    def install(self) -> None:
+        import logging
+
+        if _debug:
+            return
+        for handler in logging.getLogger().handlers:  # Prefect's console handler, set up when prefect loaded
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler.formatter, _WithoutTraceback):
+                handler.setFormatter(_WithoutTraceback(handler.formatter or logging.Formatter()))
+                self.handlers.append(handler)
+
+    def remove(self) -> None:
+        for handler in self.handlers:
+            if isinstance(handler.formatter, _WithoutTraceback):
+                handler.setFormatter(handler.formatter.inner)
+        self.handlers.clear()
+
+
+_quiet = _TracebackFreeConsole()
+
+
+class _WithoutTraceback:
+    def __init__(self, inner):
+        self.inner = inner
+
+    def format(self, record) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        error = record.exc_info[1] if record.exc_info else None
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            text = self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+        said = " ".join(str(error).split()) if error is not None else ""
+        if said and said not in " ".join(text.split()):
+            text += f" ({type(error).__name__}: {said})"
+        return text
+
+    def __getattr__(self, name):  # formatTime, datefmt, ... as the formatter it wraps
+        return getattr(self.inner, name)
+
+
+app = typer.Typer(help="Self-hosted Autotask PSA → Xero sync (Prefect flows).", no_args_is_help=True,
+                  cls=_OneLineErrors, pretty_exceptions_show_locals=False)
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(
+        False, "--debug", envvar="ATX_DEBUG",
+        help="Show the traceback of an error instead of its one-line message (also ATX_DEBUG=1).")) -> None:
+    """Self-hosted Autotask PSA → Xero sync (Prefect flows)."""
 sandbox_app = typer.Typer(help="Local simulators of the Autotask and Xero APIs.", no_args_is_help=True)
 sync_app = typer.Typer(help="Run a sync flow once, now.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenant files (tenants/NAME.yaml): one Autotask account into one Xero organisation.", no_args_is_help=True)
@@ -75,15 +200,14 @@ def sandbox_serve(
         faults = {"autotask_faults": parse_fault_spec(autotask_faults, seed=fault_seed),
                   "xero_faults": parse_fault_spec(xero_faults, seed=fault_seed)}
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise Refused(f"--autotask-faults/--xero-faults: {exc}", USAGE) from None
     state_dir = str(_sandbox_state_dir())
     try:
         stack = SandboxStack(seed=7 if seed is None else seed, invoices=40 if invoices is None else invoices,
                              data_file=data, host=host, autotask_port=autotask_port, xero_port=xero_port,
                              state_dir=state_dir, callback_port=callback_port, **faults)
     except StateError as exc:
-        console.print(f"[red]{escape(str(exc))}[/]")
-        raise typer.Exit(1)
+        raise Refused(str(exc)) from None
     if stack.resumed:
         ignored = [name for name, given, kept in (("--seed", seed, stack.seed), ("--invoices", invoices, stack.invoices),
                                                   ("--data", data, stack.data_file)) if given is not None and given != kept]
@@ -156,7 +280,9 @@ def _sync_command(flow_name: str, what: str):
         dry_run: bool = typer.Option(False, "--dry-run", help="Map and validate, publish the report, write nothing to Xero."),
     ) -> None:
         _quiet_prefect()
-        summary = run_flow(flow_name, tenant, _date(since), _date(until), dry_run)
+        first, last = _window(since, until)
+        _tenant(tenant)  # refused here, before a Prefect run exists, rather than as a failed run
+        summary = run_flow(flow_name, tenant, first, last, dry_run)
         if summary is None:
             raise typer.Exit(1)
 
@@ -201,6 +327,7 @@ def run_invoices(tenant: str, since: date | None, until: date | None, dry_run: b
 
 def _with_progress_bar(description: str, tenant: str, work, *, flow: str | None = None):
     """Run a flow in a thread and mirror its Prefect progress artifact in a terminal progress bar."""
+    _quiet.install()  # the flow's module has loaded Prefect, and with it Prefect's console log handler
     if not console.is_terminal:
         return work()
     from datetime import datetime, timezone
@@ -344,31 +471,46 @@ def tenant_add(
     cron: str = typer.Option("0 6 * * *", help="When the scheduled sync runs (cron, five fields)."),
     timezone: str = typer.Option("UTC", help="Time zone of the cron schedule, e.g. Pacific/Auckland."),
 ) -> None:
-    """Scaffold tenants/NAME.yaml (no secrets in it), ready for `atx connect`."""
+    """Scaffold tenants/NAME.yaml (no secrets in it), ready for `atx connect`. Everything is checked before the
+    file is written, so a refused add leaves nothing behind."""
     from atx.settings import SettingsError
-    from atx.tenants import scaffold
+    from atx.tenants import TenantExists, scaffold
 
     try:
         path = scaffold(name, mapping=mapping, cron=cron, timezone=timezone)
+    except TenantExists as exc:
+        raise Refused(str(exc)) from None
     except SettingsError as exc:
-        console.print(f"[red]{escape(str(exc))}[/]")
-        raise typer.Exit(1)
+        raise Refused(str(exc), USAGE) from None
     console.print(f"Wrote {path}. Next: `atx connect autotask --tenant {name}`, `atx connect xero --tenant {name}`, "
                   f"`atx check --tenant {name}`, then `atx deployments sync`.")
 
 
 @tenant_app.command("list")
 def tenant_list() -> None:
-    """Each tenant, its connections, its schedule and its last run."""
+    """Each tenant, its connections, its schedule, and its next and last run (from the Prefect API when
+    PREFECT_API_URL is set; "—" otherwise). A tenant file that cannot be used is listed below the table, with
+    its line and fix, and the exit code is 1."""
     _quiet_prefect()
-    from atx.tenants import rows
+    from atx.tenants import overview
 
+    listed = overview()
     grid = Table(title="Tenants")
-    for col in ("Tenant", "Autotask [connection]", "Xero organisation [token]", "Schedule", "Last run"):
-        grid.add_column(col)
-    for r in rows():
-        grid.add_row(r.name, r.autotask, r.xero, r.schedule, r.last_run)
+    for col in ("Tenant", "Autotask [connection]", "Xero organisation [token]", "Schedule", "Next run", "Last run"):
+        grid.add_column(col, overflow="fold")
+    for r in listed.rows:
+        grid.add_row(*(escape(v) for v in (r.name, r.autotask, r.xero, r.schedule, r.next_run, r.last_run)))
     console.print(grid)
+    _report_broken(listed.broken)
+
+
+def _report_broken(broken, *, fatal: bool = True) -> None:
+    """Each tenant file that cannot be used, once, in one line with its line and fix (on stderr); then exit 1
+    when `fatal`, after the other tenants were done."""
+    for b in broken:
+        typer.secho(f"Error: {' '.join(str(b.error).split())}", err=True, fg="red")
+    if broken and fatal:
+        raise typer.Exit(1)
 
 
 # ---- backfill ----------------------------------------------------------------------------------------
@@ -387,11 +529,14 @@ def backfill_cmd(
 
     from flows.backfill import Backfill, backfill
 
+    first, last = _window(start, end, names=("--start", "--end"))
+    _tenant(tenant)
     try:
-        request = Backfill(tenant=tenant, start=_date(start), end=_date(end), document_types=types,
+        request = Backfill(tenant=tenant, start=first, end=last, document_types=types,
                            chunk_days=chunk_days, dry_run=dry_run)
     except ValidationError as exc:
-        raise typer.BadParameter("; ".join(e["msg"] for e in exc.errors())) from None
+        raise Refused("; ".join(f"--{str(e['loc'][0]).replace('_', '-').replace('document-types', 'types')}: "
+                                f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors()), USAGE) from None
     from prefect import tags
 
     def work():
@@ -440,8 +585,9 @@ def reconcile_cmd(
     try:
         chosen = check_kinds([k.strip() for k in kinds.split(",") if k.strip()]) if kinds else None
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    first, last = _date(since), _date(until)
+        raise Refused(f"--kinds: {exc}", USAGE) from None
+    first, last = _window(since, until)
+    _tenant(tenant, code=2)  # 1 would read as "findings"
 
     def work():
         with tags(f"tenant:{tenant}"):
@@ -484,9 +630,28 @@ def print_reconcile(summary) -> None:
 
 # ---- check -------------------------------------------------------------------------------------------
 @app.command("check")
-def check(tenant: str = typer.Option(..., help="Tenant name (tenants/NAME.yaml).")) -> None:
-    """Validate a tenant against the live Autotask and Xero: credentials, mapping, routing."""
+def check(tenant: Optional[str] = typer.Option(
+        None, help="Tenant name (tenants/NAME.yaml); default: every tenant, each on its own.")) -> None:
+    """Validate tenants against the live Autotask and Xero: credentials, mapping, routing. Exits 1 on errors."""
     _quiet_prefect()
+    from atx.settings import scan_tenants
+
+    if tenant:
+        _tenant(tenant)
+        names, broken = [tenant], []
+    else:
+        files = scan_tenants()
+        names, broken = [t.name for t in files.tenants], files.broken
+        if not names and not broken:
+            raise Refused("there are no tenants: create one with `atx tenant add NAME`")
+    failed = [name for name in names if not _check_one(name)]
+    _report_broken(broken, fatal=False)
+    if failed or broken:
+        raise typer.Exit(1)
+
+
+def _check_one(tenant: str) -> bool:
+    """Print one tenant's problems; False when there is an error among them."""
     from atx.check import check_tenant
     from atx.connections import forget_clients
 
@@ -494,7 +659,7 @@ def check(tenant: str = typer.Option(..., help="Tenant name (tenants/NAME.yaml).
     forget_clients(tenant)  # the daily call budget gets back the calls the check took and did not make
     if not problems:
         console.print(f"[green]{tenant}: no problems found.[/]")
-        return
+        return True
     grid = Table(title=f"Problems for {tenant}")
     for col in ("", "Where", "Problem", "Fix"):
         grid.add_column(col, overflow="fold")  # a long path is folded onto the next line, never cut
@@ -503,8 +668,7 @@ def check(tenant: str = typer.Option(..., help="Tenant name (tenants/NAME.yaml).
         grid.add_row("[red]error[/]" if p.severity == "error" else "[yellow]warning[/]", escape(p.area),
                      escape(p.problem), escape(p.fix))
     console.print(grid)
-    if any(p.severity == "error" for p in problems):
-        raise typer.Exit(1)
+    return not any(p.severity == "error" for p in problems)
 
 
 # ---- connect -----------------------------------------------------------------------------------------
@@ -518,6 +682,7 @@ def connect_autotask_cmd(
     _quiet_prefect()
     from atx.connect import ConnectError, connect_autotask
 
+    _tenant(tenant)  # before asking for anything
     username = os.environ.get("ATX_AUTOTASK_USERNAME") or typer.prompt("Autotask API username")
     secret = os.environ.get("ATX_AUTOTASK_SECRET") or typer.prompt("Autotask API secret", hide_input=True)
     code = os.environ.get("ATX_AUTOTASK_INTEGRATION_CODE") or typer.prompt("Autotask API integration code")
@@ -525,8 +690,7 @@ def connect_autotask_cmd(
         settings, zone = connect_autotask(tenant, username=username, secret=secret, integration_code=code,
                                           zone_lookup_url=zone_lookup_url)
     except ConnectError as exc:
-        console.print(f"[red]{escape(str(exc))}[/]")
-        raise typer.Exit(1)
+        raise Refused(str(exc)) from None
     console.print(f"Autotask connected for [bold]{tenant}[/]: zone {zone}; secret stored as {settings.autotask.secret}.")
 
 
@@ -547,10 +711,9 @@ def connect_xero_cmd(
     from atx.connect import (DEFAULT_SCOPES, ConnectError, consent_url, pick_org, resolve_or_none,
                              save_xero_connection, store_secret, wait_for_callback)
     from atx.connections import xero_endpoints
-    from atx.settings import load_tenant
     from clients.xero import XeroError, exchange_code, list_connections
 
-    settings = load_tenant(tenant)
+    settings = _tenant(tenant)
     client_id = client_id or settings.xero.client_id
     ref = settings.xero.client_secret
     secret = resolve_or_none(ref)
@@ -583,8 +746,7 @@ def connect_xero_cmd(
         chosen = pick_org(granted, org, choose)
         save_xero_connection(settings, client_id=client_id, client_secret_ref=ref, org=chosen, token=token)
     except (ConnectError, XeroError) as exc:  # neither carries the secret, the code or a token
-        console.print(f"[red]{escape(str(exc))}[/]")
-        raise typer.Exit(1)
+        raise Refused(str(exc)) from None
     console.print(f"Xero connected for [bold]{tenant}[/]: {chosen.get('tenantName')} ({chosen['tenantId']}).")
 
 
@@ -603,15 +765,17 @@ def webhooks_serve(
     import uvicorn
     from prefect.events import emit_event
 
-    from atx.settings import SettingsError, load_all_tenants
+    from atx.settings import SettingsError, scan_tenants
     from atx.webhooks import PATH, create_app, resolve_key, tenants_by_organisation
 
     try:
         secret = resolve_key(key)
     except SettingsError as exc:
-        console.print(f"[red]{escape(str(exc))}[/]")
-        raise typer.Exit(1) from None
-    tenants = tenants_by_organisation(load_all_tenants())
+        raise Refused(str(exc)) from None
+    files = scan_tenants()
+    tenants = tenants_by_organisation(files.tenants)
+    if files.broken:  # served without them: their organisations' events are dropped until the files are fixed
+        _report_broken(files.broken, fatal=False)
     if not tenants:
         console.print("[yellow]No tenants: every event will be dropped (create one with `atx tenant add NAME`).[/]")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -624,30 +788,44 @@ def webhooks_serve(
 # ---- deployments and serving -------------------------------------------------------------------------
 @deployments_app.command("sync")
 def deployments_sync(file: str = typer.Option("prefect.yaml", help="The prefect.yaml to rewrite.")) -> None:
-    """Regenerate prefect.yaml's deployments from tenants/*.yaml (then run `prefect --no-prompt deploy --all`)."""
-    from atx.settings import load_all_tenants
-    from deployments import prefect_yaml
+    """Regenerate prefect.yaml's deployments from tenants/*.yaml (then run `prefect --no-prompt deploy --all`).
+    A tenant file that cannot be used keeps the entries it had, is reported, and the exit code is 1."""
+    from pathlib import Path
 
-    tenants = load_all_tenants()
+    from atx.settings import scan_tenants
+    from deployments import kept_entries, prefect_yaml
+
+    files = scan_tenants()
+    broken = [b.name for b in files.broken]
+    text = prefect_yaml(files.tenants, kept=kept_entries(Path(file), broken))
     with open(file, "w") as fh:
-        fh.write(prefect_yaml(tenants))
-    console.print(f"{file}: {len(tenants)} tenant(s): {', '.join(t.name for t in tenants) or 'none'}. "
-                  "Next: `prefect --no-prompt deploy --all`.")
+        fh.write(text)
+    console.print(f"{file}: {len(files.tenants)} tenant(s): {', '.join(t.name for t in files.tenants) or 'none'}"
+                  + (f"; kept as they were for {', '.join(broken)}" if broken else "")
+                  + ". Next: `prefect --no-prompt deploy --all`.")
+    _report_broken(files.broken)
 
 
 @deployments_app.command("check")
 def deployments_check(file: str = typer.Option("prefect.yaml", help="The prefect.yaml to compare.")) -> None:
-    """Fail when prefect.yaml does not match the tenant files."""
+    """Fail when prefect.yaml does not match the tenant files (or a tenant file cannot be used)."""
     from pathlib import Path
 
-    from atx.settings import load_all_tenants
+    from atx.settings import scan_tenants
     from deployments import stale_entries
 
-    stale = stale_entries(Path(file), load_all_tenants())
+    files = scan_tenants()
+    stale = stale_entries(Path(file), files.tenants, ignore=[b.name for b in files.broken])
     if stale:
-        console.print(f"[red]{file} is out of date for: {', '.join(stale)}[/]. Run `atx deployments sync`.")
+        typer.secho(f"Error: {file} is out of date for {', '.join(stale)}: run `atx deployments sync`", err=True,
+                    fg="red")
+    elif not files.broken:
+        console.print(f"{file} matches the tenant files.")
+    else:
+        console.print(f"{file} matches the tenant files that can be used.")
+    _report_broken(files.broken, fatal=False)
+    if stale or files.broken:
         raise typer.Exit(1)
-    console.print(f"{file} matches the tenant files.")
 
 
 @app.command("serve")
@@ -655,17 +833,23 @@ def serve(
     tenant: Optional[list[str]] = typer.Option(None, help="Serve only these tenants (default: every tenant)."),
     limit: Optional[int] = typer.Option(None, help="At most this many runs at once in this process."),
 ) -> None:
-    """Serve every tenant's deployments from this process (schedules and on-demand runs), until interrupted."""
+    """Serve every tenant's deployments from this process (schedules and on-demand runs), until interrupted.
+    A tenant file that cannot be used is reported and left out; the others are served."""
     _quiet_prefect()
+    from atx.settings import scan_tenants
+
+    if tenant:
+        tenants, broken = [_tenant(t) for t in tenant], []
+    else:
+        files = scan_tenants()
+        tenants, broken = files.tenants, files.broken
+    _report_broken(broken, fatal=False)
+    if not tenants:
+        raise Refused("no tenant to serve: " + ("fix the files above" if broken else "create one with `atx tenant add NAME`"))
     from prefect import serve as prefect_serve
 
-    from atx.settings import load_all_tenants, load_tenant
     from deployments import runner_deployments
 
-    tenants = [load_tenant(t) for t in tenant] if tenant else load_all_tenants()
-    if not tenants:
-        console.print("[red]No tenants: create one with `atx tenant add NAME`.[/]")
-        raise typer.Exit(1)
     prefect_serve(*runner_deployments(tenants), limit=limit)
 
 
@@ -683,6 +867,8 @@ def ledger_block(
     _quiet_prefect()
     from atx.connections import save_ledger_block
 
+    for name_ in tenant or []:
+        _tenant(name_)
     password = None
     if username:
         password = os.environ.get("ATX_LEDGER_PASSWORD") or typer.prompt("Database password", hide_input=True, default="")
@@ -699,13 +885,35 @@ def _fresh_demo_ledger(home: str) -> None:
             os.remove(path)
 
 
-def _date(text: str | None) -> date | None:
+def _date(text: str | None, option: str = "the date", code: int = USAGE) -> date | None:
     if text is None:
         return None
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a date: use YYYY-MM-DD") from None
+        raise Refused(f"{option} {text!r} is not a date: use YYYY-MM-DD, for example 2026-11-01", code) from None
+
+
+def _window(since: str | None, until: str | None, *, names: tuple[str, str] = ("--since", "--until"),
+            code: int = USAGE) -> tuple[date | None, date | None]:
+    """The dates of a window, refused in one line when one is not a date or it starts after it ends."""
+    first, last = _date(since, names[0], code), _date(until, names[1], code)
+    end = last or date.today()
+    if first is not None and first > end:
+        said_end = f"{names[1]} {end}" if last else f"today ({end}, the default {names[1]})"
+        raise Refused(f"{names[0]} {first} is after {said_end}: pass a {names[0]} on or before it", code)
+    return first, last
+
+
+def _tenant(name: str, code: int = 1):
+    """The tenant's settings, or a one-line refusal before anything is started: an unknown tenant, a file that
+    does not read (by line), or one naming another tenant's secrets."""
+    from atx.settings import SettingsError, load_tenant
+
+    try:
+        return load_tenant(name)
+    except SettingsError as exc:
+        raise Refused(str(exc), code) from None
 
 
 if __name__ == "__main__":

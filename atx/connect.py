@@ -165,8 +165,10 @@ def pick_org(connections: list[dict], wanted: str | None, choose=None) -> dict:
 
 def save_xero_connection(settings: TenantSettings, *, client_id: str, client_secret_ref: str, org: dict,
                          token: dict) -> TenantSettings:
+    # The organisation's name is kept beside its id, so `atx tenant list` names it without asking Xero.
     xero = settings.xero.model_copy(update={"client_id": client_id, "client_secret": client_secret_ref,
-                                            "tenant_id": org["tenantId"]})
+                                            "tenant_id": org["tenantId"],
+                                            "organisation": org.get("tenantName")})
     settings = settings.model_copy(update={"xero": xero})
     store = token_store(settings)
     with store.locked():

@@ -8,14 +8,17 @@ A tenant is one Autotask account synced into one Xero organisation. Its file nam
 """
 from __future__ import annotations
 
+import difflib
 import os
+import re
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +33,16 @@ def tenants_dir() -> Path:
 
 
 class SettingsError(ValueError):
-    pass
+    """A tenant's settings cannot be used; the message is one line naming the file and the fix."""
+
+
+class TenantFileError(SettingsError):
+    """A tenant file that does not read: each problem with its line (1-based; None when the file lacks it)."""
+
+    def __init__(self, path: Path, problems: list[tuple[int | None, str]]):
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(f"line {n}: {text}" if n else text for n, text in problems))
 
 
 class SecretRef(str):
@@ -46,7 +58,14 @@ class SecretRef(str):
         if kind == "block":
             from prefect.blocks.system import Secret
 
-            return Secret.load(name).get()
+            try:
+                block = Secret.load(name)
+            except ValueError as exc:
+                if "Unable to find block document" not in str(exc):
+                    raise
+                raise SettingsError(f"secret {self!s} is not stored: the Prefect Secret block {name!r} does not exist "
+                                    "on this Prefect API; run `atx connect` for the tenant (or create the block)") from None
+            return block.get()
         raise SettingsError(f"secret reference {self!s} must start with 'env:' or 'block:'")
 
 
@@ -78,6 +97,8 @@ class XeroSettings(BaseModel):
     client_id: str
     client_secret: str = Field(description="env:NAME or block:NAME")
     tenant_id: str = Field(description="the Xero organisation's tenantId (see GET /connections)")
+    organisation: str | None = Field(
+        None, description="the organisation's name, as Xero gave it to `atx connect xero` (shown by `atx tenant list`)")
     connection: str | None = Field(None, description="token store key; tenants sharing a Xero login share it")
     api_base: str | None = Field(None, description="one host serving every Xero API path (the sandbox); default: Xero's own hosts")
     calls_per_minute: int = Field(
@@ -140,20 +161,33 @@ class ScheduleSettings(BaseModel):
 
     @field_validator("cron")
     @classmethod
-    def _five_fields(cls, v: str) -> str:
+    def _cron(cls, v: str) -> str:
         if len(v.split()) != 5:
-            raise ValueError("must be a five-field cron expression, for example \"0 6 * * 1-5\"")
+            raise ValueError(f"{v!r} is not a five-field cron expression (minute hour day-of-month month "
+                             "day-of-week); use one like \"0 6 * * 1-5\"")
+        # The schedule is Prefect's to run, so it is checked as Prefect checks a deployment's cron.
+        from prefect.client.schemas.schedules import CronSchedule
+
+        try:
+            CronSchedule(cron=v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not a cron schedule Prefect can run: minute 0-59, hour 0-23, day 1-31, "
+                             "month 1-12, day of week 0-6; use one like \"0 6 * * 1-5\"") from None
         return v
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
         try:
             ZoneInfo(v)
+            # Prefect takes the zones zoneinfo lists; one it opens but does not list ("posixrules") is refused.
+            known = v in available_timezones()
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{v!r} is not a time zone name; use one like Pacific/Auckland or Europe/London") from None
+            known = False
+        if not known:
+            raise ValueError(f"{v!r} is not a time zone name; use one like Pacific/Auckland or Europe/London")
         return v
 
 
@@ -245,7 +279,9 @@ class TenantSettings(BaseModel):
         candidate = PROJECT_ROOT / "mappings" / (self.mapping if p.suffix else f"{self.mapping}.yaml")
         if candidate.exists():
             return candidate
-        raise SettingsError(f"tenant {self.name}: mapping file {self.mapping!r} not found (looked in mappings/)")
+        names = sorted(f.stem for f in (PROJECT_ROOT / "mappings").glob("*.yaml"))
+        raise SettingsError(f"tenant {self.name}: mapping file {self.mapping!r} not found: give the path of a .yaml "
+                            f"file, or one of the names in mappings/: {', '.join(names)}")
 
 
 def tenant_file(name: str) -> Path:
@@ -260,15 +296,15 @@ def load_tenant(name: str) -> TenantSettings:
 
 
 def _read_tenant(name: str) -> TenantSettings:
+    if not re.match(TENANT_NAME, name):
+        raise SettingsError(f"{name!r} is not a tenant name: tenant names are lowercase letters, digits and dashes")
     path = tenant_file(name)
     if not path.exists():
-        raise SettingsError(f"no tenant named {name!r}: {path} does not exist (create it with `atx tenant add {name}`)")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-        return TenantSettings.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise SettingsError(f"{path}: {problems}") from None
+        known = tenant_names()
+        raise SettingsError(
+            f"no tenant named {name!r} ({path} does not exist): create it with `atx tenant add {name}`"
+            + (f", or use one of {', '.join(known)}" if known else ""))
+    return read_tenant_file(path)
 
 
 def tenant_names() -> list[str]:
@@ -277,13 +313,277 @@ def tenant_names() -> list[str]:
 
 
 def load_all_tenants() -> list[TenantSettings]:
-    return [load_tenant(name) for name in tenant_names()]
+    """Every tenant; the first file that cannot be used is raised (see `scan_tenants` to go on past it)."""
+    files = scan_tenants()
+    if files.broken:
+        raise files.broken[0].error
+    return files.tenants
 
 
 def read_all_tenants() -> list[TenantSettings]:
-    """Every tenant file as written, without the isolation check: for reading the parts that are no secret
-    (routing rules), so a tenant refused for naming another's secrets still counts among its peers."""
-    return [_read_tenant(name) for name in tenant_names()]
+    """Every tenant file that reads, as written, without the isolation check: for reading the parts that are
+    no secret (routing rules), so a tenant refused for naming another's secrets still counts among its peers.
+    A file that does not read is left out; `scan_tenants(isolated=False).broken` says what is known of it."""
+    return scan_tenants(isolated=False).tenants
+
+
+# ---- reading tenant files ------------------------------------------------------------------------
+# Tenant files are read and written with ruamel.yaml's round trip: a file rewritten by `atx connect` keeps
+# its comments, order and quoting, and every setting's line is known, so a problem is reported by line.
+def _yaml() -> YAML:
+    y = YAML()
+    y.preserve_quotes = True
+    y.indent(mapping=2, sequence=4, offset=2)
+    y.width = 4096  # never fold a long value onto a second line
+    return y
+
+
+def read_tenant_file(path: Path, text: str | None = None) -> TenantSettings:
+    """A tenant file's settings (from `text` when given, as the file would hold it), or TenantFileError with
+    each problem's line and fix."""
+    data = _parse(path, text)
+    try:
+        settings = TenantSettings.model_validate(data)
+    except ValidationError as exc:
+        raise TenantFileError(path, [_field_problem(data, e) for e in exc.errors()]) from None
+    if settings.name != path.stem:
+        raise TenantFileError(path, [(
+            _line(data, ("name",)),
+            f"name is {settings.name!r} but the file is {path.name}: a tenant's name is its file's name; rename "
+            f"the file to {settings.name}.yaml or set name: {path.stem}")])
+    return settings
+
+
+def _parse(path: Path, text: str | None = None) -> CommentedMap:
+    try:
+        text = path.read_text() if text is None else text
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TenantFileError(path, [(None, f"cannot be read ({getattr(exc, 'strerror', None) or exc}): "
+                                            "check the file's permissions and that it is UTF-8 text")]) from None
+    try:
+        data = _yaml().load(text)
+    except YAMLError as exc:
+        raise TenantFileError(path, [_yaml_problem(exc)]) from None
+    if data is None:
+        raise TenantFileError(path, [(None, "the file is empty: start again from `atx tenant add NAME`'s template "
+                                            "(delete the file first)")])
+    if not isinstance(data, CommentedMap):
+        raise TenantFileError(path, [(1, "a tenant file is a mapping of settings (name:, autotask:, xero:, "
+                                         "mapping:, ...), not a list or a single value")])
+    return data
+
+
+def _yaml_problem(exc: YAMLError) -> tuple[int | None, str]:
+    """The line of a YAML syntax error and what to do about it, in a person's words where we know them."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    problem = str(getattr(exc, "problem", None) or exc).strip()
+    if "duplicate key" in problem:
+        earlier = getattr(exc, "context_mark", None)
+        key = problem.split('"')[1] if '"' in problem else "a key"
+        where = f" (and on line {earlier.line + 1})" if earlier is not None else ""
+        return line, f"{key} is written twice in one section{where}: keep one of them"
+    if "'\\t'" in problem:  # ruamel says found character '\t'
+        return line, "a tab character: indent YAML with spaces"
+    if "mapping values are not allowed" in problem:
+        return line, "not valid YAML (a ': ' inside a value): put the value in quotes"
+    context = getattr(exc, "context", None)
+    started = getattr(exc, "context_mark", None)
+    said = f"{problem} ({context} from line {started.line + 1})" if context and started is not None else problem
+    return line, (f"not valid YAML: {said}: line this setting up under its section with spaces, and quote a value "
+                  "that holds ': ' or ' #'")
+
+
+def _line(data, loc: tuple) -> int | None:
+    """The (1-based) line of the deepest key or item of `loc` the file holds."""
+    node, line = data, None
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            line, node = node.lc.key(part)[0] + 1, node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            line, node = node.lc.item(part)[0] + 1, node[part]
+        else:
+            break
+    return line
+
+
+def _field_problem(data, error: dict) -> tuple[int | None, str]:
+    loc = tuple(error["loc"])
+    where = ".".join(map(str, loc))
+    kind = error["type"]
+    if kind == "missing":
+        return _line(data, loc), f"{where} is missing: add it (the README's tenant file section lists every setting)"
+    if kind == "extra_forbidden":
+        known = _fields_at(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        return _line(data, loc), (f"{where} is not a setting: " + (f"did you mean {close[0]}?" if close else
+                                  f"remove it, or use one of {', '.join(known)}" if known else "remove it"))
+    message = error["msg"].removeprefix("Value error, ")
+    value = error.get("input")
+    if kind != "value_error" and isinstance(value, (str, int, float, bool)):
+        message += f" (the file says {value!r})"
+    return _line(data, loc), f"{where}: {message}"
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """The settings a section of the tenant file takes (for suggesting the one meant)."""
+    model: type[BaseModel] | None = TenantSettings
+    for part in loc:
+        info = model.model_fields.get(str(part)) if model is not None else None
+        annotation = info.annotation if info is not None else None
+        args = getattr(annotation, "__args__", ()) or (annotation,)
+        model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+@dataclass(frozen=True)
+class BrokenTenant:
+    """A tenant file that cannot be used, with what can still be told of it: the Autotask account it names and
+    its routing rules, each None when that part of the file does not read (or cannot be trusted)."""
+
+    name: str
+    error: SettingsError
+    autotask_connection: str | None = None
+    routing: RoutingSettings | None = None
+
+
+@dataclass
+class TenantFiles:
+    tenants: list[TenantSettings] = field(default_factory=list)
+    broken: list[BrokenTenant] = field(default_factory=list)
+
+
+def scan_tenants(*, isolated: bool = True) -> TenantFiles:
+    """Every tenant file, each read once: the tenants that load, and the files that do not with why. One bad
+    file is reported by itself; the others go on. `isolated`: a file naming another tenant's secrets or token
+    connection is broken (refused), as `load_tenant` refuses it."""
+    out = TenantFiles()
+    readable = []
+    for name in tenant_names():
+        path = tenant_file(name)
+        try:
+            readable.append(read_tenant_file(path))
+        except TenantFileError as exc:
+            out.broken.append(_what_is_known(name, path, exc))
+    for settings in readable:
+        try:
+            if isolated:
+                _refuse_borrowing(settings, [t for t in readable if t.name != settings.name])
+        except SettingsError as exc:
+            out.broken.append(BrokenTenant(settings.name, exc, settings.autotask_connection, settings.routing))
+            continue
+        out.tenants.append(settings)
+    out.broken.sort(key=lambda b: b.name)
+    return out
+
+
+def _what_is_known(name: str, path: Path, error: TenantFileError) -> BrokenTenant:
+    """The Autotask account and routing rules of a file that does not read, where its text still says them.
+
+    A file with a YAML syntax error is read up to the last top-level section that starts before the error (and
+    no further, if that does not read either): its `autotask:` section counts only when another section follows
+    it there (so it is whole), and its routing rules never (a list cut in two would claim less than it means)."""
+    data, whole = None, True
+    try:
+        data = _parse(path)
+    except TenantFileError:
+        whole = False
+        line = next((n for n, _ in error.problems if n), None)
+        try:
+            lines = path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError):
+            lines = []
+        sections = [i for i, text in enumerate(lines[: line or 0]) if re.match(r"[^\s#-]", text)]
+        for end in reversed(sections):  # the section the error is in may start well before the line it is seen
+            try:
+                data = _yaml().load("\n".join(lines[:end]))
+            except YAMLError:
+                continue
+            break
+    if not isinstance(data, CommentedMap):
+        return BrokenTenant(name, error)
+    keys = list(data)
+    account = None
+    section = data.get("autotask")
+    if isinstance(section, dict) and (whole or ("autotask" in keys and keys.index("autotask") < len(keys) - 1)):
+        said = section.get("connection") or section.get("username")
+        account = said.strip().lower() if isinstance(said, str) and said.strip() else None
+    rules = None
+    if whole:
+        try:
+            rules = RoutingSettings.model_validate(data.get("routing") or {})
+        except ValidationError:
+            rules = None
+    return BrokenTenant(name, error, account, rules)
+
+
+def save_tenant(settings: TenantSettings) -> Path:
+    """Write the tenant's settings to its file. An existing file is edited, not replaced: only the settings
+    that changed are rewritten, so its comments, order and quoting stay as the person wrote them."""
+    path = tenant_file(settings.name)
+    new = settings.model_dump(mode="json", exclude_none=True)
+    document = None
+    if path.exists():
+        try:
+            document = _parse(path)
+            old = TenantSettings.model_validate(document).model_dump(mode="json", exclude_none=True)
+        except (TenantFileError, ValidationError):
+            document = None  # a file that does not read is replaced whole
+        else:
+            _merge(document, old, new)
+    text = _dump(document if document is not None else new)
+    if document is not None and TenantSettings.model_validate(_yaml().load(text)) != settings:
+        text = _dump(new)  # never keep an edit that says anything but these settings
+    _write_atomically(path, text)
+    return path
+
+
+def _merge(document: CommentedMap, old: dict, new: dict) -> None:
+    """Edit `document` (which says `old`) to say `new`, touching only what differs."""
+    for key in [k for k in document if k in old and k not in new]:
+        del document[key]
+    for key, value in new.items():
+        if key in old and old[key] == value:
+            continue
+        if isinstance(value, dict) and isinstance(old.get(key), dict):
+            if not isinstance(document.get(key), CommentedMap):
+                document[key] = CommentedMap()
+            _merge(document[key], old[key], value)
+        else:
+            document[key] = value
+
+
+def _dump(data) -> str:
+    import io
+
+    out = io.StringIO()
+    _yaml().dump(data, out)
+    return out.getvalue()
+
+
+def write_new_tenant_file(path: Path, text: str) -> None:
+    """A new tenant file, whole or not at all; FileExistsError when there is one already."""
+    _write_atomically(path, text, new=True)
+
+
+def _write_atomically(path: Path, text: str, *, new: bool = False) -> None:
+    """The file is either as it was or holds all of `text`: never half written. `new`: refuse to replace one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not *.yaml: never read as a tenant
+    try:
+        temporary.write_text(text)
+        if new:
+            os.link(temporary, path)  # FileExistsError when the file appeared meanwhile
+        else:
+            if path.exists():
+                import shutil
+
+                shutil.copymode(path, temporary)
+            os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 # ---- tenant isolation ----------------------------------------------------------------------------
@@ -329,14 +629,7 @@ def _readable_tenants() -> list[TenantSettings]:
     out = []
     for name in tenant_names():
         try:
-            out.append(_read_tenant(name))
-        except (SettingsError, yaml.YAMLError):
+            out.append(read_tenant_file(tenant_file(name)))
+        except SettingsError:
             continue
     return out
-
-
-def save_tenant(settings: TenantSettings) -> Path:
-    path = tenant_file(settings.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(settings.model_dump(exclude_none=True), sort_keys=False))
-    return path

@@ -22,6 +22,9 @@ class TenantRules:
     invoice_templates: frozenset[int] = frozenset()
     udf_name: str | None = None
     udf_values: frozenset[str] = frozenset()
+    # The rules of a tenant whose file cannot be read: not known, so taken to claim every document. What
+    # another tenant claims too is then held back as matching several, rather than given to that tenant.
+    unknown: bool = False
 
     @classmethod
     def of(cls, companies: Iterable[int] = (), business_units: Iterable[int] = (),
@@ -32,7 +35,7 @@ class TenantRules:
 
     @property
     def empty(self) -> bool:
-        return not (self.companies or self.business_units or self.invoice_templates or self.udf_name)
+        return not (self.companies or self.business_units or self.invoice_templates or self.udf_name or self.unknown)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class Routing:
 
 
 def matches(rules: TenantRules, doc: Document) -> bool:
+    if rules.unknown:
+        return True
     if doc.company_id is not None and doc.company_id in rules.companies:
         return True
     if doc.template_id is not None and doc.template_id in rules.invoice_templates:

@@ -15,6 +15,13 @@ AUTOTASK_EARLIEST = date(1753, 1, 1)
 LAST_MOMENT = "9999-12-31T23:59:59.999Z"  # the upper bound when until is date.max
 
 
+# A date as a deployment parameter gives it, YYYY-MM-DD with a month and a day that exist (29 February in every
+# year). Prefect checks a run's parameters against its deployment's JSON schema before it creates the run, but
+# not a schema's "format": "date"; it does check a "pattern", so a parameter that is not a date is refused then.
+DATE_PATTERN = (r"^[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+                r"|02-(?:0[1-9]|1[0-9]|2[0-9]))$")
+
+
 class WindowError(ValueError):
     """A window that cannot be read; the message is one line that says what to pass instead."""
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from atx.settings import TenantSettings
+from atx.settings import SettingsError, TenantSettings
 
 # flow name -> (module path of the flow object, what it does, for the deployment's description)
 FLOWS: dict[str, tuple[str, str]] = {
@@ -75,20 +75,40 @@ def triggers_for(flow_name: str, tenant: TenantSettings) -> list[dict]:
     return [payments_trigger(tenant)] if flow_name == "payments" and tenant.payments.webhooks else []
 
 
-def prefect_yaml(tenants: list[TenantSettings]) -> str:
+def prefect_yaml(tenants: list[TenantSettings], *, kept: list[dict] = ()) -> str:
+    """The whole prefect.yaml. `kept`: entries carried over as they are (those of a tenant whose file cannot be
+    read now: its deployments must not vanish from the file because of a typo)."""
     document = {
         "name": "autotask-xero-sync",
         "prefect-version": "3.9.1",
         # A worker runs the flow code from the project checkout it is told about.
         "pull": [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $ATX_PROJECT_DIR }}"}}],
-        "deployments": deployment_entries(tenants),
+        "deployments": deployment_entries(tenants) + list(kept),
     }
     return HEADER + "\n" + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
 
 
-def stale_entries(path: Path, tenants: list[TenantSettings]) -> list[str]:
-    """Names of deployments whose prefect.yaml entry differs from what the tenant files say."""
-    current = (yaml.safe_load(path.read_text()) or {}).get("deployments") or [] if path.exists() else []
+def _current(path: Path) -> list[dict]:
+    try:
+        document = yaml.safe_load(path.read_text()) if path.exists() else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise SettingsError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc}): correct it, or "
+                            "delete it and run `atx deployments sync`") from None
+    entries = document.get("deployments") if isinstance(document, dict) else None
+    return [d for d in entries or [] if isinstance(d, dict)]
+
+
+def kept_entries(path: Path, tenants: list[str]) -> list[dict]:
+    """prefect.yaml's entries of these tenants, as the file holds them."""
+    return [d for d in _current(path) if d.get("name") in set(tenants)]
+
+
+def stale_entries(path: Path, tenants: list[TenantSettings], *, ignore: list[str] = ()) -> list[str]:
+    """Names of deployments whose prefect.yaml entry differs from what the tenant files say (the tenants in
+    `ignore`, whose files cannot be read, are not compared)."""
+    current = [d for d in _current(path) if d.get("name") not in set(ignore)]
     have = {(d.get("entrypoint"), d.get("name")): d for d in current}
     want = {(d["entrypoint"], d["name"]): d for d in deployment_entries(tenants)}
     names = {key[1] for key in set(have) ^ set(want)}

@@ -41,9 +41,11 @@ class Backfill(BaseModel):
 
     tenant: str = Field(title="Tenant", description="The tenant to sync: the name of its file in tenants/ (NAME.yaml).")
     start: date = Field(default_factory=_a_year_ago, title="From",
-                        description="The first day of the history to sync (documents dated on or after it).")
+                        description="The first day of the history to sync (documents dated on or after it).",
+                        json_schema_extra={"pattern": windows.DATE_PATTERN})
     end: date = Field(default_factory=date.today, title="To",
-                      description="The last day of the history to sync (documents dated on or before it).")
+                      description="The last day of the history to sync (documents dated on or before it).",
+                      json_schema_extra={"pattern": windows.DATE_PATTERN})
     document_types: list[DocumentType] = Field(
         default_factory=lambda: ["invoices"], title="Documents", min_length=1,
         description="What to sync: invoices (and credit notes), bills (purchase orders), payments.")

@@ -14,7 +14,7 @@ from atx.context import TenantContext
 from core.bills import plan_bills, plan_purchase_orders
 from core.documents import BILL, PURCHASE_ORDER, DocumentPlan
 from core.invoices import XeroReference
-from pipeline import FlowSpec, Planned, run, run_name
+from pipeline import FlowSpec, Planned, WindowDate, run, run_name
 from tasks.extract_purchasing import PurchasingExtract, read_for_bills, read_for_purchase_orders
 from tasks.sync import worth_retrying
 
@@ -71,7 +71,7 @@ BILLS = FlowSpec(name="bills", kinds=(BILL, PURCHASE_ORDER), read_and_plan=read_
 
 
 @flow(name="bills", flow_run_name=run_name, persist_result=False, log_prints=False)
-def bills(tenant: str, since: date | None = None, until: date | None = None, dry_run: bool = False,
+def bills(tenant: str, since: WindowDate = None, until: WindowDate = None, dry_run: bool = False,
           only_window: bool = False):
     """Sync one tenant's Autotask purchasing received (bills) or raised (purchase orders) in [since, until].
 

@@ -20,7 +20,7 @@ from core.items import assign_item_codes
 from core.payments import local_date
 from core.writeback import INVOICE_NUMBER, SyncedDocument, key_fields, plan_write_backs, with_original_numbers
 from ledger import DocState
-from pipeline import FlowSpec, Planned, run, run_name
+from pipeline import FlowSpec, Planned, WindowDate, run, run_name
 from tasks.extract import AutotaskExtract, extract_invoices
 from tasks.filters import apply_filters
 from tasks.items import ensure_items
@@ -112,7 +112,7 @@ INVOICES = FlowSpec(name="invoices", kinds=(INVOICE, CREDIT_NOTE), read_and_plan
 
 
 @flow(name="invoices", flow_run_name=run_name, persist_result=False, log_prints=False)
-def invoices(tenant: str, since: date | None = None, until: date | None = None, dry_run: bool = False,
+def invoices(tenant: str, since: WindowDate = None, until: WindowDate = None, dry_run: bool = False,
              only_window: bool = False):
     """Sync one tenant's Autotask invoices dated in [since, until] into its Xero organisation.
 

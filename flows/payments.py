@@ -21,7 +21,7 @@ from atx.context import TenantContext
 from core.documents import PAID_DATE, PAYMENT, DocumentPlan
 from core.invoices import XeroReference
 from core.payments import Remark, plan_paid_dates, plan_payments
-from pipeline import FlowSpec, Planned, run, run_name
+from pipeline import FlowSpec, Planned, WindowDate, run, run_name
 from tasks.extract_payments import read_paid_invoices, read_settlements
 from tasks.outcomes import Outcome, Result
 
@@ -81,7 +81,7 @@ def spec(direction: Direction) -> FlowSpec:
 
 
 @flow(name="payments", flow_run_name=run_name, persist_result=False, log_prints=False)
-def payments(tenant: str, since: date | None = None, until: date | None = None, dry_run: bool = False,
+def payments(tenant: str, since: WindowDate = None, until: WindowDate = None, dry_run: bool = False,
              direction: Direction = "both", reason: str | None = None, only_window: bool = False):
     """Sync one tenant's payments: Xero → Autotask paid dates and, when enabled, Autotask → Xero payments.
 

@@ -11,12 +11,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Annotated
 
 import pandas as pd
 from prefect import get_run_logger, runtime, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
 from prefect.states import Completed, Failed
+from pydantic import Field
 
 from atx.context import TenantContext, open_tenant
 from core import windows
@@ -30,6 +32,11 @@ from tasks.reference import read_xero_reference
 from tasks.report import RunSummary, publish_report
 from tasks.sync import not_sent, prefect_run_alive, resolve_rows, resolve_unanswered, sync_documents
 from tasks.tenancy import preflight
+
+
+# `since` and `until` of a deployed flow: a date, or none. A value that is not a date is refused when the run
+# is asked for (see core/windows.py's DATE_PATTERN), not by a run that fails once it has started.
+WindowDate = Annotated[date | None, Field(json_schema_extra={"pattern": windows.DATE_PATTERN})]
 
 
 @dataclass

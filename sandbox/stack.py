@@ -290,6 +290,7 @@ class SandboxStack:
                 "client_id": XERO_CLIENT_ID,
                 "client_secret": f"env:{env[1]}",
                 "tenant_id": org.tenant_id,
+                "organisation": org.name,  # as `atx connect xero` keeps it
                 "api_base": self.xero_url,
                 **xero_options,
             },

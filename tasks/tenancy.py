@@ -15,7 +15,7 @@ from prefect.cache_policies import NONE
 
 from atx.check import PreflightFailed, blocking
 from atx.connections import autotask_client
-from atx.settings import TenantSettings, load_tenant, read_all_tenants
+from atx.settings import RoutingSettings, TenantSettings, scan_tenants
 from core import routing
 from core.documents import TargetLimitReached
 from core.frames import read_int
@@ -50,8 +50,11 @@ class Routed:
     others: int = 0  # invoices that belong to other tenants
 
 
-def rules_of(settings: TenantSettings) -> routing.TenantRules:
-    r = settings.routing
+def rules_of(settings: TenantSettings | RoutingSettings | None) -> routing.TenantRules:
+    """A tenant's routing rules; None (rules that cannot be read) claims everything."""
+    if settings is None:
+        return routing.TenantRules(unknown=True)
+    r = settings.routing if isinstance(settings, TenantSettings) else settings
     return routing.TenantRules.of(
         companies=r.companies,
         business_units=r.business_units,
@@ -61,19 +64,48 @@ def rules_of(settings: TenantSettings) -> routing.TenantRules:
     )
 
 
-def peers_of(settings: TenantSettings) -> dict[str, routing.TenantRules]:
-    """Every tenant on the same Autotask account (this one included), with its rules."""
-    tenants = {t.name: t for t in read_all_tenants() if t.autotask_connection == settings.autotask_connection}
-    tenants[settings.name] = settings
-    return {name: rules_of(t) for name, t in sorted(tenants.items())}
+@dataclass
+class Peers:
+    rules: dict[str, routing.TenantRules]
+    notes: list[str] = field(default_factory=list)  # tenant files that could not be read, and what that means here
+
+
+def peers_of(settings: TenantSettings) -> Peers:
+    """Every tenant on the same Autotask account (this one included), with its rules.
+
+    A tenant file that cannot be read still counts when it names this Autotask account: with its rules when
+    they read, else as claiming everything, so what this tenant claims too is held back (reported as matching
+    several tenants) rather than sent to a Xero organisation that may not be its own. A file whose Autotask
+    account cannot be told is left out, and said in the run's log."""
+    files = scan_tenants(isolated=False)
+    mine = settings.autotask_connection
+    rules = {t.name: rules_of(t) for t in files.tenants if t.autotask_connection == mine}
+    notes = []
+    for broken in files.broken:
+        if broken.name == settings.name:
+            continue
+        if broken.autotask_connection == mine:
+            rules[broken.name] = rules_of(broken.routing)
+            notes.append(f"{broken.error} (this Autotask account's tenant {broken.name} counts with "
+                         + ("the routing rules its file holds" if broken.routing is not None else
+                            "every invoice: those this tenant claims too are held back until the file is fixed")
+                         + ")")
+        elif broken.autotask_connection is None:
+            notes.append(f"{broken.error} (whether tenant {broken.name} shares this Autotask account cannot be "
+                         "told, so its routing rules are not counted until the file is fixed)")
+    rules[settings.name] = rules_of(settings)
+    return Peers(rules=dict(sorted(rules.items())), notes=notes)
 
 
 @task(name="route-invoices", retries=3, retry_delay_seconds=[5, 30, 120], retry_condition_fn=worth_retrying,
       cache_policy=NONE)
 def route_invoices(ctx, extract: AutotaskExtract) -> Routed:
     settings, tenant = ctx.settings, ctx.tenant
-    peers = peers_of(settings)
+    found = peers_of(settings)
+    peers = found.rules
     logger = get_run_logger()
+    for note in found.notes:
+        logger.warning("routing: %s", note)
     if len(peers) == 1 and peers[tenant].empty:
         return Routed(extract=extract)
     units, udfs, calls = _routing_facts(settings, peers, extract)

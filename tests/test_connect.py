@@ -80,6 +80,7 @@ def test_connect_xero_runs_consent_with_pkce_and_stores_the_chosen_organisation(
     assert "Second Entity Ltd" in out
     connected = load_tenant("acme")
     assert connected.xero.tenant_id == second.tenant_id
+    assert connected.xero.organisation == "Second Entity Ltd"  # kept for `atx tenant list`, no Xero call there
     assert connected.xero.client_secret.startswith("env:")  # still a reference, never the secret
     token = _store(connected).load()
     assert token["refresh_token"] and token["access_token"] not in out + err
@@ -107,7 +108,7 @@ def test_a_callback_without_the_requests_state_is_refused_and_nothing_is_stored(
     assert landed.status_code == 400
     assert "Refused" in landed.text and "Nothing was stored" in landed.text and "Connected" not in landed.text
     assert returncode == 1, out + err
-    said = " ".join(out.split())  # the terminal wraps long lines
+    said = " ".join((out + err).split())  # the terminal wraps long lines; the error is on stderr
     assert "state does not match" in said and "nothing was stored" in said
     assert _store(settings).load() is None
     assert (Path(os.environ["ATX_TENANTS_DIR"]) / "acme.yaml").read_text() == before
@@ -123,7 +124,7 @@ def test_connect_autotask_checks_then_stores_the_secret_as_a_block(stack, prefec
                ATX_AUTOTASK_INTEGRATION_CODE=cred.integration_code, ATX_AUTOTASK_SECRET="wrong-secret")
     refused = subprocess.run([sys.executable, "-m", "atx.cli", "connect", "autotask", "--tenant", "acme"],
                              env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 1 and "Nothing was stored" in refused.stdout
+    assert refused.returncode == 1 and "Nothing was stored" in refused.stderr
     assert load_tenant("acme").autotask.secret.startswith("env:")
 
     env["ATX_AUTOTASK_SECRET"] = cred.secret

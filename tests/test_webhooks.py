@@ -286,7 +286,7 @@ def test_atx_webhooks_serve_without_a_key_says_what_to_set(atx_home):
     env = {k: v for k, v in os.environ.items() if k != "ATX_XERO_WEBHOOK_KEY"}
     result = subprocess.run([sys.executable, "-m", "atx.cli", "webhooks", "serve"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1 and "ATX_XERO_WEBHOOK_KEY" in result.stdout
+    assert result.returncode == 1 and "ATX_XERO_WEBHOOK_KEY" in result.stderr  # errors go to stderr, one line
 
 
 def test_the_payments_trigger_is_a_valid_prefect_deployment_trigger_for_the_tenants_organisation():
