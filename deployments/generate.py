@@ -123,6 +123,7 @@ def runner_deployments(tenants: list[TenantSettings]) -> list:
     from prefect.deployments.runner import EntrypointType
     from prefect.events import DeploymentEventTrigger
     from prefect.schedules import Cron
+    from prefect.utilities.annotations import freeze
 
     out = []
     for flow_name, (module_path, what) in FLOWS.items():
@@ -132,7 +133,8 @@ def runner_deployments(tenants: list[TenantSettings]) -> list:
             out.append(flow.to_deployment(
                 name=t.name,
                 schedules=[Cron(t.schedule.cron, timezone=t.schedule.timezone, active=t.schedule.active)],
-                parameters={"tenant": t.name, "dry_run": False},
+                # The form shows the tenant read-only, and the API refuses a run of this deployment for another.
+                parameters={"tenant": freeze(t.name), "dry_run": False},
                 tags=[f"tenant:{t.name}", f"flow:{flow_name}"],
                 description=f"{what} for tenant {t.name}.",
                 concurrency_limit=1,
@@ -143,12 +145,23 @@ def runner_deployments(tenants: list[TenantSettings]) -> list:
     from flows.backfill import backfill
 
     for t in sorted(tenants, key=lambda t: t.name):
-        out.append(backfill.to_deployment(
+        deployment = backfill.to_deployment(
             name=t.name, parameters=backfill_parameters(t), tags=[f"tenant:{t.name}", "flow:backfill"],
             description=f"{BACKFILL[1]} for tenant {t.name}.", concurrency_limit=1,
             entrypoint_type=EntrypointType.MODULE_PATH,
-        ))
+        )
+        fix_backfill_tenant(deployment._parameter_openapi_schema.definitions, t.name)
+        out.append(deployment)
     return out
+
+
+def fix_backfill_tenant(definitions: dict, tenant: str) -> None:
+    """The backfill's tenant is a field of its request model, which `freeze` cannot reach: the deployment's own
+    copy of the schema says it as `freeze` says a top-level parameter (read-only, that one value). Prefect's
+    own `prefect deploy` sets this private attribute the same way."""
+    field = definitions.get("Backfill", {}).get("properties", {}).get("tenant")
+    if field is not None:
+        field.update(readOnly=True, enum=[tenant], default=tenant)
 
 
 # Xero webhook events (atx/webhooks.py) that a tenant's payments deployment runs for: a payment applied

@@ -24,8 +24,10 @@ from flows.payments import payments
 from tasks.backfill import (
     BackfillSummary, ChunkResult, chunk_result, finish_chunk, finished_chunks, publish_backfill_report, start_chunk,
 )
+from atx.check import PreflightFailed
 from tasks.estimate import estimate_backfill
-from tasks.tenancy import preflight
+from tasks.report import publish_failure
+from tasks.tenancy import deployment_tenant, preflight
 
 DocumentType = Literal["invoices", "bills", "payments"]
 # In this order within a chunk: payments settle the invoices synced just before them.
@@ -77,7 +79,19 @@ def backfill(request: Backfill):
     logger = get_run_logger()
     tenant, run_id = request.tenant, str(runtime.flow_run.id)
     chunks = windows.chunks(request.start, request.end, request.chunk_days)
-    preflight(tenant, request.types[0])
+    owner = deployment_tenant()
+    if owner is not None and owner != tenant:
+        problem = (f"this run of the deployment backfill/{owner} asked for tenant {tenant!r}; a tenant's deployment "
+                   f"syncs only its own tenant. Fix: run the deployment backfill/{tenant} instead")
+        publish_failure("backfill", owner, "refused", f"The run was refused: {problem}. Nothing was read or written.")
+        return Failed(message=problem)
+    try:
+        preflight(tenant, request.types[0])
+    except PreflightFailed as exc:  # the problems and their fixes, without a traceback
+        publish_failure("backfill", tenant, "cannot sync", " ".join(
+            f"{p.area}: {' '.join(p.problem.split())} Fix: {' '.join(p.fix.split())}" for p in exc.problems)
+            + " Nothing was written. Fix it, then run the backfill again.")
+        return Failed(message=str(exc))
     summary = BackfillSummary(tenant=tenant, start=request.start, end=request.end, dry_run=request.dry_run)
     summary.estimate = estimate_backfill(open_tenant(tenant, run_id), request.types, chunks)
     if request.dry_run:
@@ -87,7 +101,9 @@ def backfill(request: Backfill):
 
     done = finished_chunks(tenant, request.types)
     units = [(chunk, t) for chunk in chunks for t in request.types]
-    progress = create_progress_artifact(progress=0.0, description=f"Backfill {request.start}..{request.end} for {tenant}")
+    progress = create_progress_artifact(progress=0.0, key=f"backfill-{tenant}-progress".lower(),
+                                        description=f"Backfill {request.start}..{request.end} for {tenant}: "
+                                                    f"0 of {len(units)} chunk runs done")
     for number, (chunk, document_type) in enumerate(units, start=1):
         if summary.stopped:
             summary.chunks.append(ChunkResult(document_type, *chunk, "not started"))
@@ -103,7 +119,9 @@ def backfill(request: Backfill):
             if summary.chunks[-1].state == "stopped":
                 summary.stopped = summary.chunks[-1].note
                 logger.warning("stopping at %s..%s: %s", *chunk, summary.stopped)
-        update_progress_artifact(progress, progress=100.0 * number / len(units))
+        update_progress_artifact(progress, progress=100.0 * number / len(units),
+                                 description=f"Backfill {request.start}..{request.end} for {tenant}: "
+                                             f"{number} of {len(units)} chunk runs done")
     publish_backfill_report(summary)
     logger.info(summary.message)
     return Completed(message=summary.message, data=summary)

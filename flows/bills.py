@@ -14,7 +14,8 @@ from atx.context import TenantContext
 from core.bills import plan_bills, plan_purchase_orders
 from core.documents import BILL, PURCHASE_ORDER, DocumentPlan
 from core.invoices import XeroReference
-from pipeline import FlowSpec, Planned, WindowDate, run, run_name
+from pipeline import FlowSpec, Planned, run, run_name
+from pipeline.parameters import DryRun, OnlyWindow, Since, Tenant, Until
 from tasks.extract_purchasing import PurchasingExtract, read_for_bills, read_for_purchase_orders
 from tasks.sync import worth_retrying
 
@@ -71,8 +72,8 @@ BILLS = FlowSpec(name="bills", kinds=(BILL, PURCHASE_ORDER), read_and_plan=read_
 
 
 @flow(name="bills", flow_run_name=run_name, persist_result=False, log_prints=False)
-def bills(tenant: str, since: WindowDate = None, until: WindowDate = None, dry_run: bool = False,
-          only_window: bool = False):
+def bills(tenant: Tenant, since: Since = None, until: Until = None, dry_run: DryRun = False,
+          only_window: OnlyWindow = False):
     """Sync one tenant's Autotask purchasing received (bills) or raised (purchase orders) in [since, until].
 
     `only_window`: a backfill chunk (read only this window; the scheduled runs' high-water mark stays)."""

@@ -20,7 +20,8 @@ from core.items import assign_item_codes
 from core.payments import local_date
 from core.writeback import INVOICE_NUMBER, SyncedDocument, key_fields, plan_write_backs, with_original_numbers
 from ledger import DocState
-from pipeline import FlowSpec, Planned, WindowDate, run, run_name
+from pipeline import FlowSpec, Planned, run, run_name
+from pipeline.parameters import DryRun, OnlyWindow, Since, Tenant, Until
 from tasks.extract import AutotaskExtract, extract_invoices
 from tasks.filters import apply_filters
 from tasks.items import ensure_items
@@ -55,7 +56,7 @@ def read_and_plan(ctx: TenantContext, since: date, until: date, revisit: list[st
     return Planned(
         plans=map_invoices(ctx, extract, xero), companies=extract.companies, contacts=extract.contacts,
         currencies=extract.reference.get("Currencies", []), outcomes=routed.outcomes + kept.outcomes,
-        autotask_calls=extract.api_calls,
+        autotask_calls=extract.api_calls, other_tenants=routed.others,
     )
 
 
@@ -112,8 +113,8 @@ INVOICES = FlowSpec(name="invoices", kinds=(INVOICE, CREDIT_NOTE), read_and_plan
 
 
 @flow(name="invoices", flow_run_name=run_name, persist_result=False, log_prints=False)
-def invoices(tenant: str, since: WindowDate = None, until: WindowDate = None, dry_run: bool = False,
-             only_window: bool = False):
+def invoices(tenant: Tenant, since: Since = None, until: Until = None, dry_run: DryRun = False,
+             only_window: OnlyWindow = False):
     """Sync one tenant's Autotask invoices dated in [since, until] into its Xero organisation.
 
     `only_window`: a backfill chunk (read only this window; the scheduled runs' high-water mark stays)."""

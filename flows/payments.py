@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import date
 from functools import partial
-from typing import Literal
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -21,11 +20,10 @@ from atx.context import TenantContext
 from core.documents import PAID_DATE, PAYMENT, DocumentPlan
 from core.invoices import XeroReference
 from core.payments import Remark, plan_paid_dates, plan_payments
-from pipeline import FlowSpec, Planned, WindowDate, run, run_name
+from pipeline import FlowSpec, Planned, run, run_name
+from pipeline.parameters import Direction, DryRun, OnlyWindow, PaymentsDirection, Reason, Since, Tenant, Until
 from tasks.extract_payments import read_paid_invoices, read_settlements
 from tasks.outcomes import Outcome, Result
-
-Direction = Literal["both", "to_autotask", "to_xero"]
 
 
 def remark_outcome(remark: Remark) -> Outcome:
@@ -81,8 +79,8 @@ def spec(direction: Direction) -> FlowSpec:
 
 
 @flow(name="payments", flow_run_name=run_name, persist_result=False, log_prints=False)
-def payments(tenant: str, since: WindowDate = None, until: WindowDate = None, dry_run: bool = False,
-             direction: Direction = "both", reason: str | None = None, only_window: bool = False):
+def payments(tenant: Tenant, since: Since = None, until: Until = None, dry_run: DryRun = False,
+             direction: PaymentsDirection = "both", reason: Reason = None, only_window: OnlyWindow = False):
     """Sync one tenant's payments: Xero → Autotask paid dates and, when enabled, Autotask → Xero payments.
 
     `reason`: why the run happened, when a Xero webhook started it (shown in the log). `only_window`: a

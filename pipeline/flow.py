@@ -11,32 +11,35 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Annotated
 
 import pandas as pd
 from prefect import get_run_logger, runtime, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
 from prefect.states import Completed, Failed
-from pydantic import Field
 
+from atx.check import PreflightFailed
 from atx.context import TenantContext, open_tenant
+from atx.settings import SettingsError
 from core import windows
-from core.documents import DocumentKind, DocumentPlan, SetAside, TargetLimitReached, batches
+from core.documents import KINDS, DocumentKind, DocumentPlan, SetAside, TargetError, TargetLimitReached, batches
+from core.mapping import MappingError
 from ledger import DocState
 from core.invoices import XeroReference
+from ledger.migrations import LedgerTooNew
 from tasks.attachments import FetchPdf, attach_pdfs
 from tasks.contacts import Contacts, sync_contacts
-from tasks.outcomes import Outcome, Result
+from tasks.outcomes import NEEDS_A_PERSON, Outcome, Result
 from tasks.reference import read_xero_reference
-from tasks.report import RunSummary, publish_report
+from tasks.report import NOT_ROUTED, RunSummary, publish_failure, publish_report
 from tasks.sync import not_sent, prefect_run_alive, resolve_rows, resolve_unanswered, sync_documents
-from tasks.tenancy import preflight
+from tasks.tenancy import check_before_writing, deployment_tenant
 
-
-# `since` and `until` of a deployed flow: a date, or none. A value that is not a date is refused when the run
-# is asked for (see core/windows.py's DATE_PATTERN), not by a run that fails once it has started.
-WindowDate = Annotated[date | None, Field(json_schema_extra={"pattern": windows.DATE_PATTERN})]
+# Failures whose message is written for a person (what is wrong, and the fix): the run fails with that message
+# and a report, without a traceback. Anything else is a bug, and keeps its traceback.
+EXPECTED_FAILURES = (PreflightFailed, SettingsError, MappingError, windows.WindowError, TargetError, LedgerTooNew)
+# Documents a person must look at, each named in the run's log (the first of each kind per batch).
+LOGGED_PER_BATCH = 10
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Planned:
     outcomes: list[Outcome] = field(default_factory=list)   # reported before any send (routing, ...)
     autotask_calls: int = 0
     supplier: bool = False                  # the contacts are suppliers (bills), not customers
+    other_tenants: int = 0                  # documents routing gave to another tenant (counted, never listed)
 
 
 # (context, since, until, ids the ledger holds as unfinished, Xero's settings) -> Planned. Called with
@@ -114,12 +118,45 @@ def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry
     """The flow body: every step a task, every document through sync_documents.
 
     `only_window`: a backfill chunk. It reads only its own days (unfinished documents dated in it, not
-    all of them) and leaves the high-water mark of the scheduled runs where it is."""
-    ctx = open_tenant(tenant, str(runtime.flow_run.id))
-    since, until = choose_window(ctx, spec.high_water, since, until)
-    _label_run(f"{spec.name} · {tenant} · {since}..{until}" + (" · dry run" if dry_run else ""), tenant)
-    summary = RunSummary(tenant=tenant, since=since, until=until, dry_run=dry_run, flow=spec.name,
-                         heartbeat_timeout_seconds=ctx.settings.heartbeat_timeout_seconds)
+    all of them) and leaves the high-water mark of the scheduled runs where it is.
+
+    The run ends Completed when there is nothing for a person; "Needs attention" (Completed) when documents
+    were set aside, need a person or were not routed; "Stopped early" (Completed) at an API limit or the daily
+    call budget; "Unfinished" (Failed) when another run still holds documents; Failed, with a report saying
+    what to fix, when it cannot sync at all."""
+    owner = deployment_tenant()
+    if owner is not None and owner != tenant:
+        return _failed(spec.name, owner, "refused", [
+            f"this run of the deployment {spec.name}/{owner} asked for tenant {tenant!r}; a tenant's deployment "
+            f"syncs only its own tenant. Fix: run the deployment {spec.name}/{tenant} instead"],
+            "Nothing was read or written.")
+    summary = None
+    try:
+        if since is not None and until is not None:
+            windows.check_window(since, until)  # before any task: a window backwards is the person's to fix
+        ctx = open_tenant(tenant, str(runtime.flow_run.id))
+        since, until = choose_window(ctx, spec.high_water, since, until)
+        _label_run(f"{spec.name} · {tenant} · {since}..{until}" + (" · dry run" if dry_run else ""), tenant)
+        summary = RunSummary(tenant=tenant, since=since, until=until, dry_run=dry_run, flow=spec.name,
+                             heartbeat_timeout_seconds=ctx.settings.heartbeat_timeout_seconds,
+                             xero_links=not ctx.settings.xero.api_base)
+        return _run(ctx, spec, summary, only_window)
+    except PreflightFailed as exc:
+        return _failed(spec.name, tenant, "cannot sync", [_one_line(f"{p.area}: {p.problem} Fix: {p.fix}")
+                                                          for p in exc.problems],
+                       "Nothing was written; the window and the high-water mark are where they were.",
+                       first=f"tenant {tenant} cannot sync until this is fixed (nothing was written):")
+    except EXPECTED_FAILURES as exc:
+        return _failed(spec.name, tenant, "failed", [_one_line(str(exc))], _what_was_kept(summary))
+    except Exception as exc:
+        # A bug: the report says so, and the traceback stays in the run's log and state for whoever fixes it.
+        _failed(spec.name, tenant, "failed", [f"{type(exc).__name__}: {_one_line(str(exc))}"],
+                _what_was_kept(summary) + " The run's log has the details.")
+        raise
+
+
+def _run(ctx: TenantContext, spec: FlowSpec, summary: RunSummary, only_window: bool):
+    tenant, dry_run, until = ctx.tenant, summary.dry_run, summary.until
     xero_calls_before = ctx.xero.calls  # the gateway is shared by the process's runs: count only this one's
     autotask_writes_before = ctx.autotask_invoices.calls
 
@@ -130,6 +167,8 @@ def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry
             if planned is not None:
                 summary.outcomes += planned.outcomes
                 summary.autotask_calls = planned.autotask_calls
+                summary.other_tenants = planned.other_tenants
+                _log_for_a_person(summary, planned.outcomes)
                 _sync(ctx, spec, planned, summary)
         finally:
             ctx.xero.settle_calls()  # calls taken from the day's budget and not made go back to it
@@ -145,6 +184,30 @@ def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry
     summary.autotask_calls += ctx.autotask_invoices.calls - autotask_writes_before
     publish_report(summary)
     return _final_state(summary)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _what_was_kept(summary: RunSummary | None) -> str:
+    if summary is None:
+        return "Nothing was read or written."
+    return ("Whatever was sent before it stopped is recorded in the ledger, and the window and the high-water mark "
+            "are where they were: the next run goes on from there.")
+
+
+def _failed(flow: str, tenant: str, headline: str, problems: list[str], kept: str, *, first: str | None = None):
+    """A run that cannot sync: each problem on a line of its own in the state's message and the log, and a
+    one-paragraph report with the fix under the run's summary key, so that the dashboard shows what to do."""
+    logger = get_run_logger()
+    for problem in problems:
+        logger.error("%s", problem)
+    publish_failure(flow, tenant, headline,
+                    f"The run {'cannot sync' if headline == 'cannot sync' else 'failed'}: " + " ".join(
+                        p if p.endswith(".") else p + "." for p in problems) + f" {kept} Fix it, then run it again.")
+    lines = [first] if first else []
+    return Failed(message="\n".join(lines + [f"- {p}" if first else p for p in problems]))
 
 
 def _token_age(ctx: TenantContext, summary: RunSummary) -> None:
@@ -166,9 +229,11 @@ def _check_and_read(ctx: TenantContext, spec: FlowSpec, summary: RunSummary, onl
         # A day whose budget is spent costs the run no Xero call at all, and is no failure.
         ctx.xero.check_call_budget()
         # Stops the run before any write when credentials or mapped Xero names are wrong (PreflightFailed).
-        stopped = preflight(ctx.tenant, spec.name)
-        if stopped:
-            raise TargetLimitReached(stopped)
+        checked = check_before_writing(ctx.tenant, spec.name)
+        if checked.problems:
+            raise PreflightFailed(ctx.tenant, checked.problems)
+        if checked.stopped:
+            raise TargetLimitReached(checked.stopped)
         revisit: list[str] = []
         if not summary.dry_run:
             try:
@@ -191,29 +256,33 @@ def _sync(ctx: TenantContext, spec: FlowSpec, planned: Planned, summary: RunSumm
     try:
         if summary.stopped:
             raise TargetLimitReached(summary.stopped)
-        contact_ids: dict[str, str] = {}
+        # A dry run finds the contacts and revises the plans as a real run would, writing nothing, so that its
+        # documents compare with the ledger's as the real run's will ("already in Xero", not "planned").
+        plans, contacts = _with_contacts(ctx, planned, summary, dry_run=summary.dry_run)
+        contact_ids = contacts.ids
+        if spec.after_contacts is not None:
+            plans = spec.after_contacts(ctx, plans, contacts)
         if not summary.dry_run:
-            plans, contacts = _with_contacts(ctx, planned, summary)
-            contact_ids = contacts.ids
-            if spec.after_contacts is not None:
-                plans = spec.after_contacts(ctx, plans, contacts)
             _forget_other_kinds(ctx, spec, plans)
             if spec.before_send is not None:
                 spec.before_send(ctx, plans)
-        progress = create_progress_artifact(progress=0.0, description=f"{spec.name.capitalize()} into Xero for {ctx.tenant}")
-        total, sent = max(len(plans), 1), 0
+        total, sent = len(plans), 0
+        progress = create_progress_artifact(progress=0.0, key=f"{summary.key}-progress",
+                                            description=_progress_text(spec, ctx.tenant, 0, total))
         for kind in spec.kinds:
             for batch in batches([p for p in plans if p.kind == kind.name]):
                 result = sync_documents(ctx, kind, batch, contact_ids, dry_run=summary.dry_run)
                 summary.outcomes += result.outcomes
+                _log_for_a_person(summary, result.outcomes)
                 done |= {(p.kind, p.source_id) for p in batch}
                 sent += len(batch)
-                update_progress_artifact(progress, progress=100.0 * sent / total)
+                update_progress_artifact(progress, progress=100.0 * sent / max(total, 1),
+                                         description=_progress_text(spec, ctx.tenant, sent, total))
                 if result.stopped:
                     raise TargetLimitReached(result.stopped)
         if not summary.dry_run:
             _wait_for_other_runs(ctx, spec, plans, contact_ids, summary)
-        update_progress_artifact(progress, progress=100.0)
+        update_progress_artifact(progress, progress=100.0, description=_progress_text(spec, ctx.tenant, total, total))
         if spec.follow_up is not None:
             _follow_up(ctx, spec, summary)
         if spec.fetch_pdf is not None and not summary.dry_run:
@@ -223,6 +292,36 @@ def _sync(ctx: TenantContext, spec: FlowSpec, planned: Planned, summary: RunSumm
         # next run looks up first), and the window stays where it was, so the next run picks it all up.
         summary.stopped = str(exc)
         summary.outcomes += [not_sent(p, str(exc)) for p in plans if (p.kind, p.source_id) not in done and p.sendable]
+
+
+def _progress_text(spec: FlowSpec, tenant: str, done: int, total: int) -> str:
+    return f"{spec.name.capitalize()} for {tenant}: {done} of {total} documents done"
+
+
+def _log_for_a_person(summary: RunSummary, outcomes: list[Outcome]) -> None:
+    """What a person must act on, in the flow run's own log, where it stands out from the tasks' lines."""
+    logger = get_run_logger()
+    would = "would be " if summary.dry_run else ""
+    shown: dict[str, int] = {}
+
+    def tell(what: str, text: str, *args) -> None:
+        shown[what] = shown.get(what, 0) + 1
+        if shown[what] <= LOGGED_PER_BATCH:
+            logger.warning(text, *args)
+
+    for o in outcomes:
+        noun = KINDS[o.kind].noun
+        if o.result == Result.SET_ASIDE:
+            tell("set aside", f"{would}set aside: %s %s: %s (fix: %s)", noun, o.source_number, o.reason, o.fix)
+        elif o.result in NEEDS_A_PERSON:
+            tell("attention", "needs a person: %s %s: %s (what to do: %s)", noun, o.source_number, o.reason, o.fix)
+        elif o.result == Result.SKIPPED and (o.detail or "").startswith(NOT_ROUTED):
+            tell("routing", "not routed: %s %s: %s (fix: %s)", noun, o.source_number, o.detail, o.fix)
+    keys = {"set aside": f"{summary.key}-set-aside", "attention": f"{summary.key}-attention",
+            "routing": summary.routing_key}
+    for what, n in shown.items():
+        if n > LOGGED_PER_BATCH:
+            logger.warning("... and %d more (%s): see the artifact %s", n - LOGGED_PER_BATCH, what, keys[what])
 
 
 def _wait_for_other_runs(ctx: TenantContext, spec: FlowSpec, plans: list[DocumentPlan], contact_ids: dict[str, str],
@@ -295,13 +394,13 @@ def _follow_up(ctx: TenantContext, spec: FlowSpec, summary: RunSummary) -> None:
                 raise TargetLimitReached(result.stopped)
 
 
-def _with_contacts(ctx: TenantContext, planned: Planned, summary: RunSummary | None = None
+def _with_contacts(ctx: TenantContext, planned: Planned, summary: RunSummary | None = None, *, dry_run: bool = False
                    ) -> tuple[list[DocumentPlan], Contacts]:
-    """Ensure the plans' contacts; a document whose contact could not be made is set aside, not sent.
-    Existing Xero contacts adopted (and why) go into the run report."""
+    """Ensure the plans' contacts (a dry run only finds them); a document whose contact could not be made is
+    set aside, not sent. Existing Xero contacts adopted (and why) go into the run report."""
     numbers = sorted({p.contact.number for p in planned.plans if p.sendable and p.contact})
     contacts = sync_contacts(ctx, planned.companies, planned.contacts, numbers, planned.currencies,
-                             supplier=planned.supplier)
+                             supplier=planned.supplier, dry_run=dry_run)
     if summary is not None:
         summary.contacts_adopted += contacts.adopted
         summary.contact_notes += contacts.notes
@@ -329,24 +428,33 @@ def _forget_other_kinds(ctx: TenantContext, spec: FlowSpec, plans: list[Document
 
 
 def _final_state(summary: RunSummary):
-    get_run_logger().info(summary.message)
+    """The run's state, named for what a person must do: see the README's *Run states* section."""
+    logger = get_run_logger()
     held = [o for o in summary.outcomes if o.result == Result.IN_FLIGHT]
     if held and not summary.stopped:
         shown = ", ".join(f"{o.source_number} ({o.detail or 'run unknown'})" for o in held[:10])
         more = f" and {len(held) - 10} more" if len(held) > 10 else ""
         # Not green: these documents are neither in Xero by this run nor known to be in it by another.
-        return Failed(name="Unfinished", data=summary, message=(
+        message = (
             f"{len(held)} documents are still held by another run: {shown}{more}. That run may still record "
             f"them; if it was killed, the next run resolves them (a killed run is known dead "
             f"{summary.heartbeat_timeout_seconds:g} s after its last heartbeat). The high-water mark was not moved; "
-            f"{summary.message}"))
-    if summary.stopped and summary.window_unread:
-        return Completed(message=f"stopped early, before reading the window (the next run reads it again): "
-                                 f"{summary.stopped}", data=summary)
+            f"{summary.message}")
+        logger.warning("%s", message)
+        return Failed(name="Unfinished", data=summary, message=message)
+    for_a_person = summary.for_a_person()
+    look = ("; look at " + ", ".join(f"{what} in the artifact {key}" for what, key in for_a_person)) if for_a_person else ""
     if summary.stopped:
-        left = summary.count("not sent yet")
-        return Completed(message=f"stopped early, {left} documents left for the next run: {summary.stopped}; "
-                                 f"{summary.message}", data=summary)
-    if summary.set_aside_count:
-        return Completed(message=f"completed with {summary.set_aside_count} set aside", data=summary)
+        if summary.window_unread:
+            message = (f"stopped early, before reading the window (the next run reads it again): {summary.stopped}")
+        else:
+            message = (f"stopped early, {summary.count('not sent yet')} documents left for the next run: "
+                       f"{summary.stopped}; {summary.message}{look}")
+        logger.warning("%s", message)
+        return Completed(name="Stopped early", message=message, data=summary)
+    if for_a_person:
+        message = f"completed with {', '.join(what for what, _ in for_a_person)}{look}; {summary.message}"
+        logger.warning("%s", message)
+        return Completed(name="Needs attention", message=message, data=summary)
+    logger.info("%s", summary.message)
     return Completed(message=summary.message, data=summary)

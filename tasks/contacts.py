@@ -52,20 +52,22 @@ def _int(value) -> int | None:
 
 @task(name="sync-xero-contacts", cache_policy=NONE)
 def sync_contacts(ctx: TenantContext, companies: pd.DataFrame, contacts: list[dict], numbers: list[str],
-                  currencies: list[dict], *, supplier: bool = False) -> Contacts:
+                  currencies: list[dict], *, supplier: bool = False, dry_run: bool = False) -> Contacts:
     """Ensure a Xero contact for each Autotask company numbered in `numbers` (company ids as text).
 
     When an API limit stops it (Xero's day limit, the tenant's daily call budget), what was made is
-    recorded and the answer says why it stopped (`stopped`): the run stops sending, the task does not fail."""
+    recorded and the answer says why it stopped (`stopped`): the run stops sending, the task does not fail.
+    `dry_run`: only find the contacts Xero holds (and those a real run would adopt); nothing is written,
+    and a company without one is simply left out of `ids` (a real run would create its contact)."""
     try:
-        return _sync_contacts(ctx, companies, contacts, numbers, currencies, supplier)
+        return _sync_contacts(ctx, companies, contacts, numbers, currencies, supplier, dry_run)
     except TargetLimitReached as exc:
         get_run_logger().warning("stopping: %s", exc)
         return Contacts(stopped=str(exc))
 
 
 def _sync_contacts(ctx: TenantContext, companies: pd.DataFrame, contacts: list[dict], numbers: list[str],
-                   currencies: list[dict], supplier: bool) -> Contacts:
+                   currencies: list[dict], supplier: bool, dry_run: bool = False) -> Contacts:
     company_ids = sorted({i for i in (_int(n) for n in numbers) if i is not None})
     rules = _rules(ctx)
     notes: list[str] = []
@@ -74,6 +76,13 @@ def _sync_contacts(ctx: TenantContext, companies: pd.DataFrame, contacts: list[d
     ids, adopt, failed, adopted, tax_of = _matched(ctx.xero, drafts, rules)
     for message in adopted + notes:
         get_run_logger().info("%s", message)
+    if dry_run:
+        ids.update(adopt)
+        failed.update({i: f"Autotask company {i} was not found" for i in company_ids
+                       if i not in drafts and i not in ids and i not in failed})
+        return Contacts(ids={str(k): v for k, v in ids.items()}, failed={str(k): v for k, v in failed.items()},
+                        adopted=adopted, notes=notes,
+                        sales_tax_types={str(k): tax_of[v] for k, v in ids.items() if tax_of.get(v)})
     known = {int(k): r for k, r in ctx.ledger.records(ctx.tenant, KIND_CONTACT, [str(i) for i in drafts]).items()}
     to_update = [i for i in drafts if i in adopt or (i in ids and (known.get(i) is None or known[i].content_hash != hashes[i]))]
     to_create = [i for i in drafts if i not in ids and i not in adopt and i not in failed]

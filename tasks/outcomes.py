@@ -66,12 +66,17 @@ class Outcome:
         return self.source_number
 
     @property
-    def action(self) -> str:
+    def label(self) -> str:
+        """The result alone, in the words of the system written to."""
         label = self.result.value
         target = KINDS[self.kind].target
         if target != "Xero" and self.result in (Result.ALREADY, Result.UPDATED):
             label = label.replace("in Xero", f"in {target}")  # a paid date is "already in Autotask"
-        return f"{label} ({self.detail})" if self.detail else label
+        return label
+
+    @property
+    def action(self) -> str:
+        return f"{self.label} ({self.detail})" if self.detail else self.label
 
     @property
     def document_type(self) -> str:

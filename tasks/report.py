@@ -10,8 +10,12 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from core.documents import KINDS
+from core.documents import KINDS, VOIDED_BEFORE_SYNC
 from tasks.outcomes import NEEDS_A_PERSON, NOT_IN_XERO, Outcome, Result
+
+# What a skipped document's detail starts with when routing could not pick one tenant (tasks/tenancy.py).
+NOT_ROUTED = "not routed"
+NOT_ROUTED_LABEL = "not routed (no tenant's routing rules, or several, claim it)"
 
 
 @dataclass
@@ -31,6 +35,8 @@ class RunSummary:
     contacts_adopted: list[str] = field(default_factory=list)  # existing Xero contacts companies adopted, and how
     contact_notes: list[str] = field(default_factory=list)     # contact choices a person may want to check
     warnings: list[str] = field(default_factory=list)  # for a person, outside any document (a token ageing)
+    other_tenants: int = 0  # documents of this Autotask account that routing gave to another tenant
+    xero_links: bool = True  # the tenant talks to Xero itself, so go.xero.com links open its documents
 
     def count(self, what: Result | str) -> int:
         """Outcomes of this result (whatever the kind), or whose action starts with this text."""
@@ -52,9 +58,50 @@ class RunSummary:
         return [o for o in self.outcomes if o.result in NEEDS_A_PERSON]
 
     @property
+    def unrouted(self) -> list[Outcome]:
+        """Documents routing gave to no tenant, or to several: a person fixes the rules."""
+        return [o for o in self.outcomes if o.result == Result.SKIPPED and (o.detail or "").startswith(NOT_ROUTED)]
+
+    @property
     def message(self) -> str:
         return (f"{self.count(Result.CREATED)} created, {self.count(Result.ALREADY)} already in Xero, "
                 f"{self.set_aside_count} set aside")
+
+    @property
+    def key(self) -> str:
+        """The run's artifact key; the set-aside, attention, summary and progress keys start with it."""
+        return _slug(f"{self.flow}-{self.tenant}")
+
+    @property
+    def routing_key(self) -> str:
+        return routing_key(self.tenant)
+
+    def for_a_person(self) -> list[tuple[str, str]]:
+        """What a person must look at after this run: (how many of what, the artifact that lists them)."""
+        found = []
+        if self.set_aside_count:
+            found.append((f"{self.set_aside_count} set aside", f"{self.key}-set-aside"))
+        if self.attention:
+            found.append((f"{len(self.attention)} needing a person", f"{self.key}-attention"))
+        if self.unrouted:
+            found.append((f"{len(self.unrouted)} not routed to exactly one tenant", self.routing_key))
+        return found
+
+
+def routing_key(tenant: str) -> str:
+    return _slug(f"routing-{tenant}")
+
+
+def skip_reason(o: Outcome) -> str:
+    """Why a document was skipped, one label per reason: the summary counts each on its own row."""
+    detail = o.detail or ""
+    if detail == VOIDED_BEFORE_SYNC:
+        return "voided before sync (voided in Autotask before it reached Xero)"
+    if detail.startswith(NOT_ROUTED):
+        return NOT_ROUTED_LABEL
+    if (o.reason or "").startswith("the mapping's filters"):
+        return "filtered by the mapping (its filters: section)"
+    return detail or o.reason or "skipped"
 
 
 def _money(v) -> str:
@@ -65,20 +112,24 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")
 
 
-def _row(o: Outcome) -> dict:
-    return {
+def _row(o: Outcome, links: bool = True) -> dict:
+    """One document, what matters first so that it reads at a laptop's width: the number, what happened,
+    both totals and Xero's status; the long text (the action's detail, notes, reasons) in the last column."""
+    row = {
         "Autotask number": o.source_number,
-        "Document": KINDS[o.kind].noun,
-        "Xero number": o.xero_number or "",
-        "Contact": o.contact,
-        "Currency": o.currency,
+        "Action": o.label,
         "Autotask total": _money(o.source_total),
         "Xero total": _money(o.xero_total),
         "Status": o.status or "",
-        "Action": o.action,
-        "Note": "; ".join(x for x in (o.note, o.reason if o.result != Result.SET_ASIDE else None) if x),
-        "Link": o.link or "",
+        "Xero number": o.xero_number or "",
+        "Document": KINDS[o.kind].noun,
+        "Currency": o.currency,
+        "Contact": o.contact,
     }
+    if links:  # go.xero.com opens only documents of Xero itself, not of another host (the sandbox)
+        row["Link"] = o.link or ""
+    row["Note"] = "; ".join(x for x in (o.detail, o.note, o.reason if o.result != Result.SET_ASIDE else None) if x)
+    return row
 
 
 def _totals(summary: RunSummary) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
@@ -109,23 +160,64 @@ def by_document_type(summary: RunSummary) -> list[str]:
 
 @task(name="publish-run-report", cache_policy=NONE)
 def publish_report(summary: RunSummary) -> str:
-    key = _slug(f"{summary.flow}-{summary.tenant}")
-    create_table_artifact(key=key, table=[_row(o) for o in summary.outcomes],
-                          description=f"{summary.flow.capitalize()} {summary.since}..{summary.until} for {summary.tenant}")
-    aside = [{"Autotask number": o.source_number, "Autotask id": o.source_id, "Reason": o.reason, "Fix": o.fix}
-             for o in summary.set_aside]
-    if aside:
-        create_table_artifact(key=f"{key}-set-aside", table=aside, description="Documents set aside, with the fix (retried on the next run)")
-    attention = [
-        {"Autotask number": o.source_number, "Xero number": o.xero_number or "", "Xero status": o.status or "",
-         "Problem": o.reason or "", "What to do": o.fix or "", "Link": o.link or ""}
-        for o in summary.attention
-    ]
-    if attention:
-        create_table_artifact(key=f"{key}-attention", table=attention, description="Documents in Xero a person must look at")
+    key = summary.key
+    create_table_artifact(key=key, table=[_row(o, summary.xero_links) for o in summary.outcomes],
+                          description=f"{summary.flow.capitalize()} {summary.since}..{summary.until} for {summary.tenant}"
+                                      + (" (dry run)" if summary.dry_run else ""))
+    # A run that stopped before reading its window does not know them: the last run's tables stay.
+    if not summary.window_unread:
+        aside = [{"Autotask number": o.source_number, "Reason": o.reason, "Fix": o.fix, "Autotask id": o.source_id}
+                 for o in summary.set_aside]
+        _table_or_none(f"{key}-set-aside", aside, "Documents set aside, with the fix (retried on the next run)",
+                       f"No document was set aside by the {summary.flow} run of {summary.since}..{summary.until}.")
+        attention = [
+            {"Autotask number": o.source_number, "Xero number": o.xero_number or "", "Xero status": o.status or "",
+             "What to do": o.fix or "", **({"Link": o.link or ""} if summary.xero_links else {}), "Problem": o.reason or ""}
+            for o in summary.attention
+        ]
+        _table_or_none(f"{key}-attention", attention, "Documents in Xero a person must look at",
+                       f"No document needs a person after the {summary.flow} run of {summary.since}..{summary.until}.")
     markdown = summary_markdown(summary)
     create_markdown_artifact(key=f"{key}-summary", markdown=markdown, description="Run summary")
     return markdown
+
+
+def _table_or_none(key: str, rows: list[dict], description: str, none: str) -> None:
+    """The current state under a key, also when it is empty: an earlier run's table must not look current."""
+    if rows:
+        create_table_artifact(key=key, table=rows, description=description)
+    else:
+        create_markdown_artifact(key=key, markdown=f"**None.** {none}", description=f"{description}: none")
+
+
+@task(name="publish-failure-report", cache_policy=NONE)
+def publish_failure(flow: str, tenant: str, headline: str, paragraph: str) -> str:
+    """A failed run's report, one paragraph with the fix, under the run's summary key."""
+    markdown = f"# {flow.capitalize()} for {tenant}: {headline}\n\n{paragraph}"
+    create_markdown_artifact(key=f"{_slug(f'{flow}-{tenant}')}-summary", markdown=markdown,
+                             description="Run summary: the run failed")
+    return markdown
+
+
+def _skipped_rows(summary: RunSummary) -> list[str]:
+    """One row per reason a document was skipped (never sent, and nothing to fix in the document itself)."""
+    counts: dict[str, int] = defaultdict(int)
+    for o in summary.outcomes:
+        if o.result == Result.SKIPPED:
+            counts[skip_reason(o)] += 1
+    rows = [f"| skipped: {why}"
+            + (f"; see {summary.routing_key}" if why == NOT_ROUTED_LABEL else "") + f" | {n} |"
+            for why, n in sorted(counts.items())]
+    if summary.other_tenants:
+        rows.append(f"| skipped: another tenant's (routing gives it to another Xero organisation) | {summary.other_tenants} |")
+    return rows or ["| skipped | 0 |"]
+
+
+def _for_a_person(summary: RunSummary) -> list[str]:
+    found = summary.for_a_person()
+    if not found:
+        return []
+    return ["**Needs attention**: " + "; ".join(f"{what} (see the artifact `{key}`)" for what, key in found) + ".", ""]
 
 
 def _stopped(summary: RunSummary) -> list[str]:
@@ -146,6 +238,7 @@ def summary_markdown(summary: RunSummary) -> str:
         + (" (dry run)" if summary.dry_run else ""),
         "",
         *_stopped(summary),
+        *_for_a_person(summary),
         *[f"**Warning**: {w}." for w in summary.warnings],
         *([""] if summary.warnings else []),
         "| | count |",
@@ -155,12 +248,12 @@ def summary_markdown(summary: RunSummary) -> str:
         f"| recovered after a lost answer | {count(Result.RECOVERED)} |",
         f"| updated in Xero (changed in Autotask while a draft) | {count(Result.UPDATED)} |",
         f"| voided or deleted in Xero (voided in Autotask) | {count(Result.VOIDED) + count(Result.DELETED)} |",
-        f"| needs a person (see the attention table) | {len(summary.attention)} |",
+        f"| needs a person (see {summary.key}-attention) | {len(summary.attention)} |",
         f"| planned (dry run) | {count(Result.PLANNED)} |",
         f"| in flight in another run | {count(Result.IN_FLIGHT)} |",
         f"| not sent yet (an API limit or a lost answer; the next run sends or finds them) | {count(Result.NOT_SENT)} |",
-        f"| skipped (voided before sync, another tenant's, or the mapping's filters) | {count(Result.SKIPPED)} |",
-        f"| set aside | {summary.set_aside_count} |",
+        *_skipped_rows(summary),
+        f"| set aside (see {summary.key}-set-aside) | {summary.set_aside_count} |",
         f"| PDF attachments not done yet (retried next run) | {len(summary.attach_failures)} |",
         "",
         *by_document_type(summary),
@@ -171,7 +264,8 @@ def summary_markdown(summary: RunSummary) -> str:
         f"API calls: Autotask {summary.autotask_calls}, Xero {summary.xero_calls}.",
     ]
     if summary.contacts_adopted:
-        lines += ["", "Existing Xero contacts adopted (each now carries its Autotask company id as ContactNumber):",
+        lines += ["", ("Existing Xero contacts a real run would adopt:" if summary.dry_run else
+                       "Existing Xero contacts adopted (each now carries its Autotask company id as ContactNumber):"),
                   *[f"- {m}" for m in summary.contacts_adopted]]
     if summary.contact_notes:
         lines += ["", "Contacts:", *[f"- {m}" for m in summary.contact_notes]]

@@ -166,10 +166,12 @@ def sync_documents(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentP
     try:
         rows, recovered = _rows_after_marker_lookups(ctx, kind, plans, dry_run)
         outcomes.update({i: Outcome.of_row(p, Result.RECOVERED, rows[i]) for p in plans if (i := p.source_id) in recovered})
-        docs = {} if dry_run else lookup(ctx.target(kind), kind, plans, rows, contact_ids)
+        # Reads only, in a dry run too: what Xero holds decides an update, a void or a clash.
+        docs = lookup(ctx.target(kind), kind, plans, rows, contact_ids)
         decisions = {p.source_id: decide(p, rows.get(p.source_id), docs.get(p.source_id)) for p in plans}
         if dry_run:
-            return SyncResult([_planned(p, rows.get(p.source_id), decisions[p.source_id]) for p in plans])
+            return SyncResult([_planned(p, rows.get(p.source_id), decisions[p.source_id], docs.get(p.source_id))
+                               for p in plans])
         outcomes.update(_another_runs(ctx, kind, [p for p in plans if decisions[p.source_id].action == Action.CLASH]))
         for p in plans:
             if p.source_id in recovered or p.source_id in outcomes:
@@ -263,15 +265,33 @@ def lookup(xero, kind: DocumentKind, plans: list[DocumentPlan], rows: dict, cont
     return found
 
 
-def _planned(plan: DocumentPlan, row, decision: Decision) -> Outcome:
-    """A dry run shows what a real run would do, from the ledger, writing nothing."""
-    if decision.action == Action.SKIP and row is not None and row.target_id:
+def _planned(plan: DocumentPlan, row, decision: Decision, doc: XeroDocument | None = None) -> Outcome:
+    """A dry run shows what a real run would do, from the ledger and Xero's answers, writing nothing: the
+    same result a real run reports where it would write nothing either (already in Xero, set aside, a
+    person's), and "planned" with what it would write otherwise."""
+    action = decision.action
+    if action == Action.SKIP and row is not None and row.target_id:
         return Outcome.of_row(plan, Result.ALREADY_VOIDED if decision.why == ALREADY_VOIDED else Result.ALREADY, row)
-    if decision.action in (Action.SET_ASIDE, Action.CLASH):
+    if action in (Action.SET_ASIDE, Action.CLASH):
         return Outcome.of(plan, Result.SET_ASIDE, reason=decision.why, fix=decision.fix)
-    if decision.action == Action.SKIP:
+    if action == Action.SKIP:
         return _skip(plan, row, decision)
-    return Outcome.of(plan, Result.PLANNED, detail=None if decision.action == Action.SEND else decision.action.value)
+    if action == Action.NEEDS_PERSON:
+        status = doc.status.value if doc is not None and doc.status else "missing"
+        return Outcome.of_row(plan, Result.NEEDS_ATTENTION if plan.void else Result.CHANGED_AFTER_APPROVAL, row,
+                              status=status, reason=decision.why, fix=decision.fix,
+                              xero_total=doc.total if doc is not None else None)
+    if action == Action.RECORD_VOIDED:
+        return Outcome.of_row(plan, Result.ALREADY_VOIDED, row, status=decision.target_status.value)
+    if action == Action.ADOPT:
+        return Outcome.of(plan, Result.PLANNED, detail=f"found in {plan.document_kind.target}: recorded, not sent",
+                          xero_id=doc.id, xero_number=doc.number, xero_total=doc.total,
+                          status=doc.status.value if doc.status else None)
+    would = {Action.UPDATE: f"update in {plan.document_kind.target}", Action.VOID: "void in Xero",
+             Action.DELETE: "delete in Xero (a draft)"}
+    if action in would:
+        return Outcome.of_row(plan, Result.PLANNED, row, detail=would[action])
+    return Outcome.of(plan, Result.PLANNED)
 
 
 def _skip(plan: DocumentPlan, row, decision: Decision) -> Outcome:

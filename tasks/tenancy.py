@@ -10,10 +10,10 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 from prefect import get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from atx.check import PreflightFailed, blocking
+from atx.check import PreflightFailed, Problem, blocking
 from atx.connections import autotask_client
 from atx.settings import RoutingSettings, TenantSettings, scan_tenants
 from core import routing
@@ -23,23 +23,61 @@ from core.invoices import _REJECTED_COMPANIES, _REJECTED_INVOICES, _REJECTED_LIN
 from tasks.extract import AutotaskExtract
 from tasks.outcomes import Outcome, Result
 from tasks.sync import worth_retrying
+from tasks.report import routing_key
+
+
+@dataclass
+class Checked:
+    """What the check before any write found."""
+
+    stopped: str | None = None  # an API limit (the daily Xero call budget) left no call for the check
+    problems: list[Problem] = field(default_factory=list)  # each stops the run, with its fix
 
 
 @task(name="check-tenant", cache_policy=NONE)
-def preflight(tenant: str, flow: str = "invoices") -> str | None:
+def check_before_writing(tenant: str, flow: str = "invoices") -> Checked:
     """The blocking part of `atx check` for one flow: credentials, the Xero connection, and every Xero name
-    that flow's part of the mapping uses. Returns why the run stops before reading anything when an API
-    limit (the tenant's daily Xero call budget) leaves no call for the check, else None: a clean stop
-    for the next run to take up, not a failure."""
+    that flow's part of the mapping uses. The problems are returned, not raised: the flow reports them
+    with their fixes and fails cleanly, and this task is not a traceback in the dashboard. An API limit
+    that leaves no call for the check is a clean stop for the next run to take up, not a failure."""
     try:
         problems = blocking(tenant, flow)
     except TargetLimitReached as exc:
         get_run_logger().warning("stopping before the check could ask Xero: %s", exc)
-        return str(exc)
+        return Checked(stopped=str(exc))
     if problems:
-        raise PreflightFailed(tenant, problems)
+        get_run_logger().error("%s cannot sync until %d problem(s) are fixed", tenant, len(problems))
+        return Checked(problems=problems)
     get_run_logger().info("checked %s: Autotask and Xero answer, and every mapped account and tax type exists", tenant)
-    return None
+    return Checked()
+
+
+def deployment_tenant() -> str | None:
+    """The tenant whose deployment started this flow run (`invoices/acme` → acme), from the deployment's own
+    parameters; None for a run started otherwise (a direct call, a subflow, `atx sync`). A tenant's deployment
+    syncs only that tenant, whatever its run's parameters say: the form of a deployment made by
+    `prefect deploy` lets a person type any tenant (`atx serve` fixes the field), so the run refuses it."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    deployment_id = getattr(getattr(context, "flow_run", None), "deployment_id", None)
+    if deployment_id is None:
+        return None
+    with get_client(sync_client=True) as client:
+        parameters = client.read_deployment(deployment_id).parameters or {}
+    request = parameters.get("request")  # the backfill's one parameter is a model holding the tenant
+    tenant = parameters.get("tenant") or (request.get("tenant") if isinstance(request, dict) else None)
+    return str(tenant) if tenant else None
+
+
+def preflight(tenant: str, flow: str = "invoices") -> str | None:
+    """check_before_writing, raising PreflightFailed on a problem. Returns why the run stops before reading
+    anything when an API limit leaves no call for the check, else None."""
+    checked = check_before_writing(tenant, flow)
+    if checked.problems:
+        raise PreflightFailed(tenant, checked.problems)
+    return checked.stopped
 
 
 @dataclass
@@ -132,10 +170,17 @@ def route_invoices(ctx, extract: AutotaskExtract) -> Routed:
         logger.warning("%s %s: %s (fix: %s)", o.source_number, o.action, o.reason, o.fix)
     if outcomes:
         create_table_artifact(
-            key=f"routing-{tenant}",
+            key=routing_key(tenant),
             table=[{"Autotask number": o.source_number, "Autotask id": o.source_id, "Problem": o.action, "Fix": o.fix}
                    for o in outcomes],
             description=f"Invoices not routed to exactly one tenant (seen by {tenant})",
+        )
+    else:  # the current state, so that an earlier run's table does not look current
+        create_markdown_artifact(
+            key=routing_key(tenant),
+            markdown=f"**None.** Every invoice {tenant} read was routed to exactly one tenant "
+                     f"({len(mine)} to {tenant}, {others} to other tenants).",
+            description=f"Invoices not routed to exactly one tenant (seen by {tenant}): none",
         )
     kept = keep_only(extract, mine)
     kept.api_calls += calls

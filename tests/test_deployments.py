@@ -93,3 +93,38 @@ def test_each_tenant_gets_an_on_demand_backfill_that_starts_as_an_estimate(atx_h
     assert "schedules" not in backfill and backfill["concurrency_limit"]["limit"] == 1
     request = Backfill(**backfill["parameters"]["request"])  # "Run" with the defaults is a valid request
     assert request.dry_run and request.document_types == ["invoices", "payments"] and request.tenant == "acme"
+
+
+def test_the_document_flows_forms_name_and_describe_every_field_with_date_pickers():
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.bills import bills
+    from flows.invoices import invoices
+    from flows.payments import payments
+
+    for flow in (invoices, bills, payments):
+        schema = parameter_schema(flow).model_dump_for_openapi()
+        fields = schema["properties"]
+        assert {"tenant", "since", "until", "dry_run", "only_window"} <= set(fields), flow.name
+        for name, field in fields.items():
+            assert field.get("title") and field["title"] != name and field.get("description"), (flow.name, name)
+            assert "anyOf" not in field and field.get("type") not in (None, "null"), (flow.name, name)  # no "type None"
+        assert fields["since"]["format"] == fields["until"]["format"] == "date" and fields["since"]["type"] == "string"
+        assert schema["required"] == ["tenant"]
+    assert parameter_schema(payments).model_dump_for_openapi()["properties"]["direction"]["enum"] == [
+        "both", "to_autotask", "to_xero"]
+
+
+def test_a_served_deployment_fixes_its_tenant_in_the_form(atx_home):
+    from deployments import runner_deployments
+
+    with SandboxStack(invoices=1) as stack:
+        acme = stack.connect_tenant("acme", flows=["invoices", "bills", "payments"])
+    served = {(d.flow_name, d.name): d for d in runner_deployments([acme])}
+    for flow in ("invoices", "bills", "payments"):
+        deployment = served[(flow, "acme")]
+        tenant = deployment._parameter_openapi_schema.properties["tenant"]
+        assert tenant["readOnly"] is True and tenant["enum"] == ["acme"], flow
+        assert deployment.parameters == {"tenant": "acme", "dry_run": False}  # what the API stores, unwrapped
+    backfill = served[("backfill", "acme")]._parameter_openapi_schema.definitions["Backfill"]["properties"]["tenant"]
+    assert backfill["readOnly"] is True and backfill["enum"] == ["acme"]

@@ -123,6 +123,11 @@ def test_two_tenants_sharing_autotask_are_served_and_run_on_demand(tmp_path, atx
             assert (beta_schedule.cron, beta_schedule.timezone) == ("30 7 * * *", "Europe/London")
             assert "tenant:acme" in deployments["invoices/acme"].tags
             assert deployments["invoices/acme"].global_concurrency_limit.limit == 1
+            # The form shows each deployment's tenant read-only, and the API refuses a run of it for another.
+            tenant_field = deployments["invoices/acme"].parameter_openapi_schema["properties"]["tenant"]
+            assert tenant_field["readOnly"] is True and tenant_field["enum"] == ["acme"]
+            with pytest.raises(Exception, match="beta"):
+                client.create_flow_run_from_deployment(deployments["invoices/acme"].id, parameters={"tenant": "beta"})
 
             # "Run" pressed in the UI is this API call.
             params = {"since": SINCE.isoformat(), "until": END.isoformat()}

@@ -47,7 +47,7 @@ def test_a_budget_too_small_for_the_window_stops_cleanly_and_the_next_day_finish
 
         # Day 1: the budget runs out in the middle of the window.
         state, first = run()
-        assert state.is_completed()
+        assert state.is_completed() and state.name == "Stopped early"
         assert state.message.startswith("stopped early"), state.message
         assert "xero.daily_call_budget" in state.message and "goes on after 00:00 UTC, in " in state.message
         assert first.stopped and first.stopped in state.message and "used up for" in first.stopped

@@ -158,7 +158,7 @@ def test_currencies_rates_and_a_currency_the_org_lacks(stack):
     with get_client(sync_client=True) as client:
         run_id = state.state_details.flow_run_id  # filtered: an unfiltered read returns one page of the server's
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
-    markdown = next(a.data for a in artifacts if a.type == "markdown")
+    markdown = next(a.data for a in artifacts if a.key == "invoices-acme-summary")
     table = next(a for a in artifacts if a.key == "invoices-acme")
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert "| GBP |" in markdown and "API calls: Autotask" in markdown

@@ -119,7 +119,8 @@ def test_the_run_is_named_tagged_and_reports_every_document(stack):
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     created = [r for r in rows if r["Action"] == "created"]
     assert len(created) == summary.count("created") > 0
-    assert all(r["Xero number"] and r["Link"].startswith("https://go.xero.com/") and r["Status"] for r in created)
+    assert all(r["Xero number"] and r["Status"] for r in created)
+    assert "Link" not in rows[0]  # go.xero.com cannot open the sandbox's documents
     assert any(a.type == "markdown" and "set aside" in a.data for a in mine)
     assert any(a.type == "progress" for a in mine)
 
