@@ -70,7 +70,7 @@ def test_an_invoices_run_finishes_its_window_under_read_faults_on_both_simulator
 def test_the_preflight_survives_a_failure_of_each_read_it_makes(atx_home):
     from prefect.logging import disable_run_logger
 
-    from tasks.tenancy import preflight
+    from tasks.tenancy import check_before_writing
 
     xero, autotask = FaultConfig(timeout_seconds=HELD), FaultConfig(timeout_seconds=HELD)
     scripted = [
@@ -86,7 +86,8 @@ def test_the_preflight_survives_a_failure_of_each_read_it_makes(atx_home):
                       autotask_faults=autotask) as stack:
         short_timeouts(connect(stack, "acme"))
         with disable_run_logger():
-            assert preflight.fn("acme") is None  # checked: no PreflightFailed, no stop
+            checked = check_before_writing.fn("acme")
+        assert checked.problems == [] and checked.stopped is None, checked  # checked: no problem, no stop
     assert all(s.fired == s.times for s in scripted), [(s.kind, s.path_prefix) for s in scripted if s.fired < s.times]
 
 
