@@ -48,6 +48,7 @@ def autotask_client(settings: TenantSettings) -> AutotaskClient:
         integration_code=a.integration_code,
         zone_lookup_url=a.zone_lookup_url,
         base_url=a.base_url,
+        timeout=a.timeout_seconds,
     )
 
 
@@ -153,6 +154,7 @@ def _new_gateway(settings: TenantSettings) -> XeroGateway:
         endpoints=xero_endpoints(settings),
         calls_per_minute=x.calls_per_minute,
         max_in_flight=x.max_in_flight,
+        timeout=x.timeout_seconds,
         connection_name=settings.token_connection,
         settings_ttl_seconds=120,
         daily_call_budget=x.daily_call_budget,

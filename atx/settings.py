@@ -61,6 +61,7 @@ class AutotaskSettings(BaseModel):
     secret: str = Field(description="env:NAME or block:NAME")
     zone_lookup_url: str = "https://webservices.autotask.net/atservicesrest"
     base_url: str | None = Field(None, description="skip zone discovery and use this zone URL")
+    timeout_seconds: float = Field(30, gt=0, description="how long one Autotask request may take before it is given up")
 
     @field_validator("secret")
     @classmethod
@@ -86,6 +87,7 @@ class XeroSettings(BaseModel):
                     "and tenant of it. Xero allows 5,000 a day on most plans and 1,000 on Starter, shared with "
                     "every other integration; a run that uses it up stops cleanly and the next day's run goes on",
     )
+    timeout_seconds: float = Field(60, gt=0, description="how long one Xero call may take before it is given up")
 
     _is_ref = field_validator("client_secret")(AutotaskSettings._is_ref.__func__)
 
