@@ -340,6 +340,12 @@ def _final_state(summary: RunSummary):
         left = summary.count("not sent yet")
         return Completed(message=f"stopped early, {left} documents left for the next run: {summary.stopped}; "
                                  f"{summary.message}", data=summary)
+    # Documents whose every answer was lost and that Xero does not hold: pending, and sent by the next run.
+    not_sent = summary.count(Result.NOT_SENT)
+    unsent = f"{not_sent} not sent yet (answers lost; the next run looks them up and sends them)" if not_sent else ""
     if summary.set_aside_count:
-        return Completed(message=f"completed with {summary.set_aside_count} set aside", data=summary)
+        return Completed(message=f"completed with {summary.set_aside_count} set aside" + (f", {unsent}" if unsent else ""),
+                         data=summary)
+    if unsent:
+        return Completed(message=f"completed with {unsent}; {summary.message}", data=summary)
     return Completed(message=summary.message, data=summary)

@@ -89,10 +89,11 @@ def resolve_rows(ctx: TenantContext, kind: DocumentKind, rows) -> None:
         if doc is not None:
             ctx.ledger.record_synced(ctx.tenant, kind.name, r.source_id, target_id=doc.id, target_number=doc.number,
                                      target_status=doc.status.value if doc.status else None, target_total=doc.total)
-            logger.info("found %s in Xero after a lost answer; recorded it, nothing re-sent", doc.number or r.source_number)
+            logger.info("found %s in %s after a lost answer; recorded it, nothing re-sent", doc.number or r.source_number,
+                        kind.target)
         else:
             ctx.ledger.release(ctx.tenant, kind.name, r.source_id)
-            logger.info("%s is not in Xero after a lost answer; it will be sent again", r.source_number)
+            logger.info("%s is not in %s after a lost answer; it will be sent again", r.source_number, kind.target)
 
 
 def _key_kind(row) -> KeyKind:
@@ -326,6 +327,9 @@ def _key(*parts) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:64]
 
 
+SEND_ATTEMPTS = 3  # sends of one batch in a run, each after a lookup found nothing of the last one's
+
+
 def _send(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], contact_ids: dict[str, str],
           outcomes: dict[str, Outcome]) -> None:
     """Claim, create, record. A lost answer is looked up by natural key; documents with a number Xero
@@ -333,7 +337,7 @@ def _send(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], con
     logger = get_run_logger()
     by_id = {p.source_id: p for p in plans}
     candidates = [_candidate(p, contact_ids) for p in plans]
-    for attempt in range(3):
+    for attempt in range(SEND_ATTEMPTS):
         if not candidates:
             return
         key = _key(ctx.tenant, kind.name, ctx.run_id, attempt, *[f"{c.source_id}:{c.content_hash}" for c in candidates])
@@ -376,8 +380,12 @@ def _send(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], con
                 _set_aside_after_send(ctx, kind, p, "; ".join(written.errors) or f"{kind.target} refused it without a message",
                                       outcomes)
         return
+    # Every attempt's answer was lost and each lookup found nothing: the rows are released (pending), this
+    # run's own, held by no one. The next run reads them again (Ledger.unfinished), looks them up and sends.
     for c in candidates:
-        outcomes.setdefault(c.source_id, Outcome.of(by_id[c.source_id], Result.IN_FLIGHT))
+        outcomes.setdefault(c.source_id, Outcome.of(
+            by_id[c.source_id], Result.NOT_SENT, detail=f"{kind.target}'s answer was lost {SEND_ATTEMPTS} times and it does "
+                                                        "not hold the document; the next run looks it up and sends it"))
 
 
 def _candidate(plan: DocumentPlan, contact_ids: dict[str, str]) -> Candidate:
