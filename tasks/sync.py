@@ -81,19 +81,24 @@ def resolve_unanswered(ctx: TenantContext, kinds: tuple[DocumentKind, ...]) -> N
 
 
 def resolve_rows(ctx: TenantContext, kind: DocumentKind, rows) -> None:
-    """Found in Xero by its natural key → synced; not found → it may be sent again."""
+    """Found in Xero by its natural key → synced; not found → it may be sent again. Each row moves only if it
+    is still as read before the lookup: a row another run claimed meanwhile is that run's to record (the
+    lookup may have been answered before that run's copy was made)."""
     logger = get_run_logger()
     found = find_by_natural_key(ctx.target(kind), kind, rows)
     for r in rows:
         doc = found.get(r.source_id)
         if doc is not None:
-            ctx.ledger.record_synced(ctx.tenant, kind.name, r.source_id, target_id=doc.id, target_number=doc.number,
-                                     target_status=doc.status.value if doc.status else None, target_total=doc.total)
-            logger.info("found %s in %s after a lost answer; recorded it, nothing re-sent", doc.number or r.source_number,
-                        kind.target)
-        else:
-            ctx.ledger.release(ctx.tenant, kind.name, r.source_id)
+            moved = ctx.ledger.record_synced(ctx.tenant, kind.name, r.source_id, target_id=doc.id, target_number=doc.number,
+                                             target_status=doc.status.value if doc.status else None,
+                                             target_total=doc.total, version=r.version)
+            if moved:
+                logger.info("found %s in %s after a lost answer; recorded it, nothing re-sent",
+                            doc.number or r.source_number, kind.target)
+        elif ctx.ledger.release(ctx.tenant, kind.name, r.source_id, version=r.version):
             logger.info("%s is not in %s after a lost answer; it will be sent again", r.source_number, kind.target)
+        else:
+            logger.info("%s was taken by another run while it was looked up; left to that run", r.source_number)
 
 
 def _key_kind(row) -> KeyKind:
