@@ -517,6 +517,42 @@ def _reconcile_clean(case: Case) -> None:
     assert answer.exit_code == 0, f"atx reconcile exited {answer.exit_code}:\n{answer.output[-3000:]}"
 
 
+@contextmanager
+def _logs_to(path: Path):
+    """The flow and task run logs of this process, at INFO, into `path` (not the console) while inside."""
+    import logging
+
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"))
+    loggers = [logging.getLogger(n) for n in ("prefect.flow_runs", "prefect.task_runs")]
+    saved = [(lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+        lg.propagate = False
+    try:
+        yield
+    finally:
+        for lg, (level, propagate) in zip(loggers, saved):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+            lg.propagate = propagate
+        handler.close()
+
+
+def _dump_xero(stack, path: Path) -> None:
+    """What the Xero simulator holds, for a failed case's directory: each document and contact, in short."""
+    import json
+
+    org = stack.org
+    keep = ("InvoiceID", "CreditNoteID", "PurchaseOrderID", "PaymentID", "ContactID", "Type", "Status", "InvoiceNumber",
+            "CreditNoteNumber", "PurchaseOrderNumber", "Reference", "Url", "Total", "TotalTax", "AmountDue", "Amount",
+            "Date", "Name", "ContactNumber", "UpdatedDateUTC", "Contact", "TargetID")
+    held = {name: [{k: d[k] for k in keep if k in d} for d in getattr(org, name).values()]
+            for name in ("invoices", "credit_notes", "purchase_orders", "payments", "contacts")}
+    path.write_text(json.dumps(held, indent=1, default=str))
+
+
 def run_case(case: Case, workdir: Path) -> CaseResult:
     """The whole case; a failure is caught into the result (with the replay command), never raised."""
     from atx.connections import ledger_for
@@ -546,14 +582,18 @@ def run_case(case: Case, workdir: Path) -> CaseResult:
                 stack.autotask_faults.clear()
                 stack.xero_faults.clear()
             settings = _with_timeouts(settings, None)
-            with result.phase("last run"):
-                run_flow_here(case.flow, TENANT)
-            with result.phase("checks"):
-                # The checks read Xero too (a call per invoice for the payments): Xero's 60 calls a minute are
-                # not what they test, so they are lifted for them.
-                stack.xero.limits = XeroLimits(per_minute=100_000, per_day=1_000_000)
-                settings = _with_timeouts(settings, None, calls_per_minute=100_000)
-                result.documents = check_case(stack, settings, case, expected, persons)
+            try:
+                with result.phase("last run"), _logs_to(workdir / "last-run.log"):
+                    run_flow_here(case.flow, TENANT)
+                with result.phase("checks"):
+                    # The checks read Xero too (a call per invoice for the payments): Xero's 60 calls a minute
+                    # are not what they test, so they are lifted for them.
+                    stack.xero.limits = XeroLimits(per_minute=100_000, per_day=1_000_000)
+                    settings = _with_timeouts(settings, None, calls_per_minute=100_000)
+                    result.documents = check_case(stack, settings, case, expected, persons)
+            except Exception:
+                _dump_xero(stack, workdir / "xero.json")
+                raise
             failed = [r for r in result.runs if r.startswith("failed")]
             # Faults are transient and capped (READ_FAULTS_AT_MOST): a run must retry through them, or stop cleanly.
             assert not failed, f"{len(failed)} of the runs under faults failed: {failed[0]}"
