@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(CURDIR)/.atx/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test test-fast bench clean lock
+.PHONY: install demo test test-fast bench soak clean lock
 
 install: $(STAMP)
 
@@ -30,6 +30,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	mkdir -p $(PREFECT_HOME)
 	$(BIN)/python -m bench
+
+# The long fault soak: seeded cases until SOAK_MINUTES are up; SEED=N starts from (or replays) seed N.
+SOAK_MINUTES ?= 10
+soak: $(STAMP)
+	mkdir -p $(PREFECT_HOME)
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) $(if $(SEED),--seed $(SEED)) $(if $(CASES),--cases $(CASES))
 
 # Regenerate the lock of the whole dependency tree after changing pyproject.toml.
 lock: $(STAMP)

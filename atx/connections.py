@@ -195,6 +195,7 @@ def _new_gateway(settings: TenantSettings) -> XeroGateway:
         endpoints=xero_endpoints(settings),
         calls_per_minute=x.calls_per_minute,
         max_in_flight=x.max_in_flight,
+        timeout=x.timeout_seconds,
         connection_name=settings.token_connection,
         settings_ttl_seconds=120,
         daily_call_budget=x.daily_call_budget,
@@ -203,7 +204,6 @@ def _new_gateway(settings: TenantSettings) -> XeroGateway:
         clock=clock.monotonic,
         sleep=sleep,
         limits=call_limits(settings),
-        timeout=x.timeout_seconds,
     )
 
 

@@ -1332,7 +1332,10 @@ def _document_of(draft_rows: pd.DataFrame) -> documents.DocumentPlan:
         date=head["date"], due_date=head["due_date"], reference=head["reference"], currency_code=head["currency_code"],
         currency_rate=head["currency_rate"], line_amount_types=head["line_amount_types"],
         status=documents.Status(head["status"]), url=head["source_url"], branding_theme_id=head["branding_theme_id"],
-        lines=lines, total=abs(money(head["autotask_total"])), tax=abs(money(head["autotask_tax"])),
+        # A credit note carries every amount with its sign turned; an invoice keeps the tax's own sign (a
+        # positive invoice whose adjustment lines credit more tax than the rest charge has negative tax).
+        lines=lines, total=abs(money(head["autotask_total"])),
+        tax=-money(head["autotask_tax"]) if credit else money(head["autotask_tax"]),
         source_total=head["autotask_total"], note=head["rounding_note"] or None,
         sent_to_contact=True if head.get("sent_to_contact") is True else None,
     )

@@ -106,7 +106,9 @@ def _fully_paid(doc: XeroDocument) -> bool:
 
 
 def _only_ours(doc: XeroDocument, our_payments: set[str]) -> bool:
-    return bool(doc.allocations) and all(a.kind == "payment" and a.id in our_payments for a in doc.allocations)
+    # By id once recorded; by its marker while the answer is not recorded yet (a run in flight, or killed).
+    return bool(doc.allocations) and all(a.kind == "payment" and (a.id in our_payments or a.reference in our_payments)
+                                         for a in doc.allocations)
 
 
 def _paid_date_plan(invoice: SyncedInvoice, doc: XeroDocument, paid: dt.date | None) -> DocumentPlan:
@@ -122,7 +124,9 @@ def plan_paid_dates(invoices: list[XeroDocument], synced: dict[str, SyncedInvoic
     """Xero → Autotask. `invoices`: Xero's sales invoices that changed; `synced`: Xero InvoiceID → the
     Autotask invoice this sync created it from; `written`: Autotask id → the paid date this sync last
     wrote (None once cleared), for each invoice it wrote one for; `our_payments`: PaymentIDs this sync
-    made from Autotask's paid dates; `clear`: undo a written paid date when Xero's settlement is undone."""
+    made from Autotask's paid dates, and the markers (`payment_marker`, each payment's Reference) of those it
+    made or is making, whose answer may not be recorded yet; `clear`: undo a written paid date when Xero's
+    settlement is undone."""
     plans: list[DocumentPlan] = []
     remarks: list[Remark] = []
     for doc in invoices:

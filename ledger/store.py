@@ -290,16 +290,18 @@ class Ledger:
     # ---- recording outcomes ------------------------------------------------------------------
     def record_synced(
         self, tenant: str, kind: str, source_id: str, *, target_id: str, target_number: str | None,
-        target_status: str | None = None, target_total=None, source: str = AUTOTASK,
-    ) -> None:
+        target_status: str | None = None, target_total=None, source: str = AUTOTASK, version: int | None = None,
+    ) -> bool:
+        """The document is in its target. With `version`, only if the row is still as it was read then
+        (see `release`); returns whether the row was moved."""
         values = {}
         if target_status is not None:
             values["target_status"] = target_status
         if target_total is not None:
             values["target_total"] = str(target_total)
-        self._move(
+        return self._move(
             tenant, kind, source_id, source, state=DocState.SYNCED, target_id=target_id, target_number=target_number,
-            reason=None, fix=None, **values,
+            reason=None, fix=None, version=version, **values,
         )
 
     def record_updated(
@@ -438,15 +440,30 @@ class Ledger:
                 s.delete(row)
             s.commit()
 
-    def release(self, tenant: str, kind: str, source_id: str, *, source: str = AUTOTASK) -> None:
-        """Xero has no copy of a document whose answer was lost: it may be sent again."""
-        self._move(tenant, kind, source_id, source, state=DocState.PENDING)
+    def release(self, tenant: str, kind: str, source_id: str, *, source: str = AUTOTASK,
+                version: int | None = None) -> bool:
+        """Xero has no copy of a document whose answer was lost: it may be sent again.
 
-    def _move(self, tenant: str, kind: str, source_id: str, source: str, **values) -> None:
+        `version`: the row's version when the caller read it, before looking the document up. The row moves
+        only if no one changed it since: another run may have claimed it meanwhile and be sending it now,
+        and releasing that claim would let a third send make a second copy. Returns whether it moved."""
+        return self._move(tenant, kind, source_id, source, state=DocState.PENDING, version=version)
+
+    def _move(self, tenant: str, kind: str, source_id: str, source: str, *, version: int | None = None,
+              **values) -> bool:
         with self.session() as s:
             row = _row(s, tenant, kind, source_id, source)
             if row is None:
                 raise LookupError(f"no ledger row for {kind} {source}:{source_id} of tenant {tenant}")
+            if version is not None:
+                # A compare-and-set on the version, as a claim is: of two runs, only one moves the row.
+                values.update(updated_at=_now(), version=version + 1)
+                if "facts" in values:
+                    values["facts"] = {**(row.facts or {}), **(values["facts"] or {})}
+                moved = s.execute(update(SyncRecord).where(SyncRecord.id == row.id, SyncRecord.version == version)
+                                  .values(**values))
+                s.commit()
+                return moved.rowcount == 1
             facts = values.pop("facts", None)
             if facts:
                 row.facts = {**(row.facts or {}), **facts}  # a new dict, so the change is seen and written
@@ -455,6 +472,7 @@ class Ledger:
             row.updated_at = _now()
             row.version += 1
             s.commit()
+            return True
 
     # ---- high-water marks ------------------------------------------------------------------
     def high_water(self, tenant: str, flow: str) -> date | None:

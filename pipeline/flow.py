@@ -325,12 +325,12 @@ def _log_for_a_person(summary: RunSummary, outcomes: list[Outcome]) -> None:
 
 
 def _wait_for_other_runs(ctx: TenantContext, spec: FlowSpec, plans: list[DocumentPlan], contact_ids: dict[str, str],
-                         summary: RunSummary) -> None:
+                         summary: RunSummary, kinds: tuple[DocumentKind, ...] | None = None) -> None:
     """Documents another run held `sending` as this one went by. A live run records them within its batch
     (seconds): they are reported as that run's. A run that stops beating was killed: once its heartbeat is
     older than the timeout its documents are looked up in Xero here, and sent when Xero does not hold them.
     So a killed run's documents are resolved within about a minute; any still held after that are left
-    in the report, and the run ends unfinished."""
+    in the report, and the run ends unfinished. `kinds`: the plans' kinds (default: the spec's own)."""
     settings = ctx.settings
     deadline = time.monotonic() + settings.heartbeat_timeout_seconds + settings.heartbeat_seconds
     by_key = {(p.kind, p.source_id): p for p in plans}
@@ -344,7 +344,7 @@ def _wait_for_other_runs(ctx: TenantContext, spec: FlowSpec, plans: list[Documen
                                   ", ".join(sorted({o.detail or "run unknown" for o in held})))
             logged = True
         time.sleep(min(2.0, settings.heartbeat_seconds))
-        for kind in spec.kinds:
+        for kind in kinds or spec.kinds:
             ids = [o.source_id for o in held if o.kind == kind.name]
             if not ids:
                 continue
@@ -392,6 +392,10 @@ def _follow_up(ctx: TenantContext, spec: FlowSpec, summary: RunSummary) -> None:
             summary.outcomes += result.outcomes
             if result.stopped:
                 raise TargetLimitReached(result.stopped)
+    if not summary.dry_run:
+        # A run killed while it wrote back holds these too; met straight after the kill, its heartbeat is
+        # still fresh, and only waiting for it to go silent resolves them in this run.
+        _wait_for_other_runs(ctx, spec, plans, {}, summary, kinds=spec.follow_up_kinds)
 
 
 def _with_contacts(ctx: TenantContext, planned: Planned, summary: RunSummary | None = None, *, dry_run: bool = False
@@ -456,5 +460,11 @@ def _final_state(summary: RunSummary):
         message = f"completed with {', '.join(what for what, _ in for_a_person)}{look}; {summary.message}"
         logger.warning("%s", message)
         return Completed(name="Needs attention", message=message, data=summary)
+    # Documents whose every answer was lost and that Xero does not hold: pending, and sent by the next run.
+    not_sent = summary.count(Result.NOT_SENT)
+    if not_sent:
+        message = f"completed with {not_sent} not sent yet (answers lost; the next run looks them up and sends them); {summary.message}"
+        logger.warning("%s", message)
+        return Completed(message=message, data=summary)
     logger.info("%s", summary.message)
     return Completed(message=summary.message, data=summary)

@@ -29,7 +29,7 @@ class Settlements:
     invoices: list[XeroDocument]
     synced: dict[str, SyncedInvoice]          # Xero InvoiceID -> the Autotask invoice it was made from
     written: dict[str, date | None]           # Autotask id -> the paid date this sync last wrote (None: cleared)
-    our_payments: set[str] = field(default_factory=set)  # PaymentIDs this sync made from Autotask
+    our_payments: set[str] = field(default_factory=set)  # PaymentIDs and markers of the payments made from Autotask
 
 
 @dataclass
@@ -81,8 +81,9 @@ def read_settlements(ctx: TenantContext, since: date, until: date, revisit: list
     synced = {target: _synced_invoice(row)
               for target, row in ctx.ledger.by_target(ctx.tenant, INVOICE.name, [d.id for d in changed]).items()}
     ids = [s.autotask_id for s in synced.values()]
-    ours = {r.target_id for r in ctx.ledger.records(ctx.tenant, PAYMENT.name, ids).values()
-            if r.state == "synced" and r.target_id}
+    made = ctx.ledger.records(ctx.tenant, PAYMENT.name, ids).values()
+    # A payment whose row is still `sending` (another run's, or a killed run's) is known by its marker alone.
+    ours = {r.target_id for r in made if r.state == "synced" and r.target_id} | {r.natural_key for r in made if r.natural_key}
     return Settlements(invoices=changed, synced=synced, written=written_paid_dates(ctx, ids), our_payments=ours)
 
 

@@ -81,18 +81,24 @@ def resolve_unanswered(ctx: TenantContext, kinds: tuple[DocumentKind, ...]) -> N
 
 
 def resolve_rows(ctx: TenantContext, kind: DocumentKind, rows) -> None:
-    """Found in Xero by its natural key → synced; not found → it may be sent again."""
+    """Found in Xero by its natural key → synced; not found → it may be sent again. Each row moves only if it
+    is still as read before the lookup: a row another run claimed meanwhile is that run's to record (the
+    lookup may have been answered before that run's copy was made)."""
     logger = get_run_logger()
     found = find_by_natural_key(ctx.target(kind), kind, rows)
     for r in rows:
         doc = found.get(r.source_id)
         if doc is not None:
-            ctx.ledger.record_synced(ctx.tenant, kind.name, r.source_id, target_id=doc.id, target_number=doc.number,
-                                     target_status=doc.status.value if doc.status else None, target_total=doc.total)
-            logger.info("found %s in Xero after a lost answer; recorded it, nothing re-sent", doc.number or r.source_number)
+            moved = ctx.ledger.record_synced(ctx.tenant, kind.name, r.source_id, target_id=doc.id, target_number=doc.number,
+                                             target_status=doc.status.value if doc.status else None,
+                                             target_total=doc.total, version=r.version)
+            if moved:
+                logger.info("found %s in %s after a lost answer; recorded it, nothing re-sent",
+                            doc.number or r.source_number, kind.target)
+        elif ctx.ledger.release(ctx.tenant, kind.name, r.source_id, version=r.version):
+            logger.info("%s is not in %s after a lost answer; it will be sent again", r.source_number, kind.target)
         else:
-            ctx.ledger.release(ctx.tenant, kind.name, r.source_id)
-            logger.info("%s is not in Xero after a lost answer; it will be sent again", r.source_number)
+            logger.info("%s was taken by another run while it was looked up; left to that run", r.source_number)
 
 
 def _key_kind(row) -> KeyKind:
@@ -346,6 +352,9 @@ def _key(*parts) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:64]
 
 
+SEND_ATTEMPTS = 3  # sends of one batch in a run, each after a lookup found nothing of the last one's
+
+
 def _send(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], contact_ids: dict[str, str],
           outcomes: dict[str, Outcome]) -> None:
     """Claim, create, record. A lost answer is looked up by natural key; documents with a number Xero
@@ -353,7 +362,7 @@ def _send(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], con
     logger = get_run_logger()
     by_id = {p.source_id: p for p in plans}
     candidates = [_candidate(p, contact_ids) for p in plans]
-    for attempt in range(3):
+    for attempt in range(SEND_ATTEMPTS):
         if not candidates:
             return
         key = _key(ctx.tenant, kind.name, ctx.run_id, attempt, *[f"{c.source_id}:{c.content_hash}" for c in candidates])
@@ -396,8 +405,12 @@ def _send(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], con
                 _set_aside_after_send(ctx, kind, p, "; ".join(written.errors) or f"{kind.target} refused it without a message",
                                       outcomes)
         return
+    # Every attempt's answer was lost and each lookup found nothing: the rows are released (pending), this
+    # run's own, held by no one. The next run reads them again (Ledger.unfinished), looks them up and sends.
     for c in candidates:
-        outcomes.setdefault(c.source_id, Outcome.of(by_id[c.source_id], Result.IN_FLIGHT))
+        outcomes.setdefault(c.source_id, Outcome.of(
+            by_id[c.source_id], Result.NOT_SENT, detail=f"{kind.target}'s answer was lost {SEND_ATTEMPTS} times and it does "
+                                                        "not hold the document; the next run looks it up and sends it"))
 
 
 def _candidate(plan: DocumentPlan, contact_ids: dict[str, str]) -> Candidate:

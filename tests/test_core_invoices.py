@@ -476,6 +476,17 @@ def test_a_credit_becomes_a_credit_note_plan_and_an_accreccredit_body():
     assert "InvoiceNumber" not in body and "Url" not in body
 
 
+def test_the_plans_tax_keeps_its_sign_on_an_invoice_and_is_turned_on_a_credit_note():
+    # Found by the fault soak (seed 35): a positive invoice whose adjustment credits more tax than the rest
+    # charges has negative tax in Autotask and in Xero; reconcile compared Xero's with a tax made positive.
+    lines = [line(80000001, "12.5", "6.3504", tax_rate=D("0"), code=29682808), line(80000002, "-2", "33.3333")]
+    [invoice] = invoice_documents(one_invoice(lines))
+    assert invoice.kind == "invoice" and invoice.total == D("2.71") and invoice.tax == D("-10.00")
+    [credit] = invoice_documents(one_invoice([line(80000001, "-2", "165"), line(80000002, "1", "20", tax_rate=D("0"),
+                                                                                code=29682808)]))
+    assert credit.kind == "credit_note" and credit.total == D("359.50") and credit.tax == D("49.50")
+
+
 def test_contact_draft():
     draft = contact_draft(company(companyName="Māori Health Trust"), {"firstName": "Aroha", "lastName": "Ngata",
                                                                         "emailAddress": "accounts@example.com"},

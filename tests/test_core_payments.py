@@ -80,6 +80,19 @@ def test_a_settlement_made_only_by_this_syncs_own_payments_is_not_written_back()
     assert plans == [] and remarks[0].result == FROM_OTHER_SIDE
 
 
+def test_a_settlement_by_this_syncs_payment_not_recorded_yet_is_known_by_its_marker():
+    # Found by the fault soak (seed 212): a run reading settlements while another run's payment was in Xero
+    # but not yet recorded wrote Xero's settlement back as a paid date of its own: an echo.
+    marker = "Autotask INV-101 paid 2026-11-27"
+    ours = XeroAllocation("payment", "p1", Decimal("100.00"), date(2026, 11, 27), marker)
+    paid = {"status": Status.PAID, "due": "0", "paid": "100.00", "fully_paid_on": date(2026, 11, 27)}
+    plans, remarks = plan_back(doc(**paid, allocations=[ours]), ours={marker})
+    assert plans == [] and [r.result for r in remarks] == [FROM_OTHER_SIDE]
+    a_persons = XeroAllocation("payment", "p2", Decimal("100.00"), date(2026, 11, 27), "bank feed")
+    plans, _ = plan_back(doc(**paid, allocations=[a_persons]), ours={marker})
+    assert [p.natural_key for p in plans] == ["101@2026-11-27"]
+
+
 def test_invoices_this_sync_did_not_create_are_left_alone():
     other = XeroDocument(kind="invoice", id="someone-elses", number="X", status=Status.PAID, total=Decimal(1),
                          amount_due=Decimal(0))

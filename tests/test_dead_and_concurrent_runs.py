@@ -196,3 +196,37 @@ def test_invoices_another_run_creates_after_this_one_read_the_ledger_are_that_ru
         assert len(sent) == other_summary.count("created")
         assert {o.action for o in sent} == {f"already in Xero (sent by run {other_run})"}
         assert_each_once(stack, settings)
+
+
+def test_write_backs_a_run_killed_a_moment_ago_holds_are_resolved_by_the_next_run(atx_home, prefect_server, tmp_path):
+    # Found by the fault soak (bench/soak.py, seed 201): the invoices were waited for, the write-backs that
+    # follow them were not, so a run started within the heartbeat timeout of a kill ended Unfinished.
+    from core.documents import WRITE_BACK
+    from tests.test_invoices_changes import mapping_file
+
+    with SandboxStack(seed=5, invoices=12, window_end=END) as stack:
+        settings = stack.connect_tenant("acme", mapping_file(tmp_path, write_back={"web_service_date": True}),
+                                        **FAST_HEARTBEAT)
+        ledger = ledger_for(settings)
+        # Every write-back refused before Autotask applies it: the invoices are in Xero, their write-backs
+        # are left pending for the next run.
+        stack.autotask_faults.script("500", method="PATCH", times=1000)
+        run(tenant="acme")
+        stack.autotask_faults.clear()
+        pending = [r for r in ledger.records("acme", WRITE_BACK.name).values() if r.state == DocState.PENDING]
+        assert pending
+        # A run that took them, beat a moment ago and was killed: its heartbeat is fresh, never ended.
+        killed = "0d1e2f30-0000-4000-8000-000000000002"
+        ledger.heartbeats.beat(killed, "acme", "invoices")
+        held = [Candidate(source_id=r.source_id, source_number=r.source_number, natural_key=r.natural_key,
+                          content_hash=r.content_hash, natural_key_kind=r.natural_key_kind) for r in pending]
+        assert len(ledger.claim("acme", WRITE_BACK.name, held, run_id=killed, idempotency_key="k")) == len(held)
+
+        state, summary = run(tenant="acme")
+        assert state.name == "Completed", state.message
+        written = {o.source_id for o in summary.outcomes if o.kind == WRITE_BACK.name and o.action == "created"}
+        assert written == {r.source_id for r in pending}
+        rows = ledger.records("acme", WRITE_BACK.name)
+        assert {r.state for r in rows.values()} == {DocState.SYNCED}
+        invoices = {str(i["id"]): i for i in stack.autotask.records("Invoices")}
+        assert all(invoices[r.source_id].get("webServiceDate") for r in rows.values())

@@ -181,3 +181,25 @@ def test_malformed_autotask_records_are_set_aside_and_never_stop_the_run(atx_hom
         state, again = run(since=None, until=None)
         assert {s.autotask_id for s in again.set_aside} == set(faults)
         assert not stack.org.credit_notes
+
+
+def test_a_batch_whose_every_answer_is_lost_is_left_for_the_next_run_not_held_by_another(atx_home, prefect_server):
+    # Found by the fault soak (bench/soak.py, seed 102): after three sends of one batch each lost, the run
+    # ended "Unfinished: held by another run (run unknown)" for documents it had released itself.
+    with SandboxStack(seed=11, invoices=20, window_end=END) as stack:
+        settings = connect(stack, "acme")
+        # A 500 before Xero processes anything, on every send of the batch: each lookup after it finds nothing.
+        failing = stack.xero.faults.script("500", method="PUT", path_prefix="/api.xro/2.0/Invoices", times=3)
+        state, first = run()
+        assert failing.fired == 3
+        unsent = [o for o in first.outcomes if o.result.value == "not sent yet"]
+        assert unsent and not [o for o in first.outcomes if o.kind == "invoice" and o.action == "created"]
+        assert all("answer was lost 3 times" in o.action for o in unsent), {o.action for o in unsent}
+        assert state.message.startswith(f"completed with {len(unsent)} not sent yet"), state.message
+        rows = ledger_for(settings).records("acme", "invoice")
+        assert {rows[o.source_id].state for o in unsent} == {DocState.PENDING}
+        assert not [o for o in first.outcomes if o.result.value == "in flight elsewhere"]
+
+        state, second = run()
+        assert {o.source_id for o in second.outcomes if o.action == "created"} == {o.source_id for o in unsent}
+        assert_each_once(stack, settings)

@@ -66,6 +66,25 @@ def test_synced_documents_are_never_claimed_again(ledger):
     assert rows["2"].state == DocState.SENDING and rows["2"].run_id == "r1"
 
 
+def test_a_lookup_moves_a_row_only_if_no_other_run_claimed_it_since(ledger):
+    # Found by the fault soak (seed 219): a run looked up a pending row whose answer had been lost, another
+    # run claimed and sent it meanwhile, and the first run's "not in Xero" released that claim, so the
+    # document was sent a second time.
+    [doc] = _candidates(1)
+    ledger.claim("acme", "invoice", [doc], run_id="r1", idempotency_key="k1")
+    ledger.release("acme", "invoice", "0")
+    read = ledger.records("acme", "invoice")["0"]  # r1 reads it pending, and looks it up
+    assert ledger.claim("acme", "invoice", [doc], run_id="r2", idempotency_key="k2") == [doc]
+    assert not ledger.release("acme", "invoice", "0", version=read.version)
+    assert not ledger.record_synced("acme", "invoice", "0", target_id="x0", target_number="INV-0", version=read.version)
+    row = ledger.records("acme", "invoice")["0"]
+    assert (row.state, row.run_id, row.target_id) == (DocState.SENDING, "r2", None)
+    # The row as r2 holds it moves, once.
+    assert ledger.record_synced("acme", "invoice", "0", target_id="x1", target_number="INV-0", version=row.version)
+    assert not ledger.release("acme", "invoice", "0", version=row.version)
+    assert ledger.records("acme", "invoice")["0"].state == DocState.SYNCED
+
+
 def test_unanswered_rows_are_stale_only_when_their_run_is_gone(ledger):
     ledger.claim("acme", "invoice", _candidates(2), run_id="dead", idempotency_key="k")
     ledger.claim("acme", "invoice", _candidates(2, offset=10), run_id="live", idempotency_key="k2")
