@@ -124,6 +124,15 @@ def _beat_until(ledger, run_id: str, stop: threading.Event) -> None:
         stop.wait(120)
 
 
+def _runs_started(ledger) -> int:
+    from sqlalchemy import func, select
+
+    from ledger.models import RunHeartbeat
+
+    with ledger.session() as s:
+        return s.scalar(select(func.count()).select_from(RunHeartbeat).where(RunHeartbeat.tenant == "acme"))
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def ledger_url(request, atx_home):
     if request.param == "sqlite":
@@ -147,7 +156,13 @@ def test_two_runs_of_one_tenant_at_once_make_each_document_once_with_no_false_cl
         stack.xero.faults.script("timeout", method="PUT", path_prefix=PUT_INVOICES, times=1000)
         stack.xero.faults.rate_429, stack.xero.faults.methods = 0.3, ("GET",)
         stack.xero.faults.path_prefix = PUT_INVOICES
+        # Autotask holds every request until both runs have started (each beats before its first call), so the
+        # two overlap however long each process takes to start on a busy machine.
+        stack.autotask.request_latency = 25
         first, second = _sync_process(), _sync_process()
+        ended = lambda: first.poll() is not None or second.poll() is not None  # noqa: E731 - its output says why
+        _wait_until(lambda: ended() or _runs_started(ledger_for(settings)) >= 2, "the two runs never both started")
+        stack.autotask.request_latency = 0
         outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
         assert [first.returncode, second.returncode] == [0, 0], outputs
         for out in outputs:
