@@ -408,7 +408,7 @@ class AutotaskClient:
                 raise AutotaskError(f"Autotask zone lookup at {self.zone_lookup_url} failed: "
                                     f"{type(exc).__name__}") from None
             # An unknown user is a 500 with Autotask's own message; a 500 without one is the service failing.
-            transient = resp.status_code >= 502 or (resp.status_code == 500 and not _error_strings(resp))
+            transient = resp.status_code == 429 or resp.status_code >= 502 or (resp.status_code == 500 and not _error_strings(resp))
             if transient and attempt < self.max_retries:
                 self._sleep(_backoff(attempt, retry_after=_retry_after(resp)))
                 continue

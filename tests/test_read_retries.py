@@ -75,6 +75,7 @@ def test_the_preflight_survives_a_failure_of_each_read_it_makes(atx_home):
     xero, autotask = FaultConfig(timeout_seconds=HELD), FaultConfig(timeout_seconds=HELD)
     scripted = [
         autotask.script("500", method="GET", path_prefix=f"{AUTOTASK}/zoneInformation", times=2),
+        autotask.script("429", method="GET", path_prefix=f"{AUTOTASK}/zoneInformation"),  # busy, not a refused user
         autotask.script("503", method="GET", path_prefix=f"{AUTOTASK}/ThresholdInformation"),
         xero.script("drop", method="GET", path_prefix="/connections"),
         xero.script("503", method="GET", path_prefix=f"{XERO}/Organisation"),
