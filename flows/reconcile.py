@@ -9,7 +9,6 @@ the ledger writes are tasks/reconcile.py's.
 """
 from __future__ import annotations
 
-import dataclasses
 from datetime import date, timedelta
 
 from prefect import flow, get_run_logger, runtime
@@ -18,15 +17,14 @@ from prefect.states import Completed
 
 from atx.context import TenantContext, open_tenant
 from core import windows
-from core.documents import KINDS, DocumentPlan, TargetLimitReached
-from core.reconcile import Repair, reconcile as compare, reconcile_recorded
+from core.documents import DocumentPlan, TargetLimitReached
+from core.reconcile import Repair
 from flows.bills import BILLS, bills
 from flows.invoices import INVOICES, invoices
 from tasks.reconcile import (
-    KIND_FLOWS, Checked, ReconcileSummary, default_kinds, note_flow_outcomes, publish_reconcile_report,
-    read_contact_ids, read_ledger, read_ledger_window, read_xero, recorded_reads, repair_ledger, xero_reads,
+    KIND_FLOWS, ReconcileSummary, compare_window, default_kinds, note_flow_outcomes, publish_reconcile_report,
+    repair_ledger,
 )
-from tasks.reference import read_xero_reference
 
 # The flows whose planning names every document of their kinds, with their specs (whose reading and
 # planning reconcile reuses) and the flow --repair runs; payments are expected by the ledger's rows alone.
@@ -62,7 +60,7 @@ def reconcile(tenant: str, since: date | None = None, until: date | None = None,
     calls_before = ctx.xero.calls
     try:
         ctx.xero.check_call_budget()
-        plans = _compare(ctx, summary, progress)
+        plans = compare_window(ctx, summary, progress, _SPECS)
         if repair and summary.checked:
             _repair(ctx, summary, plans)
     except TargetLimitReached as exc:
@@ -74,65 +72,6 @@ def reconcile(tenant: str, since: date | None = None, until: date | None = None,
     publish_reconcile_report(summary)
     get_run_logger().info(summary.message)
     return Completed(message=summary.message, data=summary)
-
-
-def _reading(ctx: TenantContext) -> TenantContext:
-    """The context the planning reads with: it creates no Xero items (items.create_missing is a real run's
-    write). Item codes are assigned all the same, so the plans and their hashes are the sync's."""
-    items = ctx.mapping.items.model_copy(update={"create_missing": False})
-    return dataclasses.replace(ctx, mapping=ctx.mapping.model_copy(update={"items": items}))
-
-
-def _compare(ctx: TenantContext, summary: ReconcileSummary, progress) -> dict[tuple[str, str], DocumentPlan]:
-    logger = get_run_logger()
-    since, until = summary.since, summary.until
-    wanted = [f for f in _PLANNED if any(KIND_FLOWS[k] == f for k in summary.kinds)]
-    plans: dict[str, list[DocumentPlan]] = {}
-    if wanted:
-        reference = read_xero_reference(ctx)
-        for step, flow_name in enumerate(wanted, start=1):
-            planned = _SPECS[flow_name].read_and_plan(_reading(ctx), since, until, [], reference, bounded=True)
-            summary.autotask_calls += planned.autotask_calls
-            for kind in summary.kinds:
-                if KIND_FLOWS[kind] == flow_name:
-                    plans[kind] = [p for p in planned.plans if p.kind == kind]
-            update_progress_artifact(progress, progress=30.0 * step / len(wanted))
-
-    # Everything Xero is asked, known before the first call, so the progress bar moves with each one.
-    work: list[tuple[str, list, dict, dict, list]] = []
-    for kind_name in summary.kinds:
-        kind = KINDS[kind_name]
-        if kind_name in plans:
-            mine = plans[kind_name]
-            rows = read_ledger(ctx, kind_name, [p.source_id for p in mine])
-            contact_ids = read_contact_ids(ctx, mine)
-            work.append((kind_name, mine, rows, contact_ids, xero_reads(ctx, kind, mine, rows.values(), contact_ids)))
-        else:
-            rows = read_ledger_window(ctx, kind_name, since, until)
-            work.append((kind_name, [], {r.source_id: r for r in rows}, {}, recorded_reads(ctx, kind, rows)))
-    total = max(sum(len(w[4]) for w in work), 1)
-    done = 0
-
-    def on_read() -> None:
-        nonlocal done
-        done += 1
-        update_progress_artifact(progress, progress=30.0 + 65.0 * done / total)
-
-    for kind_name, mine, rows, contact_ids, reads in work:
-        held = read_xero(reads, on_read)
-        kind = KINDS[kind_name]
-        result = (compare(kind, mine, rows, held, contact_ids) if kind_name in plans
-                  else reconcile_recorded(kind, list(rows.values()), held))
-        summary.checked += [Checked(f) for f in result.findings]
-        summary.compared += result.compared
-        summary.set_aside += result.set_aside
-        summary.in_flight += result.in_flight
-        logger.info("%ss: %d compared, %d findings", kind.noun, result.compared, len(result.findings))
-    for c in summary.checked:
-        f = c.finding
-        logger.warning("%s %s %s (%s): expected %s, Xero %s; fix: %s", KINDS[f.kind].noun, f.source_number,
-                       f.problem.value, f.what, f.expected, f.found, f.fix)
-    return {(p.kind, p.source_id): p for mine in plans.values() for p in mine}
 
 
 def _repair(ctx: TenantContext, summary: ReconcileSummary, plans: dict[tuple[str, str], DocumentPlan]) -> None:

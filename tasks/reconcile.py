@@ -9,20 +9,24 @@ a call) and matched on their Url; credit notes Xero numbers by Reference, 25 a c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
 from core.documents import KINDS, DocumentKind, DocumentPlan, KeyKind, XeroDocument, batches
-from core.reconcile import SENDING, SYNCED, VOIDED, Finding, Problem, Recorded, Repair
+from core.reconcile import (
+    SENDING, SYNCED, VOIDED, Finding, Problem, Recorded, Repair, reconcile as compare, reconcile_recorded,
+)
 from ledger import DocState
 from tasks.contacts import KIND_CONTACT
 from tasks.outcomes import Outcome, Result
+from tasks.reference import read_xero_reference
 from tasks.sync import worth_retrying
 
 # The flow that sends each kind reconcile compares, and so the flow --repair runs for it.
@@ -294,3 +298,64 @@ def note_flow_outcomes(checked: list[Checked], flow_name: str, outcomes: list[Ou
                 f" (fix: {o.fix})" if o.fix else "")
         else:
             c.note = f"the {flow_name} run did not take it up"
+
+
+def _reading(ctx: TenantContext) -> TenantContext:
+    """The context the planning reads with: it creates no Xero items (items.create_missing is a real run's
+    write). Item codes are assigned all the same, so the plans and their hashes are the sync's."""
+    items = ctx.mapping.items.model_copy(update={"create_missing": False})
+    return dataclasses.replace(ctx, mapping=ctx.mapping.model_copy(update={"items": items}))
+
+
+def compare_window(ctx: TenantContext, summary: ReconcileSummary, progress, specs: dict) -> dict[tuple[str, str], DocumentPlan]:
+    """Plan the window with the flows' own reading and planning (`specs`: flow name -> FlowSpec), read the
+    ledger and Xero for every kind asked, and compare: the findings go into `summary`. Returns the plans."""
+    logger = get_run_logger()
+    since, until = summary.since, summary.until
+    wanted = [f for f in specs if any(KIND_FLOWS[k] == f for k in summary.kinds)]
+    plans: dict[str, list[DocumentPlan]] = {}
+    if wanted:
+        reference = read_xero_reference(ctx)
+        for step, flow_name in enumerate(wanted, start=1):
+            planned = specs[flow_name].read_and_plan(_reading(ctx), since, until, [], reference, bounded=True)
+            summary.autotask_calls += planned.autotask_calls
+            for kind in summary.kinds:
+                if KIND_FLOWS[kind] == flow_name:
+                    plans[kind] = [p for p in planned.plans if p.kind == kind]
+            update_progress_artifact(progress, progress=30.0 * step / len(wanted))
+
+    # Everything Xero is asked, known before the first call, so the progress bar moves with each one.
+    work: list[tuple[str, list, dict, dict, list]] = []
+    for kind_name in summary.kinds:
+        kind = KINDS[kind_name]
+        if kind_name in plans:
+            mine = plans[kind_name]
+            rows = read_ledger(ctx, kind_name, [p.source_id for p in mine])
+            contact_ids = read_contact_ids(ctx, mine)
+            work.append((kind_name, mine, rows, contact_ids, xero_reads(ctx, kind, mine, rows.values(), contact_ids)))
+        else:
+            rows = read_ledger_window(ctx, kind_name, since, until)
+            work.append((kind_name, [], {r.source_id: r for r in rows}, {}, recorded_reads(ctx, kind, rows)))
+    total = max(sum(len(w[4]) for w in work), 1)
+    done = 0
+
+    def on_read() -> None:
+        nonlocal done
+        done += 1
+        update_progress_artifact(progress, progress=30.0 + 65.0 * done / total)
+
+    for kind_name, mine, rows, contact_ids, reads in work:
+        held = read_xero(reads, on_read)
+        kind = KINDS[kind_name]
+        result = (compare(kind, mine, rows, held, contact_ids) if kind_name in plans
+                  else reconcile_recorded(kind, list(rows.values()), held))
+        summary.checked += [Checked(f) for f in result.findings]
+        summary.compared += result.compared
+        summary.set_aside += result.set_aside
+        summary.in_flight += result.in_flight
+        logger.info("%ss: %d compared, %d findings", kind.noun, result.compared, len(result.findings))
+    for c in summary.checked:
+        f = c.finding
+        logger.warning("%s %s %s (%s): expected %s, Xero %s; fix: %s", KINDS[f.kind].noun, f.source_number,
+                       f.problem.value, f.what, f.expected, f.found, f.fix)
+    return {(p.kind, p.source_id): p for mine in plans.values() for p in mine}
