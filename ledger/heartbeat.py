@@ -15,24 +15,16 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from ledger.models import RunHeartbeat
+from ledger.models import RunHeartbeat, aware, utc_now
 
 log = logging.getLogger(__name__)
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
 
 
 @dataclass(frozen=True)
@@ -56,7 +48,7 @@ class RunHeartbeats:
         self._ledger = ledger
 
     def beat(self, run_id: str, tenant: str, flow: str) -> None:
-        now = _now()
+        now = utc_now()
         for _ in range(2):  # a racing first insert loses once to the primary key, then updates
             with self._ledger.session() as s:
                 row = s.get(RunHeartbeat, run_id)
@@ -72,7 +64,7 @@ class RunHeartbeats:
 
     def end(self, run_id: str) -> None:
         with self._ledger.session() as s:
-            s.execute(update(RunHeartbeat).where(RunHeartbeat.run_id == run_id).values(ended_at=_now()))
+            s.execute(update(RunHeartbeat).where(RunHeartbeat.run_id == run_id).values(ended_at=utc_now()))
             s.commit()
 
     def of(self, run_ids: Iterable[str]) -> dict[str, Beat]:
@@ -81,7 +73,7 @@ class RunHeartbeats:
             return {}
         with self._ledger.session() as s:
             rows = s.scalars(select(RunHeartbeat).where(RunHeartbeat.run_id.in_(wanted))).all()
-        return {r.run_id: Beat(r.run_id, r.flow, _aware(r.beat_at), _aware(r.ended_at)) for r in rows}
+        return {r.run_id: Beat(r.run_id, r.flow, aware(r.beat_at), aware(r.ended_at)) for r in rows}
 
     @contextlib.contextmanager
     def beating(self, run_id: str, tenant: str, flow: str, *, every: float) -> Iterator[None]:

@@ -23,6 +23,18 @@ from sqlalchemy import JSON, Date, DateTime, Float, Integer, String, Text, Uniqu
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
+def utc_now() -> datetime:
+    """The one clock every ledger table's timestamps come from."""
+    return datetime.now(timezone.utc)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """A stored moment as an aware UTC datetime: SQLite hands back naive ones even for timezone=True columns."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
 class Base(DeclarativeBase):
     pass
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
 from sqlalchemy import Engine, create_engine, delete, event, select, update
 from sqlalchemy.exc import IntegrityError
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ledger import migrations
 from ledger.heartbeat import RunHeartbeats
-from ledger.models import DocState, RunHeartbeat, SyncRecord, SyncWatermark, SyncWindow, WindowState
+from ledger.models import DocState, RunHeartbeat, SyncRecord, SyncWatermark, SyncWindow, WindowState, aware, utc_now
 
 # A run that has not recorded an answer within this time is presumed dead; its rows get resolved.
 DEFAULT_LEASE = timedelta(minutes=15)
@@ -31,15 +31,6 @@ DEFAULT_HEARTBEAT_TIMEOUT = timedelta(seconds=60)
 AUTOTASK = "autotask"
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes even for timezone=True columns.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
 
 
 def _text_id(source_id) -> str:
@@ -174,7 +165,7 @@ class Ledger:
         """Rows left `sending` whose answer will never come: this run's own (answer lost), those of a run
         that has ended or whose heartbeat stopped, and any whose lease ran out. A run with no heartbeat
         (claimed by an earlier release) is asked about through `owner_alive`, once per run."""
-        now = _now()
+        now = utc_now()
         with self.session() as s:
             q = select(SyncRecord).where(
                 SyncRecord.tenant == tenant, SyncRecord.kind == kind, SyncRecord.source == source,
@@ -193,7 +184,7 @@ class Ledger:
             return verdicts[owner]
 
         return [r for r in rows
-                if r.run_id == run_id or _aware(r.claimed_at) <= now - lease or dead(r.run_id or "")]
+                if r.run_id == run_id or aware(r.claimed_at) <= now - lease or dead(r.run_id or "")]
 
     def set_aside_records(self, tenant: str, kind: str, *, source: str = AUTOTASK) -> list[SyncRecord]:
         with self.session() as s:
@@ -224,7 +215,7 @@ class Ledger:
         conditional update on `version` makes two racing runs agree on a single owner.
         """
         claimed: list[Candidate] = []
-        now = _now()
+        now = utc_now()
         for c in candidates:
             with self.session() as s:
                 row = _row(s, tenant, kind, c.source_id, c.source)
@@ -328,7 +319,7 @@ class Ledger:
 
     def mark_attached(self, tenant: str, kind: str, source_id: str, *, source: str = AUTOTASK) -> None:
         """The source PDF is attached to the Xero document (facts["attached_at"], an ISO timestamp)."""
-        self.set_facts(tenant, kind, source_id, source=source, attached_at=_now().isoformat())
+        self.set_facts(tenant, kind, source_id, source=source, attached_at=utc_now().isoformat())
 
     def upsert_synced(
         self, tenant: str, kind: str, source_id: str, *, target_id: str, content_hash: str | None,
@@ -338,7 +329,7 @@ class Ledger:
         """Record a document that needs no claim (a contact: Xero keys it by ContactNumber, so a repeat is
         an update, never a duplicate). Its natural key is the target number, unless one is given (a
         document Xero numbered, found by its Url: `atx reconcile --repair`)."""
-        now = _now()
+        now = utc_now()
         with self.session() as s:
             row = _row(s, tenant, kind, source_id, source)
             if row is None:
@@ -381,7 +372,7 @@ class Ledger:
         `sending` row may already be in Xero, and only a lookup by its natural key may move it on.
         Setting it aside here would let a later claim send it again without that lookup. Synced and
         voided rows are in Xero and stay as they are. Returns whether the row is now set aside."""
-        now = _now()
+        now = utc_now()
         with self.session() as s:
             row = _row(s, tenant, kind, source_id, source)
             if row is not None and (
@@ -457,7 +448,7 @@ class Ledger:
                 raise LookupError(f"no ledger row for {kind} {source}:{source_id} of tenant {tenant}")
             if version is not None:
                 # A compare-and-set on the version, as a claim is: of two runs, only one moves the row.
-                values.update(updated_at=_now(), version=version + 1)
+                values.update(updated_at=utc_now(), version=version + 1)
                 if "facts" in values:
                     values["facts"] = {**(row.facts or {}), **(values["facts"] or {})}
                 moved = s.execute(update(SyncRecord).where(SyncRecord.id == row.id, SyncRecord.version == version)
@@ -469,7 +460,7 @@ class Ledger:
                 row.facts = {**(row.facts or {}), **facts}  # a new dict, so the change is seen and written
             for k, v in values.items():
                 setattr(row, k, v)
-            row.updated_at = _now()
+            row.updated_at = utc_now()
             row.version += 1
             s.commit()
             return True
@@ -490,9 +481,9 @@ class Ledger:
                     select(SyncWatermark).where(SyncWatermark.tenant == tenant, SyncWatermark.flow == flow)
                 ).one_or_none()
                 if row is None:
-                    s.add(SyncWatermark(tenant=tenant, flow=flow, high_water=until, updated_at=_now()))
+                    s.add(SyncWatermark(tenant=tenant, flow=flow, high_water=until, updated_at=utc_now()))
                 elif until > row.high_water:
-                    row.high_water, row.updated_at = until, _now()
+                    row.high_water, row.updated_at = until, utc_now()
                 try:
                     s.commit()
                     return
@@ -505,7 +496,7 @@ class Ledger:
         for _ in range(2):
             with self.session() as s:
                 row = _window(s, tenant, flow, start, end)
-                now = _now()
+                now = utc_now()
                 if row is None:
                     row = SyncWindow(tenant=tenant, flow=flow, window_start=start, window_end=end, facts={})
                     s.add(row)
@@ -528,7 +519,7 @@ class Ledger:
                 raise LookupError(f"window {start}..{end} of {flow} for {tenant} was never started")
             if row.run_id != run_id:
                 return False
-            row.state, row.finished_at = WindowState.DONE, _now()
+            row.state, row.finished_at = WindowState.DONE, utc_now()
             if facts:
                 row.facts = {**(row.facts or {}), **facts}
             s.commit()

@@ -17,16 +17,13 @@ import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import insert, select, update
 
-from ledger.models import StoredToken
+from ledger.models import StoredToken, aware, utc_now
 
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class TokenCipher:
@@ -106,8 +103,7 @@ class LedgerTokenStore:
             row = s.get(StoredToken, self.connection)
             if row is None or row.updated_at is None:
                 return None
-            moment = row.updated_at
-            return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+            return aware(row.updated_at)
 
     def save(self, token: dict) -> None:
         conn = getattr(self._held, "conn", None)
@@ -153,10 +149,10 @@ class LedgerTokenStore:
     def _write(self, conn, token: dict) -> None:
         text = self.cipher.seal(token)
         done = conn.execute(
-            update(StoredToken).where(StoredToken.connection == self.connection).values(token_json=text, updated_at=_now())
+            update(StoredToken).where(StoredToken.connection == self.connection).values(token_json=text, updated_at=utc_now())
         )
         if done.rowcount == 0:
-            conn.execute(insert(StoredToken).values(connection=self.connection, token_json=text, updated_at=_now()))
+            conn.execute(insert(StoredToken).values(connection=self.connection, token_json=text, updated_at=utc_now()))
 
     @contextlib.contextmanager
     def locked(self) -> Iterator["LedgerTokenStore"]:

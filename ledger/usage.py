@@ -9,20 +9,17 @@ across any call to Xero.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.call_budget import calls_to_take
-from ledger.models import XeroCallUsage
+from ledger.models import XeroCallUsage, utc_now
 
 # A take loses to other processes' takes at most this often before it settles for what is left.
 _ATTEMPTS = 20
 
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class LedgerCallUsage:
@@ -48,7 +45,7 @@ class LedgerCallUsage:
                 done = conn.execute(
                     update(table)
                     .where(table.c.tenant_id == tenant_id, table.c.day == day, table.c.calls <= budget - grant)
-                    .values(calls=table.c.calls + grant, updated_at=_now())
+                    .values(calls=table.c.calls + grant, updated_at=utc_now())
                 )
                 if done.rowcount == 1:
                     return grant
@@ -63,7 +60,7 @@ class LedgerCallUsage:
             conn.execute(
                 update(table)
                 .where(table.c.tenant_id == tenant_id, table.c.day == day, table.c.calls >= calls)
-                .values(calls=table.c.calls - calls, updated_at=_now())
+                .values(calls=table.c.calls - calls, updated_at=utc_now())
             )
 
     def _ensure_row(self, tenant_id: str, day: date) -> None:
@@ -73,7 +70,7 @@ class LedgerCallUsage:
         try:
             with self._ledger.engine.begin() as conn:
                 conn.execute(insert(XeroCallUsage.__table__).values(tenant_id=tenant_id, day=day, calls=0,
-                                                                    updated_at=_now()))
+                                                                    updated_at=utc_now()))
         except IntegrityError:
             pass  # another process inserted the day's row first: it is there either way
 
