@@ -6,9 +6,10 @@
 It starts a Prefect server of its own (a temporary PREFECT_HOME, a free port, the UI told to call that port),
 the sandbox in this process, and one invoices run for a `demo` tenant whose mapping lacks the account of one
 billing code: the run ends **Needs attention** with documents set aside, so the state name, the summary, the
-invoice table, the set-aside table and the progress artifact all have something to show. Then Chromium
-captures the flow run page, its Artifacts tab and each artifact's page. Nothing outside the temporary
-directory is touched, apart from the PNGs written to --out.
+invoice table, the set-aside table and the progress artifact all have something to show. Then headless
+Chromium, driven over its DevTools protocol, captures the flow run page, its Artifacts tab, each artifact's
+page and the Artifacts page, each once the text that shows it has rendered is there (the UI is a single-page
+app). Nothing outside the temporary directory is touched, apart from the PNGs written to --out.
 
 It is slow (a Prefect server, a real run, a browser) and needs Chromium, so `make test` does not run it.
 """
