@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(CURDIR)/.atx/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test test-fast bench soak clean lock
+.PHONY: install demo test test-fast bench soak screenshots clean lock
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ SOAK_MINUTES ?= 10
 soak: $(STAMP)
 	mkdir -p $(PREFECT_HOME)
 	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) $(if $(SEED),--seed $(SEED)) $(if $(CASES),--cases $(CASES))
+
+# The Prefect UI's run page and artifacts of a run that needs attention, in headless Chromium at 1,400 px:
+# docs/screenshots/*.png. Needs Chromium (Debian: apt-get install chromium); its own Prefect server and PREFECT_HOME.
+screenshots: $(STAMP)
+	$(BIN)/python -m bench.screenshots $(if $(CHROMIUM),--chromium $(CHROMIUM))
 
 # Regenerate the lock of the whole dependency tree after changing pyproject.toml.
 lock: $(STAMP)

@@ -16,6 +16,8 @@ from tasks.outcomes import NEEDS_A_PERSON, NOT_IN_XERO, Outcome, Result
 # What a skipped document's detail starts with when routing could not pick one tenant (tasks/tenancy.py).
 NOT_ROUTED = "not routed"
 NOT_ROUTED_LABEL = "not routed (no tenant's routing rules, or several, claim it)"
+# How many documents set aside (and how many needing a person) the summary lists with their reason and fix.
+SHOWN_IN_SUMMARY = 10
 
 
 @dataclass
@@ -113,18 +115,19 @@ def _slug(text: str) -> str:
 
 
 def _row(o: Outcome, links: bool = True) -> dict:
-    """One document, what matters first so that it reads at a laptop's width: the number, what happened,
-    both totals and Xero's status; the long text (the action's detail, notes, reasons) in the last column."""
+    """One document, what matters first so that it reads at a laptop's width beside the Prefect UI's panels:
+    the number, the contact, both totals, Xero's status and what happened; then the currency, the Xero number
+    and the kind of document; the long text (the action's detail, notes, reasons) in the last column."""
     row = {
         "Autotask number": o.source_number,
-        "Action": o.label,
+        "Contact": o.contact,
         "Autotask total": _money(o.source_total),
         "Xero total": _money(o.xero_total),
         "Status": o.status or "",
+        "Action": o.label,
+        "Currency": o.currency,
         "Xero number": o.xero_number or "",
         "Document": KINDS[o.kind].noun,
-        "Currency": o.currency,
-        "Contact": o.contact,
     }
     if links:  # go.xero.com opens only documents of Xero itself, not of another host (the sandbox)
         row["Link"] = o.link or ""
@@ -220,6 +223,34 @@ def _for_a_person(summary: RunSummary) -> list[str]:
     return ["**Needs attention**: " + "; ".join(f"{what} (see the artifact `{key}`)" for what, key in found) + ".", ""]
 
 
+def _markdown_text(text: str) -> str:
+    """Text shown as itself in markdown: a fix's "<Xero account code>" must not vanish as an HTML tag, nor an
+    account's underscores turn into emphasis."""
+    for ch in "\\`*_[]<>|":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def _to_act_on(summary: RunSummary) -> list[str]:
+    """The first documents a person must act on, each with its reason and fix. Markdown wraps them at any
+    width, where the cells of the set-aside and attention tables run off a laptop's screen."""
+    lines: list[str] = []
+    groups = (("Would be set aside" if summary.dry_run else "Set aside", summary.set_aside, f"{summary.key}-set-aside",
+               "fix"),
+              ("Needing a person", summary.attention, f"{summary.key}-attention", "what to do"))
+    for title, outcomes, key, fix in groups:
+        if not outcomes:
+            continue
+        lines.append(f"**{title}** (every one in `{key}`):")
+        for o in outcomes[:SHOWN_IN_SUMMARY]:
+            lines.append(f"- {KINDS[o.kind].noun} {_markdown_text(o.source_number)}: {_markdown_text(o.reason or '')}"
+                         + (f"; {fix}: {_markdown_text(o.fix)}" if o.fix else ""))
+        if len(outcomes) > SHOWN_IN_SUMMARY:
+            lines.append(f"- and {len(outcomes) - SHOWN_IN_SUMMARY} more in `{key}`")
+        lines.append("")
+    return lines
+
+
 def _stopped(summary: RunSummary) -> list[str]:
     if not summary.stopped:
         return []
@@ -239,6 +270,7 @@ def summary_markdown(summary: RunSummary) -> str:
         "",
         *_stopped(summary),
         *_for_a_person(summary),
+        *_to_act_on(summary),
         *[f"**Warning**: {w}." for w in summary.warnings],
         *([""] if summary.warnings else []),
         "| | count |",

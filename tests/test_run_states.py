@@ -23,6 +23,10 @@ from tests.test_invoices_changes import DEMO, END, UNTIL, SINCE, connect, live_i
 
 pytestmark = pytest.mark.e2e
 
+# What a finance person reads first in the invoice table, in the part of it a 1,400 px window shows beside the
+# Prefect UI's panels (docs/screenshots/artifact-invoice-table.png).
+FIRST_COLUMNS = ["Autotask number", "Contact", "Autotask total", "Xero total", "Status", "Action"]
+
 
 @pytest.fixture
 def stack(atx_home, prefect_server):
@@ -98,6 +102,8 @@ def test_set_aside_documents_name_the_run_needs_attention_and_a_clean_rerun_show
     assert len(table(mine["invoices-acme-set-aside"])) == aside
     assert "**Needs attention**" in mine["invoices-acme-summary"].data
     assert "invoices-acme-set-aside" in mine["invoices-acme-summary"].data
+    # The first of them with reason and fix in the summary too, whose text wraps where a table's cells do not.
+    assert all(f"- invoice {o.source_number}: " in mine["invoices-acme-summary"].data for o in summary.set_aside[:10])
     # The reason of each set-aside document is in the flow run's own log, not only in a task's.
     lines = flow_log(state)
     named = {o.source_number for o in summary.set_aside}
@@ -112,7 +118,7 @@ def test_set_aside_documents_name_the_run_needs_attention_and_a_clean_rerun_show
 
     # The invoice table: what matters first, the long text last, no go.xero.com link for a sandbox tenant.
     rows = table(mine["invoices-acme"])
-    assert list(rows[0])[:5] == ["Autotask number", "Action", "Autotask total", "Xero total", "Status"]
+    assert list(rows[0])[:6] == FIRST_COLUMNS
     assert list(rows[0])[-1] == "Note" and "Link" not in rows[0]
     reasons = {r["Autotask number"]: r for r in rows if r["Action"] == "set aside"}
     assert set(reasons) == named
@@ -140,9 +146,36 @@ def test_the_invoice_table_links_to_xero_only_for_xeros_own_hosts():
                       detail=None, note="a long note about rounding")
     real = _row(created, links=True)
     assert real["Link"] == "https://go.xero.com/AccountsReceivable/View.aspx?InvoiceID=abc"
-    assert list(real)[-1] == "Note" and list(real)[:5] == ["Autotask number", "Action", "Autotask total", "Xero total",
-                                                          "Status"]
+    assert list(real)[-1] == "Note" and list(real)[:6] == FIRST_COLUMNS
     assert "Link" not in _row(created, links=False)
+
+
+def test_the_summary_lists_the_first_documents_set_aside_with_reason_and_fix_as_text_that_wraps():
+    """A table's cells do not wrap in the Prefect UI, so a long fix runs off a laptop's screen there; the
+    summary's markdown shows the first of them whole, as the text it is (no "<...>" lost as a tag)."""
+    from markdown_it import MarkdownIt
+
+    from tasks.outcomes import Outcome, Result
+    from tasks.report import SHOWN_IN_SUMMARY, RunSummary, summary_markdown
+
+    fix = "add accounts.by_billing_code_id 29682808: <Xero account code>, or set accounts.default"
+    aside = [Outcome(kind="invoice", source_id=str(n), source_number=f"INV-{n}", result=Result.SET_ASIDE,
+                     reason="billing code 'Travel & Disbursements' has no account mapping", fix=fix)
+             for n in range(1, SHOWN_IN_SUMMARY + 3)]
+    changed = Outcome(kind="invoice", source_id="99", source_number="INV-99", result=Result.CHANGED_AFTER_APPROVAL,
+                      reason="changed in Autotask after it was approved in Xero", fix="void it in Xero, then rerun")
+    summary = RunSummary(tenant="acme", since=SINCE, until=UNTIL, dry_run=False, outcomes=[*aside, changed])
+    html = MarkdownIt().render(summary_markdown(summary))
+    for o in aside[:SHOWN_IN_SUMMARY]:
+        assert (f"<li>invoice {o.source_number}: billing code 'Travel &amp; Disbursements' has no account mapping; "
+                "fix: add accounts.by_billing_code_id 29682808: &lt;Xero account code&gt;, or set accounts.default"
+                "</li>") in html
+    assert f"INV-{SHOWN_IN_SUMMARY + 1}:" not in html
+    assert "<li>and 2 more in <code>invoices-acme-set-aside</code></li>" in html
+    assert ("<li>invoice INV-99: changed in Autotask after it was approved in Xero; what to do: void it in Xero, "
+            "then rerun</li>") in html
+    # A run with nothing to act on lists nothing.
+    assert "<li>" not in MarkdownIt().render(summary_markdown(RunSummary("acme", SINCE, UNTIL, dry_run=False)))
 
 
 def test_documents_needing_a_person_name_the_run_and_the_attention_artifact(stack, tmp_path):
