@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
@@ -94,6 +95,12 @@ class DocumentKind:
 
     def remove_status(self, current: Status | None) -> Status | None:
         return self.remove.get(current) if current is not None else None
+
+    @property
+    def refuses_taken_numbers(self) -> bool:
+        """Xero itself refuses, element by element, a new document whose number it already holds: sending first
+        and looking up only what it refused finds every clash for one call per batch fewer."""
+        return self.numbers_unique and self.target == "Xero" and not self.match_is_ours
 
 
 _VOID_OR_DELETE = {Status.DRAFT: Status.DELETED, Status.SUBMITTED: Status.DELETED, Status.AUTHORISED: Status.VOIDED}
@@ -516,6 +523,14 @@ def _clash_text(kind: DocumentKind, plan: DocumentPlan, doc: XeroDocument) -> tu
     reason = (f"the supplier already has a {kind.noun} numbered {plan.number} in Xero that this sync did not create "
               f"({status}, total {doc.total}); it was not sent again")
     return reason, "if Xero's bill is this one, nothing to do; otherwise correct the vendor invoice number in Autotask"
+
+
+_NUMBER_TAKEN = re.compile(r"(#|\bnumber) must be unique", re.IGNORECASE)
+
+
+def number_taken(errors: list[str]) -> bool:
+    """Xero refused the element because another document already carries its number."""
+    return any(_NUMBER_TAKEN.search(e) for e in errors)
 
 
 def fix_for(message: str) -> str:

@@ -27,6 +27,7 @@ from clients.xero import XeroAuthError
 from core.documents import (
     ALREADY_IN_XERO, ALREADY_VOIDED, GONE, IN_FLIGHT, Action, Decision, DocumentKind, DocumentPlan, KeyKind,
     Status, TargetError, TargetLimitReached, TargetOutcomeUnknown, Written, XeroDocument, batches, decide, fix_for,
+    number_taken,
 )
 from ledger import Candidate, DocState
 from tasks.outcomes import Outcome, Result
@@ -172,8 +173,9 @@ def sync_documents(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentP
     try:
         rows, recovered = _rows_after_marker_lookups(ctx, kind, plans, dry_run)
         outcomes.update({i: Outcome.of_row(p, Result.RECOVERED, rows[i]) for p in plans if (i := p.source_id) in recovered})
-        # Reads only, in a dry run too: what Xero holds decides an update, a void or a clash.
-        docs = lookup(ctx.target(kind), kind, plans, rows, contact_ids)
+        # Reads only, in a dry run too: what Xero holds decides an update, a void or a clash. A real run leaves
+        # the clash check of numbers Xero refuses twice to Xero's own answer (_after_number_refused).
+        docs = lookup(ctx.target(kind), kind, plans, rows, contact_ids, refusal_finds_clashes=not dry_run)
         decisions = {p.source_id: decide(p, rows.get(p.source_id), docs.get(p.source_id)) for p in plans}
         if dry_run:
             return SyncResult([_planned(p, rows.get(p.source_id), decisions[p.source_id], docs.get(p.source_id))
@@ -188,7 +190,7 @@ def sync_documents(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentP
         _update(ctx, kind, [p for p in plans if decisions[p.source_id].action == Action.UPDATE], rows, contact_ids, outcomes)
         _remove(ctx, kind, [(p, decisions[p.source_id]) for p in plans
                             if decisions[p.source_id].action in (Action.VOID, Action.DELETE)], rows, outcomes)
-        _send(ctx, kind, [p for p in plans if decisions[p.source_id].action == Action.SEND], contact_ids, outcomes)
+        _send(ctx, kind, [p for p in plans if decisions[p.source_id].action == Action.SEND], rows, contact_ids, outcomes)
     except TargetLimitReached as exc:
         # The target did nothing with the refused call; what this batch recorded stays recorded. The rest is
         # reported as left for the next run, and the flow stops sending.
@@ -242,9 +244,12 @@ def _rows_after_marker_lookups(ctx: TenantContext, kind: DocumentKind, plans: li
     return rows, {r.source_id for r in attempted if rows[r.source_id].state == DocState.SYNCED}
 
 
-def lookup(xero, kind: DocumentKind, plans: list[DocumentPlan], rows: dict, contact_ids: dict[str, str]) -> dict[str, XeroDocument]:
+def lookup(xero, kind: DocumentKind, plans: list[DocumentPlan], rows: dict, contact_ids: dict[str, str], *,
+           refusal_finds_clashes: bool = False) -> dict[str, XeroDocument]:
     """What decide() needs from Xero: documents the ledger knows, by id, when they changed or were voided;
-    documents it does not know, by natural key, so a clash is found before anything is written."""
+    documents it does not know, by natural key, so a clash is found before anything is written.
+    `refusal_finds_clashes`: numbers the kind's Xero type refuses twice are not looked up; the send's
+    refusals are (a batch of 50 new invoices costs one call, not two)."""
     found: dict[str, XeroDocument] = {}
     known = {p.source_id: rows[p.source_id].target_id for p in plans
              if p.source_id in rows and rows[p.source_id].state == DocState.SYNCED and rows[p.source_id].target_id
@@ -254,7 +259,8 @@ def lookup(xero, kind: DocumentKind, plans: list[DocumentPlan], rows: dict, cont
         found.update({source_id: docs[target] for source_id, target in known.items() if target in docs})
     fresh = [p for p in plans if p.sendable and p.natural_key
              and (p.source_id not in rows or rows[p.source_id].state in (DocState.PENDING, DocState.SET_ASIDE))]
-    numbered = [p for p in fresh if p.natural_key_kind == KeyKind.NUMBER]
+    numbered = [p for p in fresh if p.natural_key_kind == KeyKind.NUMBER
+                and not (refusal_finds_clashes and kind.refuses_taken_numbers)]
     if numbered:
         docs = {d.number: d for d in xero.find(kind, numbers=[p.natural_key for p in numbered]) if d.status != Status.DELETED}
         found.update({p.source_id: docs[p.natural_key] for p in numbered if p.natural_key in docs})
@@ -355,7 +361,7 @@ def _key(*parts) -> str:
 SEND_ATTEMPTS = 3  # sends of one batch in a run, each after a lookup found nothing of the last one's
 
 
-def _send(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], contact_ids: dict[str, str],
+def _send(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], rows: dict, contact_ids: dict[str, str],
           outcomes: dict[str, Outcome]) -> None:
     """Claim, create, record. A lost answer is looked up by natural key; documents with a number Xero
     would refuse twice are sent again at once, the others wait for the next run's lookup."""
@@ -381,6 +387,8 @@ def _send(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], con
                            len(mine), kind.noun)
             again = _after_lost_answer(ctx, kind, mine, outcomes)
             candidates = [c for c in claimed if c.source_id in again]
+            # Their rows now carry this attempt: a refusal of the next one may be our own copy, landed late.
+            rows = {**rows, **ctx.ledger.records(ctx.tenant, kind.name, list(again))}
             continue
         except TargetLimitReached:
             for p in mine:  # a 429 means the target did nothing with the batch
@@ -391,7 +399,12 @@ def _send(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], con
             for p in mine:
                 _set_aside_after_send(ctx, kind, p, str(exc), outcomes)
             return
+        taken = [p for p, written in zip(mine, results) if not written.ok and kind.refuses_taken_numbers
+                 and p.natural_key_kind == KeyKind.NUMBER and number_taken(written.errors)]
+        explained = _after_number_refused(ctx, kind, taken, rows, outcomes)
         for p, written in zip(mine, results):
+            if p.source_id in explained:
+                continue
             if written.ok:
                 doc = written.document
                 status = doc.status.value if doc.status else None
@@ -411,6 +424,34 @@ def _send(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], con
         outcomes.setdefault(c.source_id, Outcome.of(
             by_id[c.source_id], Result.NOT_SENT, detail=f"{kind.target}'s answer was lost {SEND_ATTEMPTS} times and it does "
                                                         "not hold the document; the next run looks it up and sends it"))
+
+
+def _after_number_refused(ctx: TenantContext, kind: DocumentKind, plans: list[DocumentPlan], rows: dict,
+                          outcomes: dict[str, Outcome]) -> set[str]:
+    """Xero refused these because a document already carries their number: one lookup of those numbers, then
+    the decision a lookup before the send would have made, from the rows as they were before this run's claim
+    (our own earlier copy is recorded, anyone else's is a clash, never touched). Returns the ids so decided;
+    a number held only by a deleted or voided document keeps Xero's refusal."""
+    if not plans:
+        return set()
+    held = {d.number: d for d in _live(ctx.target(kind).find(kind, numbers=[p.natural_key for p in plans]))}
+    explained: set[str] = set()
+    for p in plans:
+        doc = held.get(p.natural_key)
+        if doc is None:
+            continue
+        decision = decide(p, rows.get(p.source_id), doc)
+        if decision.action == Action.ADOPT:
+            status = doc.status.value if doc.status else None
+            ctx.ledger.record_synced(ctx.tenant, kind.name, p.source_id, target_id=doc.id, target_number=doc.number,
+                                     target_status=status, target_total=doc.total)
+            outcomes[p.source_id] = Outcome.of(p, Result.RECOVERED, xero_id=doc.id, xero_number=doc.number,
+                                               xero_total=doc.total, status=status)
+            get_run_logger().info("found %s in %s already; recorded it, nothing sent", doc.number, kind.target)
+        else:
+            _set_aside_after_send(ctx, kind, p, decision.why, outcomes, fix=decision.fix)
+        explained.add(p.source_id)
+    return explained
 
 
 def _candidate(plan: DocumentPlan, contact_ids: dict[str, str]) -> Candidate:
@@ -448,8 +489,8 @@ def _after_lost_answer(ctx: TenantContext, kind: DocumentKind, plans: list[Docum
 
 
 def _set_aside_after_send(ctx: TenantContext, kind: DocumentKind, plan: DocumentPlan, reason: str,
-                          outcomes: dict[str, Outcome]) -> None:
-    fix = fix_for(reason)
+                          outcomes: dict[str, Outcome], *, fix: str | None = None) -> None:
+    fix = fix or fix_for(reason)
     ctx.ledger.set_aside(ctx.tenant, kind.name, plan.source_id, source_number=plan.source_number, reason=reason, fix=fix,
                          run_id=ctx.run_id)
     outcomes[plan.source_id] = Outcome.of(plan, Result.SET_ASIDE, reason=reason, fix=fix)
