@@ -16,6 +16,8 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -68,6 +70,37 @@ class AutotaskOutcomeUnknown(AutotaskError, TargetOutcomeUnknown):
         self.record_id = record_id
         self.done = list(done)  # update_invoices: the answers of the invoices written before this one
 
+
+class CallMeter:
+    """Every Autotask call made by any client opened while it is current: a run's preflight, reads, PDF
+    downloads and write-backs, whichever task or thread makes them."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return self._count
+
+
+_current_meter: ContextVar[CallMeter | None] = ContextVar("autotask_call_meter", default=None)
+
+
+@contextmanager
+def metered() -> Iterator[CallMeter]:
+    """Count the Autotask calls of everything run inside (Prefect copies the context into its task threads)."""
+    meter = CallMeter()
+    token = _current_meter.set(meter)
+    try:
+        yield meter
+    finally:
+        _current_meter.reset(token)
 
 @dataclass(frozen=True)
 class InvoiceUpdate:
@@ -211,6 +244,7 @@ class AutotaskClient:
         # stays out of limit names.
         self._integration = hashlib.sha256(integration_code.encode()).hexdigest()[:12]
         self._calls = 0
+        self._meter = _current_meter.get()  # bound here: threads of this client's pools do not carry the context
 
     def __repr__(self) -> str:
         return f"AutotaskClient(username={self.username!r}, base={self._api_base!r})"
@@ -376,6 +410,8 @@ class AutotaskClient:
     def _count_call(self) -> None:
         with self._lock:
             self._calls += 1
+        if self._meter is not None:
+            self._meter.add()
 
     def _slot(self, entity: str):
         return self._limits.hold(f"autotask-{self._integration}-{entity.lower()}", self.threads_per_entity)

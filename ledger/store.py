@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from sqlalchemy import Engine, create_engine, delete, event, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger import migrations
@@ -214,6 +214,9 @@ class Ledger:
         A document already synced, or being sent by another live run, is not claimed. The
         conditional update on `version` makes two racing runs agree on a single owner.
         """
+        together = self._claim_together(tenant, kind, candidates, run_id=run_id, idempotency_key=idempotency_key)
+        if together is not None:
+            return together
         claimed: list[Candidate] = []
         now = utc_now()
         for c in candidates:
@@ -278,7 +281,61 @@ class Ledger:
                     claimed.append(c)
         return claimed
 
+    def _claim_together(self, tenant: str, kind: str, candidates: Sequence[Candidate], *, run_id: str,
+                        idempotency_key: str) -> list[Candidate] | None:
+        """The same claim as one transaction for the whole batch: one read, then every insert and
+        compare-and-set update, one commit (a commit per document was a third of a sync's CPU). None when
+        another run got in between (a row it inserted first, a lock it holds): the caller then claims
+        document by document, as before."""
+        sources = {c.source for c in candidates}
+        if len(sources) != 1:
+            return None
+        rows = self.records(tenant, kind, [c.source_id for c in candidates], source=sources.pop())
+        now = utc_now()
+        won: set[str] = set()
+        with self.session() as s:
+            try:
+                # One order for every run, so two runs' locks on PostgreSQL are never taken crosswise.
+                for c in sorted(candidates, key=lambda c: _id_order(c.source_id)):
+                    row = rows.get(_text_id(c.source_id))
+                    facts = dict(source_number=c.source_number, natural_key=c.natural_key,
+                                 natural_key_kind=c.natural_key_kind, document_date=c.document_date,
+                                 state=DocState.SENDING, content_hash=c.content_hash, idempotency_key=idempotency_key,
+                                 run_id=run_id, claimed_at=now, updated_at=now, contact_id=c.contact_id)
+                    if row is None:
+                        s.add(SyncRecord(tenant=tenant, kind=kind, source=c.source, source_id=_text_id(c.source_id),
+                                         attempts=1, version=1, facts={}, **facts))
+                        s.flush()
+                        won.add(c.source_id)
+                    elif row.state not in (DocState.SYNCED, DocState.VOIDED, DocState.SENDING):
+                        moved = s.execute(update(SyncRecord)
+                                          .where(SyncRecord.id == row.id, SyncRecord.version == row.version)
+                                          .values(attempts=row.attempts + 1, version=row.version + 1, **facts))
+                        if moved.rowcount == 1:
+                            won.add(c.source_id)
+                s.commit()
+            except (IntegrityError, OperationalError):
+                s.rollback()
+                return None
+        return [c for c in candidates if c.source_id in won]
+
     # ---- recording outcomes ------------------------------------------------------------------
+    def record_synced_many(self, tenant: str, kind: str, written: Sequence[tuple[str, dict]], *,
+                           source: str = AUTOTASK) -> None:
+        """Record a batch's created documents in one transaction: (source id, the target_id, target_number,
+        target_status and target_total) each. Only this run's `sending` rows are passed here."""
+        now = utc_now()
+        with self.session() as s:
+            for source_id, values in written:
+                values = {k: (str(v) if k == "target_total" and v is not None else v) for k, v in values.items()
+                          if v is not None or k == "target_number"}
+                s.execute(update(SyncRecord)
+                          .where(SyncRecord.tenant == tenant, SyncRecord.kind == kind, SyncRecord.source == source,
+                                 SyncRecord.source_id == _text_id(source_id))
+                          .values(state=DocState.SYNCED, reason=None, fix=None, updated_at=now,
+                                  version=SyncRecord.version + 1, **values))
+            s.commit()
+
     def record_synced(
         self, tenant: str, kind: str, source_id: str, *, target_id: str, target_number: str | None,
         target_status: str | None = None, target_total=None, source: str = AUTOTASK, version: int | None = None,

@@ -21,6 +21,7 @@ from prefect.states import Completed, Failed
 from atx.check import PreflightFailed
 from atx.context import TenantContext, open_tenant
 from atx.settings import SettingsError
+from clients.autotask import metered
 from core import windows
 from core.documents import KINDS, DocumentKind, DocumentPlan, SetAside, TargetError, TargetLimitReached, batches
 from core.mapping import MappingError
@@ -158,15 +159,15 @@ def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry
 def _run(ctx: TenantContext, spec: FlowSpec, summary: RunSummary, only_window: bool):
     tenant, dry_run, until = ctx.tenant, summary.dry_run, summary.until
     xero_calls_before = ctx.xero.calls  # the gateway is shared by the process's runs: count only this one's
-    autotask_writes_before = ctx.autotask_invoices.calls
 
     # The heartbeat tells other runs this one is alive while it holds documents `sending` (ledger/heartbeat.py).
-    with ctx.ledger.heartbeats.beating(ctx.run_id, tenant, spec.name, every=ctx.settings.heartbeat_seconds):
+    # Every Autotask call of the run is counted: the preflight's, the reads', the PDFs' and the write-backs'.
+    with metered() as autotask_calls, \
+            ctx.ledger.heartbeats.beating(ctx.run_id, tenant, spec.name, every=ctx.settings.heartbeat_seconds):
         try:
             planned = _check_and_read(ctx, spec, summary, only_window)
             if planned is not None:
                 summary.outcomes += planned.outcomes
-                summary.autotask_calls = planned.autotask_calls
                 summary.other_tenants = planned.other_tenants
                 _log_for_a_person(summary, planned.outcomes)
                 _sync(ctx, spec, planned, summary)
@@ -181,7 +182,7 @@ def _run(ctx: TenantContext, spec: FlowSpec, summary: RunSummary, only_window: b
         advance_high_water(ctx, spec.high_water, until)
     _token_age(ctx, summary)
     summary.xero_calls = ctx.xero.calls - xero_calls_before
-    summary.autotask_calls += ctx.autotask_invoices.calls - autotask_writes_before
+    summary.autotask_calls = autotask_calls.count
     publish_report(summary)
     return _final_state(summary)
 

@@ -108,6 +108,9 @@ class FaultConfig:
         self._scripts: list[ScriptedFault] = []
         self._rules: list[RateRule] = []
         self.requests_seen = 0
+        # Requests by their first two path segments ("/api.xro/2.0", "/connect/token"): what a client's own
+        # count of its calls is checked against.
+        self.requests_by_api: Counter[str] = Counter()
         for kind in FAULT_KINDS:
             _check_rate(kind, getattr(self, _rate_attr(kind)))
 
@@ -181,6 +184,7 @@ class FaultConfig:
         """The fault to inject into this request, if any. Scripts win over rules, rules over rates."""
         with self._lock:
             self.requests_seen += 1
+            self.requests_by_api["/" + "/".join(path.strip("/").lower().split("/")[:2])] += 1
             for scripted in self._scripts:
                 if scripted.matches(method, path):
                     if scripted.passed < scripted.after:

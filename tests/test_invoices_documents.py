@@ -169,6 +169,20 @@ def test_currencies_rates_and_a_currency_the_org_lacks(stack):
     assert_each_once(stack, settings)
 
 
+def test_a_run_reports_every_call_it_made_preflight_and_pdfs_included(stack):
+    settings = connect(stack, "acme", attach_pdfs=True)
+    autotask_before = dict(stack.autotask_faults.requests_by_api)
+    xero_before = dict(stack.xero.faults.requests_by_api)
+    _, summary = run()
+    autotask = {k: n - autotask_before.get(k, 0) for k, n in stack.autotask_faults.requests_by_api.items()}
+    xero = {k: n - xero_before.get(k, 0) for k, n in stack.xero.faults.requests_by_api.items()}
+    created = summary.count("created")
+    assert created and not summary.attach_failures
+    assert sum(len(stack.org.attachments.get(o.xero_id, {})) for o in summary.outcomes if o.xero_id) == created
+    assert summary.autotask_calls == sum(n for k, n in autotask.items() if k.endswith("/v1.0")), autotask
+    assert summary.xero_calls == xero.get("/api.xro/2.0", 0), xero
+
+
 def test_pdfs_are_attached_once_and_a_failed_one_next_run(stack):
     settings = connect(stack, "acme", attach_pdfs=True)
     victim = live_invoices(stack)[2]

@@ -49,6 +49,59 @@ def test_racing_runs_claim_each_document_once(ledger):
     assert all(len(v) == 1 for v in owners.values()), owners
 
 
+def test_racing_batches_of_new_and_released_rows_in_any_order_each_have_one_owner(ledger):
+    # A batch is claimed in one transaction; runs whose batches overlap in another order, over rows that
+    # are new and rows released after a lost answer, still agree on one owner per document.
+    import random
+
+    released = _candidates(20)
+    ledger.claim("acme", "invoice", released, run_id="old", idempotency_key="k-old")
+    for c in released:
+        assert ledger.release("acme", "invoice", c.source_id)
+    docs = released + _candidates(20, offset=20)
+    claims: dict[str, list[Candidate]] = {}
+    barrier = threading.Barrier(4)
+
+    def run(name: str, seed: int) -> None:
+        mine = random.Random(seed).sample(docs, 30)
+        barrier.wait()
+        claims[name] = ledger.claim("acme", "invoice", mine, run_id=name, idempotency_key=f"key-{name}")
+
+    threads = [threading.Thread(target=run, args=(f"run-{i}", i)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    owners: dict[str, list[str]] = {}
+    for name, claimed in claims.items():
+        for c in claimed:
+            owners.setdefault(c.source_id, []).append(name)
+    assert all(len(v) == 1 for v in owners.values()), owners
+    rows = ledger.records("acme", "invoice")
+    for source_id, (owner,) in owners.items():
+        assert rows[source_id].state == DocState.SENDING and rows[source_id].run_id == owner
+        assert rows[source_id].attempts == (2 if int(source_id) < 20 else 1)
+    unowned = {d.source_id for d in docs} - set(owners)
+    assert all(rows[i].state == DocState.PENDING for i in unowned if i in rows)
+
+
+def test_a_batch_is_recorded_synced_in_one_go(ledger):
+    docs = _candidates(5)
+    ledger.claim("acme", "invoice", docs, run_id="r1", idempotency_key="k")
+    before = ledger.records("acme", "invoice")
+    ledger.record_synced_many("acme", "invoice", [
+        (c.source_id, dict(target_id=f"x-{c.source_id}", target_number=c.natural_key, target_status="DRAFT",
+                           target_total=Decimal("10.50"))) for c in docs[:4]])
+    rows = ledger.records("acme", "invoice")
+    for c in docs[:4]:
+        r = rows[c.source_id]
+        assert (r.state, r.target_id, r.target_number, r.target_status) == (DocState.SYNCED, f"x-{c.source_id}",
+                                                                              c.natural_key, "DRAFT")
+        assert Decimal(r.target_total) == Decimal("10.50") and r.version == before[c.source_id].version + 1
+    assert rows[docs[4].source_id].state == DocState.SENDING
+    assert ledger.claim("acme", "invoice", docs, run_id="r2", idempotency_key="k2") == []
+
+
 def test_synced_documents_are_never_claimed_again(ledger):
     docs = _candidates(3)
     ledger.claim("acme", "invoice", docs, run_id="r1", idempotency_key="k1")
