@@ -134,6 +134,17 @@ def _broken_mapping(tmp_path: Path) -> str:
     return mapping_file(tmp_path, "broken", **data)
 
 
+def _sync(tenant: str):
+    """An invoices run as `atx sync invoices` starts one (a deployment's runs carry its tags the same way):
+    tagged with the tenant when it is created, which is what its state events carry."""
+    from prefect import tags
+
+    from flows.invoices import invoices
+
+    with tags(f"tenant:{tenant}"):
+        return invoices(tenant=tenant, since=SINCE, until=UNTIL, return_state=True)
+
+
 def _partial_mapping(tmp_path: Path) -> str:
     demo = yaml.safe_load(DEMO.read_text())
     accounts = dict(demo["accounts"], by_gl_account={k: v for k, v in demo["accounts"]["by_gl_account"].items() if k != 5})
@@ -144,8 +155,6 @@ def _partial_mapping(tmp_path: Path) -> str:
 @pytest.mark.xdist_group("alerts-server")
 def test_a_tenants_failing_runs_alert_once_an_hour_and_only_that_tenants_webhook(tmp_path, atx_home, prefect_api):
     from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from flows.invoices import invoices
 
     receiver = _Receiver()
     server_log = tmp_path / "server.log"
@@ -171,7 +180,7 @@ def test_a_tenants_failing_runs_alert_once_an_hour_and_only_that_tenants_webhook
             assert receiver.url not in json.dumps(block.data, default=str)  # kept as a secret
 
             # acme's run needs attention: one alert naming the tenant, the flow, the state and the run's page.
-            state = invoices(tenant="acme", since=SINCE, until=UNTIL, return_state=True)
+            state = _sync("acme")
             run_id = str(state.state_details.flow_run_id)
             assert client.read_flow_run(run_id).state.name == "Needs attention"
             (alert,) = _wait("acme's alert", lambda: receiver.posts("/acme"), log=server_log)
@@ -182,9 +191,9 @@ def test_a_tenants_failing_runs_alert_once_an_hour_and_only_that_tenants_webhook
 
             # acme fails a moment later: within the hour, so no second alert. beta fails: beta's own alert.
             connect(stack, "acme", mapping=_broken_mapping(tmp_path))
-            failed = invoices(tenant="acme", since=SINCE, until=UNTIL, return_state=True)
+            failed = _sync("acme")
             assert failed.is_failed()
-            beta = invoices(tenant="beta", since=SINCE, until=UNTIL, return_state=True)
+            beta = _sync("beta")
             assert beta.is_failed()
             (beta_alert,) = _wait("beta's alert", lambda: receiver.posts("/beta"), log=server_log)
             assert (beta_alert["tenant"], beta_alert["state"]) == ("beta", "Failed")
