@@ -172,7 +172,14 @@ def test_a_tenants_failing_runs_alert_once_an_hour_and_only_that_tenants_webhook
                 done = _atx(env, "alerts", "setup", "--tenant", "acme", "--webhook", url)
                 assert done.returncode == 0, done.stderr
                 assert receiver.url not in done.stdout + done.stderr and "atx-alerts-acme" in done.stdout
-            done = _atx(env, "alerts", "setup", "--tenant", "beta", "--webhook", f"{receiver.url}/beta")
+            # beta's alerts go through a notification block of its own (as a Slack or e-mail block would).
+            from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+            CustomWebhookNotificationBlock(name="beta-ops", url=f"{receiver.url}/beta",
+                                           json_data={"subject": "{{subject}}", "body": "{{body}}"}).save("beta-ops")
+            refused = _atx(env, "alerts", "setup", "--tenant", "beta", "--block", "custom-webhook/nope")
+            assert refused.returncode == 1 and "custom-webhook/nope" in refused.stderr and "Blocks page" in refused.stderr
+            done = _atx(env, "alerts", "setup", "--tenant", "beta", "--block", "custom-webhook/beta-ops")
             assert done.returncode == 0, done.stderr
             client = _client(prefect_api)
             assert len(client.read_automations_by_name("atx-alerts-acme")) == 1
@@ -196,8 +203,10 @@ def test_a_tenants_failing_runs_alert_once_an_hour_and_only_that_tenants_webhook
             beta = _sync("beta")
             assert beta.is_failed()
             (beta_alert,) = _wait("beta's alert", lambda: receiver.posts("/beta"), log=server_log)
-            assert (beta_alert["tenant"], beta_alert["state"]) == ("beta", "Failed")
-            assert str(beta.state_details.flow_run_id) in beta_alert["url"]
+            assert beta_alert["subject"] == "atx: tenant beta: invoices ended Failed"
+            assert beta_alert["body"].startswith("atx: tenant beta: invoices run")
+            assert f"/runs/flow-run/{beta.state_details.flow_run_id}" in beta_alert["body"]
+            assert "cannot sync" in beta_alert["body"]  # the run's own message follows the headline
 
             # The server has seen acme's failure (its event came before beta's, which fired): not acted on.
             failed_id = str(failed.state_details.flow_run_id)
@@ -212,11 +221,12 @@ def test_a_tenants_failing_runs_alert_once_an_hour_and_only_that_tenants_webhook
             # list names each tenant's block, never its URL; remove takes the automation and its block away.
             listed = _atx(env, "alerts", "list")
             assert listed.returncode == 0, listed.stderr
-            assert "atx-alerts-acme" in listed.stdout and "webhook/atx-alerts-beta" in listed.stdout
+            assert "webhook/atx-alerts-acme" in listed.stdout and "custom-webhook/beta-ops" in listed.stdout
             assert receiver.url not in listed.stdout
             removed = _atx(env, "alerts", "remove", "--tenant", "beta")
             assert removed.returncode == 0, removed.stderr
             assert [a.name for a in client.read_automations() if a.name.startswith("atx-alerts-")] == ["atx-alerts-acme"]
+            assert CustomWebhookNotificationBlock.load("beta-ops")  # a block of one's own is left alone
     finally:
         receiver.close()
 
