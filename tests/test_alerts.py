@@ -218,15 +218,21 @@ def test_a_tenants_failing_runs_alert_once_an_hour_and_only_that_tenants_webhook
             assert len(fired) == 1, fired
             assert len(receiver.posts("/acme")) == 1 and not receiver.posts("/old")
 
-            # list names each tenant's block, never its URL; remove takes the automation and its block away.
+            # beta moves to Slack; list names each tenant's block, never its URL; remove takes beta's
+            # automation and the block setup saved away, and leaves a block of one's own alone.
+            slack = "https://hooks.slack.com/services/T0/B0/not-for-the-screen"
+            done = _atx({**env, "ATX_ALERTS_SLACK_WEBHOOK_URL": slack}, "alerts", "setup", "--tenant", "beta")
+            assert done.returncode == 0, done.stderr
             listed = _atx(env, "alerts", "list")
             assert listed.returncode == 0, listed.stderr
-            assert "webhook/atx-alerts-acme" in listed.stdout and "custom-webhook/beta-ops" in listed.stdout
-            assert receiver.url not in listed.stdout
+            assert "webhook/atx-alerts-acme" in listed.stdout and "slack-webhook/atx-alerts-beta" in listed.stdout
+            assert receiver.url not in listed.stdout + done.stdout and "not-for-the-screen" not in listed.stdout + done.stdout
             removed = _atx(env, "alerts", "remove", "--tenant", "beta")
             assert removed.returncode == 0, removed.stderr
             assert [a.name for a in client.read_automations() if a.name.startswith("atx-alerts-")] == ["atx-alerts-acme"]
-            assert CustomWebhookNotificationBlock.load("beta-ops")  # a block of one's own is left alone
+            with pytest.raises(Exception):
+                client.read_block_document_by_name("atx-alerts-beta", "slack-webhook")
+            assert CustomWebhookNotificationBlock.load("beta-ops")
     finally:
         receiver.close()
 
