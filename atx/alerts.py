@@ -211,7 +211,7 @@ def remove_alerts(tenant: str) -> int:
     return len(found)
 
 
-def ui_url() -> str:
+def server_ui_url() -> str:
     """The Prefect UI this command's API is served with (PREFECT_UI_URL, else derived from PREFECT_API_URL)."""
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 

@@ -884,7 +884,7 @@ def alerts_setup(
     for option, url in (("--webhook", webhook), ("--slack-webhook", slack_webhook)):
         if url and not url.startswith(("https://", "http://")):
             raise Refused(f"{option}: the URL must start with https:// (or http:// on a private network)", USAGE)
-    ui_url = alerts.ui_url()
+    ui_url = alerts.server_ui_url()
     if webhook:
         action = alerts.webhook_action(alerts.save_webhook_block(tenant, webhook), tenant, ui_url)
         via = f"the Webhook block {alerts.automation_name(tenant)}"
@@ -908,7 +908,7 @@ def alerts_list() -> None:
 
     from atx import alerts
 
-    alerts.ui_url()  # refuses without a Prefect server to ask
+    alerts.server_ui_url()  # refuses without a Prefect server to ask
     found = alerts.list_alerts()
     if not found:
         console.print("No alerts: create one with `atx alerts setup --tenant NAME --webhook URL`.")
@@ -926,7 +926,7 @@ def alerts_remove(tenant: str = typer.Option(..., help="Tenant name.")) -> None:
     _quiet_prefect()
     from atx import alerts
 
-    alerts.ui_url()
+    alerts.server_ui_url()  # refuses without a Prefect server to ask
     removed = alerts.remove_alerts(tenant)
     if not removed:
         raise Refused(f"tenant {tenant} has no alerts (`atx alerts list` shows which do)")
