@@ -146,6 +146,8 @@ connect_app = typer.Typer(help="Connect a tenant to Autotask or Xero; secrets go
 deployments_app = typer.Typer(help="Prefect deployments of every tenant's flows.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The ledger database connection.", no_args_is_help=True)
 webhooks_app = typer.Typer(help="Receive Xero webhooks as Prefect events.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Tell a person when a tenant's run fails or needs attention (Prefect automations).",
+                         no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(sync_app, name="sync")
 app.add_typer(tenant_app, name="tenant")
@@ -153,6 +155,7 @@ app.add_typer(connect_app, name="connect")
 app.add_typer(deployments_app, name="deployments")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(alerts_app, name="alerts")
 # Piped output (CI logs, `make demo | tee`) gets a width that keeps the report tables readable.
 console = Console(width=None if sys.stdout.isatty() else 150)
 
@@ -851,6 +854,83 @@ def serve(
     from deployments import runner_deployments
 
     prefect_serve(*runner_deployments(tenants), limit=limit)
+
+
+# ---- alerts ------------------------------------------------------------------------------------------
+@alerts_app.command("setup")
+def alerts_setup(
+    tenant: str = typer.Option(..., help="Tenant name (tenants/NAME.yaml)."),
+    webhook: Optional[str] = typer.Option(
+        None, envvar="ATX_ALERTS_WEBHOOK_URL", show_envvar=False,
+        help="POST a JSON alert to this URL (also ATX_ALERTS_WEBHOOK_URL); its `text` suits Slack or Teams."),
+    slack_webhook: Optional[str] = typer.Option(
+        None, envvar="ATX_ALERTS_SLACK_WEBHOOK_URL", show_envvar=False,
+        help="Send through a Slack Webhook block with this incoming-webhook URL (also ATX_ALERTS_SLACK_WEBHOOK_URL)."),
+    block: Optional[str] = typer.Option(
+        None, help="Send through an existing notification block, named TYPE/NAME (e.g. sendgrid-email/finance)."),
+) -> None:
+    """Create or replace the tenant's Prefect automation atx-alerts-NAME: one alert when a run ends Failed,
+    Crashed, TimedOut, Unfinished or Needs attention, at most one an hour. The URL is kept in a block as a
+    secret and never printed."""
+    _quiet_prefect()
+    from atx import alerts
+
+    _tenant(tenant)
+    chosen = [name for name, value in (("--webhook", webhook), ("--slack-webhook", slack_webhook), ("--block", block))
+              if value]
+    if len(chosen) != 1:
+        raise Refused("pass exactly one of --webhook URL, --slack-webhook URL or --block TYPE/NAME"
+                      + (f" (not {' and '.join(chosen)})" if chosen else ""), USAGE)
+    for option, url in (("--webhook", webhook), ("--slack-webhook", slack_webhook)):
+        if url and not url.startswith(("https://", "http://")):
+            raise Refused(f"{option}: the URL must start with https:// (or http:// on a private network)", USAGE)
+    ui_url = alerts.server_ui_url()
+    if webhook:
+        action = alerts.webhook_action(alerts.save_webhook_block(tenant, webhook), tenant, ui_url)
+        via = f"the Webhook block {alerts.automation_name(tenant)}"
+    elif slack_webhook:
+        action = alerts.notification_action(alerts.save_slack_block(tenant, slack_webhook), tenant, ui_url)
+        via = f"the Slack Webhook block {alerts.automation_name(tenant)}"
+    else:
+        action = alerts.notification_action(alerts.notification_block_id(block), tenant, ui_url)
+        via = f"the block {block}"
+    alerts.save_automation(alerts.automation_spec(tenant, action))
+    console.print(f"Automation [bold]{alerts.automation_name(tenant)}[/]: a run of {tenant} that ends "
+                  f"{', '.join(alerts.ALERT_STATES)} is sent through {via}, at most once an hour. "
+                  "See it on the Prefect UI's Automations page.")
+
+
+@alerts_app.command("list")
+def alerts_list() -> None:
+    """Every tenant's alert automation and the block it sends through."""
+    _quiet_prefect()
+    from rich.table import Table
+
+    from atx import alerts
+
+    alerts.server_ui_url()  # refuses without a Prefect server to ask
+    found = alerts.list_alerts()
+    if not found:
+        console.print("No alerts: create one with `atx alerts setup --tenant NAME --webhook URL`.")
+        return
+    table = Table("tenant", "automation", "enabled", "sends through")
+    for alert in found:
+        table.add_row(alert.tenant, alerts.automation_name(alert.tenant), "yes" if alert.enabled else "no",
+                      alert.notifies)
+    console.print(table)
+
+
+@alerts_app.command("remove")
+def alerts_remove(tenant: str = typer.Option(..., help="Tenant name.")) -> None:
+    """Delete the tenant's alert automation and the block `atx alerts setup` saved for it."""
+    _quiet_prefect()
+    from atx import alerts
+
+    alerts.server_ui_url()  # refuses without a Prefect server to ask
+    removed = alerts.remove_alerts(tenant)
+    if not removed:
+        raise Refused(f"tenant {tenant} has no alerts (`atx alerts list` shows which do)")
+    console.print(f"Removed the automation {alerts.automation_name(tenant)}.")
 
 
 # ---- the ledger's database ---------------------------------------------------------------------------

@@ -128,9 +128,14 @@ def backfill(request: Backfill):
 
 
 def _run_chunk(tenant: str, document_type: str, chunk: tuple[date, date], run_id: str) -> ChunkResult:
+    from prefect import tags
+
     start_chunk(tenant, document_type, chunk, run_id)
-    state = FLOWS[document_type](tenant=tenant, since=chunk[0], until=chunk[1], dry_run=False, only_window=True,
-                                 return_state=True)
+    # Tagged when created, not only by the run itself: Prefect's events of a run name the tags it was created
+    # with, and a tenant's alerts (atx/alerts.py) match on them.
+    with tags(f"tenant:{tenant}"):
+        state = FLOWS[document_type](tenant=tenant, since=chunk[0], until=chunk[1], dry_run=False, only_window=True,
+                                     return_state=True)
     if not state.is_completed():
         return ChunkResult(document_type, *chunk, "failed", note=state.message or state.name)
     result = chunk_result(document_type, chunk, state.result())

@@ -54,6 +54,25 @@ def assert_each_invoice_once(stack, settings) -> None:
             assert autotask[r.source_id] == r.source_number == by_id[r.target_id], r.source_id
 
 
+def _tagged_run_ends(tenant: str) -> int:
+    """How many invoices runs' Completed events name the tenant's tag, once the server has stored them."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+    wanted = EventFilter(event=EventNameFilter(name=["prefect.flow-run.Completed"]),
+                         related=EventRelatedFilter(id=[f"prefect.tag.tenant:{tenant}"]))
+    deadline = time.monotonic() + 60
+    with get_client(sync_client=True) as client:
+        while True:
+            found = [e for e in client.read_events(wanted, limit=50).events
+                     if (e.resource.name or "").startswith("invoices")]
+            if len(found) >= 12 or time.monotonic() > deadline:  # events are stored every few seconds
+                return len(found)
+            time.sleep(1)
+
+
 def test_a_year_in_monthly_chunks_syncs_each_month_once_and_a_rerun_resumes_with_nothing_to_do(stack):
     settings = stack.connect_tenant("acme")
     first = run_backfill(chunk_days=31)
@@ -65,6 +84,8 @@ def test_a_year_in_monthly_chunks_syncs_each_month_once_and_a_rerun_resumes_with
     windows = ledger_for(settings).windows("acme", "backfill:invoices")
     assert len(windows) == 12 and all(w.state == "done" for w in windows)
     assert ledger_for(settings).high_water("acme", "invoices") is None  # the scheduled runs' mark is untouched
+    # Each chunk run was created tagged with its tenant, so its end event names the tenant (alerts match it).
+    assert _tagged_run_ends("acme") >= 12
 
     again = run_backfill(chunk_days=31)
     assert {c.state for c in again.chunks} == {"done before"} and "12 of 12 chunks done" in again.message
