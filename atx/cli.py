@@ -400,7 +400,8 @@ def print_summary(summary, message: str | None = None, *, table: bool = True) ->
     if not table:
         console.print(f"[bold]{message or ''}[/]  API calls: Autotask {summary.autotask_calls}, Xero {summary.xero_calls}.")
         return
-    title = f"{summary.flow.capitalize()} for {summary.tenant}, {summary.since}..{summary.until}"
+    title = f"{summary.flow.capitalize()} for {summary.tenant}, " + (
+        f"only {', '.join(summary.only_ids)}" if summary.only_ids else f"{summary.since}..{summary.until}")
     grid = Table(title=title + (" (dry run)" if summary.dry_run else ""))
     for col in ("Autotask", "Xero", "Contact", "Currency", "Total", "Xero total", "Status", "Action"):
         grid.add_column(col, justify="right" if "otal" in col else "left")
