@@ -102,6 +102,19 @@ def test_the_run_summary_counts_skipped_by_a_person_on_its_own_row():
     assert "| skipped: voided before sync (voided in Autotask before it reached Xero) | 1 |" in text.splitlines()
 
 
+def test_reconcile_counts_a_skipped_document_not_in_xero_as_no_finding():
+    from tests.test_core_reconcile import check, doc, plan, synced
+
+    p = plan()
+    skipped = synced(p, state=DocState.SKIPPED, target_id=None, target_number=None)
+    result = check(p, skipped, [])
+    assert (result.findings, result.skipped) == ([], 1)
+    pending = check(p, synced(p, state=DocState.PENDING, target_id=None, target_number=None), [])
+    assert len(pending.findings) == 1 and pending.skipped == 0  # the same row waiting to be sent is missing
+    clash = check(p, skipped, [doc(p, contact_id="someone-else", total=p.total + 1)])
+    assert (clash.findings, clash.skipped) == ([], 1)
+
+
 # ---- the ledger ------------------------------------------------------------------------------------
 @pytest.fixture
 def ledger(tmp_path) -> Ledger:
