@@ -212,6 +212,11 @@ def test_show_resend_and_skip_through_the_pipeline(stack, tmp_path, wide):
 
     before = xero_invoices(settings)
     assert before[f"INV-{FIRST}"] == before[f"INV-{SECOND}"] == 0
+    unfixed = atx("ledger", "resend", str(FIRST), "--tenant", "acme")  # before the mapping is fixed
+    assert unfixed.exit_code == 1, unfixed.output
+    assert f"invoice INV-{FIRST}: set aside: billing item" in unfixed.output
+    assert f"(fix: add accounts.by_billing_code_id {TRAVEL}: <Xero account code>" in unfixed.output
+    assert xero_invoices(settings) == before
     mapping(path, travel_mapped=True)  # the mapping is fixed: resend the first one alone
     resent = atx("ledger", "resend", str(FIRST), "--tenant", "acme")
     assert resent.exit_code == 0, resent.output
