@@ -77,5 +77,5 @@ def bills(tenant: Tenant, since: Since = None, until: Until = None, dry_run: Dry
     """Sync one tenant's Autotask purchasing received (bills) or raised (purchase orders) in [since, until].
 
     `only_window`: a backfill chunk (read only this window; the scheduled runs' high-water mark stays).
-    `only_ids`: only these documents (their ledger ids, e.g. "bill:201:VI-1"), whatever their date."""
+    `only_ids`: only these documents (their ledger ids: "201:VI-1" for a vendor's invoice, "receiving:7"), whatever their date."""
     return run(BILLS, tenant, since, until, dry_run, only_window, only_ids)

@@ -25,8 +25,8 @@ from atx.context import TenantContext
 from clients.autotask import AutotaskAuthError
 from clients.xero import XeroAuthError
 from core.documents import (
-    ALREADY_IN_XERO, ALREADY_VOIDED, GONE, IN_FLIGHT, SKIPPED_BY_A_PERSON, Action, Decision, DocumentKind, DocumentPlan, KeyKind,
-    Status, TargetError, TargetLimitReached, TargetOutcomeUnknown, Written, XeroDocument, batches, decide, fix_for,
+    ALREADY_IN_XERO, ALREADY_VOIDED, GONE, IN_FLIGHT, SKIPPED_BY_A_PERSON, Action, Decision, DocumentKind,
+    DocumentPlan, KeyKind, Status, TargetError, TargetLimitReached, TargetOutcomeUnknown, Written, XeroDocument, batches, decide, fix_for,
 )
 from core.ledger_rows import skipped_by, skipped_fix
 from ledger import Candidate, DocState
