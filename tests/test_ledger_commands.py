@@ -218,8 +218,10 @@ def test_show_resend_and_skip_through_the_pipeline(stack, tmp_path, wide):
     assert f"(fix: add accounts.by_billing_code_id {TRAVEL}: <Xero account code>" in unfixed.output
     assert xero_invoices(settings) == before
     mapping(path, travel_mapped=True)  # the mapping is fixed: resend the first one alone
+    high_water = ledger_for(settings).high_water("acme", "invoices")
     resent = atx("ledger", "resend", str(FIRST), "--tenant", "acme")
     assert resent.exit_code == 0, resent.output
+    assert ledger_for(settings).high_water("acme", "invoices") == high_water  # the scheduled runs' window stays
     assert f"invoice INV-{FIRST}: created as INV-{FIRST}" in resent.output
     after = xero_invoices(settings)
     assert after - before == Counter({f"INV-{FIRST}": 1})  # that one, once; nothing else written
