@@ -144,7 +144,7 @@ sync_app = typer.Typer(help="Run a sync flow once, now.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenant files (tenants/NAME.yaml): one Autotask account into one Xero organisation.", no_args_is_help=True)
 connect_app = typer.Typer(help="Connect a tenant to Autotask or Xero; secrets go to Prefect Secret blocks.", no_args_is_help=True)
 deployments_app = typer.Typer(help="Prefect deployments of every tenant's flows.", no_args_is_help=True)
-ledger_app = typer.Typer(help="The ledger database connection.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The ledger: its database connection, and the documents it holds.", no_args_is_help=True)
 webhooks_app = typer.Typer(help="Receive Xero webhooks as Prefect events.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Tell a person when a tenant's run fails or needs attention (Prefect automations).",
                          no_args_is_help=True)
@@ -403,7 +403,8 @@ def print_summary(summary, message: str | None = None, *, table: bool = True) ->
     if not table:
         console.print(f"[bold]{message or ''}[/]  API calls: Autotask {summary.autotask_calls}, Xero {summary.xero_calls}.")
         return
-    title = f"{summary.flow.capitalize()} for {summary.tenant}, {summary.since}..{summary.until}"
+    title = f"{summary.flow.capitalize()} for {summary.tenant}, " + (
+        f"only {', '.join(summary.only_ids)}" if summary.only_ids else f"{summary.since}..{summary.until}")
     grid = Table(title=title + (" (dry run)" if summary.dry_run else ""))
     for col in ("Autotask", "Xero", "Contact", "Currency", "Total", "Xero total", "Status", "Action"):
         grid.add_column(col, justify="right" if "otal" in col else "left")
@@ -955,6 +956,192 @@ def ledger_block(
     save_ledger_block(name, driver=driver, host=host, port=port, database=database, username=username,
                       password=password or None, tenants=tenant or [])
     console.print(f"Saved SqlAlchemyConnector block {name!r}" + (f" for {', '.join(tenant)}" if tenant else "") + ".")
+
+
+# ---- the ledger's documents --------------------------------------------------------------------------
+# The kinds `atx ledger resend` and `skip` act on, with the flow that sends them.
+LEDGER_KINDS = {"invoice": "invoices", "credit_note": "invoices", "bill": "bills", "purchase_order": "bills"}
+# What a resend may end in for the command to succeed: the document is in Xero.
+_RESENT = ("created", "recovered", "already in Xero", "updated in Xero")
+
+
+def _ledger_tenant(name: str | None):
+    """The tenant's settings; without --tenant, the only tenant there is. Refused naming the tenants."""
+    from atx.settings import tenant_names
+
+    names = sorted(tenant_names())
+    if name is None:
+        if len(names) != 1:
+            raise Refused("pass --tenant NAME: " + (f"the tenants are {', '.join(names)}" if names else
+                                                  "there are no tenants (create one with `atx tenant add NAME`)"), USAGE)
+        name = names[0]
+    elif name not in names:
+        known = f"the tenants are {', '.join(names)}" if names else "there are no tenants"
+        raise Refused(f"no tenant named {name!r}: {known} (tenants/NAME.yaml)", USAGE)
+    return _tenant(name)
+
+
+def _ledger_kind(kind: str, kinds=LEDGER_KINDS) -> str:
+    if kind not in kinds:
+        raise Refused(f"--kind {kind!r} is not a kind of document: the kinds are {', '.join(kinds)}", USAGE)
+    return kind
+
+
+def _ledger_row(settings, kind: str, source_id: str):
+    from atx.connections import ledger_for
+
+    ledger = ledger_for(settings)
+    return ledger, ledger.records(settings.name, kind, [source_id]).get(source_id)
+
+
+def ledger_table(rows, title: str) -> Table:
+    """The rows as `atx ledger show` prints them (core.ledger_rows says what each one says)."""
+    from core.ledger_rows import shown
+
+    grid = Table(title=title)
+    for col in ("Kind", "Autotask", "State", "Xero", "Reason", "Fix"):
+        grid.add_column(col, overflow="fold")  # ids and numbers folded, never cut: a person looks them up
+    for r in rows:
+        s = shown(r)
+        grid.add_row(*(escape(v) for v in (s.kind, s.source, s.state, s.xero, s.reason, s.fix)))
+    return grid
+
+
+@ledger_app.command("show")
+def ledger_show(
+    tenant: str = typer.Option(..., help="Tenant name (tenants/NAME.yaml)."),
+    state: Optional[str] = typer.Option(
+        None, help="Only documents in this state: set_aside, skipped, pending, sending, synced, voided, or "
+                   "needs_a_person (in Xero, with a note for a person)."),
+    kind: Optional[str] = typer.Option(
+        None, help="Only this kind: invoice, credit_note, bill, purchase_order, payment, paid_date, write_back, contact."),
+    limit: int = typer.Option(50, min=1, help="At most this many documents, the most recently changed first."),
+) -> None:
+    """The documents the ledger holds for a tenant: each one's state, its Xero number, and why it is not in Xero
+    (or needs a person) with the fix."""
+    from core.documents import KINDS
+    from core.ledger_rows import NEEDS_A_PERSON, check_state
+
+    settings = _ledger_tenant(tenant)
+    try:
+        wanted = check_state(state) if state else None
+    except ValueError as exc:
+        raise Refused(f"--state: {exc}", USAGE) from None
+    kinds = [*KINDS, "contact"]
+    if kind is not None and kind not in kinds:
+        raise Refused(f"--kind {kind!r} is not a kind of document: the kinds are {', '.join(kinds)}", USAGE)
+    from atx.connections import ledger_for
+
+    rows = ledger_for(settings).documents(
+        settings.name, states=[wanted] if wanted and wanted != NEEDS_A_PERSON else None,
+        kinds=[kind] if kind else None, needs_a_person=wanted == NEEDS_A_PERSON, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    which = " ".join(x for x in ((wanted or "").replace("_", " "), KINDS[kind].noun if kind in KINDS else kind or "") if x)
+    if not rows:
+        console.print(f"The ledger holds no {which + ' ' if which else ''}documents for {settings.name}.")
+        return
+    console.print(ledger_table(rows, f"Ledger of {settings.name}" + (f": {which}" if which else "")))
+    if more:
+        console.print(f"Only the {limit} most recently changed are shown: pass --limit to see more.")
+
+
+@ledger_app.command("resend")
+def ledger_resend(
+    source_id: str = typer.Argument(..., metavar="ID", help="The document's Autotask id, as `atx ledger show` lists it."),
+    tenant: Optional[str] = typer.Option(None, help="Tenant name (default: the only tenant)."),
+    kind: str = typer.Option("invoice", help="invoice, credit_note, bill or purchase_order."),
+) -> None:
+    """Sync one document now, through the same read, plan, claim and send as every run (a set-aside one whose
+    mapping was fixed, or a skipped one: resend un-skips it). A document already in Xero is refused: it is never
+    sent twice."""
+    _quiet_prefect()
+    import importlib
+
+    from prefect import tags
+
+    from core.documents import KINDS
+
+    settings = _ledger_tenant(tenant)
+    kind = _ledger_kind(kind)
+    ledger, row = _ledger_row(settings, kind, source_id)
+    noun = kind.replace("_", " ")
+    if row is not None and row.state in ("synced", "voided"):
+        where = f"as {row.target_number or row.target_id}" + (f" ({row.target_status})" if row.target_status else "")
+        raise Refused(f"{noun} {source_id} is in Xero already {where}: resend never makes a second copy. A change made "
+                      "in Autotask reaches Xero with the next sync while Xero's copy is a draft; otherwise correct it "
+                      "in Xero")
+    if row is not None and row.state == "sending":
+        raise Refused(f"{noun} {source_id} is being sent by run {row.run_id}: if that run was killed, the next run looks "
+                      "it up in Xero first; resend it after that if it is still not there")
+    if row is not None and ledger.unskip(settings.name, kind, source_id):
+        console.print(f"{noun.capitalize()} {source_id} is no longer skipped.")
+    day = (row.document_date if row is not None else None) or date.today()
+    flow_name = LEDGER_KINDS[kind]
+    module, _, attr = _flows()[flow_name][0].partition(":")
+    flow = getattr(importlib.import_module(module), attr)
+
+    def work():
+        with tags(f"tenant:{settings.name}"):
+            return flow(tenant=settings.name, since=day, until=day, dry_run=False, only_ids=[source_id],
+                        return_state=True)
+
+    state = _with_progress_bar(f"resend {noun} {source_id} for {settings.name}", settings.name, work, flow=flow_name)
+    if not state.is_completed():
+        raise Refused(f"the {flow_name} run ended {state.name}: {state.message or ''}")
+    summary = state.result()
+    print_summary(summary, state.message)
+    mine = [o for o in summary.outcomes if o.source_id == source_id]
+    if not mine:
+        raise Refused(f"the {flow_name} run found no document {source_id} to send: Autotask has no {noun} with that id "
+                      f"for {settings.name}, or it is no longer planned under it (`atx ledger show --tenant "
+                      f"{settings.name}` lists the ledger's)")
+    for o in mine:
+        said = f"{KINDS[o.kind].noun} {o.source_number or source_id}: {o.action}" + (
+            f" as {o.xero_number}" if o.xero_number and o.result.value in _RESENT else "")
+        if o.reason and o.result.value not in _RESENT:
+            said += f": {o.reason}" + (f" (fix: {o.fix})" if o.fix else "")
+        console.print(escape(said))
+    if not any(o.result.value in _RESENT for o in mine):
+        raise typer.Exit(1)
+
+
+@ledger_app.command("skip")
+def ledger_skip(
+    source_id: str = typer.Argument(..., metavar="ID", help="The document's Autotask id, as `atx ledger show` lists it."),
+    why: str = typer.Option(..., "--why", help="Why it must not reach Xero; every run reports it with this reason."),
+    tenant: Optional[str] = typer.Option(None, help="Tenant name (default: the only tenant)."),
+    kind: str = typer.Option("invoice", help="invoice, credit_note, bill or purchase_order."),
+    by: Optional[str] = typer.Option(None, help="Who skips it (default: the user running the command)."),
+) -> None:
+    """Keep a document the ledger holds out of Xero for good: no run sends it, every run reports it skipped with
+    the reason, and `atx ledger resend ID` takes it back. A document already in Xero is refused: void it there."""
+    import getpass
+
+    from core.ledger_rows import resend_command
+
+    settings = _ledger_tenant(tenant)
+    kind = _ledger_kind(kind)
+    if not why.strip():
+        raise Refused("--why must say why the document must not reach Xero", USAGE)
+    ledger, row = _ledger_row(settings, kind, source_id)
+    noun = kind.replace("_", " ")
+    if row is None:
+        raise Refused(f"the ledger holds no {noun} {source_id} for {settings.name}: only a document a run has read can "
+                      f"be skipped (`atx ledger show --tenant {settings.name}` lists them; is it another --kind?)")
+    if row.state == "synced":
+        raise Refused(f"{noun} {source_id} is in Xero already as {row.target_number or row.target_id}: skipping cannot "
+                      "take it out. Void it in Xero (and in Autotask, so the sync never sends it again)")
+    if row.state == "voided":
+        raise Refused(f"{noun} {source_id} was voided in Autotask and its Xero copy taken out: nothing is left to skip")
+    if row.state == "sending":
+        raise Refused(f"{noun} {source_id} is being sent now by run {row.run_id}: wait until that run ends, then look "
+                      f"at it with `atx ledger show --tenant {settings.name}`")
+    who = by or getpass.getuser()
+    if not ledger.skip(settings.name, kind, source_id, reason=" ".join(why.split()), by=who, version=row.version):
+        raise Refused(f"{noun} {source_id} changed while it was being skipped (a run is at it): run the command again")
+    console.print(f"Skipped {noun} {row.source_number or source_id} for {settings.name}: no run sends it; each reports "
+                  f"it skipped. `{resend_command(row)}` takes it back.")
 
 
 def _fresh_demo_ledger(home: str) -> None:

@@ -439,9 +439,11 @@ ALREADY_IN_XERO = "already in Xero"
 ALREADY_VOIDED = "already voided in Xero"
 IN_FLIGHT = "in flight elsewhere"
 VOIDED_BEFORE_SYNC = "voided before sync"
+# Why a document a person skipped (`atx ledger skip`) is not sent: the run reports it with their reason.
+SKIPPED_BY_A_PERSON = "by a person"
 
 # Ledger states (ledger.models.DocState), repeated as plain text so the core needs no database import.
-_SENDING, _SYNCED, _VOIDED = "sending", "synced", "voided"
+_SENDING, _SYNCED, _VOIDED, _SKIPPED = "sending", "synced", "voided", "skipped"
 
 def decide(plan: DocumentPlan, row: LedgerRow | None, xero_doc: XeroDocument | None) -> Decision:
     """What to do with one planned document.
@@ -450,6 +452,8 @@ def decide(plan: DocumentPlan, row: LedgerRow | None, xero_doc: XeroDocument | N
     its natural key (None when nothing was found, or nothing was looked up)."""
     kind = plan.document_kind
     in_xero = row is not None and row.state in (_SYNCED, _VOIDED) and bool(row.target_id)
+    if row is not None and row.state == _SKIPPED:
+        return Decision(Action.SKIP, SKIPPED_BY_A_PERSON)  # whatever it looks like now: a person's word
     if plan.void:
         return _decide_void(kind, row, xero_doc, in_xero)
     if row is not None and row.state == _SENDING:

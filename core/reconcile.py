@@ -22,7 +22,7 @@ from enum import Enum
 from core.documents import GONE, DocumentKind, DocumentPlan, KeyKind, Status, XeroDocument
 
 # Ledger states (ledger.models.DocState), as plain text: the core needs no database import.
-PENDING, SENDING, SYNCED, SET_ASIDE, VOIDED = "pending", "sending", "synced", "set_aside", "voided"
+PENDING, SENDING, SYNCED, SET_ASIDE, VOIDED, SKIPPED = "pending", "sending", "synced", "set_aside", "voided", "skipped"
 
 
 class Problem(str, Enum):
@@ -85,6 +85,7 @@ class Reconciled:
     compared: int = 0        # documents looked at
     set_aside: int = 0       # not in Xero because the sync set them aside: every run reports them with the fix
     in_flight: int = 0       # being sent by a run right now: the ledger and Xero may disagree for a moment
+    skipped: int = 0         # kept out of Xero by a person (`atx ledger skip`): not in Xero, as they should be
 
 
 # How far along its life a document is: Xero moves it forward (approved, paid), a person never back.
@@ -183,6 +184,8 @@ def _one(out: Reconciled, kind: DocumentKind, plan: DocumentPlan, row: Recorded 
             out.findings.append(_unrecorded(kind, plan, found))
         elif row is not None and row.state == SET_ASIDE:
             out.set_aside += 1  # the clash is the set-aside reason every run reports
+        elif row is not None and row.state == SKIPPED:
+            out.skipped += 1  # a person keeps it out of Xero: the number's other holder is no concern of the sync
         else:
             out.findings.append(Finding(
                 Problem.MISSING, kind.name, plan.source_id, plan.source_number, "number",
@@ -192,6 +195,9 @@ def _one(out: Reconciled, kind: DocumentKind, plan: DocumentPlan, row: Recorded 
         return
     if live:
         return  # duplicated, reported above: which copy is the document is a person's call
+    if row is not None and row.state == SKIPPED:
+        out.skipped += 1
+        return
     if (row is not None and row.state == SET_ASIDE) or not plan.sendable:
         out.set_aside += 1
         return

@@ -15,7 +15,7 @@ from core.bills import plan_bills, plan_purchase_orders
 from core.documents import BILL, PURCHASE_ORDER, DocumentPlan
 from core.invoices import XeroReference
 from pipeline import FlowSpec, Planned, run, run_name
-from pipeline.parameters import DryRun, OnlyWindow, Since, Tenant, Until
+from pipeline.parameters import DryRun, OnlyIds, OnlyWindow, Since, Tenant, Until
 from tasks.extract_purchasing import PurchasingExtract, read_for_bills, read_for_purchase_orders
 from tasks.sync import worth_retrying
 
@@ -73,8 +73,9 @@ BILLS = FlowSpec(name="bills", kinds=(BILL, PURCHASE_ORDER), read_and_plan=read_
 
 @flow(name="bills", flow_run_name=run_name, persist_result=False, log_prints=False)
 def bills(tenant: Tenant, since: Since = None, until: Until = None, dry_run: DryRun = False,
-          only_window: OnlyWindow = False):
+          only_window: OnlyWindow = False, only_ids: OnlyIds = None):
     """Sync one tenant's Autotask purchasing received (bills) or raised (purchase orders) in [since, until].
 
-    `only_window`: a backfill chunk (read only this window; the scheduled runs' high-water mark stays)."""
-    return run(BILLS, tenant, since, until, dry_run, only_window)
+    `only_window`: a backfill chunk (read only this window; the scheduled runs' high-water mark stays).
+    `only_ids`: only these documents (their ledger ids: "201:VI-1" for a vendor's invoice, "receiving:7"), whatever their date."""
+    return run(BILLS, tenant, since, until, dry_run, only_window, only_ids)

@@ -21,7 +21,7 @@ from core.payments import local_date
 from core.writeback import INVOICE_NUMBER, SyncedDocument, key_fields, plan_write_backs, with_original_numbers
 from ledger import DocState
 from pipeline import FlowSpec, Planned, run, run_name
-from pipeline.parameters import DryRun, OnlyWindow, Since, Tenant, Until
+from pipeline.parameters import DryRun, OnlyIds, OnlyWindow, Since, Tenant, Until
 from tasks.extract import AutotaskExtract, extract_invoices
 from tasks.filters import apply_filters
 from tasks.items import ensure_items
@@ -114,8 +114,9 @@ INVOICES = FlowSpec(name="invoices", kinds=(INVOICE, CREDIT_NOTE), read_and_plan
 
 @flow(name="invoices", flow_run_name=run_name, persist_result=False, log_prints=False)
 def invoices(tenant: Tenant, since: Since = None, until: Until = None, dry_run: DryRun = False,
-             only_window: OnlyWindow = False):
+             only_window: OnlyWindow = False, only_ids: OnlyIds = None):
     """Sync one tenant's Autotask invoices dated in [since, until] into its Xero organisation.
 
-    `only_window`: a backfill chunk (read only this window; the scheduled runs' high-water mark stays)."""
-    return run(INVOICES, tenant, since, until, dry_run, only_window)
+    `only_window`: a backfill chunk (read only this window; the scheduled runs' high-water mark stays).
+    `only_ids`: only these Autotask invoices, whatever their date (`atx ledger resend`)."""
+    return run(INVOICES, tenant, since, until, dry_run, only_window, only_ids)

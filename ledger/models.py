@@ -7,6 +7,8 @@ Xero's Idempotency-Key is remembered for minutes; this table is remembered for g
        ▲                  │  └───► set_aside (reason, fix) ──► claimed again on the next run
        └──── not in Xero ◄┘ (outcome unknown: looked up by its natural key before anything is re-sent)
 
+    set_aside / pending ──`atx ledger skip`──► skipped (never sent) ──`atx ledger resend`──► pending
+
 Rows are claimed with a conditional update on `version`, so two overlapping runs can never both send
 the same document, even without Prefect's concurrency limit.
 
@@ -46,6 +48,9 @@ class DocState:
     SET_ASIDE = "set_aside"
     # The source document was voided and its Xero copy voided (or deleted while DRAFT) by this sync.
     VOIDED = "voided"
+    # A person said this document must never reach Xero (`atx ledger skip`, with the reason); only
+    # `atx ledger resend` takes it back. Never claimed, so never sent, whatever a run plans for it.
+    SKIPPED = "skipped"
 
 
 class NaturalKeyKind:

@@ -29,6 +29,8 @@ DEFAULT_LEASE = timedelta(minutes=15)
 # A run whose heartbeat (ledger/heartbeat.py) is older than this is presumed dead, however long its lease.
 DEFAULT_HEARTBEAT_TIMEOUT = timedelta(seconds=60)
 AUTOTASK = "autotask"
+# The states a person may skip a document from: not in Xero, and no run is sending it.
+SKIPPABLE = (DocState.SET_ASIDE, DocState.PENDING, DocState.SKIPPED)
 
 
 
@@ -136,6 +138,23 @@ class Ledger:
                     return {}
                 q = q.where(SyncRecord.source_id.in_(ids))
             return {r.source_id: r for r in s.scalars(q)}
+
+    def documents(self, tenant: str, *, states: Iterable[str] | None = None, kinds: Iterable[str] | None = None,
+                  needs_a_person: bool = False, limit: int | None = None) -> list[SyncRecord]:
+        """The tenant's rows, most recently changed first (`atx ledger show`). `needs_a_person`: only rows
+        carrying a note for a person (in Xero, changed after approval, voided but paid, ...)."""
+        with self.session() as s:
+            q = select(SyncRecord).where(SyncRecord.tenant == tenant)
+            if states is not None:
+                q = q.where(SyncRecord.state.in_(list(states)))
+            if kinds is not None:
+                q = q.where(SyncRecord.kind.in_(list(kinds)))
+            if needs_a_person:
+                q = q.where(SyncRecord.attention.is_not(None))
+            q = q.order_by(SyncRecord.updated_at.desc(), SyncRecord.id.desc())
+            if limit is not None:
+                q = q.limit(limit)
+            return list(s.scalars(q))
 
     def by_target(self, tenant: str, kind: str, target_ids: Iterable[str], *, source: str = AUTOTASK,
                   chunk: int = 500) -> dict[str, SyncRecord]:
@@ -251,8 +270,8 @@ class Ledger:
                     except IntegrityError:
                         s.rollback()  # another run inserted it first: it owns the document
                     continue
-                if row.state in (DocState.SYNCED, DocState.VOIDED):
-                    continue
+                if row.state in (DocState.SYNCED, DocState.VOIDED, DocState.SKIPPED):
+                    continue  # in Xero already, or a person said it must never go there
                 if row.state == DocState.SENDING:
                     # In flight in a live run, or stale: either way Xero may hold it, so only a
                     # lookup by natural key (resolve) may move it on, never a second send.
@@ -307,7 +326,7 @@ class Ledger:
                                          attempts=1, version=1, facts={}, **facts))
                         s.flush()
                         won.add(c.source_id)
-                    elif row.state not in (DocState.SYNCED, DocState.VOIDED, DocState.SENDING):
+                    elif row.state not in (DocState.SYNCED, DocState.VOIDED, DocState.SENDING, DocState.SKIPPED):
                         moved = s.execute(update(SyncRecord)
                                           .where(SyncRecord.id == row.id, SyncRecord.version == row.version)
                                           .values(attempts=row.attempts + 1, version=row.version + 1, **facts))
@@ -428,12 +447,13 @@ class Ledger:
         A row `sending` is moved only by the run that claimed it (pass its run_id): any other run's
         `sending` row may already be in Xero, and only a lookup by its natural key may move it on.
         Setting it aside here would let a later claim send it again without that lookup. Synced and
-        voided rows are in Xero and stay as they are. Returns whether the row is now set aside."""
+        voided rows are in Xero and stay as they are; a skipped row stays skipped (a person's word outlasts
+        whatever a run finds wrong with it). Returns whether the row is now set aside."""
         now = utc_now()
         with self.session() as s:
             row = _row(s, tenant, kind, source_id, source)
             if row is not None and (
-                row.state in (DocState.SYNCED, DocState.VOIDED)
+                row.state in (DocState.SYNCED, DocState.VOIDED, DocState.SKIPPED)
                 or (row.state == DocState.SENDING and (run_id is None or row.run_id != run_id))
             ):
                 return False
@@ -496,6 +516,36 @@ class Ledger:
         only if no one changed it since: another run may have claimed it meanwhile and be sending it now,
         and releasing that claim would let a third send make a second copy. Returns whether it moved."""
         return self._move(tenant, kind, source_id, source, state=DocState.PENDING, version=version)
+
+    def skip(self, tenant: str, kind: str, source_id: str, *, reason: str, by: str, version: int,
+             source: str = AUTOTASK) -> bool:
+        """A person says this document must never reach Xero: it is never claimed again (`claim`), and each
+        run reports it skipped with `reason`. Only a row not in Xero and not being sent (set aside, pending,
+        or skipped already) moves, and only if it is still at `version` as the caller read it: a run that
+        claimed it meanwhile may be sending it now. Returns whether it moved."""
+        with self.session() as s:
+            row = _row(s, tenant, kind, source_id, source)
+            if row is None or row.version != version or row.state not in SKIPPABLE:
+                return False
+            facts = {**(row.facts or {}), "skipped_by": by, "skipped_at": utc_now().isoformat()}
+            moved = s.execute(update(SyncRecord).where(
+                SyncRecord.id == row.id, SyncRecord.version == version, SyncRecord.state.in_(SKIPPABLE),
+            ).values(state=DocState.SKIPPED, reason=reason, fix=None, facts=facts, updated_at=utc_now(),
+                     version=version + 1))
+            s.commit()
+            return moved.rowcount == 1
+
+    def unskip(self, tenant: str, kind: str, source_id: str, *, source: str = AUTOTASK) -> bool:
+        """A skipped document may be sent again: pending, so the next run (or the resend now) reads it by id
+        and sends it through the pipeline. Returns whether it was skipped."""
+        with self.session() as s:
+            moved = s.execute(update(SyncRecord).where(
+                SyncRecord.tenant == tenant, SyncRecord.kind == kind, SyncRecord.source == source,
+                SyncRecord.source_id == _text_id(source_id), SyncRecord.state == DocState.SKIPPED,
+            ).values(state=DocState.PENDING, reason=None, fix=None, updated_at=utc_now(),
+                     version=SyncRecord.version + 1))
+            s.commit()
+            return moved.rowcount == 1
 
     def _move(self, tenant: str, kind: str, source_id: str, source: str, *, version: int | None = None,
               **values) -> bool:

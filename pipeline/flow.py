@@ -115,11 +115,16 @@ def run_name() -> str:
     return f"{runtime.flow_run.flow_name} · {p['tenant']} · {window}"
 
 
-def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry_run: bool, only_window: bool = False):
+def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry_run: bool, only_window: bool = False,
+        only_ids: list[str] | None = None):
     """The flow body: every step a task, every document through sync_documents.
 
     `only_window`: a backfill chunk. It reads only its own days (unfinished documents dated in it, not
     all of them) and leaves the high-water mark of the scheduled runs where it is.
+
+    `only_ids`: only these documents (source ids), read by id whatever their date (`atx ledger resend`).
+    They go the same way as in any run (read, plan, claim, send, record), so a document already in Xero is
+    never sent again; everything else the window holds is left alone, and so is the high-water mark.
 
     The run ends Completed when there is nothing for a person; "Needs attention" (Completed) when documents
     were set aside, need a person or were not routed; "Stopped early" (Completed) at an API limit or the daily
@@ -137,8 +142,10 @@ def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry
             windows.check_window(since, until)  # before any task: a window backwards is the person's to fix
         ctx = open_tenant(tenant, str(runtime.flow_run.id))
         since, until = choose_window(ctx, spec.high_water, since, until)
-        _label_run(f"{spec.name} · {tenant} · {since}..{until}" + (" · dry run" if dry_run else ""), tenant)
+        only = f" · only {', '.join(only_ids)}" if only_ids else ""
+        _label_run(f"{spec.name} · {tenant} · {since}..{until}{only}" + (" · dry run" if dry_run else ""), tenant)
         summary = RunSummary(tenant=tenant, since=since, until=until, dry_run=dry_run, flow=spec.name,
+                             only_ids=list(only_ids) if only_ids else None,
                              heartbeat_timeout_seconds=ctx.settings.heartbeat_timeout_seconds,
                              xero_links=not ctx.settings.xero.api_base)
         return _run(ctx, spec, summary, only_window)
@@ -178,7 +185,7 @@ def _run(ctx: TenantContext, spec: FlowSpec, summary: RunSummary, only_window: b
         get_run_logger().warning("stopped early, the high-water mark is not moved: %s", summary.stopped)
     elif held:
         get_run_logger().warning("%d documents are still held by another run; the high-water mark is not moved", held)
-    elif not dry_run and not only_window:
+    elif not dry_run and not only_window and not summary.only_ids:
         advance_high_water(ctx, spec.high_water, until)
     _token_age(ctx, summary)
     summary.xero_calls = ctx.xero.calls - xero_calls_before
@@ -244,11 +251,23 @@ def _check_and_read(ctx: TenantContext, spec: FlowSpec, summary: RunSummary, onl
                 summary.stopped = str(exc)
             revisit = ctx.ledger.unfinished(ctx.tenant, [k.name for k in spec.kinds],
                                             between=(summary.since, summary.until) if only_window else None)
+        if summary.only_ids:
+            # Read by id, as an unfinished document is; the window read is only its own days.
+            return _only(spec.read_and_plan(ctx, summary.since, summary.until, list(summary.only_ids),
+                                            read_xero_reference(ctx), bounded=True), summary.only_ids)
         return spec.read_and_plan(ctx, summary.since, summary.until, revisit, read_xero_reference(ctx),
                                   bounded=only_window)
     except TargetLimitReached as exc:
         summary.stopped, summary.window_unread = str(exc), True
         return None
+
+
+def _only(planned: Planned, ids: list[str]) -> Planned:
+    """What planning made of these documents alone: their plans, and their outcomes found before any send
+    (routed elsewhere, filtered out by the mapping)."""
+    wanted = set(ids)
+    return dataclasses.replace(planned, plans=[p for p in planned.plans if p.source_id in wanted],
+                               outcomes=[o for o in planned.outcomes if o.source_id in wanted], other_tenants=0)
 
 
 def _sync(ctx: TenantContext, spec: FlowSpec, planned: Planned, summary: RunSummary) -> None:
@@ -287,7 +306,7 @@ def _sync(ctx: TenantContext, spec: FlowSpec, planned: Planned, summary: RunSumm
         if spec.follow_up is not None:
             _follow_up(ctx, spec, summary)
         if spec.fetch_pdf is not None and not summary.dry_run:
-            summary.attach_failures = attach_pdfs(ctx, spec.kinds, spec.fetch_pdf)
+            summary.attach_failures = attach_pdfs(ctx, spec.kinds, spec.fetch_pdf, only_ids=summary.only_ids)
     except TargetLimitReached as exc:
         # Nothing is lost: what was sent is recorded; the rest has no claim (or a `sending` row that the
         # next run looks up first), and the window stays where it was, so the next run picks it all up.
@@ -387,6 +406,8 @@ def _recorded_by_another_run(ctx: TenantContext, plan: DocumentPlan, row) -> Out
 def _follow_up(ctx: TenantContext, spec: FlowSpec, summary: RunSummary) -> None:
     """Plan from the ledger what follows the sent documents, and send it through the same pipeline."""
     plans = spec.follow_up(ctx)
+    if summary.only_ids:
+        plans = [p for p in plans if p.source_id in set(summary.only_ids)]
     for kind in spec.follow_up_kinds:
         for batch in batches([p for p in plans if p.kind == kind.name]):
             result = sync_documents(ctx, kind, batch, {}, dry_run=summary.dry_run)

@@ -39,6 +39,10 @@ DryRun = Annotated[bool, _described(
 OnlyWindow = Annotated[bool, _described(
     "Only this window", "For a backfill's chunks: read only the window's own days, and leave the scheduled "
                         "runs' high-water mark where it is. Leave it off.")]
+# Empty in every scheduled run; `atx ledger resend` fills it in. An array of text, or none, drawn as a list.
+OnlyIds = Annotated[Optional[list[str]], WithJsonSchema({"type": "array", "items": {"type": "string"}}), _described(
+    "Only these documents", "Autotask ids of the documents to sync, read by id whatever their date; nothing "
+                            "else is read or sent, and the high-water mark stays. Leave it empty.")]
 Direction = Literal["both", "to_autotask", "to_xero"]
 PaymentsDirection = Annotated[Direction, _described(
     "Direction", "both: Xero's settlements to Autotask paid dates, and (when the tenant enables it) Autotask's "

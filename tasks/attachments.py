@@ -21,16 +21,19 @@ FetchPdf = Callable[[object, object], tuple[str, bytes]]
 
 
 @task(name="attach-pdfs", cache_policy=NONE)
-def attach_pdfs(ctx: TenantContext, kinds: tuple[DocumentKind, ...], fetch: FetchPdf) -> dict[str, str]:
+def attach_pdfs(ctx: TenantContext, kinds: tuple[DocumentKind, ...], fetch: FetchPdf,
+                only_ids: list[str] | None = None) -> dict[str, str]:
     """Documents synced without their PDF yet (new, or a failed attachment of an earlier run) get it now:
     one Autotask call (the client keeps three in flight per endpoint) and one Xero call (the gateway
-    paces) each; the ledger's `attached_at` fact makes a rerun skip it. Returns {source id: problem}."""
+    paces) each; the ledger's `attached_at` fact makes a rerun skip it. `only_ids`: only these documents (a
+    run for a few documents leaves the others' attachments to the scheduled runs). Returns {source id: problem}."""
     if not ctx.settings.attach_pdfs:
         return {}
     logger = get_run_logger()
     todo = [(kind, r) for kind in kinds if kind.attachments
             for r in ctx.ledger.records(ctx.tenant, kind.name).values()
-            if r.state == DocState.SYNCED and r.target_id and r.attached_at is None][:ATTACHMENTS_PER_RUN]
+            if r.state == DocState.SYNCED and r.target_id and r.attached_at is None
+            and (only_ids is None or r.source_id in only_ids)][:ATTACHMENTS_PER_RUN]
     failed: dict[str, str] = {}
     if not todo:
         return failed

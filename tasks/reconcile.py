@@ -74,6 +74,7 @@ class ReconcileSummary:
     compared: int = 0
     set_aside: int = 0
     in_flight: int = 0
+    skipped: int = 0
     autotask_calls: int = 0
     xero_calls: int = 0
     stopped: str | None = None     # an API limit stopped the reading: nothing was compared past it
@@ -101,7 +102,8 @@ class ReconcileSummary:
         if self.stopped:
             return f"{window}: stopped before the comparison was complete: {self.stopped}"
         extras = [f"{n} {what}" for n, what in ((self.set_aside, "set aside (each run reports them with the fix)"),
-                                               (self.in_flight, "in flight in a run now")) if n]
+                                               (self.in_flight, "in flight in a run now"),
+                                               (self.skipped, "skipped by a person (`atx ledger skip`)")) if n]
         tail = f"; {', '.join(extras)}" if extras else ""
         if not self.checked:
             return f"{window}: clean, {self.compared} documents agree in Autotask, the ledger and Xero{tail}"
@@ -353,6 +355,7 @@ def compare_window(ctx: TenantContext, summary: ReconcileSummary, progress, spec
         summary.compared += result.compared
         summary.set_aside += result.set_aside
         summary.in_flight += result.in_flight
+        summary.skipped += result.skipped
         logger.info("%ss: %d compared, %d findings", kind.noun, result.compared, len(result.findings))
     for c in summary.checked:
         f = c.finding

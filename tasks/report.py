@@ -10,7 +10,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from core.documents import KINDS, VOIDED_BEFORE_SYNC
+from core.documents import KINDS, SKIPPED_BY_A_PERSON, VOIDED_BEFORE_SYNC
 from tasks.outcomes import NEEDS_A_PERSON, NOT_IN_XERO, Outcome, Result
 
 # What a skipped document's detail starts with when routing could not pick one tenant (tasks/tenancy.py).
@@ -18,6 +18,7 @@ NOT_ROUTED = "not routed"
 NOT_ROUTED_LABEL = "not routed (no tenant's routing rules, or several, claim it)"
 # How many documents set aside (and how many needing a person) the summary lists with their reason and fix.
 SHOWN_IN_SUMMARY = 10
+SKIPPED_LABEL = "by a person (`atx ledger skip`, with the reason in the table; `atx ledger resend` sends it)"
 
 
 @dataclass
@@ -39,6 +40,7 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)  # for a person, outside any document (a token ageing)
     other_tenants: int = 0  # documents of this Autotask account that routing gave to another tenant
     xero_links: bool = True  # the tenant talks to Xero itself, so go.xero.com links open its documents
+    only_ids: list[str] | None = None  # the run was for these documents alone (`atx ledger resend`)
 
     def count(self, what: Result | str) -> int:
         """Outcomes of this result (whatever the kind), or whose action starts with this text."""
@@ -101,6 +103,8 @@ def skip_reason(o: Outcome) -> str:
         return "voided before sync (voided in Autotask before it reached Xero)"
     if detail.startswith(NOT_ROUTED):
         return NOT_ROUTED_LABEL
+    if detail == SKIPPED_BY_A_PERSON:
+        return SKIPPED_LABEL
     if (o.reason or "").startswith("the mapping's filters"):
         return "filtered by the mapping (its filters: section)"
     return detail or o.reason or "skipped"
@@ -266,6 +270,7 @@ def summary_markdown(summary: RunSummary) -> str:
     count = summary.count
     lines = [
         f"# {summary.flow.capitalize()} for {summary.tenant}, {summary.since} to {summary.until}"
+        + (f", only Autotask {', '.join(summary.only_ids)}" if summary.only_ids else "")
         + (" (dry run)" if summary.dry_run else ""),
         "",
         *_stopped(summary),

@@ -25,10 +25,11 @@ from atx.context import TenantContext
 from clients.autotask import AutotaskAuthError
 from clients.xero import XeroAuthError
 from core.documents import (
-    ALREADY_IN_XERO, ALREADY_VOIDED, GONE, IN_FLIGHT, Action, Decision, DocumentKind, DocumentPlan, KeyKind,
-    Status, TargetError, TargetLimitReached, TargetOutcomeUnknown, Written, XeroDocument, batches, decide, fix_for,
-    number_taken,
+    ALREADY_IN_XERO, ALREADY_VOIDED, GONE, IN_FLIGHT, SKIPPED_BY_A_PERSON, Action, Decision, DocumentKind,
+    DocumentPlan, KeyKind, Status, TargetError, TargetLimitReached, TargetOutcomeUnknown, Written, XeroDocument,
+    batches, decide, fix_for, number_taken,
 )
+from core.ledger_rows import skipped_by, skipped_fix
 from ledger import Candidate, DocState
 from tasks.outcomes import Outcome, Result
 
@@ -314,7 +315,16 @@ def _skip(plan: DocumentPlan, row, decision: Decision) -> Outcome:
         return Outcome.of_row(plan, Result.ALREADY, row, reason=decision.why, fix=decision.fix)
     if decision.why == IN_FLIGHT:
         return Outcome.of(plan, Result.IN_FLIGHT, detail=held_by(row))
+    if decision.why == SKIPPED_BY_A_PERSON:
+        return skipped_by_a_person(plan, row)
     return Outcome.of(plan, Result.SKIPPED, detail=decision.why)
+
+
+def skipped_by_a_person(plan: DocumentPlan, row) -> Outcome:
+    """A document a person skipped (`atx ledger skip`): reported with their reason, never sent."""
+    who = skipped_by(row)
+    return Outcome.of(plan, Result.SKIPPED, detail=SKIPPED_BY_A_PERSON,
+                      reason=(row.reason or "no reason given") + (f" ({who})" if who else ""), fix=skipped_fix(row))
 
 
 def _record_decision(ctx: TenantContext, kind: DocumentKind, plan: DocumentPlan, row, decision: Decision,
@@ -467,6 +477,8 @@ def _not_claimed(ctx: TenantContext, kind: DocumentKind, plan: DocumentPlan) -> 
     row = ctx.ledger.records(ctx.tenant, kind.name, [plan.source_id]).get(plan.source_id)
     if row is not None and row.state == DocState.SYNCED:
         return Outcome.of_row(plan, Result.ALREADY, row, reason=row.attention)
+    if row is not None and row.state == DocState.SKIPPED:  # skipped after this batch read the ledger
+        return skipped_by_a_person(plan, row)
     return Outcome.of(plan, Result.IN_FLIGHT, detail=held_by(row))
 
 
