@@ -213,3 +213,86 @@ def sort_documents(documents: list[dict], order: str | None, default: list[tuple
         present.sort(key=lambda d: _normalise(lookup(d, path)), reverse=descending)
         result = present + missing if not descending else missing + present
     return result
+
+
+# --- narrowing a read by index --------------------------------------------------------------------------
+
+def equality_alternatives(text: str | None, paths: set[str]) -> list[tuple[str, str]] | None:
+    """What every document a `where` clause keeps must have: at least one of these (path, text) pairs,
+    compared as the clause compares (without regard to case). None when the clause does not say (a
+    range, a NOT, a method call, a field outside `paths`): the read then looks at every document.
+
+    Only narrows: the compiled clause still decides. `paths` are lower-case dotted field paths; the
+    pairs come from `Path=="text"` and `Path==Guid("...")` terms, combined through AND (any one side
+    narrows) and OR (every side must)."""
+    if not text or not text.strip():
+        return None
+    try:
+        return _disjunction(_tokenise(text), paths)
+    except ValueError:  # the compiled clause answers for a clause it cannot read
+        return None
+
+
+def _split(tokens: list[tuple[str, str]], words: set[str]) -> list[list[tuple[str, str]]]:
+    parts: list[list[tuple[str, str]]] = [[]]
+    depth = 0
+    for kind, text in tokens:
+        if text == "(":
+            depth += 1
+        elif text == ")":
+            depth -= 1
+        if depth == 0 and kind in ("name", "op") and text.lower() in words:
+            parts.append([])
+        else:
+            parts[-1].append((kind, text))
+    return parts
+
+
+def _disjunction(tokens, paths) -> list[tuple[str, str]] | None:
+    found: list[tuple[str, str]] = []
+    for part in _split(tokens, {"or", "||"}):
+        narrowed = _conjunction(part, paths)
+        if narrowed is None:
+            return None
+        found += narrowed
+    return found
+
+
+def _conjunction(tokens, paths) -> list[tuple[str, str]] | None:
+    best = None
+    for part in _split(tokens, {"and", "&&"}):
+        narrowed = _factor(part, paths)
+        if narrowed is not None and (best is None or len(narrowed) < len(best)):
+            best = narrowed
+    return best
+
+
+def _factor(tokens, paths) -> list[tuple[str, str]] | None:
+    if not tokens:
+        return None
+    if tokens[0][1] == "(":
+        depth = 0
+        for position, (_, text) in enumerate(tokens):
+            depth += text == "("
+            depth -= text == ")"
+            if depth == 0:
+                break
+        return _disjunction(tokens[1:-1], paths) if position == len(tokens) - 1 else None
+    # Path (.Path)* ==|= literal, and nothing else.
+    if tokens[0][0] != "name":
+        return None
+    path, position = [tokens[0][1]], 1
+    while position + 1 < len(tokens) and tokens[position][1] == "." and tokens[position + 1][0] == "name":
+        path.append(tokens[position + 1][1])
+        position += 2
+    field_path = ".".join(path).lower()
+    if field_path not in paths or position >= len(tokens) or tokens[position][1] not in ("==", "="):
+        return None
+    rest = tokens[position + 1:]
+    if len(rest) == 1 and rest[0][0] == "string":
+        # As the parser reads a string literal.
+        return [(field_path, bytes(rest[0][1][1:-1], "utf-8").decode("unicode_escape"))]
+    if len(rest) == 4 and rest[0][0] == "name" and rest[0][1].lower() == "guid" and rest[1][1] == "(" \
+            and rest[3][1] == ")":
+        return [(field_path, rest[2][1].strip('"'))]
+    return None
