@@ -125,13 +125,6 @@ class DocumentStore(dict):
             return []
         return [dict.__getitem__(self, doc_id) for doc_id in sorted(filed, key=self._position.__getitem__)]
 
-    def find_any(self, name: str, keys: Iterable[Hashable]) -> list[dict]:
-        """The documents filed under any of `keys`, once each, in store order."""
-        found: dict[str, None] = {}
-        for key in keys:
-            found.update(self._index[name].get(key) or {})
-        return [dict.__getitem__(self, doc_id) for doc_id in sorted(found, key=self._position.__getitem__)]
-
     def filed(self, name: str, keys: Iterable[Hashable]) -> set[str]:
         """The ids filed under any of `keys`."""
         found: set[str] = set()
@@ -159,7 +152,7 @@ class DocumentStore(dict):
 
 
 def _number(field_name: str) -> Callable[[dict], str]:
-    # str(): how the rules compare numbers (a number sent as 1001 matches "1001").
+    # As the rules compare numbers: as text (str), without regard to case.
     return lambda doc: str(doc.get(field_name, "")).casefold()
 
 
