@@ -1,8 +1,8 @@
 """Per-call time of the simulators as their stores grow: it should stay flat, so the flow benchmarks and the
 tests time the sync, not the sandbox.
 
-Xero: a lookup by InvoiceNumbers, a `where` of References and a PUT of 50 new invoices, each with 1k, 10k
-and 50k invoices stored. Autotask: the time of page 1, 10 and 100 of one query over 50k records, and of an
+Xero: a lookup by InvoiceNumbers (40), a `where` of 25 References, a `where` on one day's Dates (50
+invoices) and a PUT of 50 new invoices, each with 1k, 10k and 50k invoices stored. Autotask: the time of page 1, 10 and 100 of one query over 50k records, and of an
 `in` query of 400 values. Prints a table (median milliseconds); never asserts a timing.
 
     PYTHONPATH=. .venv/bin/python -m bench.sandbox [--sizes 1000,10000,50000]
@@ -81,6 +81,7 @@ class _XeroBench:
                 n = self.stored
                 doc = copy.deepcopy(self.template)
                 doc.update({"InvoiceID": str(uuid.uuid4()), "InvoiceNumber": f"INV-{n:06d}", "Reference": f"ref {n}",
+                            "Date": date(2020, 1, 1) + timedelta(days=n // 50),  # 50 a day, at every size
                             "Contact": {"ContactID": self.contact_ids[n % CONTACTS]}, "_order": self.org.next_order(),
                             "UpdatedDateUTC": base + timedelta(milliseconds=n)})
                 self.org.save(self.org.invoices, doc["InvoiceID"], doc, None)
@@ -92,6 +93,9 @@ class _XeroBench:
         references = {"where": " OR ".join(f'Reference=="ref {n}"' for n in range(1, size, max(1, size // 25))[:25]),
                       "page": 1}
 
+        dates = {"where": 'Type=="ACCREC" AND Date>=DateTime(2020, 01, 11) AND Date<DateTime(2020, 01, 12)',
+                 "page": 1}
+
         def batch():
             self.batches += 1
             self._put(50, f"B{self.batches}")
@@ -99,6 +103,7 @@ class _XeroBench:
         return {"invoices": size,
                 "xero_numbers_ms": _median_ms(lambda: _ok(self.http.get("/Invoices", params=numbers))),
                 "xero_where_reference_ms": _median_ms(lambda: _ok(self.http.get("/Invoices", params=references))),
+                "xero_where_dates_ms": _median_ms(lambda: _ok(self.http.get("/Invoices", params=dates))),
                 "xero_put_50_ms": _median_ms(batch)}
 
     def close(self) -> None:
@@ -157,10 +162,11 @@ def bench_sandbox(sizes=SIZES) -> dict:
 
 def print_table(result: dict) -> None:
     print(result["name"])
-    print(f"{'invoices stored':>16} | {'InvoiceNumbers':>14} | {'where Reference':>15} | {'PUT 50':>8}")
+    print(f"{'invoices stored':>16} | {'InvoiceNumbers':>14} | {'where Reference':>15} | {'where Date':>10} | "
+          f"{'PUT 50':>8}")
     for row in result["xero"]:
         print(f"{row['invoices']:>16} | {row['xero_numbers_ms']:>14} | {row['xero_where_reference_ms']:>15} | "
-              f"{row['xero_put_50_ms']:>8}")
+              f"{row['xero_where_dates_ms']:>10} | {row['xero_put_50_ms']:>8}")
     print(" | ".join(f"{k}={v}" for k, v in result["autotask"].items()))
 
 

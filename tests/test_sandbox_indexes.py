@@ -16,7 +16,7 @@ import pytest
 from sandbox.autotask.query import parse_query
 from sandbox.stack import XERO_CLIENT_ID, SandboxStack
 from sandbox.xero.limits import XeroLimits
-from sandbox.xero.org import DOCUMENT_INDEXES, DocumentStore
+from sandbox.xero.org import DOCUMENT_INDEXES, DOCUMENT_RANGES, DocumentStore
 
 END = date(2026, 11, 24)
 ROOMY = XeroLimits(per_minute=100_000, per_day=100_000, concurrent=50, app_per_minute=100_000)
@@ -50,8 +50,9 @@ class _Xero:
         return {k: v for k, v in body.items() if k not in ("Id", "DateTimeUTC")}
 
 
-def _invoice(number: str, contact: dict, *, reference: str = "", status: str = "AUTHORISED", kind: str = "ACCREC"):
-    invoice = {"Type": kind, "InvoiceNumber": number, "Contact": contact, "Date": "2026-11-02",
+def _invoice(number: str, contact: dict, *, reference: str = "", status: str = "AUTHORISED", kind: str = "ACCREC",
+             day: str = "2026-11-02"):
+    invoice = {"Type": kind, "InvoiceNumber": number, "Contact": contact, "Date": day,
                "DueDate": "2026-11-30", "Status": status,
                "LineItems": [{"Description": "Managed services", "Quantity": 1, "UnitAmount": 100,
                               "AccountCode": "200" if kind == "ACCREC" else "400"}]}
@@ -65,7 +66,9 @@ def assert_indexes_current(org) -> None:
     for collection, indexes in DOCUMENT_INDEXES.items():
         store = getattr(org, collection)
         assert isinstance(store, DocumentStore), collection
-        assert store._index == DocumentStore(indexes, dict(store))._index, f"stale index in {collection}"
+        fresh = DocumentStore(indexes, dict(store), DOCUMENT_RANGES.get(collection))
+        assert store._index == fresh._index, f"stale index in {collection}"
+        assert store._range_keys == fresh._range_keys, f"stale ordered index in {collection}"
         assert store.in_order(list(store)) == list(store.values()), f"order of {collection}"
 
 
@@ -99,9 +102,9 @@ def _build_books(xero: _Xero) -> dict:
     ])
     alpha, beta, gamma = ({"ContactID": c["ContactID"]} for c in contacts)
     made = xero.write("PUT", "/Invoices", "Invoices", [
-        _invoice("IX-1", alpha, reference="PO 1"), _invoice("IX-2", alpha, reference="PO 2"),
+        _invoice("IX-1", alpha, reference="PO 1"), _invoice("IX-2", alpha, reference="PO 2", day="2026-11-05"),
         _invoice("IX-3", beta, reference="po 1"), _invoice("IX-4", {"ContactNumber": "IX-B"}, status="DRAFT"),
-        _invoice("IX-5", {"Name": "Index Gamma Ltd"}, status="DRAFT", reference="PO 5"),
+        _invoice("IX-5", {"Name": "Index Gamma Ltd"}, status="DRAFT", reference="PO 5", day="2026-10-30"),
         _invoice("SUP-77", gamma, kind="ACCPAY"), _invoice("IX-6", gamma, status="DRAFT"),
     ])
     ids = {i["InvoiceNumber"]: i["InvoiceID"] for i in made}
@@ -147,6 +150,25 @@ def assert_reads_agree_with_scans(xero: _Xero, written: dict) -> None:
     assert xero.read("/Invoices", where=references) == xero.read("/Invoices", where=_unnarrowed("Reference", REFERENCES))
     assert xero.read("/Invoices", where=f'({references}) AND Status=="AUTHORISED"', page=1) == xero.read(
         "/Invoices", where=f'({_unnarrowed("Reference", REFERENCES)}) AND Status=="AUTHORISED"', page=1)
+
+    # A clause on fields shown as stored (dates, type, status) is tested on the stored documents first,
+    # and a date range is narrowed by the ordered index: the same as testing every rendered document
+    # (an OR at the top stops the narrowing; HasErrors, a rendered field, makes the read render all).
+    alpha = written["contacts"][0]["ContactID"]
+    for clause in ['Date>=DateTime(2026, 11, 01) AND Date<DateTime(2026, 11, 03)', 'Type=="ACCREC"',
+                   'Status=="AUTHORISED" OR Status=="VOIDED"', 'NOT (Type=="ACCPAY") AND Date<=DateTime(2026,11,02)',
+                   f'Contact.ContactID==Guid("{alpha}") AND Date>DateTime(2026,11,02)', 'Reference.StartsWith("po")',
+                   'DueDate==null', 'AmountDue>=100', 'Date==DateTime(2026,11,05)', 'Date>DateTime(2026,11,02)',
+                   'Date>=DateTime(2026,11,02) AND Date<DateTime(2026,11,02)', 'Date<=DateTime(2026,10,30) AND '
+                   'Date>=DateTime(2020,1,1) AND Date<DateTime(2026,11,30)']:
+        for page in ({}, {"page": 1}):
+            narrowed = xero.read("/Invoices", where=clause, **page)
+            assert narrowed == xero.read("/Invoices", where=f"({clause}) AND HasErrors==false", **page) \
+                == xero.read("/Invoices", where=f"(({clause}) OR false) AND HasErrors==false", **page), clause
+    assert [i["InvoiceNumber"] for i in xero.read("/Invoices", where='Date>=DateTime(2026, 11, 01) AND '
+                                                  'Date<DateTime(2026, 11, 03) AND Type=="ACCREC"')["Invoices"]] \
+        == [d["InvoiceNumber"] for d in sorted(org.invoices.values(), key=lambda d: (d["UpdatedDateUTC"], d["_order"]))
+            if d["Type"] == "ACCREC" and date(2026, 11, 1) <= d["Date"] < date(2026, 11, 3)]
 
     # By contact (ContactIDs and Contact.ContactID), by id, and by contact number, name, account number.
     for contact in written["contacts"]:

@@ -17,10 +17,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from sandbox.xero import spec
-from sandbox.xero.acc_query import QueryError, compile_where, equality_alternatives, sort_documents
+from sandbox.xero.acc_query import (QueryError, compile_where, date_bounds, equality_alternatives, sort_documents,
+                                    where_fields)
 from sandbox.xero.acc_render import (render_contact, render_document, render_item, render_organisation,
                                      render_payment)
-from sandbox.xero.org import Journal, XeroOrg
+from sandbox.xero.org import DOCUMENT_RANGES, Journal, XeroOrg
 from sandbox.xero.rules import (CREDIT_NOTE, INVOICE, PURCHASE_ORDER, DocKind, Invalid, NotFound, Write,
                                 allocate_credit_note, create_payment, delete_payment, save_contact, save_document,
                                 save_item)
@@ -269,6 +270,10 @@ def _narrowed(request: Request, org: XeroOrg, collection: str, *named: set[str] 
             index, key = paths[path], value.casefold()
             found |= ({key, value.lower()} & store.keys()) if index is None else store.filed(index, [key])
         choices.append(found)
+    ranges = DOCUMENT_RANGES.get(collection, {})
+    bounds = date_bounds(_query(request, "where"), set(ranges)) if where and ranges else None
+    for path, (low, low_inclusive, high, high_inclusive) in (bounds or {}).items():
+        choices.append(store.between(path, low, low_inclusive, high, high_inclusive))
     if not choices:
         return list(store.values())
     return store.in_order(min(choices, key=len))
@@ -384,7 +389,7 @@ def _list_documents(request: Request, kind: DocKind, plural: str) -> Response:
         # pageSize: no `where`, IDs or ContactIDs. Like Xero, the others are ignored, not refused.
         documents = _purchase_orders_filtered(request, documents)
     else:
-        documents = _documents_filtered(request, kind, documents)
+        documents = _shown_where(request, _documents_filtered(request, kind, documents))
     views = [(d, render_document(org, kind, d, unitdp=unitdp, with_lines=False)) for d in documents]
     filtered = _filter(request, views, [("UpdatedDateUTC", False), ("_order", False)],
                        where=kind is not PURCHASE_ORDER)
@@ -395,6 +400,26 @@ def _list_documents(request: Request, kind: DocKind, plural: str) -> Response:
     with_lines = pagination is not None and not _flag(request, "summaryOnly", False)
     items = [render_document(org, kind, d, unitdp=unitdp, with_lines=with_lines) for d in page]
     return _envelope(request, plural, items, pagination)
+
+
+# Fields an invoice or credit note shows exactly as it is stored (render_document changes the others).
+_SHOWN_AS_STORED = {
+    "invoiceid", "creditnoteid", "invoicenumber", "creditnotenumber", "type", "status", "reference", "date",
+    "duedate", "expectedpaymentdate", "plannedpaymentdate", "fullypaidondate", "updateddateutc", "currencycode",
+    "currencyrate", "lineamounttypes", "subtotal", "totaltax", "total", "totaldiscount", "isdiscounted",
+    "amountdue", "amountpaid", "amountcredited", "remainingcredit", "url", "brandingthemeid", "senttocontact",
+    "contact.contactid",
+}
+
+
+def _shown_where(request: Request, documents: list[dict]) -> list[dict]:
+    """The documents a `where` reading only fields shown as stored keeps, tested on the stored documents,
+    so a date range or a Type test renders only what it keeps. The rendered views are tested again."""
+    compiled = where_fields(_query(request, "where"))
+    if compiled is None or not compiled[1] <= _SHOWN_AS_STORED:
+        return documents
+    predicate = compiled[0]
+    return [d for d in documents if predicate(d)]
 
 
 def _documents_filtered(request: Request, kind: DocKind, documents: list[dict]) -> list[dict]:

@@ -13,6 +13,7 @@ name, code, reference or contact) needs `org.reindex()` afterwards.
 """
 from __future__ import annotations
 
+import bisect
 import copy
 import threading
 import uuid
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from sandbox.clock import Clock
+from sandbox.xero.acc_query import comparable
 
 _MISSING = object()
 
@@ -34,10 +36,16 @@ class DocumentStore(dict):
     """Documents by id, with indexes: name -> (document -> key, or None for no key). `find(name, key)`
     gives the documents filed under `key`, in the order iterating the store gives them."""
 
-    def __init__(self, indexes: dict[str, Callable[[dict], Hashable | None]], documents: Iterable = ()):
+    def __init__(self, indexes: dict[str, Callable[[dict], Hashable | None]], documents: Iterable = (),
+                 ranges: dict[str, Callable[[dict], object]] | None = None):
         super().__init__()
         self._key_of = indexes
         self._index: dict[str, dict[Hashable, dict[str, None]]] = {name: {} for name in indexes}
+        # Ordered indexes, for ranges: name -> (document -> comparable key, or None); per id its key, and
+        # the (key, id) pairs sorted, re-sorted on the first range read after a write.
+        self._range_of = ranges or {}
+        self._range_keys: dict[str, dict[str, object]] = {name: {} for name in self._range_of}
+        self._range_sorted: dict[str, list | None] = {name: None for name in self._range_of}
         # Where each id sits in the dict's own order (insertion; a replaced document keeps its place).
         self._position: dict[str, int] = {}
         self._next_position = 0
@@ -58,8 +66,21 @@ class DocumentStore(dict):
     def _file(self, doc_id, document) -> None:
         for name, key in self._keys(document):
             self._index[name].setdefault(key, {})[doc_id] = None
+        for name, key_of in self._range_of.items():
+            try:
+                key = key_of(document)
+            except (KeyError, TypeError, AttributeError):
+                key = None
+            if key is not None:
+                self._range_keys[name][doc_id] = key
+            else:
+                self._range_keys[name].pop(doc_id, None)
+            self._range_sorted[name] = None
 
     def _unfile(self, doc_id, document) -> None:
+        for name in self._range_of:
+            if self._range_keys[name].pop(doc_id, None) is not None:
+                self._range_sorted[name] = None
         for name, key in self._keys(document):
             filed = self._index[name].get(key)
             if filed is not None:
@@ -114,6 +135,8 @@ class DocumentStore(dict):
     def reindex(self) -> None:
         """File every document again, after an indexed field was changed in place."""
         self._index = {name: {} for name in self._key_of}
+        self._range_keys = {name: {} for name in self._range_of}
+        self._range_sorted = {name: None for name in self._range_of}
         self._position = {doc_id: n for n, doc_id in enumerate(self)}
         self._next_position = len(self._position)
         for doc_id, document in self.items():
@@ -131,6 +154,17 @@ class DocumentStore(dict):
         for key in keys:
             found.update(self._index[name].get(key) or ())
         return found
+
+    def between(self, name: str, low, low_inclusive: bool, high, high_inclusive: bool) -> set[str]:
+        """The ids whose ordered key lies between the bounds (None: unbounded on that side)."""
+        ordered = self._range_sorted[name]
+        if ordered is None:
+            pairs = sorted(self._range_keys[name].items(), key=lambda pair: pair[1])
+            ordered = self._range_sorted[name] = ([key for _, key in pairs], [doc_id for doc_id, _ in pairs])
+        keys, ids = ordered
+        start = 0 if low is None else (bisect.bisect_left if low_inclusive else bisect.bisect_right)(keys, low)
+        end = len(keys) if high is None else (bisect.bisect_right if high_inclusive else bisect.bisect_left)(keys, high)
+        return set(ids[start:end])
 
     def in_order(self, doc_ids: Iterable[str]) -> list[dict]:
         """The stored documents among these ids, in store order."""
@@ -162,6 +196,18 @@ def _contact_of(doc: dict) -> str | None:
 
 def _reference(doc: dict) -> str | None:
     return _folded(doc.get("Reference"))
+
+
+def _moment(field_name: str) -> Callable[[dict], datetime | None]:
+    # As the where-clause compares dates: a date is its midnight UTC.
+    def key_of(doc: dict) -> datetime | None:
+        value = doc.get(field_name)
+        return comparable(value) if isinstance(value, (date, datetime)) else None
+    return key_of
+
+
+# Ordered indexes, for `where` date ranges.
+DOCUMENT_RANGES = {"invoices": {"date": _moment("Date")}, "credit_notes": {"date": _moment("Date")}}
 
 
 # What each collection is indexed by. "number" keys are the rules' (str, case-folded); the others are
@@ -263,7 +309,7 @@ class XeroOrg:
         # Every collection is a DocumentStore: the ones given to the constructor (a sandbox's saved
         # state) and one replaced whole later.
         if name in DOCUMENT_INDEXES and not isinstance(value, DocumentStore):
-            value = DocumentStore(DOCUMENT_INDEXES[name], value)
+            value = DocumentStore(DOCUMENT_INDEXES[name], value, DOCUMENT_RANGES.get(name))
         object.__setattr__(self, name, value)
 
     def reindex(self) -> None:
