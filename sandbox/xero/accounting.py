@@ -258,8 +258,9 @@ _WHERE_INDEXES = {
 
 def _narrowed(request: Request, org: XeroOrg, collection: str, *named: set[str] | None, where: bool = True) -> list[dict]:
     """The stored documents a read may keep, in store order: those the ids in `named` (each a set of
-    document ids, or None) or the `where` clause's equality terms point at, else every one. It only
-    narrows, from the indexes: the read's own filters still decide what it keeps, as they always did."""
+    document ids, or None), the `where` clause's equality terms or its Date range point at (the fewest),
+    else every one. It only narrows, from the indexes: the read's own filters still decide what it
+    keeps, as they always did."""
     store = getattr(org, collection)
     choices = [ids for ids in named if ids is not None]
     paths = _WHERE_INDEXES.get(collection, {})
