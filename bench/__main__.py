@@ -2,6 +2,8 @@
 
 1. The functional core alone: frames and mapping for a window of generated invoices.
 2. The whole invoices flow against the sandbox over HTTP (a real Prefect run).
+3. The simulators alone: per-call time with 1k, 10k and 50k documents held (bench/sandbox.py; the
+   sizes from ATX_BENCH_SANDBOX_SIZES, e.g. "1000,10000").
 
 Prints a table and writes .bench/results.json so runs can be compared over time.
 """
@@ -82,11 +84,16 @@ def bench_flow(invoices: int) -> dict:
 
 
 def main() -> None:
+    from bench.sandbox import SIZES, bench_sandbox, print_table
+
     results = [bench_core(2000), bench_flow(int(os.environ.get("ATX_BENCH_FLOW_INVOICES", "300")))]
     if results[0]["mapped"] == 0:
         raise SystemExit("the core benchmark mapped nothing: its Xero reference no longer fits mappings/demo.yaml")
     for r in results:
         print(" | ".join(f"{k}={v}" for k, v in r.items()))
+    sizes = os.environ.get("ATX_BENCH_SANDBOX_SIZES") or ",".join(str(s) for s in SIZES)
+    results.append(bench_sandbox([int(s) for s in sizes.split(",") if s.strip()]))
+    print_table(results[-1])
     Path(".bench").mkdir(exist_ok=True)
     Path(".bench/results.json").write_text(json.dumps(results, indent=2))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import logging
 import math
 import secrets
@@ -34,7 +35,7 @@ from sandbox.clock import Clock, SystemClock
 
 from .generator import at_utc
 from .pdf import render_pdf
-from .query import Query, QueryError, parse_query
+from .query import Query, QueryError, parse_query, stored
 from .schema import DATE_ONLY, ENTITY_MODELS, WRITABLE, entity_fields
 from .wire import dumps, loads, parse_timestamp
 
@@ -92,6 +93,10 @@ class AutotaskSandbox:
         # Per record, fields it is served with in place of what it holds (see insert's served_as).
         self._served: dict[str, dict[int, dict]] = {name: {} for name in ENTITY_MODELS}
         self._sorted_ids: dict[str, list[int] | None] = {name: None for name in ENTITY_MODELS}
+        # Per entity, per field an `eq` or `in` condition has asked about: compared value -> record ids.
+        # Built on the first such query, then kept current by every write, so a query costs what it
+        # returns, not what the table holds.
+        self._indexes: dict[str, dict[str, dict]] = {name: {} for name in ENTITY_MODELS}
         self._users: dict[str, ApiCredential] = {}
         self._window: deque[float] = deque()
         self._in_flight: dict[tuple[str, str], int] = defaultdict(int)
@@ -132,13 +137,22 @@ class AutotaskSandbox:
             table = self._tables[entity]
             row = self._normalise(entity, record, full=True)
             if row.get("id") is None:
-                row["id"] = max(table, default=0) + 1
+                row["id"] = self._ids(entity)[-1] + 1 if table else 1
+            previous = table.get(row["id"])
+            if previous is not None:
+                self._unfile(entity, previous)
             table[row["id"]] = row
+            self._file(entity, row)
             if served:
                 self._served[entity][row["id"]] = served
             else:
                 self._served[entity].pop(row["id"], None)
-            self._sorted_ids[entity] = None
+            ids = self._sorted_ids[entity]
+            if ids is not None and previous is None:
+                if not ids or row["id"] > ids[-1]:
+                    ids.append(row["id"])
+                else:
+                    bisect.insort(ids, row["id"])
             return dict(row)
 
     def export_state(self) -> dict:
@@ -167,6 +181,7 @@ class AutotaskSandbox:
                 self._tables[entity] = {row["id"]: dict(row) for row in state["tables"].get(entity, [])}
                 self._served[entity] = {int(i): dict(f) for i, f in state.get("served", {}).get(entity, [])}
                 self._sorted_ids[entity] = None
+                self._indexes[entity] = {}
             self.zone_url = state.get("zone_url")
 
     def _served_fields(self, entity: str, fields: dict) -> dict:
@@ -189,7 +204,10 @@ class AutotaskSandbox:
         entity = self._entity(entity)
         with self._lock:
             row = self._tables[entity][id]
-            row.update(self._normalise(entity, fields, full=False))
+            changes = self._normalise(entity, fields, full=False)
+            self._unfile(entity, row)
+            row.update(changes)
+            self._file(entity, row)
             return dict(row)
 
     def records(self, entity: str) -> list[dict]:
@@ -202,6 +220,62 @@ class AutotaskSandbox:
             return _ENTITY_BY_LOWER[name.lower()]
         except KeyError:
             raise ValueError(f"the Autotask sandbox does not serve entity {name!r}") from None
+
+    def _file(self, entity: str, row: dict) -> None:
+        specs = entity_fields(entity)
+        for name, index in list(self._indexes[entity].items()):
+            try:
+                index.setdefault(stored(specs[name], row.get(name)), set()).add(row["id"])
+            except (TypeError, ValueError):  # a value no index can hold: the next query rebuilds or scans
+                del self._indexes[entity][name]
+
+    def _unfile(self, entity: str, row: dict) -> None:
+        specs = entity_fields(entity)
+        for name, index in list(self._indexes[entity].items()):
+            try:
+                value = stored(specs[name], row.get(name))
+                filed = index.get(value)
+            except (TypeError, ValueError):
+                del self._indexes[entity][name]
+                continue
+            if filed is not None:
+                filed.discard(row["id"])
+                if not filed:
+                    del index[value]
+
+    def _index(self, entity: str, name: str) -> dict | None:
+        """compared value -> ids for one field (built now if no query asked about it before); None when
+        a value cannot be filed (the table holds something unhashable there): the query then scans."""
+        index = self._indexes[entity].get(name)
+        if index is None:
+            spec, index = entity_fields(entity)[name], {}
+            try:
+                for row in self._tables[entity].values():
+                    index.setdefault(stored(spec, row.get(name)), set()).add(row["id"])
+            except (TypeError, ValueError):
+                return None
+            self._indexes[entity][name] = index
+        return index
+
+    def _candidates(self, entity: str, query: Query) -> list[int] | None:
+        """Sorted ids of the only records the query's `eq`/`in` conditions allow, or None (every record):
+        the smallest such set, when it is a small part of the table."""
+        table = self._tables[entity]
+        best: set[int] | None = None
+        for spec, values in query.equalities:
+            if spec.name == "id":
+                ids = {v for v in values if v in table}
+            else:
+                index = self._index(entity, spec.name)
+                if index is None:
+                    continue
+                ids = set().union(*(index.get(v, ()) for v in values))
+            if best is None or len(ids) < len(best):
+                best = ids
+        # A set holding much of the table costs more to sort than walking the table in id order.
+        if best is None or len(best) > len(table) // 4:
+            return None
+        return sorted(best)
 
     def _ids(self, entity: str) -> list[int]:
         ids = self._sorted_ids[entity]
@@ -446,15 +520,28 @@ class AutotaskSandbox:
         except QueryError as exc:
             raise _errors(500, str(exc)) from None
 
-    def _matching(self, entity: str, query: Query, start: int | None = None) -> list[dict]:
+    def _matching(self, entity: str, query: Query, start: int | None = None, limit: int | None = None) -> list[dict]:
+        """The records matching, in id order from `start`; the first `limit` of them when given. Each
+        call looks at the table as it is now, so a record written between two pages is seen or not by
+        its id, as in Autotask's keyset paging."""
         with self._lock:
             table = self._tables[entity]
-            rows = [table[i] for i in self._ids(entity) if start is None or i >= start]
-        return [row for row in rows if query.matches(row)]
+            ids = self._candidates(entity, query)
+            if ids is None:
+                ids = self._ids(entity)
+            found = []
+            for position in range(bisect.bisect_left(ids, start) if start is not None else 0, len(ids)):
+                row = table[ids[position]]
+                if query.matches(row):
+                    found.append(row)
+                    if limit is not None and len(found) >= limit:
+                        break
+            return found
 
     def _page(self, request: Request, method: str, entity: str, query: Query, search, *,
               previous: list[int], start: int | None) -> dict:
-        matches = self._matching(entity, query, start)
+        # One record past the page says whether there is a next page, and where it starts.
+        matches = self._matching(entity, query, start, limit=query.max_records + 1)
         page = matches[: query.max_records]
         items = [self._project(self._as_served(entity, row), query.include_fields) for row in page]
         base = str(request.base_url) + f"ATServicesRest/V1.0/{entity}/query/next"
@@ -587,7 +674,10 @@ class AutotaskSandbox:
         with self._lock:
             if record_id not in self._tables[entity]:
                 raise _errors(500, f"No matching records found. The {entity} record with id {record_id} does not exist.")
-            self._tables[entity][record_id].update(changes)
+            row = self._tables[entity][record_id]
+            self._unfile(entity, row)
+            row.update(changes)
+            self._file(entity, row)
         return {"itemId": record_id}
 
 

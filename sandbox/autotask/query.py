@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from .schema import FieldSpec, entity_fields
@@ -27,6 +27,10 @@ class Query:
     include_fields: list[str] | None
     matches: Predicate
     raw: dict
+    # What an index can narrow the search by: for each top-level `eq`/`in` condition on a field, the
+    # field and the values (in their compared form, see `stored`) a matching record must hold there.
+    # Only narrows: `matches` still decides.
+    equalities: list[tuple[FieldSpec, frozenset]] = field(default_factory=list)
 
 
 def _key(body: dict, name: str):
@@ -65,7 +69,22 @@ def parse_query(entity: str, body) -> Query:
         raise QueryError("A filter is required: the query must contain at least one filter condition.")
     udf_count = [0]
     predicates = [_compile(entity, by_lower, item, udf_count) for item in items]
-    return Query(max_records, include_fields, lambda rec: all(p(rec) for p in predicates), body)
+    equalities = [e for e in (_equality(by_lower, item) for item in items) if e is not None]
+    return Query(max_records, include_fields, lambda rec: all(p(rec) for p in predicates), body, equalities)
+
+
+def _equality(by_lower: dict[str, FieldSpec], item: dict) -> tuple[FieldSpec, frozenset] | None:
+    """The values an `eq` or `in` condition (already compiled, so valid) lets a record hold."""
+    op = str(_key(item, "op") or "").lower()
+    if op not in ("eq", "in") or _key(item, "udf") is True:
+        return None
+    spec = by_lower[str(_key(item, "field")).lower()]
+    to_value = _converter(spec)
+    if op == "in":
+        return spec, frozenset(to_value(v) for v in _key(item, "value"))
+    target = to_value(_key(item, "value"))
+    # eq null matches nothing; leave it to the predicate.
+    return None if target is None else (spec, frozenset([target]))
 
 
 def _compile(entity: str, by_lower: dict[str, FieldSpec], item, udf_count: list[int]) -> Predicate:
@@ -201,6 +220,11 @@ def _converter(spec: FieldSpec):
         return str(value).lower()
 
     return convert
+
+
+def stored(spec: FieldSpec, value):
+    """A record's value as conditions on its field compare it (what an index files it under)."""
+    return _stored(spec, value)
 
 
 def _stored(spec: FieldSpec, value):

@@ -17,10 +17,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from sandbox.xero import spec
-from sandbox.xero.acc_query import QueryError, compile_where, sort_documents
+from sandbox.xero.acc_query import (QueryError, compile_where, date_bounds, equality_alternatives, sort_documents,
+                                    where_fields)
 from sandbox.xero.acc_render import (render_contact, render_document, render_item, render_organisation,
                                      render_payment)
-from sandbox.xero.org import Journal, XeroOrg
+from sandbox.xero.org import DOCUMENT_RANGES, Journal, XeroOrg
 from sandbox.xero.rules import (CREDIT_NOTE, INVOICE, PURCHASE_ORDER, DocKind, Invalid, NotFound, Write,
                                 allocate_credit_note, create_payment, delete_payment, save_contact, save_document,
                                 save_item)
@@ -242,6 +243,43 @@ def _modified_since(request: Request, documents: list[dict]) -> list[dict]:
     return [d for d in documents if d.get("UpdatedDateUTC") and d["UpdatedDateUTC"] >= since]
 
 
+# Per collection, the `where` paths (lower case) a read is narrowed by, and the store's index for each
+# (None: the document id itself): what the sync asks by.
+_WHERE_INDEXES = {
+    "invoices": {"invoiceid": None, "invoicenumber": "number", "reference": "reference", "contact.contactid": "contact"},
+    "credit_notes": {"creditnoteid": None, "creditnotenumber": "number", "reference": "reference",
+                     "contact.contactid": "contact"},
+    "contacts": {"contactid": None, "name": "where_name", "contactnumber": "where_number",
+                 "accountnumber": "account_number"},
+    "payments": {"paymentid": None, "reference": "reference", "invoice.invoiceid": "invoice"},
+    "items": {"itemid": None, "code": "code"},
+}
+
+
+def _narrowed(request: Request, org: XeroOrg, collection: str, *named: set[str] | None, where: bool = True) -> list[dict]:
+    """The stored documents a read may keep, in store order: those the ids in `named` (each a set of
+    document ids, or None), the `where` clause's equality terms or its Date range point at (the fewest),
+    else every one. It only narrows, from the indexes: the read's own filters still decide what it
+    keeps, as they always did."""
+    store = getattr(org, collection)
+    choices = [ids for ids in named if ids is not None]
+    paths = _WHERE_INDEXES.get(collection, {})
+    alternatives = equality_alternatives(_query(request, "where"), set(paths)) if where and paths else None
+    if alternatives is not None:
+        found: set[str] = set()
+        for path, value in alternatives:
+            index, key = paths[path], value.casefold()
+            found |= ({key, value.lower()} & store.keys()) if index is None else store.filed(index, [key])
+        choices.append(found)
+    ranges = DOCUMENT_RANGES.get(collection, {})
+    bounds = date_bounds(_query(request, "where"), set(ranges)) if where and ranges else None
+    for path, (low, low_inclusive, high, high_inclusive) in (bounds or {}).items():
+        choices.append(store.between(path, low, low_inclusive, high, high_inclusive))
+    if not choices:
+        return list(store.values())
+    return store.in_order(min(choices, key=len))
+
+
 def _filter(request: Request, views: list[tuple[dict, dict]], default_order, *,
             where: bool = True) -> list[tuple[dict, dict]] | Response:
     """views: (stored document, rendered view) pairs; `where`/`order` see the rendered view. `where=False`:
@@ -301,7 +339,8 @@ def _find_document(org: XeroOrg, kind: DocKind, key: str) -> dict | None:
     store = getattr(org, kind.collection)
     found = store.get(key.lower())
     if found is None:
-        found = next((d for d in store.values() if str(d.get(kind.number_field, "")).casefold() == key.casefold()), None)
+        found = next((d for d in store.find("number", key.casefold())
+                      if str(d.get(kind.number_field, "")).casefold() == key.casefold()), None)
     return found
 
 
@@ -335,14 +374,23 @@ def _list_documents(request: Request, kind: DocKind, plural: str) -> Response:
     org = _org(request)
     unitdp = _unitdp(request)
     with org.lock:
-        documents = list(getattr(org, kind.collection).values())
+        if kind is PURCHASE_ORDER:
+            documents = list(org.purchase_orders.values())
+        else:
+            store = getattr(org, kind.collection)
+            ids = {i.lower() for i in _csv(request, "IDs")} or None
+            numbers = {n.casefold() for n in _csv(request, "InvoiceNumbers")} if kind is INVOICE else None
+            contacts = {i.lower().casefold() for i in _csv(request, "ContactIDs")}
+            documents = _narrowed(request, org, kind.collection, ids,
+                                  store.filed("number", numbers) if numbers else None,
+                                  store.filed("contact", contacts) if contacts else None)
     documents = _modified_since(request, documents)
     if kind is PURCHASE_ORDER:
         # GET /PurchaseOrders takes only If-Modified-Since, Status, DateFrom, DateTo, order, page and
         # pageSize: no `where`, IDs or ContactIDs. Like Xero, the others are ignored, not refused.
         documents = _purchase_orders_filtered(request, documents)
     else:
-        documents = _documents_filtered(request, kind, documents)
+        documents = _shown_where(request, _documents_filtered(request, kind, documents))
     views = [(d, render_document(org, kind, d, unitdp=unitdp, with_lines=False)) for d in documents]
     filtered = _filter(request, views, [("UpdatedDateUTC", False), ("_order", False)],
                        where=kind is not PURCHASE_ORDER)
@@ -353,6 +401,26 @@ def _list_documents(request: Request, kind: DocKind, plural: str) -> Response:
     with_lines = pagination is not None and not _flag(request, "summaryOnly", False)
     items = [render_document(org, kind, d, unitdp=unitdp, with_lines=with_lines) for d in page]
     return _envelope(request, plural, items, pagination)
+
+
+# Fields an invoice or credit note shows exactly as it is stored (render_document changes the others).
+_SHOWN_AS_STORED = {
+    "invoiceid", "creditnoteid", "invoicenumber", "creditnotenumber", "type", "status", "reference", "date",
+    "duedate", "expectedpaymentdate", "plannedpaymentdate", "fullypaidondate", "updateddateutc", "currencycode",
+    "currencyrate", "lineamounttypes", "subtotal", "totaltax", "total", "totaldiscount", "isdiscounted",
+    "amountdue", "amountpaid", "amountcredited", "remainingcredit", "url", "brandingthemeid", "senttocontact",
+    "contact.contactid",
+}
+
+
+def _shown_where(request: Request, documents: list[dict]) -> list[dict]:
+    """The documents a `where` reading only fields shown as stored keeps, tested on the stored documents,
+    so a date range or a Type test renders only what it keeps. The rendered views are tested again."""
+    compiled = where_fields(_query(request, "where"))
+    if compiled is None or not compiled[1] <= _SHOWN_AS_STORED:
+        return documents
+    predicate = compiled[0]
+    return [d for d in documents if predicate(d)]
 
 
 def _documents_filtered(request: Request, kind: DocKind, documents: list[dict]) -> list[dict]:
@@ -580,7 +648,7 @@ async def update_contact(request: Request, ContactID: str):
 async def get_contacts(request: Request):
     org = _org(request)
     with org.lock:
-        contacts = list(org.contacts.values())
+        contacts = _narrowed(request, org, "contacts", {i.lower() for i in _csv(request, "IDs")} or None)
     contacts = _modified_since(request, contacts)
     if not _flag(request, "includeArchived", False):
         contacts = [c for c in contacts if c["ContactStatus"] != "ARCHIVED"]
@@ -653,7 +721,7 @@ async def get_items(request: Request):
     org = _org(request)
     unitdp = _unitdp(request)
     with org.lock:
-        items = list(org.items.values())
+        items = _narrowed(request, org, "items")
     items = _modified_since(request, items)
     filtered = _filter(request, [(i, render_item(i, unitdp=unitdp)) for i in items], [("Code", False)])
     if isinstance(filtered, Response):
@@ -719,7 +787,7 @@ async def delete_one_payment(request: Request, PaymentID: str):
 async def get_payments(request: Request):
     org = _org(request)
     with org.lock:
-        payments = list(org.payments.values())
+        payments = _narrowed(request, org, "payments")
     payments = _modified_since(request, payments)
     views = [(p, render_payment(org, p)) for p in payments]
     filtered = _filter(request, views, [("UpdatedDateUTC", False), ("_order", False)])

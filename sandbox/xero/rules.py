@@ -418,7 +418,7 @@ def find_document_for_upsert(org: XeroOrg, kind: DocKind, payload: dict) -> dict
         return None
     if kind is CREDIT_NOTE and payload.get("Type", "ACCRECCREDIT") != "ACCRECCREDIT":
         return None
-    for document in store.values():
+    for document in store.find("number", str(number).casefold()):
         if str(document.get(kind.number_field, "")).casefold() == str(number).casefold() and (
             kind is PURCHASE_ORDER or document["Type"] in ("ACCREC", "ACCRECCREDIT")
         ):
@@ -428,7 +428,7 @@ def find_document_for_upsert(org: XeroOrg, kind: DocKind, payload: dict) -> dict
 
 def _number_taken(org: XeroOrg, kind: DocKind, doc: dict) -> bool:
     number = str(doc.get(kind.number_field) or "").casefold()
-    for other in getattr(org, kind.collection).values():
+    for other in getattr(org, kind.collection).find("number", number):
         if other[kind.id_field] == doc[kind.id_field] or other.get("Status") == "DELETED":
             continue
         if kind is not PURCHASE_ORDER and other["Type"] != doc["Type"]:
@@ -678,7 +678,7 @@ def create_payment(w: Write, payload: dict) -> dict:
         if ref.get("CreditNoteID"):
             target = org.credit_notes.get(str(ref["CreditNoteID"]).lower())
         elif ref.get("CreditNoteNumber"):
-            target = next((c for c in org.credit_notes.values()
+            target = next((c for c in org.credit_notes.find("number", str(ref["CreditNoteNumber"]).casefold())
                            if c.get("CreditNoteNumber", "").casefold() == str(ref["CreditNoteNumber"]).casefold()), None)
     else:
         raise Invalid("A payment must be made against an Invoice or a CreditNote.")
