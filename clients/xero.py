@@ -1131,9 +1131,19 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
         # Besides the headers and fields that name a credential, the secrets this gateway holds are cut out of
         # any text they might be echoed in.
         known = [self._client_secret, getattr(self._sent, "access_token", None)]
-        self.audit.record(write_entry(api="xero", method=method, url=url, query=query, headers=headers, body=body,
-                                      status=status, answer=answer, error=error, at=started,
-                                      elapsed_ms=int(elapsed * 1000), known=known))
+        entry = write_entry(api="xero", method=method, url=url, query=query, headers=headers, body=body,
+                            status=status, answer=answer, error=error, at=started, elapsed_ms=int(elapsed * 1000),
+                            known=known)
+        pending = getattr(self._sent, "audited", None)
+        if pending is None:
+            self.audit.record(entry)
+        else:
+            pending.append(entry)
+
+    def _keep_audited(self) -> None:
+        pending, self._sent.audited = getattr(self._sent, "audited", None) or [], None
+        for entry in pending:
+            self.audit.record(entry)
 
     # ---- one call ----------------------------------------------------------------------------------
     def _call(self, method: Callable, *args, write: bool, what: str, **kwargs):
@@ -1143,10 +1153,15 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
             self._count_in_budget()  # every attempt that may reach Xero counts, answered or refused
             self.waited += self.limits.pace(self.minute_limit, self.calls_per_minute)
             try:
-                with self.limits.hold(self.in_flight_limit, self.max_in_flight):
-                    data, _status, headers = method(
-                        self.tenant_id, *args, _return_http_data_only=False, _request_timeout=self._timeout, **kwargs
-                    )
+                self._sent.audited = []
+                try:
+                    with self.limits.hold(self.in_flight_limit, self.max_in_flight):
+                        data, _status, headers = method(
+                            self.tenant_id, *args, _return_http_data_only=False, _request_timeout=self._timeout,
+                            **kwargs
+                        )
+                finally:
+                    self._keep_audited()  # after the in-flight slot is given back: the insert never holds it
                 self._count(headers)
                 return data
             except HTTPStatusException as exc:
