@@ -25,7 +25,8 @@ REDACTED = "<redacted>"
 SECRET_KEY = re.compile(r"secret|password|passwd|token|api[-_]?key|integration[-_]?code|authorization|credential",
                         re.IGNORECASE)
 # Autotask's credentials travel in headers of these names; the user name identifies the API user.
-SECRET_HEADERS = frozenset({"authorization", "secret", "apiintegrationcode", "username", "cookie", "proxy-authorization"})
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "secret", "apiintegrationcode",
+                            "username"})
 TEXT_LIMIT = 2000        # characters of one text value kept (a long description is cut, with its length)
 DOCUMENT_LIMIT = 200_000  # characters of one stored request or answer; beyond it, its start and its size
 # An answer's fields worth keeping: ids, numbers, statuses, and the errors that say why a document was refused.

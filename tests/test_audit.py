@@ -26,13 +26,14 @@ AT = datetime(2026, 11, 30, 6, 0, tzinfo=timezone.utc)
 
 # ---- redaction, pure ------------------------------------------------------------------------------------
 def test_credential_headers_are_redacted_and_the_rest_kept():
-    headers = {"Authorization": "Bearer eyJhbGciOi.abc.def", "Secret": "at-secret-value", "ApiIntegrationCode": "CODE-1",
-               "UserName": "api@acme.example", "Idempotency-Key": "k-123", "xero-tenant-id": "org-1",
-               "Content-Type": "application/json"}
+    headers = {"Authorization": "Bearer eyJhbGciOi.abc.def", "Secret": "at-secret-value",
+               "ApiIntegrationCode": "CODE-1", "UserName": "api@acme.example", "Idempotency-Key": "k-123",
+               "xero-tenant-id": "org-1", "Content-Type": "application/json"}
     kept = redact_headers(headers)
     assert {k: kept[k] for k in ("Authorization", "Secret", "ApiIntegrationCode", "UserName")} == dict.fromkeys(
         ("Authorization", "Secret", "ApiIntegrationCode", "UserName"), REDACTED)
-    assert (kept["Idempotency-Key"], kept["xero-tenant-id"], kept["Content-Type"]) == ("k-123", "org-1", "application/json")
+    assert (kept["Idempotency-Key"], kept["xero-tenant-id"], kept["Content-Type"]) == (
+        "k-123", "org-1", "application/json")
 
 
 def test_secret_looking_keys_lose_their_values_at_any_depth():
@@ -75,7 +76,8 @@ def test_an_answer_keeps_ids_numbers_statuses_and_errors_not_the_documents():
     assert outcome_line({"body": kept}) == (
         "INV-1 i-1, INV-2; refused: Account code '090' is not a valid code for this document.")
     assert outcome_line({"body": answer_summary({"itemId": 29684})}) == "29684"
-    assert outcome_line({"body": answer_summary({"errors": ["paidDate is read-only"]})}) == "refused: paidDate is read-only"
+    refusal = answer_summary({"errors": ["paidDate is read-only"]})
+    assert outcome_line({"body": refusal}) == "refused: paidDate is read-only"
     assert outcome_line({"error": "ReadTimeout"}) == "no answer: ReadTimeout"
 
 
@@ -93,6 +95,56 @@ def test_a_whole_entry_holds_none_of_the_secrets_it_was_given():
     assert (entry.method, entry.status, entry.request["body"]["paidDate"]) == ("PATCH", 500, "2026-11-26")
     assert entry.path == "/ATServicesRest/V1.0/Invoices"
     assert entry.outcome == f"refused: bad secret {REDACTED} for {REDACTED}"
+
+
+# ---- the ledger's trail, on SQLite and PostgreSQL ---------------------------------------------------------
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger(request, tmp_path):
+    from ledger import Ledger, engine_for_url
+    from tests.ledger_support import engine_in_schema
+
+    if request.param == "sqlite":
+        engine = engine_for_url(f"sqlite+pysqlite:///{tmp_path / 'ledger.db'}")
+    else:
+        engine = engine_in_schema(request.getfixturevalue("postgres_url"), request.getfixturevalue("postgres_schema"))
+    yield Ledger(engine)
+    engine.dispose()
+
+
+def test_the_trail_keeps_a_runs_writes_in_order_and_purges_by_tenant_and_age(ledger):
+    now = datetime.now(timezone.utc)
+
+    def entry(days: float, path: str, status: int | None = 200):
+        return write_entry(api="xero", method="PUT", url=f"https://api.xero.com{path}", headers={}, body={},
+                           status=status, answer=b"{}", error=None if status else "ReadTimeout",
+                           at=now - timedelta(days=days))
+
+    trail = ledger.audit
+    trail.add([entry(0.002, "/second"), entry(0.003, "/first")], tenant="acme", run_id="run-1")
+    trail.add([entry(0.001, "/third", None)], tenant="acme", run_id="run-1")
+    trail.add([entry(31, "/old"), entry(29, "/recent")], tenant="acme", run_id="run-0")
+    trail.add([entry(31, "/globex")], tenant="globex", run_id="run-0")
+    kept = trail.of_run("run-1")
+    assert [(e.path, e.status, e.outcome) for e in kept] == [
+        ("/first", 200, ""), ("/second", 200, ""), ("/third", None, "no answer: ReadTimeout")]
+    assert all(e.at.tzinfo is not None and e.tenant == "acme" for e in kept) and trail.count("run-1") == 3
+    assert trail.purge("acme", 30) == 1
+    assert sorted(e.path for e in trail.of_run("run-0")) == ["/globex", "/recent"]
+    assert [e.path for e in trail.of_run("run-0", "globex")] == ["/globex"]
+
+
+def test_audit_days_defaults_to_90_and_must_be_at_least_a_day():
+    from pydantic import ValidationError
+
+    from atx.settings import TenantSettings
+
+    base = {"name": "acme", "mapping": "demo",
+            "autotask": {"username": "u", "integration_code": "c", "secret": "env:S"},
+            "xero": {"client_id": "i", "client_secret": "env:X", "tenant_id": "t"}}
+    assert TenantSettings(**base).audit_days == 90
+    assert TenantSettings(**base, audit_days=7).audit_days == 7
+    with pytest.raises(ValidationError, match="audit_days"):
+        TenantSettings(**base, audit_days=0)
 
 
 # ---- real runs against the sandbox ------------------------------------------------------------------------
@@ -206,7 +258,8 @@ def test_a_sync_keeps_every_write_with_its_answer_and_no_secret(stack, tmp_path)
     assert summary.audited_writes == len(entries)
     from tasks.report import summary_markdown
 
-    assert f"Audit trail: `atx audit show --run {run_id} --tenant acme` ({len(entries)} writes)." in summary_markdown(summary)
+    line = f"Audit trail: `atx audit show --run {run_id} --tenant acme` ({len(entries)} writes)."
+    assert line in summary_markdown(summary)
 
     # A person's payment in Xero (a write outside any run), then the payments run writes the paid date back.
     paid_id = next(iter(synced))
@@ -220,7 +273,8 @@ def test_a_sync_keeps_every_write_with_its_answer_and_no_secret(stack, tmp_path)
     autotask_id = next(r.source_id for r in rows.values() if r.target_id == paid_id)
     [patch] = [e for e in trail.of_run(payment_run) if e.api == "autotask"]
     assert (patch.method, patch.path.lower(), patch.status) == ("PATCH", "/atservicesrest/v1.0/invoices", 200)
-    assert patch.request["body"]["id"] == int(autotask_id) and patch.request["body"]["paidDate"].startswith("2026-11-26")
+    assert patch.request["body"]["id"] == int(autotask_id)
+    assert patch.request["body"]["paidDate"].startswith("2026-11-26")
     assert patch.response == {"body": {"itemId": int(autotask_id)}} and patch.outcome == autotask_id
     assert {patch.request["headers"][h] for h in ("Secret", "ApiIntegrationCode", "UserName")} == {REDACTED}
     with ledger.session() as s:
