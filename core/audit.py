@@ -180,36 +180,34 @@ def _messages(value: Any) -> list:
 
 
 def outcome_line(response: dict) -> str:
-    """The ids, numbers and errors of a kept answer, on one line: "INV-0001 4f2c…; refused: Account code…"."""
+    """The ids, numbers and errors of a kept answer, on one line, each document with its own errors:
+    "INV-0001 4f2c…, INV-0002 refused: Account code '090' is not a valid code for this document."."""
     if response.get("error"):
         return f"no answer: {response['error']}"
-    found: list[str] = []
-    errors: list[str] = []
-
-    def walk(value, depth=0):
-        if isinstance(value, list):
-            for v in value:
-                walk(v, depth)
-        elif isinstance(value, dict):
-            named = [str(v) for k, v in value.items() if str(k).lower().endswith("number") and v]
-            ids = [str(v) for k, v in value.items() if str(k).lower().endswith("id") and not isinstance(v, dict) and v]
-            if depth and (named or ids):
-                found.append(" ".join(dict.fromkeys(named + ids[:1])))
-            for k, v in value.items():
-                if str(k).lower() in _ERROR_FIELDS:
-                    errors.extend(str(m) for m in v)
-                elif isinstance(v, list):
-                    walk(v, depth + 1)
-            if not depth and ids and not found:
-                found.append(" ".join(ids))  # Autotask's {"itemId": N}
-            if not depth and value.get("Message") and not errors:
-                errors.append(str(value["Message"]))
-
-    walk(response.get("body"))
-    text = ", ".join(found)
-    if errors:
-        text += ("; " if text else "") + "refused: " + "; ".join(dict.fromkeys(errors))
+    body = response.get("body")
+    if not isinstance(body, dict):
+        return "" if body in (None, "", [], {}) else str(body)
+    parts = [_document_line(e) for v in body.values() if isinstance(v, list) for e in v if isinstance(e, dict)]
+    own = _errors_of(body) or ([str(body["Message"])] if body.get("Message") and not any(parts) else [])
+    ids = [str(v) for k, v in body.items() if str(k).lower().endswith("id") and k != "Id" and v]
+    text = ", ".join(p for p in parts + ids if p)  # Autotask answers a write with {"itemId": N}
+    if own:
+        text += ("; " if text else "") + "refused: " + "; ".join(own)
     return text
+
+
+def _document_line(element: dict) -> str:
+    numbers = [str(v) for k, v in element.items() if str(k).lower().endswith("number") and v]
+    ids = [str(v) for k, v in element.items() if str(k).lower().endswith("id") and not isinstance(v, dict) and v]
+    errors = _errors_of(element)
+    if errors:  # a refused document has no id of its own (Xero answers zeros): its number says which it was
+        label = " ".join(dict.fromkeys(numbers or ids[:1]))
+        return f"{label} refused: {'; '.join(errors)}".strip()
+    return " ".join(dict.fromkeys(numbers + ids[:1]))
+
+
+def _errors_of(element: dict) -> list[str]:
+    return list(dict.fromkeys(str(m) for k, v in element.items() if str(k).lower() in _ERROR_FIELDS for m in v))
 
 
 def write_entry(*, api: str, method: str, url: str, query=None, headers: dict | None, body: Any,

@@ -74,7 +74,7 @@ def test_an_answer_keeps_ids_numbers_statuses_and_errors_not_the_documents():
         {"InvoiceNumber": "INV-2", "StatusAttributeString": "ERROR", "HasErrors": True,
          "ValidationErrors": ["Account code '090' is not a valid code for this document."]}]}
     assert outcome_line({"body": kept}) == (
-        "INV-1 i-1, INV-2; refused: Account code '090' is not a valid code for this document.")
+        "INV-1 i-1, INV-2 refused: Account code '090' is not a valid code for this document.")
     assert outcome_line({"body": answer_summary({"itemId": 29684})}) == "29684"
     refusal = answer_summary({"errors": ["paidDate is read-only"]})
     assert outcome_line({"body": refusal}) == "refused: paidDate is read-only"
@@ -246,7 +246,8 @@ def test_a_sync_keeps_every_write_with_its_answer_and_no_secret(stack, tmp_path)
     assert refused, "the mapping was to have Xero refuse the invoices of one account"
     stored_errors = errors_in([e.response for e in invoice_writes])
     assert all(any(m in r.reason for m in stored_errors) for r in refused), (stored_errors, [r.reason for r in refused])
-    assert any(f"refused: Account code '{BANK}'" in e.outcome for e in invoice_writes)
+    outcomes = " ".join(e.outcome for e in invoice_writes)
+    assert all(f"{r.source_number} refused: Account code '{BANK}'" in outcomes for r in refused), outcomes
     # Every PDF attached is a PUT of its file, kept as its size only.
     attached = [doc for doc, files in stack.org.attachments.items() if files]
     attachment_writes = [e for e in entries if "/Attachments/" in e.path]
