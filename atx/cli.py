@@ -148,6 +148,7 @@ ledger_app = typer.Typer(help="The ledger: its database connection, and the docu
 webhooks_app = typer.Typer(help="Receive Xero webhooks as Prefect events.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Tell a person when a tenant's run fails or needs attention (Prefect automations).",
                          no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail: every write sent to Xero and Autotask, per run.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(sync_app, name="sync")
 app.add_typer(tenant_app, name="tenant")
@@ -156,6 +157,7 @@ app.add_typer(deployments_app, name="deployments")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(audit_app, name="audit")
 # Piped output (CI logs, `make demo | tee`) gets a width that keeps the report tables readable.
 console = Console(width=None if sys.stdout.isatty() else 150)
 
@@ -1142,6 +1144,41 @@ def ledger_skip(
         raise Refused(f"{noun} {source_id} changed while it was being skipped (a run is at it): run the command again")
     console.print(f"Skipped {noun} {row.source_number or source_id} for {settings.name}: no run sends it; each reports "
                   f"it skipped. `{resend_command(row)}` takes it back.")
+# ---- audit -------------------------------------------------------------------------------------------
+@audit_app.command("show")
+def audit_show(
+    run: str = typer.Option(..., help="The flow run's id (the run report's audit trail line, or the Prefect UI)."),
+    tenant: Optional[str] = typer.Option(None, help="Tenant name: its ledger only (default: every tenant's ledger)."),
+) -> None:
+    """Every write the run sent to Xero and Autotask: time, API, method, path, status, and the ids or errors."""
+    _quiet_prefect()
+    entries = _audit_entries(run, tenant)
+    if not entries:
+        where = f"tenant {tenant}'s ledger" if tenant else "the ledger"
+        raise Refused(f"{where} holds no write of run {run}: check the id (the run report's audit trail line "
+                      "gives it), or the run is older than the tenant's audit_days")
+    grid = Table(title=f"Writes of run {run}")
+    for col in ("Time (UTC)", "Tenant", "API", "Method", "Path", "Status", "Ids / errors"):
+        grid.add_column(col, overflow="fold")
+    for e in entries:
+        ok = e.status is not None and 200 <= e.status < 300
+        status = "no answer" if e.status is None else str(e.status)
+        grid.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S"), escape(e.tenant), e.api, e.method, escape(e.path),
+                     f"[{'green' if ok else 'red'}]{status}[/]", escape(e.outcome))
+    console.print(grid)
+    console.print(f"{len(entries)} write" + ("" if len(entries) == 1 else "s") + ".")
+
+
+def _audit_entries(run: str, tenant: str | None) -> list:
+    """The run's entries from the tenant's ledger, or from each ledger any tenant uses (each once)."""
+    from atx.connections import ledger_for
+    from atx.settings import scan_tenants
+
+    if tenant:
+        return ledger_for(_tenant(tenant)).audit.of_run(run, tenant)
+    ledgers = {id(ledger): ledger for ledger in map(ledger_for, scan_tenants().tenants)}  # one per database
+    found = [e for ledger in ledgers.values() for e in ledger.audit.of_run(run)]
+    return sorted(found, key=lambda e: (e.at, e.id))
 
 
 def _fresh_demo_ledger(home: str) -> None:

@@ -16,6 +16,7 @@ from atx.settings import SettingsError, TenantSettings, atx_home
 from clients.autotask import AutotaskClient, HourlyThreshold
 from clients.xero import XeroEndpoints, XeroGateway
 from ledger import Ledger, LedgerCallUsage, LedgerTokenStore, TokenCipher
+from ledger.audit import TenantAuditSink
 from ledger.limits import LedgerLimits
 from ledger.store import engine_for_url
 
@@ -64,6 +65,7 @@ def autotask_client(settings: TenantSettings) -> AutotaskClient:
         clock=clock.monotonic,
         limits=call_limits(settings),
         hourly=_hourly_threshold(settings.autotask_connection),
+        audit=audit_sink(settings),
     )
 
 
@@ -204,7 +206,21 @@ def _new_gateway(settings: TenantSettings) -> XeroGateway:
         clock=clock.monotonic,
         sleep=sleep,
         limits=call_limits(settings),
+        audit=audit_sink(settings),
     )
+
+
+# ---- the audit trail ----------------------------------------------------------------------------------------
+def audit_sink(settings: TenantSettings) -> TenantAuditSink:
+    """Where the tenant's clients record their writes: its ledger, under the Prefect flow run each is made in."""
+    return ledger_for(settings).audit.sink(settings.name, current_run_id)
+
+
+def current_run_id() -> str | None:
+    """The Prefect flow run this code runs in (a task's flow run within a task), None outside any run."""
+    from prefect.runtime import flow_run
+
+    return flow_run.id
 
 
 # ---- the key of the token sets at rest ------------------------------------------------------------------

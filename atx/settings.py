@@ -233,6 +233,8 @@ class TenantSettings(BaseModel):
     heartbeat_seconds: float = Field(10, gt=0, description="how often a running sync writes its heartbeat")
     heartbeat_timeout_seconds: float = Field(
         60, gt=0, description="a run silent this long is presumed dead (killed); the next run resolves its documents")
+    audit_days: int = Field(
+        90, ge=1, description="how many days the audit trail keeps each write sent to Xero and Autotask")
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     payments: PaymentsSettings = Field(default_factory=PaymentsSettings)

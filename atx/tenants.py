@@ -34,6 +34,7 @@ mapping: {mapping}                           # mappings/{mapping}.yaml, or a pat
 # share_with: [other-tenant]
 first_sync_days: 30
 lookback_days: 14
+# audit_days: 90                            # how long the audit trail keeps each write to Xero and Autotask
 schedule:
   cron: "{cron}"
   timezone: {timezone}

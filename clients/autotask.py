@@ -25,6 +25,7 @@ from decimal import Decimal
 import httpx
 
 from clients.limits import CallLimits, LocalLimits, backoff
+from core.audit import AuditSink, write_entry
 from core.documents import (DocumentKind, DocumentPlan, Status, TargetError, TargetLimitReached, TargetOutcomeUnknown,
                             Written, XeroDocument)
 from core.payments import paid_date_key
@@ -219,10 +220,11 @@ class AutotaskClient:
                  base_url: str | None = None, timeout: float = 30.0, threads_per_entity: int = 3,
                  max_retries: int = 5, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic, limits: CallLimits | None = None,
-                 hourly: HourlyThreshold | None = None):
+                 hourly: HourlyThreshold | None = None, audit: AuditSink | None = None):
         """`limits` holds the per-endpoint slots (default: this client alone); `hourly` watches the
         database's rolling hour (default: none, only Autotask's own 429s stop a call). `sleep` is how
-        every wait is made, `clock` what the default limits read."""
+        every wait is made, `clock` what the default limits read. `audit` receives every write (a PATCH,
+        POST or DELETE that is not a query) and its answer, redacted (core/audit.py)."""
         self.username = username
         self._secret = secret
         self._integration_code = integration_code
@@ -245,6 +247,7 @@ class AutotaskClient:
         self._integration = hashlib.sha256(integration_code.encode()).hexdigest()[:12]
         self._calls = 0
         self._meter = _current_meter.get()  # bound here: threads of this client's pools do not carry the context
+        self.audit = audit
 
     def __repr__(self) -> str:
         return f"AutotaskClient(username={self.username!r}, base={self._api_base!r})"
@@ -477,12 +480,15 @@ class AutotaskClient:
             url = path_or_url if absolute else base + path_or_url
             if self._hourly is not None and entity != "ThresholdInformation":
                 self._hourly.before_call(self._threshold_information, entity)
+            started, clock = datetime.now(timezone.utc), time.monotonic()
             try:
                 with self._slot(entity):
                     self._count_call()
                     resp = self._http.request(method, url, headers=self._headers(),
                                               content=payload.encode() if payload is not None else None)
             except httpx.TransportError as exc:
+                if not read:
+                    self._audit_write(method, url, payload, None, None, type(exc).__name__, started, clock)
                 # A write is repeated only when it never left (no connection): otherwise it may have been applied.
                 unsent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
                 if (read or unsent) and attempt < self.max_retries:
@@ -496,6 +502,8 @@ class AutotaskClient:
                 raise AutotaskError(f"Autotask {entity} {method}: the API could not be reached "
                                     f"({type(exc).__name__})", entity=entity) from None
 
+            if not read:
+                self._audit_write(method, url, payload, resp.status_code, resp.content, None, started, clock)
             if resp.status_code == 200:
                 return _loads(resp.content)
             errors = _error_strings(resp)
@@ -539,6 +547,15 @@ class AutotaskClient:
             error_type = AutotaskQueryError if kind == "query" and status == 500 and errors else AutotaskError
             raise error_type(f"Autotask {entity} {method} failed with HTTP {status}: {detail}",
                              entity=entity, status=status, errors=errors)
+
+    def _audit_write(self, method: str, url: str, payload: str | None, status: int | None, answer: bytes | None,
+                     error: str | None, started: datetime, clock: float) -> None:
+        if self.audit is None:
+            return
+        self.audit.record(write_entry(
+            api="autotask", method=method, url=url, headers=self._headers(), body=payload, status=status,
+            answer=answer, error=error, at=started, elapsed_ms=int((time.monotonic() - clock) * 1000),
+            known=[self._secret, self._integration_code]))
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text

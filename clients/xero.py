@@ -39,8 +39,10 @@ from xero_python.api_client.configuration import Configuration
 from xero_python.api_client.oauth2 import OAuth2Token
 from xero_python.exceptions import HTTPStatusException
 from xero_python.identity import IdentityApi
+from xero_python.rest import RESTClientObject
 
 from clients.limits import CallLimits, LocalLimits, backoff
+from core.audit import WRITE_METHODS, AuditSink, write_entry
 from core.call_budget import (BudgetStatus, budget_used_up, calls_to_take, next_day_starts, seconds_until_next_day,
                               utc_day, xero_day_nearly_used, xero_day_reached)
 from core.items import ItemDraft, ItemWritten, XeroItem
@@ -971,6 +973,7 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
         day_limit_reserve: int = DAY_LIMIT_RESERVE,
         limits: CallLimits | None = None,
         read_attempts: int = READ_ATTEMPTS,
+        audit: AuditSink | None = None,
     ):
         """`clock` (monotonic seconds) paces calls; `now` (an aware datetime) says which UTC day a call counts
         in. `limits` keeps the organisation's calls a minute and calls in flight (default: this gateway
@@ -979,7 +982,8 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
         `read_attempts` times in all when Xero fails it (5xx, no answer). With `daily_call_budget`, at most
         that many calls a UTC day reach the organisation, counted in `call_usage` (shared by every gateway of the organisation; default: this process's memory), and a
         run stops before Xero's own day limit when X-DayLimit-Remaining falls to `day_limit_reserve`.
-        Without it (bare gateways in tests, `atx connect`), only Xero's 429s stop a run."""
+        Without it (bare gateways in tests, `atx connect`), only Xero's 429s stop a run. `audit` receives every
+        write request (POST, PUT, DELETE) and its answer, redacted (core/audit.py)."""
         self.client_id = client_id
         self._client_secret = client_secret
         self.tenant_id = tenant_id
@@ -1016,6 +1020,9 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
         self.api_client = ApiClient(
             configuration, oauth2_token_getter=self._token_for_sdk, oauth2_token_saver=self._ignore_sdk_save
         )
+        self.audit = audit
+        # Every request of the SDK passes through its REST client: writes are recorded there, in one place.
+        self.api_client.rest_client = _AuditedRestClient(configuration, self._audit_write)
         # No hidden retries: a re-sent PUT after a dropped connection is how duplicates are made.
         self.api_client.rest_client.pool_manager = urllib3.PoolManager(
             num_pools=4, maxsize=max_in_flight + 1, retries=False, cert_reqs="CERT_REQUIRED",
@@ -1116,6 +1123,28 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
         self._store.save(new)
         return new
 
+    # ---- the audit trail ----------------------------------------------------------------------------
+    def _audit_write(self, method: str, url: str, query, headers: dict, body, status: int | None, answer,
+                     error: str | None, started: datetime, elapsed: float) -> None:
+        if self.audit is None:
+            return
+        # Besides the headers and fields that name a credential, the secrets this gateway holds are cut out of
+        # any text they might be echoed in.
+        known = [self._client_secret, getattr(self._sent, "access_token", None)]
+        entry = write_entry(api="xero", method=method, url=url, query=query, headers=headers, body=body,
+                            status=status, answer=answer, error=error, at=started, elapsed_ms=int(elapsed * 1000),
+                            known=known)
+        pending = getattr(self._sent, "audited", None)
+        if pending is None:
+            self.audit.record(entry)
+        else:
+            pending.append(entry)
+
+    def _keep_audited(self) -> None:
+        pending, self._sent.audited = getattr(self._sent, "audited", None) or [], None
+        for entry in pending:
+            self.audit.record(entry)
+
     # ---- one call ----------------------------------------------------------------------------------
     def _call(self, method: Callable, *args, write: bool, what: str, **kwargs):
         attempt, refreshed = 0, False
@@ -1124,10 +1153,15 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
             self._count_in_budget()  # every attempt that may reach Xero counts, answered or refused
             self.waited += self.limits.pace(self.minute_limit, self.calls_per_minute)
             try:
-                with self.limits.hold(self.in_flight_limit, self.max_in_flight):
-                    data, _status, headers = method(
-                        self.tenant_id, *args, _return_http_data_only=False, _request_timeout=self._timeout, **kwargs
-                    )
+                self._sent.audited = []
+                try:
+                    with self.limits.hold(self.in_flight_limit, self.max_in_flight):
+                        data, _status, headers = method(
+                            self.tenant_id, *args, _return_http_data_only=False, _request_timeout=self._timeout,
+                            **kwargs
+                        )
+                finally:
+                    self._keep_audited()  # after the in-flight slot is given back: the insert never holds it
                 self._count(headers)
                 return data
             except HTTPStatusException as exc:
@@ -1485,6 +1519,37 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
 
 
 # ---- helpers -----------------------------------------------------------------------------------------
+class _AuditedRestClient(RESTClientObject):
+    """The SDK's REST client, telling the gateway about each write it sends and what came back (a status and
+    body, or no answer at all). Reads pass straight through."""
+
+    def __init__(self, configuration, on_write: Callable[..., None]):
+        super().__init__(configuration)
+        self._on_write = on_write
+
+    def request(self, method, url, query_params=None, headers=None, body=None, post_params=None,
+                _preload_content=True, _request_timeout=None):
+        if method.upper() not in WRITE_METHODS:
+            return super().request(method, url, query_params, headers, body, post_params, _preload_content,
+                                   _request_timeout)
+        started, clock = _utc_now(), time.monotonic()
+        sent_headers = dict(headers or {})
+        try:
+            answer = super().request(method, url, query_params, headers, body, post_params, _preload_content,
+                                     _request_timeout)
+        except HTTPStatusException as exc:
+            self._on_write(method, url, query_params, sent_headers, body, exc.status, exc.body, None, started,
+                           time.monotonic() - clock)
+            raise
+        except Exception as exc:
+            self._on_write(method, url, query_params, sent_headers, body, None, None, type(exc).__name__, started,
+                           time.monotonic() - clock)
+            raise
+        self._on_write(method, url, query_params, sent_headers, body, answer.status, getattr(answer, "data", None),
+                       None, started, time.monotonic() - clock)
+        return answer
+
+
 def _element(model, id_attr: str, number_attr: str) -> ElementResult:
     errors = [e.message for e in (getattr(model, "validation_errors", None) or []) if getattr(e, "message", None)]
     status = getattr(model, "status_attribute_string", None)

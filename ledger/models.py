@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from sqlalchemy import JSON, Date, DateTime, Float, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Date, DateTime, Float, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -200,3 +200,26 @@ class RunHeartbeat(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     beat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    """One write request the sync sent to Xero or Autotask, and its answer, kept for the tenant's `audit_days`
+    (ledger/audit.py). Redacted before it gets here (core/audit.py): no credential is ever in a row."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (
+        Index("ix_audit_entries_run_id", "run_id"),
+        Index("ix_audit_entries_tenant_at", "tenant", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str | None] = mapped_column(String(64))  # the Prefect flow run; None outside a run
+    tenant: Mapped[str] = mapped_column(String(100))
+    api: Mapped[str] = mapped_column(String(20))  # "xero", "autotask"
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(Text)
+    status: Mapped[int | None] = mapped_column(Integer)  # None: no answer came back
+    request: Mapped[str] = mapped_column(Text)   # JSON: {"headers": ..., "body": ...}
+    response: Mapped[str] = mapped_column(Text)  # JSON: {"body": ids, statuses, errors} or {"error": ...}
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    elapsed_ms: Mapped[int | None] = mapped_column(Integer)

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger import migrations
+from ledger.audit import AuditTrail
 from ledger.heartbeat import RunHeartbeats
 from ledger.models import DocState, RunHeartbeat, SyncRecord, SyncWatermark, SyncWindow, WindowState, aware, utc_now
 
@@ -125,6 +126,11 @@ class Ledger:
     @property
     def heartbeats(self) -> RunHeartbeats:
         return RunHeartbeats(self)
+
+    @property
+    def audit(self) -> AuditTrail:
+        """The writes sent to Xero and Autotask, per run (ledger/audit.py)."""
+        return AuditTrail(self)
 
     # ---- reading ---------------------------------------------------------------------------
     def records(

@@ -141,6 +141,9 @@ def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry
         if since is not None and until is not None:
             windows.check_window(since, until)  # before any task: a window backwards is the person's to fix
         ctx = open_tenant(tenant, str(runtime.flow_run.id))
+        if not dry_run:  # a dry run leaves the ledger as it found it
+            # The audit trail keeps audit_days: older entries go as each run starts (one DELETE).
+            ctx.ledger.audit.purge(tenant, ctx.settings.audit_days)
         since, until = choose_window(ctx, spec.high_water, since, until)
         only = f" · only {', '.join(only_ids)}" if only_ids else ""
         _label_run(f"{spec.name} · {tenant} · {since}..{until}{only}" + (" · dry run" if dry_run else ""), tenant)
@@ -190,6 +193,7 @@ def _run(ctx: TenantContext, spec: FlowSpec, summary: RunSummary, only_window: b
     _token_age(ctx, summary)
     summary.xero_calls = ctx.xero.calls - xero_calls_before
     summary.autotask_calls = autotask_calls.count
+    summary.run_id, summary.audited_writes = ctx.run_id, ctx.ledger.audit.count(ctx.run_id)
     publish_report(summary)
     return _final_state(summary)
 

@@ -1,6 +1,7 @@
 """Attachments: the source document's PDF, attached once to its Xero copy, for kinds that carry them."""
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -52,7 +53,10 @@ def attach_pdfs(ctx: TenantContext, kinds: tuple[DocumentKind, ...], fetch: Fetc
             logger.warning("could not attach the PDF of %s (retried next run): %s", r.source_number, failed[r.source_id])
 
     with ctx.autotask() as at, ThreadPoolExecutor(max_workers=3) as pool:
-        list(pool.map(lambda item: one(at, item), todo))
+        # Each attachment runs in this task's context (a copy each), so its Xero write is audited under this run.
+        futures = [pool.submit(contextvars.copy_context().run, one, at, item) for item in todo]
+        for future in futures:
+            future.result()
     return failed
 
 

@@ -41,6 +41,8 @@ class RunSummary:
     other_tenants: int = 0  # documents of this Autotask account that routing gave to another tenant
     xero_links: bool = True  # the tenant talks to Xero itself, so go.xero.com links open its documents
     only_ids: list[str] | None = None  # the run was for these documents alone (`atx ledger resend`)
+    run_id: str | None = None  # the flow run, whose writes the audit trail keeps under its id
+    audited_writes: int = 0  # writes to Xero and Autotask the audit trail holds for this run
 
     def count(self, what: Result | str) -> int:
         """Outcomes of this result (whatever the kind), or whose action starts with this text."""
@@ -263,6 +265,13 @@ def _stopped(summary: RunSummary) -> list[str]:
     return [f"**Stopped early**: {summary.stopped}. Nothing is lost: {what} (the high-water mark is not moved).", ""]
 
 
+def _audit_trail(summary: RunSummary) -> list[str]:
+    if summary.run_id is None:
+        return []
+    writes = f"{summary.audited_writes} write" + ("" if summary.audited_writes == 1 else "s")
+    return ["", f"Audit trail: `atx audit show --run {summary.run_id} --tenant {summary.tenant}` ({writes})."]
+
+
 def summary_markdown(summary: RunSummary) -> str:
     at_totals, xero_totals = _totals(summary)
     unsubscribed = sorted({o.reason.split("currency ")[-1].strip() for o in summary.set_aside
@@ -299,6 +308,7 @@ def summary_markdown(summary: RunSummary) -> str:
         *[f"| {c} | {_money(t)} | {_money(xero_totals.get(c))} |" for c, t in sorted(at_totals.items())],
         "",
         f"API calls: Autotask {summary.autotask_calls}, Xero {summary.xero_calls}.",
+        *_audit_trail(summary),
     ]
     if summary.contacts_adopted:
         lines += ["", ("Existing Xero contacts a real run would adopt:" if summary.dry_run else

@@ -190,8 +190,9 @@ def test_a_new_database_is_upgraded_from_empty(database):
         assert inspect(conn).get_table_names() == []
     ledger = Ledger(engine)
     _schema_matches_the_models(engine)
-    assert set(inspect(engine).get_table_names()) == {"alembic_version", "call_slot", "sync_ledger", "sync_watermark",
-                                                      "sync_window", "xero_call_usage", "xero_token", "run_heartbeat"}
+    assert set(inspect(engine).get_table_names()) == {"alembic_version", "audit_entries", "call_slot", "sync_ledger",
+                                                      "sync_watermark", "sync_window", "xero_call_usage", "xero_token",
+                                                      "run_heartbeat"}
     assert ledger.records("acme", "invoice") == {} and ledger.high_water("acme", "invoices") is None
     engine.dispose()
 

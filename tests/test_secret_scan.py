@@ -222,6 +222,7 @@ def test_no_secret_reaches_logs_artifacts_the_ledger_files_or_error_messages(sta
     assert len(texts["logs"]) > 20 and any("acme" in line for line in texts["logs"])
     assert any("invoices-acme" in a for a in texts["artifacts"]) and len(texts["task runs"]) > 10
     assert len(texts["ledger table sync_ledger"]) > 10 and texts["ledger table xero_token"]
+    assert len(texts["ledger table audit_entries"]) > 10  # every write of those runs, the failed ones' too
     assert any(path.endswith("acme.yaml") for path in files)
     assert ledger_url or any(path.endswith("ledger.db") for path in files)
     assert leaks(known, texts, files) == []
