@@ -60,6 +60,13 @@ def prefect_api(tmp_path):
             time.sleep(0.5)
         yield url
     finally:
+        # Prefect keeps one concurrency-slot service per set of tag limits, with a client bound to the server it
+        # first spoke to: a later test's tagged run in this process would otherwise ask this stopped one.
+        from prefect.concurrency.services import (ConcurrencySlotAcquisitionService,
+                                                  ConcurrencySlotAcquisitionWithLeaseService)
+
+        for service in (ConcurrencySlotAcquisitionService, ConcurrencySlotAcquisitionWithLeaseService):
+            service.drain_all(timeout=10)
         proc.terminate()
         try:
             proc.wait(timeout=20)

@@ -47,10 +47,11 @@ def test_an_invoices_run_finishes_its_window_under_read_faults_on_both_simulator
         autotask.script("500", method="GET", path_prefix=f"{AUTOTASK}/zoneInformation"),
         autotask.script("drop", method="POST", path_prefix=f"{AUTOTASK}/Companies/query"),
         autotask.script("timeout", method="POST", path_prefix=f"{AUTOTASK}/BillingItems/query"),
-        # Inside a batch: the number lookup before the send, and the contacts' lookup.
-        xero.script("503", method="GET", path_prefix=f"{XERO}/Invoices"),
+        # The organisation's settings, read before any batch, and the contacts' lookup. (A batch of new invoices
+        # reads nothing: Xero's answer to the send is its clash check.)
+        xero.script("503", method="GET", path_prefix=f"{XERO}/Accounts"),
         xero.script("timeout", method="GET", path_prefix=f"{XERO}/Contacts"),
-        xero.script("drop", method="GET", path_prefix=f"{XERO}/Invoices", after=1),
+        xero.script("drop", method="GET", path_prefix=f"{XERO}/TaxRates"),
     ]
     with SandboxStack(seed=11, invoices=60, window_end=END, clock=manual_clock(), xero_faults=xero,
                       autotask_faults=autotask) as stack:
