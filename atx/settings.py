@@ -102,7 +102,8 @@ class XeroSettings(BaseModel):
     connection: str | None = Field(None, description="token store key; tenants sharing a Xero login share it")
     api_base: str | None = Field(None, description="one host serving every Xero API path (the sandbox); default: Xero's own hosts")
     calls_per_minute: int = Field(
-        55, ge=1, description="calls to the organisation in any 60 seconds, every process and run together (Xero allows 60)")
+        59, ge=1, description="calls to the organisation in any 60 seconds, every process and run together, each "
+                              "60 seconds counted from its answer (Xero allows 60; one is kept spare)")
     max_in_flight: int = Field(
         4, ge=1, description="calls in flight to the organisation at once, every process and run together (Xero allows 5)")
     timeout_seconds: float = Field(

@@ -77,6 +77,8 @@ class RateLimiter:
         self._in_flight: dict[tuple[str, str], int] = {}
         # Calls answered 429, by problem (minute, day, concurrent, appminute): what tests assert never happened.
         self.refused: Counter[str] = Counter()
+        # The most calls one of a connection's minutes admitted: how close a client paces to the limit.
+        self._busiest: dict[tuple[str, str], int] = {}
 
     def set_limits(self, limits: XeroLimits) -> None:
         """Change the limits at runtime; counts so far are kept."""
@@ -110,6 +112,7 @@ class RateLimiter:
             if problem is None:
                 for window in (minute, day, app_minute):
                     window.take(now)
+                self._busiest[key] = max(self._busiest.get(key, 0), minute.used)
                 self._in_flight[key] = self._in_flight.get(key, 0) + 1
             else:
                 self.refused[problem] += 1
@@ -124,6 +127,11 @@ class RateLimiter:
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
         return Admission(False, headers, problem, retry_after)
+
+    def busiest_minute(self, tenant_id: str) -> int:
+        """The most calls any one minute window of the organisation admitted (of any app)."""
+        with self._lock:
+            return max((used for (_, tenant), used in self._busiest.items() if tenant == tenant_id), default=0)
 
     def release(self, client_id: str, tenant_id: str) -> None:
         key = (client_id, tenant_id)
