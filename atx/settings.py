@@ -120,6 +120,11 @@ class XeroSettings(BaseModel):
                     "and tenant of it. Xero allows 5,000 a day on most plans and 1,000 on Starter, shared with "
                     "every other integration; a run that uses it up stops cleanly and the next day's run goes on",
     )
+    pdfs_per_run: int | None = Field(
+        None, ge=1,
+        description="PDFs a run attaches at most (attach_pdfs: true), one Xero call each; default: as many as the "
+                    "day's call budget leaves after the documents, less a tenth kept for the day's later runs",
+    )
 
     _is_ref = field_validator("client_secret")(AutotaskSettings._is_ref.__func__)
 
