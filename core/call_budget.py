@@ -100,15 +100,15 @@ def usage_warning(status: BudgetStatus) -> str:
 
 # ---- PDFs against the day's budget -----------------------------------------------------------------
 PDFS_SETTING = "xero.pdfs_per_run"
-# Of the day's budget, the share attachments leave alone: the calls the day's later runs need for their
+# Of the day's budget, the tenth attachments leave alone: the calls the day's later runs need for their
 # documents (an invoice in Xero matters more than its PDF). At least PDF_RESERVE_MIN calls.
-PDF_RESERVE_SHARE = 0.10
+PDF_RESERVE_PARTS = 10
 PDF_RESERVE_MIN = 10
 
 
 def pdf_reserve(budget: int) -> int:
     """Calls of the day's budget attachments never spend."""
-    return max(PDF_RESERVE_MIN, math.ceil(budget * PDF_RESERVE_SHARE))
+    return max(PDF_RESERVE_MIN, -(-budget // PDF_RESERVE_PARTS))
 
 
 @dataclass(frozen=True)

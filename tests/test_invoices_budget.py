@@ -186,3 +186,23 @@ def test_pdfs_spend_what_the_budget_leaves_after_the_documents_and_the_next_days
             assert len(stack.org.attachments.get(doc["InvoiceID"], {})) == 1, doc["InvoiceNumber"]
         assert stack.xero.limiter.refused == {}
         assert_each_once(stack, settings)
+
+
+def test_xeros_day_running_out_under_the_pdfs_stops_them_and_calls_none_a_failure(atx_home, prefect_server):
+    """Other integrations have used most of the organisation's day at Xero (X-DayLimit-Remaining), more
+    than the tenant's own budget knows: the gateway stops before Xero's limit, the PDFs not attached wait
+    for the next run, and none is reported as a failed attachment."""
+    from sandbox.xero.limits import XeroLimits
+
+    with SandboxStack(seed=11, invoices=60, window_end=END, clock=manual_clock()) as stack:
+        stack.xero.limits = XeroLimits(per_day=30)
+        settings = connect(stack, "acme", attach_pdfs=True)
+        live = len(live_invoices(stack))
+        state, first = run()
+        assert state.is_completed() and not first.stopped, state.message
+        assert first.count("created") == live and not first.attach_failures
+        attached = [r for r in ledger_for(settings).records("acme", "invoice").values() if r.attached_at]
+        assert 0 < len(attached) < live
+        assert first.pdfs == f"{len(attached)} PDFs attached, {live - len(attached)} left for the next run " \
+                             "(an API limit was reached)"
+        assert stack.xero.limiter.refused == {}
