@@ -102,7 +102,8 @@ class XeroSettings(BaseModel):
     connection: str | None = Field(None, description="token store key; tenants sharing a Xero login share it")
     api_base: str | None = Field(None, description="one host serving every Xero API path (the sandbox); default: Xero's own hosts")
     calls_per_minute: int = Field(
-        55, ge=1, description="calls to the organisation in any 60 seconds, every process and run together (Xero allows 60)")
+        59, ge=1, description="calls to the organisation in any 60 seconds, every process and run together, each "
+                              "60 seconds counted from its answer (Xero allows 60; one is kept spare)")
     max_in_flight: int = Field(
         4, ge=1, description="calls in flight to the organisation at once, every process and run together (Xero allows 5)")
     timeout_seconds: float = Field(
@@ -118,6 +119,11 @@ class XeroSettings(BaseModel):
         description="calls a UTC day the sync may make to this Xero organisation, counted across every process "
                     "and tenant of it. Xero allows 5,000 a day on most plans and 1,000 on Starter, shared with "
                     "every other integration; a run that uses it up stops cleanly and the next day's run goes on",
+    )
+    pdfs_per_run: int | None = Field(
+        None, ge=1,
+        description="PDFs a run attaches at most (attach_pdfs: true), one Xero call each; default: as many as the "
+                    "day's call budget leaves after the documents, less a tenth kept for the day's later runs",
     )
 
     _is_ref = field_validator("client_secret")(AutotaskSettings._is_ref.__func__)

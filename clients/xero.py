@@ -61,6 +61,11 @@ RECONNECT_HINT = "run `atx connect xero --tenant {tenant}` to connect it again"
 READ_ATTEMPTS = 5
 RETRY_BASE_SECONDS = 2.0
 RETRY_CAP_SECONDS = 30.0
+# Xero allows 60 calls a minute per organisation and app. Every process of the sync paces under one shared
+# count whose minutes start at each call's answer (clients/limits.py), so 60 would never pass Xero's minute;
+# one is kept spare for a call made outside it (a second deployment of the same Xero app, a person's script).
+CALLS_PER_MINUTE = 59
+XERO_MINUTE_SECONDS = 60.0
 
 
 # ---- errors ---------------------------------------------------------------------------------------
@@ -958,7 +963,7 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
         tenant_id: str,
         token_store: TokenStore,
         endpoints: XeroEndpoints = XeroEndpoints(),
-        calls_per_minute: int = 55,
+        calls_per_minute: int = CALLS_PER_MINUTE,
         max_in_flight: int = 4,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -1009,6 +1014,7 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
                                        block=call_budget_block) if daily_call_budget else None)
         self.day_limit_reserve = day_limit_reserve
         self._day_limit: _DayLimitSeen | None = None
+        self._minute_used_until: float | None = None  # on `clock`: Xero said its minute had no call left
         self.settings_ttl = settings_ttl_seconds
         self._settings: dict[str, tuple[float, Any]] = {}
         self._calls_lock = threading.Lock()
@@ -1151,11 +1157,14 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
         while True:
             attempt += 1
             self._count_in_budget()  # every attempt that may reach Xero counts, answered or refused
-            self.waited += self.limits.pace(self.minute_limit, self.calls_per_minute)
+            self._wait_for_xero_minute()
             try:
                 self._sent.audited = []
                 try:
-                    with self.limits.hold(self.in_flight_limit, self.max_in_flight):
+                    # The minute's slot is taken before the in-flight one and counts from the answer.
+                    with (self.limits.paced(self.minute_limit, self.calls_per_minute) as waited,
+                          self.limits.hold(self.in_flight_limit, self.max_in_flight)):
+                        self._add_waited(waited)
                         data, _status, headers = method(
                             self.tenant_id, *args, _return_http_data_only=False, _request_timeout=self._timeout,
                             **kwargs
@@ -1163,6 +1172,7 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
                 finally:
                     self._keep_audited()  # after the in-flight slot is given back: the insert never holds it
                 self._count(headers)
+                self._note_xero_minute(headers)
                 return data
             except HTTPStatusException as exc:
                 self._count(exc.headers)
@@ -1232,6 +1242,35 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
                     self.day_remaining = int(remaining)
                     # Believed for the rest of the UTC day: the first call of the next one asks Xero again.
                     self._day_limit = _DayLimitSeen(int(remaining), next_day_starts(self._now()))
+
+    # ---- Xero's minute, as Xero answers it ------------------------------------------------------------
+    def _add_waited(self, seconds: float) -> None:
+        with self._calls_lock:
+            self.waited += seconds
+
+    def _note_xero_minute(self, headers) -> None:
+        """Xero answered that its minute has no call left (X-MinLimit-Remaining: 0) although the shared
+        pacing left room: calls this sync does not pace (another deployment of the same app, a lowered
+        limit) share the organisation's minute. The minute ends at most 60 seconds after this answer, so
+        no call of this gateway goes before then: waiting costs less than a 429 and its wait."""
+        remaining = (headers or {}).get("X-MinLimit-Remaining")
+        if remaining is not None and str(remaining).strip() == "0":
+            until = self._clock() + XERO_MINUTE_SECONDS
+            with self._calls_lock:
+                self._minute_used_until = max(self._minute_used_until or 0.0, until)
+
+    def _wait_for_xero_minute(self) -> None:
+        with self._calls_lock:
+            until = self._minute_used_until
+        if until is None:
+            return
+        wait = until - self._clock()
+        if wait > 0:
+            self._add_waited(wait)
+            self._sleep(wait)
+        with self._calls_lock:
+            if self._minute_used_until == until:
+                self._minute_used_until = None
 
     def _day_limit_reached(self, retry_after: float | None) -> None:
         """Xero answered 429 for its day limit: no call until its Retry-After (else the next UTC day)."""

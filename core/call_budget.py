@@ -96,3 +96,47 @@ def usage_warning(status: BudgetStatus) -> str:
     return (f"{status.used} of the {status.budget} Xero calls of the daily budget ({SETTING}) are used for "
             f"{status.day.isoformat()} ({round(100 * status.share)} %); runs stop when it is reached and go on "
             "after 00:00 UTC.")
+
+
+# ---- PDFs against the day's budget -----------------------------------------------------------------
+PDFS_SETTING = "xero.pdfs_per_run"
+# Of the day's budget, the tenth attachments leave alone: the calls the day's later runs need for their
+# documents (an invoice in Xero matters more than its PDF). At least PDF_RESERVE_MIN calls.
+PDF_RESERVE_PARTS = 10
+PDF_RESERVE_MIN = 10
+
+
+def pdf_reserve(budget: int) -> int:
+    """Calls of the day's budget attachments never spend."""
+    return max(PDF_RESERVE_MIN, -(-budget // PDF_RESERVE_PARTS))
+
+
+@dataclass(frozen=True)
+class PdfPlan:
+    """How many of the PDFs waiting a run attaches now, and why the rest wait."""
+
+    waiting: int
+    now: int
+    why_later: str | None = None  # "daily budget" | PDFS_SETTING | None (nothing left for later)
+
+    @property
+    def later(self) -> int:
+        return self.waiting - self.now
+
+
+def plan_pdfs(waiting: int, *, status: BudgetStatus | None, per_run: int | None) -> PdfPlan:
+    """Each PDF costs one Xero call: attach what the day's budget leaves after the documents (the run
+    attaches once its documents are sent) less the reserve, at most `per_run` (xero.pdfs_per_run; None: no
+    cap of its own). Without a budget (a bare gateway), only `per_run` limits them."""
+    room = waiting if status is None else max(0, status.left - pdf_reserve(status.budget))
+    now = min(waiting, room)
+    why = "daily budget" if now < waiting else None
+    if per_run is not None and per_run < now:
+        now, why = per_run, PDFS_SETTING
+    return PdfPlan(waiting=waiting, now=now, why_later=why)
+
+
+def pdfs_text(attached: int, left: int, why: str | None) -> str:
+    """The run report's line on PDFs: "12 PDFs attached, 30 left for the next run (daily budget)"."""
+    text = f"{attached} PDF{'' if attached == 1 else 's'} attached"
+    return f"{text}, {left} left for the next run ({why or 'not attached this time'})" if left > 0 else text

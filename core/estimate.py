@@ -62,7 +62,7 @@ class ChunkEstimate:
 @dataclass
 class Estimate:
     chunks: list[ChunkEstimate] = field(default_factory=list)
-    xero_calls_per_minute: int = 55
+    xero_calls_per_minute: int = 59
     xero_daily_budget: int = 1000
     autotask_calls_per_hour: int = 10_000
     counting_calls: int = 0             # what the estimate itself cost (Autotask query/count)
@@ -101,7 +101,7 @@ def estimate_chunk(count: ChunkCount) -> ChunkEstimate:
     )
 
 
-def estimate(counts: list[ChunkCount], *, xero_daily_budget: int, xero_calls_per_minute: int = 55,
+def estimate(counts: list[ChunkCount], *, xero_daily_budget: int, xero_calls_per_minute: int = 59,
              counting_calls: int = 0) -> Estimate:
     return Estimate([estimate_chunk(c) for c in counts], xero_calls_per_minute=xero_calls_per_minute,
                     xero_daily_budget=xero_daily_budget, counting_calls=counting_calls)

@@ -11,6 +11,9 @@ together, without a lock held across any call:
 
 - `pace`: the slot stays busy for 60 seconds after the call. N slots are then exactly "at most N calls in
   any 60 seconds", a rolling minute: a run's first N calls go at once, and a long run goes at N a minute.
+  `paced` keeps it busy while the call is in flight (leased, as `hold`'s) and then 60 seconds from the
+  answer: Xero counted the call before it answered, so a slot is used again only once Xero's minute of
+  its last call has passed, whatever the network's delays.
 - `hold`: the slot stays busy while the call is in flight and is freed when it ends; its lease
   (`lease_seconds`, longer than any call may take) frees it when the process died during the call.
 
@@ -68,6 +71,31 @@ class LedgerLimits:
             if delay > 0:  # otherwise another process took the free slot first: try the next at once
                 waited += delay
                 self._sleep(delay)
+
+    @contextmanager
+    def paced(self, name: str, per_minute: int) -> Iterator[float]:
+        count = max(int(per_minute), 1)
+        self._ensure(name, count)
+        holder = uuid.uuid4().hex
+        waited = 0.0
+        while True:
+            now = self._now()
+            # In flight until the answer; the lease frees it should this process die during the call.
+            if self._take(name, count, now, until=now + MINUTE + self.lease_seconds, holder=holder):
+                break
+            delay = self._next_free(name, count, now)
+            if delay > 0:
+                delay = min(delay, MINUTE)  # a slot in flight may be freed sooner than its lease says
+                waited += delay
+                self._sleep(delay)
+        with self._lock:
+            self.waited += waited
+        try:
+            yield waited
+        finally:
+            with self._ledger.engine.begin() as conn:
+                conn.execute(update(_TABLE).where(_TABLE.c.name == name, _TABLE.c.holder == holder)
+                             .values(busy_until=self._now() + MINUTE, holder=None))
 
     @contextmanager
     def hold(self, name: str, at_once: int) -> Iterator[None]:

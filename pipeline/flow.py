@@ -310,7 +310,11 @@ def _sync(ctx: TenantContext, spec: FlowSpec, planned: Planned, summary: RunSumm
         if spec.follow_up is not None:
             _follow_up(ctx, spec, summary)
         if spec.fetch_pdf is not None and not summary.dry_run:
-            summary.attach_failures = attach_pdfs(ctx, spec.kinds, spec.fetch_pdf, only_ids=summary.only_ids)
+            # After the documents, which come first: the PDFs spend what the day's call budget leaves.
+            attached = attach_pdfs(ctx, spec.kinds, spec.fetch_pdf, only_ids=summary.only_ids)
+            summary.attach_failures = attached.failures
+            if attached.attached or attached.left:
+                summary.pdfs = attached.text
     except TargetLimitReached as exc:
         # Nothing is lost: what was sent is recorded; the rest has no claim (or a `sending` row that the
         # next run looks up first), and the window stays where it was, so the next run picks it all up.

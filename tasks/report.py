@@ -33,6 +33,7 @@ class RunSummary:
     autotask_calls: int = 0
     xero_calls: int = 0
     attach_failures: dict[str, str] = field(default_factory=dict)  # source id -> why its PDF is not attached yet
+    pdfs: str | None = None  # what became of the PDFs waiting: "12 PDFs attached, 30 left for the next run (...)"
     stopped: str | None = None  # why the run stopped sending early (an API limit, the daily Xero call budget)
     window_unread: bool = False  # it stopped before reading its window: nothing was planned
     contacts_adopted: list[str] = field(default_factory=list)  # existing Xero contacts companies adopted, and how
@@ -307,6 +308,7 @@ def summary_markdown(summary: RunSummary) -> str:
         "|---|---|---|",
         *[f"| {c} | {_money(t)} | {_money(xero_totals.get(c))} |" for c, t in sorted(at_totals.items())],
         "",
+        *([f"PDFs: {summary.pdfs}.", ""] if summary.pdfs else []),
         f"API calls: Autotask {summary.autotask_calls}, Xero {summary.xero_calls}.",
         *_audit_trail(summary),
     ]

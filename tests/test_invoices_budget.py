@@ -131,3 +131,78 @@ def test_atx_check_warns_when_most_of_the_budget_is_used_and_names_the_setting(a
         limits = next(p for p in problems if p.area == "Xero limits")
         assert "the Xero checks were not made" in limits.problem and "xero.daily_call_budget" in limits.problem
         assert any(p.area == "Xero call budget" and p.problem.startswith("9 of the 9") for p in problems)
+
+
+def test_pdfs_spend_what_the_budget_leaves_after_the_documents_and_the_next_days_runs_attach_the_rest(
+        atx_home, prefect_server):
+    """Each PDF is one Xero call. With 60 calls a day, the documents (11 calls) go first and all of them; the
+    PDFs take what is left less the reserve kept for the day's later runs (10), and wait for the next day;
+    the next day's runs attach them although their window holds none of those invoices, oldest first,
+    each once, without a 429 and without passing the budget."""
+    import re
+    from datetime import timedelta
+
+    from core.call_budget import pdf_reserve
+
+    budget = 60
+    clock = manual_clock()
+    with SandboxStack(seed=11, invoices=60, window_end=END, clock=clock) as stack:
+        settings = connect(stack, "acme", attach_pdfs=True, xero={"daily_call_budget": budget})
+        live = len(live_invoices(stack))
+
+        # Day 1: every document, and as many PDFs as the budget leaves.
+        state, first = run()
+        assert state.is_completed() and not first.stopped, state.message
+        assert first.count("created") == live == len(xero_invoices(stack))
+        day_one = xero_gateway(settings).call_budget_status()
+        assert first.xero_calls == day_one.used <= budget - pdf_reserve(budget)
+        rows = ledger_for(settings).records("acme", "invoice")
+        attached = {k for k, r in rows.items() if r.attached_at}
+        assert 0 < len(attached) < live and not first.attach_failures
+        pdfs = re.search(r"PDFs: (\d+) PDFs attached, (\d+) left for the next run \(daily budget\)\.",
+                         summary_markdown(first))
+        assert pdfs and (int(pdfs[1]), int(pdfs[2])) == (len(attached), live - len(attached)), summary_markdown(first)
+        # The oldest rows got theirs first.
+        by_age = sorted(rows.values(), key=lambda r: r.id)
+        assert {r.source_id for r in by_age[:len(attached)]} == attached
+        stamps = {k: rows[k].attached_at for k in attached}
+
+        # Day 2, with a window that holds none of them: a run capped at 5 PDFs, then one that attaches the rest.
+        clock.advance(seconds_until_next_day(clock.now()) + 60)
+        later = dict(since=END + timedelta(days=1), until=END + timedelta(days=2))
+        settings = connect(stack, "acme", attach_pdfs=True, xero={"daily_call_budget": budget, "pdfs_per_run": 5})
+        state, capped = run(**later)
+        assert capped.outcomes == [] and state.is_completed(), state.message
+        assert capped.pdfs == f"5 PDFs attached, {live - len(attached) - 5} left for the next run (xero.pdfs_per_run)"
+        settings = connect(stack, "acme", attach_pdfs=True, xero={"daily_call_budget": budget})
+        state, rest = run(**later)
+        assert rest.pdfs == f"{live - len(attached) - 5} PDFs attached" and not rest.attach_failures
+        assert xero_gateway(settings).call_budget_status().used <= budget
+
+        rows = ledger_for(settings).records("acme", "invoice")
+        assert all(r.attached_at for r in rows.values() if r.state == DocState.SYNCED)
+        assert all(rows[k].attached_at == v for k, v in stamps.items())  # nothing attached twice
+        for doc in xero_invoices(stack):
+            assert len(stack.org.attachments.get(doc["InvoiceID"], {})) == 1, doc["InvoiceNumber"]
+        assert stack.xero.limiter.refused == {}
+        assert_each_once(stack, settings)
+
+
+def test_xeros_day_running_out_under_the_pdfs_stops_them_and_calls_none_a_failure(atx_home, prefect_server):
+    """Other integrations have used most of the organisation's day at Xero (X-DayLimit-Remaining), more
+    than the tenant's own budget knows: the gateway stops before Xero's limit, the PDFs not attached wait
+    for the next run, and none is reported as a failed attachment."""
+    from sandbox.xero.limits import XeroLimits
+
+    with SandboxStack(seed=11, invoices=60, window_end=END, clock=manual_clock()) as stack:
+        stack.xero.limits = XeroLimits(per_day=30)
+        settings = connect(stack, "acme", attach_pdfs=True)
+        live = len(live_invoices(stack))
+        state, first = run()
+        assert state.is_completed() and not first.stopped, state.message
+        assert first.count("created") == live and not first.attach_failures
+        attached = [r for r in ledger_for(settings).records("acme", "invoice").values() if r.attached_at]
+        assert 0 < len(attached) < live
+        assert first.pdfs == f"{len(attached)} PDFs attached, {live - len(attached)} left for the next run " \
+                             "(an API limit was reached)"
+        assert stack.xero.limiter.refused == {}

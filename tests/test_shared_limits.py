@@ -240,3 +240,35 @@ def test_three_runs_of_one_tenant_in_separate_processes_meet_no_429(atx_home, pr
         assert_each_once(stack, settings)
 
 
+
+
+# ---- Xero's minute, used to the full by two tenants of one organisation -----------------------------------
+def test_two_tenants_of_one_organisation_use_59_of_xeros_60_calls_a_minute_and_meet_no_429(atx_home):
+    """Two tenants synced into one Xero organisation share its 60 calls a minute through the ledger. Xero's
+    minutes are fixed windows (the sandbox's limiter keeps them as Xero does, on a ManualClock the pacer's
+    waits advance): each full one carries 59 calls (xero.calls_per_minute), and none is ever refused."""
+    from atx.connections import use_clock, xero_gateway
+
+    clock = ManualClock(start=datetime.now(timezone.utc).replace(microsecond=0))
+    with SandboxStack(seed=3, invoices=4, window_end=END, clock=clock) as stack:
+        tenants = [stack.connect_tenant(name) for name in ("acme", "acme-two")]
+        assert tenants[0].xero.tenant_id == tenants[1].xero.tenant_id == stack.org.tenant_id
+        assert tenants[0].xero.calls_per_minute == 59  # the default
+        use_clock(clock, sleep=clock.advance)
+        gateways = [xero_gateway(t) for t in tenants]
+
+        # The two take turns, each pacing as if alone: one shared count keeps both within Xero's minute.
+        for turn in range(5 * 59):
+            gateways[turn % 2].find_invoices(numbers=["NONE-1"])
+        minutes = stack.xero.limiter.minute_counts(stack.org.tenant_id)
+        assert stack.xero.limiter.refused == {}, dict(stack.xero.limiter.refused)
+        assert minutes == [59] * 5  # 98 % of Xero's 60, every minute
+        assert gateways[0].waited + gateways[1].waited == 4 * 60
+
+        # At the same moment, in two threads, each gateway with its calls in flight: still no 429.
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda g: [g.find_invoices(numbers=["NONE-1"]) for _ in range(150)], gateways))
+        minutes = stack.xero.limiter.minute_counts(stack.org.tenant_id)
+        assert stack.xero.limiter.refused == {}, dict(stack.xero.limiter.refused)
+        assert sum(minutes) == 5 * 59 + 300 and max(minutes) == 59
+        assert stack.xero.limiter.busiest_minute(stack.org.tenant_id) >= 57

@@ -315,15 +315,27 @@ def test_a_write_that_cannot_connect_is_unavailable_not_unknown(world):
 # ---- 4. rate limits and pacing --------------------------------------------------------------------------
 def test_minute_limit_429_waits_retry_after_then_succeeds(world):
     world.sb.limits = XeroLimits(per_minute=3)
-    gateway = world.gateway(sleep=world.sleep_on_sandbox_clock)
+    other = world.gateway()  # calls this gateway neither paces nor hears about use the organisation's minute
     for _ in range(3):
-        gateway.organisation()
-    assert world.sleeps == []
-    assert gateway.organisation().name == "Acme NZ"  # the 4th: 429 minute, wait, retry
+        other.organisation()
+    gateway = world.gateway(sleep=world.sleep_on_sandbox_clock)
+    assert gateway.organisation().name == "Acme NZ"  # 429 minute, wait, retry
     assert world.sleeps == [60.0]
     assert world.log.count("GET", "/api.xro/2.0/Organisation") == 5
-    assert gateway.calls == 5
+    assert gateway.calls == 2
     assert gateway.day_remaining == 5000 - 4
+
+
+def test_xero_saying_its_minute_is_used_up_stops_calls_until_it_has_passed(world):
+    # Xero allows fewer calls than the gateway paces itself to (a lowered limit, or calls of another
+    # deployment of the app): its X-MinLimit-Remaining of 0 makes the gateway wait, never meet a 429.
+    world.sb.limits = XeroLimits(per_minute=3)
+    gateway = world.gateway(calls_per_minute=59, sleep=world.sleep_on_sandbox_clock, clock=world.clock.monotonic)
+    for _ in range(7):
+        gateway.organisation()
+    assert world.sb.limiter.refused == {}
+    assert world.sleeps == [60.0, 60.0] and gateway.waited == 120.0
+    assert world.log.count("GET", "/api.xro/2.0/Organisation") == 7 == gateway.calls
 
 
 def test_day_limit_429_raises_at_once_without_sleeping(world):
@@ -632,8 +644,8 @@ def test_a_disconnected_organisation_asks_for_atx_connect(world):
 
 def test_a_minute_429_on_a_write_is_sent_again_and_creates_once(world):
     world.sb.limits = XeroLimits(per_minute=1)
+    world.gateway().organisation()  # another gateway's call: this one never heard the minute is used
     gateway = world.gateway(sleep=world.sleep_on_sandbox_clock)
-    gateway.organisation()
     [result] = gateway.create_invoices([invoice("RL-1")], idempotency_key="rl-1")
     assert result.ok and world.sleeps == [60.0]
     assert world.log.count("PUT", INVOICES) == 2 and len(stored_invoices(world.acme, "RL-1")) == 1
@@ -641,8 +653,8 @@ def test_a_minute_429_on_a_write_is_sent_again_and_creates_once(world):
 
 def test_a_429_asking_for_too_long_a_wait_is_raised(world):
     world.sb.limits = XeroLimits(per_minute=1)
+    world.gateway().organisation()  # another gateway's call: this one never heard the minute is used
     gateway = world.gateway(sleep=world.sleep_on_sandbox_clock, max_wait_seconds=30)
-    gateway.organisation()
     error = world.raises(XeroRateLimited, gateway.organisation)
     assert error.problem == "minute" and error.retry_after == 60 and world.sleeps == []
 

@@ -77,6 +77,8 @@ class RateLimiter:
         self._in_flight: dict[tuple[str, str], int] = {}
         # Calls answered 429, by problem (minute, day, concurrent, appminute): what tests assert never happened.
         self.refused: Counter[str] = Counter()
+        # Calls admitted in each of a connection's minutes, in order: how close a client paces to the limit.
+        self._minutes: dict[tuple[str, str], list[list[float]]] = {}
 
     def set_limits(self, limits: XeroLimits) -> None:
         """Change the limits at runtime; counts so far are kept."""
@@ -110,6 +112,10 @@ class RateLimiter:
             if problem is None:
                 for window in (minute, day, app_minute):
                     window.take(now)
+                minutes = self._minutes.setdefault(key, [])
+                if not minutes or minutes[-1][0] != minute.started:
+                    minutes.append([minute.started, 0])
+                minutes[-1][1] = minute.used
                 self._in_flight[key] = self._in_flight.get(key, 0) + 1
             else:
                 self.refused[problem] += 1
@@ -124,6 +130,16 @@ class RateLimiter:
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
         return Admission(False, headers, problem, retry_after)
+
+    def minute_counts(self, tenant_id: str) -> list[int]:
+        """Calls admitted in each minute window of the organisation so far, oldest first (every app's)."""
+        with self._lock:
+            return [int(used) for (_, tenant), minutes in self._minutes.items() if tenant == tenant_id
+                    for _, used in minutes]
+
+    def busiest_minute(self, tenant_id: str) -> int:
+        """The most calls one minute window of the organisation admitted."""
+        return max(self.minute_counts(tenant_id), default=0)
 
     def release(self, client_id: str, tenant_id: str) -> None:
         key = (client_id, tenant_id)
