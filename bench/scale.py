@@ -248,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=float(os.environ.get("ATX_SCALE_TIMEOUT", "1200")),
                         help="seconds the runs may take together before the scale run fails")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, tenant files)")
+    parser.add_argument("--summary", help="also write the summary as JSON to this file")
     args = parser.parse_args(argv)
     if not args.postgres:
         parser.error("name a PostgreSQL server: --postgres URL, or ATX_SCALE_POSTGRES_URL / ATX_TEST_POSTGRES_URL")
@@ -264,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     processes = Processes(work / "logs")
     started = time.monotonic()
     timings: dict[str, float] = {}
+    summary: dict = {"timings": timings}
 
     def lap(name: str, since: float) -> float:
         timings[name] = round(time.monotonic() - since, 1)
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                  300, processes)
         t = lap("prefect server on PostgreSQL up", t)
 
-        ok = _scale(args, env, processes, work, server, ledger_db, timings, lap, t)
+        ok = _scale(args, env, processes, work, server, ledger_db, timings, lap, t, summary)
     except Exception as exc:
         print(f"scale run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     finally:
@@ -316,10 +318,15 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     print(f"total {time.monotonic() - started:.0f} s; " + ", ".join(f"{k} {v} s" for k, v in timings.items()))
     print("RESULT: " + ("ok" if ok else "FAILED"))
+    if args.summary:
+        import json
+
+        summary.update(ok=ok, total_seconds=round(time.monotonic() - started, 1))
+        Path(args.summary).write_text(json.dumps(summary, indent=2, default=str))
     return 0 if ok else 1
 
 
-def _scale(args, env, processes: Processes, work: Path, server, ledger_db: str, timings, lap, t) -> bool:
+def _scale(args, env, processes: Processes, work: Path, server, ledger_db: str, timings, lap, t, summary: dict) -> bool:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
     from prefect.client.schemas.sorting import LogSort
@@ -431,6 +438,11 @@ def _scale(args, env, processes: Processes, work: Path, server, ledger_db: str, 
         print(f"runs per worker: {dict(sorted(spread.items()))}")
         print(f"Autotask requests in flight at most, per endpoint: {dict(stack.autotask.max_in_flight)} (limit 3)")
         print("limit refusals: " + (", ".join(f"{k} {v}" for k, v in refusals.items()) or "none"))
+        summary.update(
+            tenants={r.tenant: {"worker": by_worker.get(r.tenant), "state": final[r.tenant].state.name,
+                                "expected": r.expected, "in_xero": r.in_xero, "set_aside": r.set_aside} for r in results},
+            runs_per_worker=dict(spread), max_in_flight=dict(stack.autotask.max_in_flight), refusals=refusals,
+            problems=problems)
         if problems:
             print("\nPROBLEMS:\n" + "\n".join(f"- {p}" for p in problems))
             for worker in WORKERS:
