@@ -197,9 +197,11 @@ class Processes:
                     os.killpg(proc.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
+        # They shut down together; whatever has not within half a minute (a worker under load) is killed.
+        deadline = time.monotonic() + 30
         for _, proc in reversed(self.started):
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -307,11 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         print(f"scale run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     finally:
+        stopping = time.monotonic()
         processes.stop()
         try:
             drop_databases(args.postgres, [prefect_db, ledger_db])
         except Exception as exc:
             print(f"could not drop {prefect_db}, {ledger_db}: {exc}", file=sys.stderr)
+        lap("stopped, databases dropped", stopping)
         if args.keep or not ok:
             print(f"work directory kept: {work} (logs/ has each process's log)")
         else:
@@ -420,6 +424,7 @@ def _scale(args, env, processes: Processes, work: Path, server, ledger_db: str, 
             problems += [f"{name}: {p}" for p in result.problems]
             if result.expected and not result.in_xero:
                 problems.append(f"{name}: nothing reached its organisation")
+        t = lap("checks", t)
         refusals = limit_refusals(stack)
         problems += [f"the simulators refused {n} calls for {what}" for what, n in refusals.items() if n]
         spread = Counter(by_worker.values())
