@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(CURDIR)/.atx/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test test-fast bench soak screenshots clean lock
+.PHONY: install demo test test-fast bench soak scale screenshots clean lock
 
 install: $(STAMP)
 
@@ -36,6 +36,14 @@ SOAK_MINUTES ?= 10
 soak: $(STAMP)
 	mkdir -p $(PREFECT_HOME)
 	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) $(if $(SEED),--seed $(SEED)) $(if $(CASES),--cases $(CASES))
+
+# Scale-out on Prefect's own distributed setup: SCALE_TENANTS tenants' invoices deployments run together by two
+# process workers, the Prefect server and the ledger in PostgreSQL (databases of its own on SCALE_POSTGRES_URL's
+# server, dropped after). Exits 1 when a document is missing or twice, a limit was passed, or one worker did all.
+SCALE_TENANTS ?= 20
+SCALE_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+scale: $(STAMP)
+	ATX_SCALE_POSTGRES_URL=$(SCALE_POSTGRES_URL) $(BIN)/python -m bench.scale --tenants $(SCALE_TENANTS)
 
 # The Prefect UI's run page and artifacts of a run that needs attention, in headless Chromium at 1,400 px:
 # docs/screenshots/*.png. Needs Chromium (Debian: apt-get install chromium); its own Prefect server and PREFECT_HOME.
