@@ -27,16 +27,16 @@ def ledger(request, tmp_path):
     engine.dispose()
 
 
-def test_racing_runs_claim_each_document_once(ledger):
-    docs = _candidates(40)
+def _race(ledger, batches: dict[str, list[Candidate]]) -> dict[str, list[str]]:
+    """Each run claims its batch at the same moment, in a thread of its own: source id -> the runs that own it."""
     claims: dict[str, list[Candidate]] = {}
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(len(batches))
 
     def run(name: str) -> None:
         barrier.wait()
-        claims[name] = ledger.claim("acme", "invoice", docs, run_id=name, idempotency_key=f"key-{name}")
+        claims[name] = ledger.claim("acme", "invoice", batches[name], run_id=name, idempotency_key=f"key-{name}")
 
-    threads = [threading.Thread(target=run, args=(f"run-{i}",)) for i in range(4)]
+    threads = [threading.Thread(target=run, args=(name,)) for name in batches]
     for t in threads:
         t.start()
     for t in threads:
@@ -45,6 +45,12 @@ def test_racing_runs_claim_each_document_once(ledger):
     for name, claimed in claims.items():
         for c in claimed:
             owners.setdefault(c.source_id, []).append(name)
+    return owners
+
+
+def test_racing_runs_claim_each_document_once(ledger):
+    docs = _candidates(40)
+    owners = _race(ledger, {f"run-{i}": docs for i in range(4)})
     assert sorted(owners, key=int) == [d.source_id for d in docs]
     assert all(len(v) == 1 for v in owners.values()), owners
 
@@ -59,23 +65,7 @@ def test_racing_batches_of_new_and_released_rows_in_any_order_each_have_one_owne
     for c in released:
         assert ledger.release("acme", "invoice", c.source_id)
     docs = released + _candidates(20, offset=20)
-    claims: dict[str, list[Candidate]] = {}
-    barrier = threading.Barrier(4)
-
-    def run(name: str, seed: int) -> None:
-        mine = random.Random(seed).sample(docs, 30)
-        barrier.wait()
-        claims[name] = ledger.claim("acme", "invoice", mine, run_id=name, idempotency_key=f"key-{name}")
-
-    threads = [threading.Thread(target=run, args=(f"run-{i}", i)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    owners: dict[str, list[str]] = {}
-    for name, claimed in claims.items():
-        for c in claimed:
-            owners.setdefault(c.source_id, []).append(name)
+    owners = _race(ledger, {f"run-{i}": random.Random(i).sample(docs, 30) for i in range(4)})
     assert all(len(v) == 1 for v in owners.values()), owners
     rows = ledger.records("acme", "invoice")
     for source_id, (owner,) in owners.items():
