@@ -270,13 +270,16 @@ def case_rate_limits(n: int, projected_for: int = 10_000) -> dict:
             return admission
 
         limiter.admit = admit_and_note
+        meter = Meter(stack)
         refused_before = sum(limiter.refused.values())
         started, wall_started = clock.monotonic(), time.perf_counter()
         summary = invoices_run("limits")
         elapsed, wall = clock.monotonic() - started, time.perf_counter() - wall_started
         refused = dict(limiter.refused)
+        fixed = meter.seen().xero_gets(*XERO_SETTINGS)
     busiest = _busiest_minute(moments)
-    calls_projected = len(moments) * projected_for / live if live else 0
+    # The settings reads are once a run; the rest grows with the invoices.
+    calls_projected = fixed + (len(moments) - fixed) * projected_for / live if live else 0
     # The clock moves only while the pacer waits, so its minutes are the wait the limits impose with no
     # processing time at all; the real seconds are the processing with no waits. A run takes about the
     # larger of the two, since processing between calls counts towards the pacer's minute.
@@ -394,9 +397,13 @@ def _task_runs_of_last_flow() -> int | str:
             runs = await client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)
             if not runs:
                 return None
-            found = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[runs[0].id])),
-                                                limit=10_000)
-            return len(found)
+            counted, page = 0, 200  # the server's largest page
+            while True:
+                found = await client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[runs[0].id])), limit=page, offset=counted)
+                counted += len(found)
+                if len(found) < page:
+                    return counted
 
     try:
         return asyncio.run(count())
