@@ -66,7 +66,8 @@ def headline(name: str, result: dict) -> list[tuple[str, str, str, str]]:
                  str(f["xero_floor"]), str(f["xero_ratio"])),
                 ("Xero bytes per 1,000 invoices, first sync", f"{f['xero_bytes_per_1000_first_sync']:,.0f}", "", ""),
                 ("Xero bytes per 1,000 invoices, rerun with nothing new", f"{f['xero_bytes_per_1000_rerun']:,.0f}", "", ""),
-                ("rerun: Xero calls beyond the settings reads", str(f["rerun_xero_calls_beyond_settings"]), "0", ""),
+                ("rerun: Xero calls on documents (all Xero calls)",
+                 f"{f['rerun_xero_calls_on_documents']} ({f['rerun_xero_calls_seen']})", "0", ""),
                 ("first sync seconds (limits off)", str(f["first_sync_seconds"]), "", "")]
     if name == "pdfs":
         return [("Xero calls per 1,000 invoices with PDFs", str(f["xero_calls_per_1000"]), "", ""),
@@ -102,7 +103,8 @@ def headline(name: str, result: dict) -> list[tuple[str, str, str, str]]:
                  str(f["xero_floor"]), str(f["xero_ratio"])),
                 ("bills: Autotask calls (seen / reported)",
                  f"{f['autotask_calls_seen']} / {f['autotask_calls_reported']}", "", ""),
-                ("bills: rerun Xero calls beyond the settings reads", str(f["rerun_xero_calls_beyond_settings"]), "0", "")]
+                ("bills: rerun Xero calls on documents (all Xero calls)",
+                 f"{f['rerun_xero_calls_on_documents']} ({f['rerun_xero_calls_seen']})", "0", "")]
     if name == "payments":
         return [("payments: Xero calls per 1,000 payments", str(f["xero_calls_per_1000_payments"]), "", ""),
                 ("payments: Autotask calls per 1,000 payments", str(f["autotask_calls_per_1000_payments"]), "", ""),
