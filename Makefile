@@ -27,7 +27,7 @@ test: $(STAMP)
 	mkdir -p $(PREFECT_HOME)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
-# BENCH_SIZE=small for a quick check; ONLY="calls rate_limits" for some cases (python -m bench --help).
+# BENCH_SIZE=small for a quick check, large for the issue's biggest sizes; ONLY="calls rate_limits" for some cases (python -m bench --help).
 BENCH_SIZE ?= full
 bench: $(STAMP)
 	mkdir -p $(PREFECT_HOME)
