@@ -31,11 +31,11 @@ DOCUMENT_ENDPOINTS = ("invoices", "creditnotes", "purchaseorders", "payments")
 SIZES = {
     "small": {"core": 500, "calls": 200, "pdfs": 100, "rate_limits": 300, "overhead": 300, "scaling": (500, 2_000),
               "bills": 40, "payments": 60, "sandbox": (1_000, 10_000)},
-    # What `make bench` runs: about 15 minutes on a loaded two-core machine.
+    # What `make bench` runs: 4 minutes on two idle cores, 10 or more under load.
     "full": {"core": 2_000, "calls": 1_000, "pdfs": 200, "rate_limits": 3_000, "overhead": 1_000,
              "scaling": (1_000, 10_000), "bills": 200, "payments": 300, "sandbox": (1_000, 10_000, 50_000)},
     # The sizes for the overhead and the scaling curve: 10,000 invoices profiled, the core up to
-    # 50,000; another 15 minutes or so on that machine.
+    # 50,000; about 10 minutes more on that machine.
     "large": {"core": 2_000, "calls": 1_000, "pdfs": 200, "rate_limits": 3_000, "overhead": 10_000,
               "scaling": (1_000, 10_000, 50_000), "bills": 200, "payments": 300, "sandbox": (1_000, 10_000, 50_000)},
 }
