@@ -27,9 +27,11 @@ test: $(STAMP)
 	mkdir -p $(PREFECT_HOME)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
+# BENCH_SIZE=small for a quick check, large for the issue's biggest sizes; ONLY="calls rate_limits" for some cases (python -m bench --help).
+BENCH_SIZE ?= full
 bench: $(STAMP)
 	mkdir -p $(PREFECT_HOME)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --size $(BENCH_SIZE) $(if $(ONLY),--only $(ONLY))
 
 # The long fault soak: seeded cases until SOAK_MINUTES are up; SEED=N starts from (or replays) seed N.
 SOAK_MINUTES ?= 10

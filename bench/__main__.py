@@ -1,101 +1,177 @@
-"""Smoke benchmarks of the invoice sync.
+"""Benchmarks of the sync against the sandbox: calls, bytes, rate-limit use, overhead and scaling.
 
-1. The functional core alone: frames and mapping for a window of generated invoices.
-2. The whole invoices flow against the sandbox over HTTP (a real Prefect run).
-3. The simulators alone: per-call time with 1k, 10k and 50k documents held (bench/sandbox.py; the
-   sizes from ATX_BENCH_SANDBOX_SIZES, e.g. "1000,10000").
+    python -m bench [--only NAME ...] [--size small|full|large]   (make bench; BENCH_SIZE=small make bench)
 
-Prints a table and writes .bench/results.json so runs can be compared over time.
+Each case (bench/cases.py) is measured against the simulators over HTTP and returns its figures, its
+inputs and, where one applies, the floor and the ratio to it. Everything goes to .bench/results.json
+with the machine it ran on, and the headline figures are printed as a table.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import tempfile
+import platform
+import sys
 import time
-import tracemalloc
-from datetime import date, timedelta
-from decimal import Decimal
+from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
 
-END = date(2026, 11, 24)
-
-
-def bench_core(invoices: int) -> dict:
-    from core.invoices import XeroReference, companies_frame, invoices_frame, lines_frame, plan_invoices
-    from core.mapping import load_mapping
-    from sandbox.autotask import generate_data
-
-    data = generate_data(seed=3, invoices=invoices, start=END - timedelta(days=29), days=30)
-    mapping = load_mapping(Path("mappings/demo.yaml"))
-    xero = XeroReference(
-        account_codes=frozenset({"200", "260"}),
-        tax_types={"OUTPUT2": Decimal(15), "NONE": Decimal(0), "ZERORATED": Decimal(0), "EXEMPTOUTPUT": Decimal(0),
-                   "TAX001": Decimal(10), "TAX002": Decimal(20)},
-        currencies=frozenset({"NZD", "AUD", "GBP", "USD"}),
-        base_currency="NZD",
-        # What the demo organisation has (sandbox/xero/seed.py), so mappings/demo.yaml maps everything.
-        tracking={"Department": frozenset({"Managed Services", "Projects", "Hardware"})},
-        branding_themes={"Standard": "theme-standard", "Managed Services": "theme-managed"},
-    )
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    inv, lines, comp = invoices_frame(data["Invoices"]), lines_frame(data["BillingItems"]), companies_frame(data["Companies"])
-    plan = plan_invoices(inv, lines, comp, data, mapping, xero)
-    seconds = time.perf_counter() - t0
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return {
-        "name": f"core: map {invoices} invoices ({len(data['BillingItems'])} billing items)",
-        "seconds": round(seconds, 3),
-        "per_invoice_ms": round(1000 * seconds / invoices, 3),
-        "peak_mib": round(peak / 2**20, 1),
-        "mapped": int(plan.drafts["autotask_invoice_id"].nunique()) if len(plan.drafts) else 0,
-        "set_aside": len(plan.set_aside),
-    }
+# name: (what it measures, needs a Prefect server)
+CASES = {
+    "core": ("the functional core maps a window of invoices", False),
+    "calls": ("Autotask and Xero calls and Xero bytes per 1,000 invoices, first sync and rerun", True),
+    "pdfs": ("Xero calls per 1,000 invoices with their PDFs attached", True),
+    "rate_limits": ("a sync on Xero's real limits on a compressed clock", True),
+    "overhead": ("where a sync's time goes (cProfile), wall, CPU, peak memory", True),
+    "scaling": ("per-invoice CPU of the core as the window grows", False),
+    "bills": ("calls and bytes of the bills flow", True),
+    "payments": ("calls and bytes of the payments flow", True),
+    "sandbox": ("the simulators' per-call time as their stores grow", False),
+}
 
 
-def bench_flow(invoices: int) -> dict:
-    home = tempfile.mkdtemp(prefix="atx-bench-")
-    os.environ["ATX_HOME"] = home
-    os.environ["ATX_TENANTS_DIR"] = os.path.join(home, "tenants")
-    from prefect.testing.utilities import prefect_test_harness
-
-    from flows.invoices import invoices as invoices_flow
-    from sandbox.stack import SandboxStack
-
-    with prefect_test_harness(server_startup_timeout=120), SandboxStack(seed=3, invoices=invoices, window_end=END) as stack:
-        stack.connect_tenant("bench")
-        t0 = time.perf_counter()
-        state = invoices_flow(tenant="bench", since=END - timedelta(days=40), until=END, return_state=True)
-        seconds = time.perf_counter() - t0
-        summary = state.result()
-        return {
-            "name": f"flow: {invoices} invoices into the Xero sandbox",
-            "seconds": round(seconds, 2),
-            "per_invoice_ms": round(1000 * seconds / invoices, 1),
-            "created": summary.count("created"),
-            "set_aside": summary.set_aside_count,
-            "autotask_calls": summary.autotask_calls,
-            "xero_calls": summary.xero_calls,
-        }
+def machine() -> dict:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "load_average_at_start": [round(x, 2) for x in load] if load else None,
+            "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def main() -> None:
-    from bench.sandbox import SIZES, bench_sandbox, print_table
+def run_case(name: str, size: str) -> dict:
+    from bench import cases
 
-    results = [bench_core(2000), bench_flow(int(os.environ.get("ATX_BENCH_FLOW_INVOICES", "300")))]
-    if results[0]["mapped"] == 0:
-        raise SystemExit("the core benchmark mapped nothing: its Xero reference no longer fits mappings/demo.yaml")
-    for r in results:
-        print(" | ".join(f"{k}={v}" for k, v in r.items()))
-    sizes = os.environ.get("ATX_BENCH_SANDBOX_SIZES") or ",".join(str(s) for s in SIZES)
-    results.append(bench_sandbox([int(s) for s in sizes.split(",") if s.strip()]))
-    print_table(results[-1])
-    Path(".bench").mkdir(exist_ok=True)
-    Path(".bench/results.json").write_text(json.dumps(results, indent=2))
+    n = cases.SIZES[size].get(name)
+    function = getattr(cases, f"case_{name}")
+    started = time.perf_counter()
+    result = function() if n is None else function(n)
+    result["seconds_to_run"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def headline(name: str, result: dict) -> list[tuple[str, str, str, str]]:
+    """(figure, value, floor, value / floor) rows for the printed table."""
+    f = result["figures"]
+    if name == "calls":
+        return [("Autotask calls per 1,000 invoices", str(f["autotask_calls_per_1000"]), "", ""),
+                ("Autotask calls (seen / reported)", f"{f['autotask_calls_seen']} / {f['autotask_calls_reported']}",
+                 str(f["autotask_floor"]), str(f["autotask_ratio"])),
+                ("Autotask calls vs naive (one lines query per invoice, analytic)",
+                 str(f["naive_autotask_calls (analytic)"]), "", str(f["ratio_to_naive"])),
+                ("Xero calls per 1,000 invoices, no attachments", str(f["xero_calls_per_1000"]), "", ""),
+                ("Xero calls (seen / reported)", f"{f['xero_calls_seen']} / {f['xero_calls_reported']}",
+                 str(f["xero_floor"]), str(f["xero_ratio"])),
+                ("Xero bytes per 1,000 invoices, first sync", f"{f['xero_bytes_per_1000_first_sync']:,.0f}", "", ""),
+                ("Xero bytes per 1,000 invoices, rerun with nothing new", f"{f['xero_bytes_per_1000_rerun']:,.0f}", "", ""),
+                ("rerun: Xero calls on documents (all Xero calls)",
+                 f"{f['rerun_xero_calls_on_documents']} ({f['rerun_xero_calls_seen']})", "0", ""),
+                ("first sync seconds (limits off)", str(f["first_sync_seconds"]), "", "")]
+    if name == "pdfs":
+        return [("Xero calls per 1,000 invoices with PDFs", str(f["xero_calls_per_1000"]), "", ""),
+                ("Xero calls with PDFs (seen / reported)", f"{f['xero_calls_seen']} / {f['xero_calls_reported']}",
+                 str(f["xero_floor"]), str(f["xero_ratio"])),
+                ("Autotask calls with PDFs (seen / reported)",
+                 f"{f['autotask_calls_seen']} / {f['autotask_calls_reported']}", str(f["autotask_floor"]),
+                 str(f["autotask_ratio"])),
+                ("first sync seconds with PDFs", str(f["first_sync_seconds"]), "", "")]
+    if name == "rate_limits":
+        projected = next(k for k in f if k.startswith("projected_minutes") and k[-1].isdigit())
+        return [("busiest minute: Xero calls (share of 60)",
+                 f"{f['busiest_minute_calls']} ({f['busiest_minute_share_of_60']:.0%})", "", ""),
+                ("429s received", str(f["429s_received"]), "0", ""),
+                ("minutes the pacer waited (simulated) / real seconds",
+                 f"{f['simulated_minutes_waited']} / {f['real_seconds']}", "", ""),
+                (projected.replace("_", " ") + " (larger of limit-bound and processing here)",
+                 f"{f[projected]} ({f[projected + '_limit_bound']} / {f[projected + '_processing_here']})", "", "")]
+    if name == "overhead":
+        shares = ", ".join(f"{k.split(' (')[0]} {v:.0%}" for k, v in list(f["shares_of_flow_thread_time"].items())[:6])
+        return [("wall seconds (profiled)", str(f["wall_seconds"]), "", ""),
+                ("CPU seconds: flow thread / whole process", f"{f['cpu_seconds_flow_thread']} / "
+                 f"{f['cpu_seconds_process (sync + in-process simulators)']}", "", ""),
+                ("peak RSS MiB (whole process)", str(f["peak_rss_mib (whole process)"]), "", ""),
+                ("Prefect task runs", str(f["prefect_task_runs"]), "", ""),
+                ("shares of the flow thread's time", shares, "", "")]
+    if name == "scaling":
+        return [(f"core CPU ms per invoice at {r['invoices']:,}", str(r["cpu_ms_per_invoice"]), "",
+                 f"x{r['relative_to_smallest']}") for r in f["rows"]]
+    if name == "bills":
+        return [("bills: Xero calls per 1,000 bills", str(f["xero_calls_per_1000_bills"]), "", ""),
+                ("bills: Xero calls (seen / reported)", f"{f['xero_calls_seen']} / {f['xero_calls_reported']}",
+                 str(f["xero_floor"]), str(f["xero_ratio"])),
+                ("bills: Autotask calls (seen / reported)",
+                 f"{f['autotask_calls_seen']} / {f['autotask_calls_reported']}", "", ""),
+                ("bills: rerun Xero calls on documents (all Xero calls)",
+                 f"{f['rerun_xero_calls_on_documents']} ({f['rerun_xero_calls_seen']})", "0", "")]
+    if name == "payments":
+        return [("payments: Xero calls per 1,000 payments", str(f["xero_calls_per_1000_payments"]), "", ""),
+                ("payments: Autotask calls per 1,000 payments", str(f["autotask_calls_per_1000_payments"]), "", ""),
+                ("payments: calls seen / reported (Autotask, Xero)",
+                 f"{f['autotask_calls_seen']}/{f['autotask_calls_reported']}, "
+                 f"{f['xero_calls_seen']}/{f['xero_calls_reported']}", "", "")]
+    if name == "core":
+        return [(f"core: ms per invoice ({f['invoices']:,})", str(round(1000 * f["seconds"] / f["invoices"], 3)), "", "")]
+    if name == "sandbox":
+        last = f["xero"][-1]
+        return [(f"sandbox: Xero PUT 50 ms with {last['invoices']:,} stored", str(last["xero_put_50_ms"]), "", "")]
+    return []
+
+
+def print_table(results: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    info = results["machine"]
+    table = Table(title=f"atx benchmarks, size {results['size']}: {info['cpu_count']} CPUs, Python {info['python']}, "
+                        f"load {info['load_average_at_start']}, {info['started_utc']}")
+    for column in ("case", "figure", "value", "floor", "vs floor"):
+        table.add_column(column, overflow="fold")
+    for name, result in results["cases"].items():
+        inputs = ", ".join(f"{k}={v}" for k, v in result.get("inputs", {}).items())
+        for n, (figure, value, floor, vs) in enumerate(headline(name, result)):
+            table.add_row(f"{name}\n[dim]{inputs}[/dim]" if n == 0 else "", figure, value, floor, vs)
+        table.add_section()
+    Console(width=max(140, Console().width)).print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=list(CASES), metavar="NAME",
+                        help=f"run only these cases: {', '.join(CASES)}")
+    parser.add_argument("--size", choices=("small", "full", "large"), default=os.environ.get("BENCH_SIZE") or "full",
+                        help="small: a quick check; full (default): what make bench runs; large: 10,000 invoices "
+                             "profiled and the core up to 50,000")
+    parser.add_argument("--output", default=".bench/results.json", help="where the results are written")
+    args = parser.parse_args(argv)
+    if args.size not in ("small", "full", "large"):  # a default from BENCH_SIZE is not checked by argparse
+        parser.error(f"BENCH_SIZE must be small, full or large, not {args.size!r}")
+    chosen = args.only or list(CASES)
+    results = {"size": args.size, "machine": machine(), "cases": {}}
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+    def one(name: str) -> None:
+        print(f"bench: {name}: {CASES[name][0]} ...", file=sys.stderr, flush=True)
+        results["cases"][name] = run_case(name, args.size)
+        output.write_text(json.dumps(results, indent=2, default=str))  # what finished survives a later failure
+
+    plain = [n for n in chosen if not CASES[n][1]]
+    flows = [n for n in chosen if CASES[n][1]]
+    for name in plain:
+        one(name)
+    if flows:
+        from bench.cases import own_tenants, prefect_and_home
+
+        with prefect_and_home():
+            for name in flows:
+                own_tenants(name)
+                one(name)
+    results["machine"]["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    output.write_text(json.dumps(results, indent=2, default=str))
+    print_table(results)
+    print(f"full figures: {output}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,10 @@ Kinds (`FAULT_KINDS`):
                        protocol/read error.
 
 What fired, for a soak report: `faults.counts()` ({kind: n} for every kind), `faults.requests_seen`
-(requests that passed through), and `faults.log`, every fault as (kind, method, path).
+(requests that passed through), and `faults.log`, every fault as (kind, method, path). What the APIs
+answered, for the benchmarks: `faults.requests_by_api` and `faults.bytes_by_api` (response body bytes),
+both keyed by the path's first two segments, and `requests_by_resource` / `bytes_by_resource`, keyed by
+method and first three segments ("GET /api.xro/2.0/invoices", "POST /atservicesrest/v1.0/billingitems").
 
 "drop", "timeout" and "lost_response" need to reach the socket, which uvicorn exposes on the bound
 `send` callable. Put `with_faults` outermost (what you hand to `serve()`), not inside Starlette's
@@ -111,6 +114,10 @@ class FaultConfig:
         # Requests by their first two path segments ("/api.xro/2.0", "/connect/token"): what a client's own
         # count of its calls is checked against.
         self.requests_by_api: Counter[str] = Counter()
+        # Response body bytes sent by the same key: a client's egress from the API (faults' own bodies included).
+        self.bytes_by_api: Counter[str] = Counter()
+        self.requests_by_resource: Counter[str] = Counter()
+        self.bytes_by_resource: Counter[str] = Counter()
         for kind in FAULT_KINDS:
             _check_rate(kind, getattr(self, _rate_attr(kind)))
 
@@ -184,7 +191,8 @@ class FaultConfig:
         """The fault to inject into this request, if any. Scripts win over rules, rules over rates."""
         with self._lock:
             self.requests_seen += 1
-            self.requests_by_api["/" + "/".join(path.strip("/").lower().split("/")[:2])] += 1
+            self.requests_by_api[api_of(path)] += 1
+            self.requests_by_resource[resource_of(method, path)] += 1
             for scripted in self._scripts:
                 if scripted.matches(method, path):
                     if scripted.passed < scripted.after:
@@ -209,6 +217,22 @@ class FaultConfig:
         return None
 
 
+    def count_bytes(self, method: str, path: str, sent: int) -> None:
+        with self._lock:
+            self.bytes_by_api[api_of(path)] += sent
+            self.bytes_by_resource[resource_of(method, path)] += sent
+
+
+def api_of(path: str) -> str:
+    """The API a request path belongs to: its first two segments ("/api.xro/2.0", "/connect/token")."""
+    return "/" + "/".join(path.strip("/").lower().split("/")[:2])
+
+
+def resource_of(method: str, path: str) -> str:
+    """The method and the path's first three segments: "GET /api.xro/2.0/invoices"."""
+    return method.upper() + " /" + "/".join(path.strip("/").lower().split("/")[:3])
+
+
 def _rate_attr(kind: str) -> str:
     return f"rate_{kind}"
 
@@ -229,11 +253,19 @@ class FaultMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        kind = self.config.choose(scope["method"], scope["path"])
+        config, method, path = self.config, scope["method"], scope["path"]
+        kind = config.choose(method, path)
+
+        async def counted(message) -> None:
+            if message["type"] == "http.response.body":
+                config.count_bytes(method, path, len(message.get("body", b"")))
+            await send(message)
+
+        # Drops and lost responses need the bound `send` itself (its socket), so only these are counted.
         if kind is None:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, counted)
         elif kind in ("429", "500", "503"):
-            await self._error_response(int(kind), send)
+            await self._error_response(int(kind), counted)
         elif kind == "drop":
             await _close_connection(send)
         elif kind == "timeout":

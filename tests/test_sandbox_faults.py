@@ -141,6 +141,19 @@ def test_rules_give_writes_their_own_faults_and_counts_say_what_fired(store):
     assert faults.counts()["429"] == 2 * reads.count(429)  # clearing stops faults, not the count
 
 
+def test_requests_and_answered_bytes_are_counted_by_api_and_resource(store):
+    client, faults, writes = store
+    answers = [client.put("/things", json={"n": 1}), client.get("/things"), client.get("/things")]
+    faults.script("503", method="GET")
+    answers.append(client.get("/things"))
+    assert answers[-1].status_code == 503
+    assert faults.requests_by_api == {"/things": 4}
+    assert faults.requests_by_resource == {"PUT /things": 1, "GET /things": 3}
+    # What the client received, body for body, the injected 503's included.
+    assert faults.bytes_by_api["/things"] == sum(len(a.content) for a in answers) > 200
+    assert faults.bytes_by_resource["PUT /things"] == len(answers[0].content)
+
+
 def test_configure_refuses_unknown_faults_and_impossible_rates(store):
     _, faults, _ = store
     for bad in ({"rate_502": 0.1}, {"sed": 1}, {"rate_500": 1.5}, {"500": -0.1}, {"timeout": "often"}):

@@ -1,0 +1,533 @@
+"""The benchmark cases: each one function, measured against the sandbox, returning its figures.
+
+A case returns a dict: `figures` (what it measured), `inputs` (what it ran on) and, where the issue sets
+one, `floor` (the fewest calls the work needs) with `ratio` (figure / floor). Calls are counted twice:
+at the simulators (the fault layer's `requests_by_api`, what the APIs saw) and as the run reports them
+(`summary.autotask_calls` / `summary.xero_calls`); both are kept so a drift between them shows.
+"""
+from __future__ import annotations
+
+import cProfile
+import math
+import os
+import pstats
+import resource
+import tempfile
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+END = date(2026, 11, 24)
+SINCE = END - timedelta(days=40)
+XERO_API, AUTOTASK_API = "/api.xro/2.0", "/atservicesrest/v1.0"
+# The reads that tell a run what the organisation allows (tasks/reference.py): "about 6 a run".
+XERO_SETTINGS = ("organisation", "accounts", "taxrates", "trackingcategories", "brandingthemes", "currencies")
+DOCUMENT_ENDPOINTS = ("invoices", "creditnotes", "purchaseorders", "payments")
+# What a size means for each case; `small` is a quick check, `full` what `make bench` runs.
+SIZES = {
+    "small": {"core": 500, "calls": 200, "pdfs": 100, "rate_limits": 300, "overhead": 300, "scaling": (500, 2_000),
+              "bills": 40, "payments": 60, "sandbox": (1_000, 10_000)},
+    # What `make bench` runs: 4 minutes on two idle cores, 10 or more under load.
+    "full": {"core": 2_000, "calls": 1_000, "pdfs": 200, "rate_limits": 3_000, "overhead": 1_000,
+             "scaling": (1_000, 10_000), "bills": 200, "payments": 300, "sandbox": (1_000, 10_000, 50_000)},
+    # The issue's sizes for the overhead and the scaling curve: 10,000 invoices profiled, the core up to
+    # 50,000; about 10 minutes more on that machine.
+    "large": {"core": 2_000, "calls": 1_000, "pdfs": 200, "rate_limits": 3_000, "overhead": 10_000,
+              "scaling": (1_000, 10_000, 50_000), "bills": 200, "payments": 300, "sandbox": (1_000, 10_000, 50_000)},
+}
+UNLIMITED_XERO = {"calls_per_minute": 1_000_000, "daily_call_budget": 10_000_000, "max_in_flight": 4}
+
+
+def per_1000(value: float, of: int) -> float:
+    return round(1000 * value / of, 1) if of else 0.0
+
+
+def ratio(value: float, floor: float) -> float | None:
+    return round(value / floor, 3) if floor else None
+
+
+# ---- measuring at the simulators ---------------------------------------------------------------------
+@dataclass
+class Seen:
+    """What both simulators saw between two moments: requests and bytes by API and by resource."""
+
+    autotask: Counter
+    xero: Counter
+    xero_bytes: Counter
+    autotask_resources: Counter
+    xero_resources: Counter
+    xero_resource_bytes: Counter
+
+    @property
+    def autotask_calls(self) -> int:
+        return sum(self.autotask.values())
+
+    @property
+    def xero_calls(self) -> int:
+        """Calls to the accounting API: what the organisation's limits count, and what the run counts."""
+        return self.xero[XERO_API]
+
+    @property
+    def xero_identity_calls(self) -> int:
+        """GET /connections and token refreshes: Xero's identity service, outside the organisation's limits."""
+        return sum(self.xero.values()) - self.xero[XERO_API]
+
+    def xero_on_documents(self) -> int:
+        """Calls of any method on the document endpoints (attachments are under them too)."""
+        return sum(n for key, n in self.xero_resources.items()
+                   if key.split(" ", 1)[1] in {f"{XERO_API}/{d}" for d in DOCUMENT_ENDPOINTS})
+
+    def xero_gets(self, *resources: str) -> int:
+        return sum(self.xero_resources[f"GET {XERO_API}/{r}"] for r in resources)
+
+    def xero_by_resource(self) -> dict[str, int]:
+        return dict(sorted(self.xero_resources.items()))
+
+    def autotask_by_resource(self) -> dict[str, int]:
+        return dict(sorted(self.autotask_resources.items()))
+
+
+class Meter:
+    def __init__(self, stack):
+        self.stack = stack
+        self._before = self._now()
+
+    def _now(self) -> tuple[Counter, ...]:
+        at, xero = self.stack.autotask_faults, self.stack.xero.faults
+        return tuple(Counter(c) for c in (at.requests_by_api, xero.requests_by_api, xero.bytes_by_api,
+                                          at.requests_by_resource, xero.requests_by_resource, xero.bytes_by_resource))
+
+    def seen(self) -> Seen:
+        now = self._now()
+        return Seen(*(after - before for after, before in zip(now, self._before)))
+
+
+# ---- running flows against a sandbox -----------------------------------------------------------------
+@contextmanager
+def prefect_and_home():
+    """A throwaway ATX_HOME and a Prefect test server, shared by every flow case of one bench run."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    home = tempfile.mkdtemp(prefix="atx-bench-")
+    os.environ["ATX_HOME"] = home
+    os.environ["ATX_TENANTS_DIR"] = os.path.join(home, "tenants")
+    with prefect_test_harness(server_startup_timeout=180):
+        yield home
+
+
+def own_tenants(case: str) -> None:
+    """A tenants directory of the case's own: tenants of one Autotask account route invoices between them,
+    and each case's sandbox is a separate MSP."""
+    os.environ["ATX_TENANTS_DIR"] = os.path.join(os.environ["ATX_HOME"], f"tenants-{case}")
+
+
+def limits_off(stack) -> None:
+    from sandbox.xero.limits import XeroLimits
+
+    stack.xero.limits = XeroLimits(per_minute=10**7, per_day=10**8, concurrent=5, app_per_minute=10**8)
+
+
+def run_flow(flow, **params):
+    state = flow(return_state=True, **params)
+    summary = state.result() if state.is_completed() else None
+    if summary is None or getattr(summary, "unrouted", None):
+        raise SystemExit(f"a benchmark run did not complete cleanly: {state.message}")
+    return summary
+
+
+def invoices_run(tenant: str, since: date = SINCE):
+    from flows.invoices import invoices
+
+    return run_flow(invoices, tenant=tenant, since=since, until=END)
+
+
+def billing_items(stack) -> int:
+    live = {i["id"] for i in stack.autotask.records("Invoices") if not i.get("isVoided")}
+    return sum(1 for b in stack.autotask.records("BillingItems") if b.get("invoiceID") in live)
+
+
+def xero_floor(documents: int, new_contacts: int, settings_reads: int, attachments: int = 0) -> int:
+    return math.ceil(documents / 50) + math.ceil(new_contacts / 50) + settings_reads + attachments
+
+
+def autotask_split(seen: Seen) -> dict[str, int]:
+    """Calls to the invoice and billing-item queries, the PDFs (GET Invoices/{id}/InvoicePDF), and the rest:
+    reference data, field definitions, the zone and threshold lookups."""
+    invoices = seen.autotask_resources[f"POST {AUTOTASK_API}/invoices"]
+    items = seen.autotask_resources[f"POST {AUTOTASK_API}/billingitems"]
+    pdfs = seen.autotask_resources[f"GET {AUTOTASK_API}/invoices"]
+    return {"invoice_queries": invoices, "billing_item_queries": items, "pdf_reads": pdfs,
+            "reference_reads": seen.autotask_calls - invoices - items - pdfs}
+
+
+def _sync_figures(stack, summary, seen: Seen, *, attachments: int = 0) -> dict:
+    documents = summary.count("created")
+    contacts = len(stack.org.contacts)  # a new organisation: every contact in it is new
+    live = [i for i in stack.autotask.records("Invoices") if not i.get("isVoided")]
+    split = autotask_split(seen)
+    settings_reads = seen.xero_gets(*XERO_SETTINGS)
+    at_floor = (math.ceil(len(live) / 500) + math.ceil(billing_items(stack) / 500) + split["reference_reads"]
+                + attachments)
+    x_floor = xero_floor(documents, contacts, settings_reads, attachments)
+    return {"documents_created": documents, "new_contacts": contacts, "set_aside": summary.set_aside_count,
+            "autotask_calls_seen": seen.autotask_calls, "autotask_calls_reported": summary.autotask_calls,
+            "autotask_floor": at_floor, "autotask_ratio": ratio(seen.autotask_calls, at_floor), **split,
+            "xero_calls_seen": seen.xero_calls, "xero_calls_reported": summary.xero_calls,
+            "xero_identity_calls_seen": seen.xero_identity_calls, "xero_settings_reads": settings_reads,
+            "xero_floor": x_floor, "xero_ratio": ratio(seen.xero_calls, x_floor),
+            "xero_bytes": sum(seen.xero_bytes.values()),
+            "xero_by_resource": seen.xero_by_resource(), "autotask_by_resource": seen.autotask_by_resource()}
+
+
+# ---- the cases ---------------------------------------------------------------------------------------
+def case_calls(n: int) -> dict:
+    """Autotask and Xero calls and Xero bytes of a first sync of `n` invoices (no PDFs) and of a rerun with
+    nothing new; the naive extractor's calls worked out from the same counts."""
+    from sandbox.stack import SandboxStack
+
+    with SandboxStack(seed=3, invoices=n, window_end=END) as stack:
+        limits_off(stack)
+        stack.connect_tenant("calls", xero=UNLIMITED_XERO)
+        live = sum(1 for i in stack.autotask.records("Invoices") if not i.get("isVoided"))
+        items = billing_items(stack)
+        meter = Meter(stack)
+        started = time.perf_counter()
+        first = invoices_run("calls")
+        wall = time.perf_counter() - started
+        first_seen = meter.seen()
+        figures = _sync_figures(stack, first, first_seen)
+        meter = Meter(stack)
+        rerun = invoices_run("calls")
+        rerun_seen = meter.seen()
+    # Naive: the same invoice pages and reference reads, then one BillingItems query per invoice (analytic).
+    naive = figures["invoice_queries"] + figures["reference_reads"] + live
+    return {
+        "inputs": {"invoices": live, "billing_items": items, "attachments": False, "limits": "off"},
+        "figures": {
+            **figures, "first_sync_seconds": round(wall, 1),
+            "autotask_calls_per_1000": per_1000(first_seen.autotask_calls, live),
+            "naive_autotask_calls (analytic)": naive, "ratio_to_naive": ratio(first_seen.autotask_calls, naive),
+            "xero_calls_per_1000": per_1000(first_seen.xero_calls, live),
+            "xero_bytes_per_1000_first_sync": per_1000(sum(first_seen.xero_bytes.values()), live),
+            "rerun_xero_calls_seen": rerun_seen.xero_calls, "rerun_xero_calls_reported": rerun.xero_calls,
+            "rerun_xero_calls_on_documents": rerun_seen.xero_on_documents(),
+            "rerun_created": rerun.count("created"),
+            "xero_bytes_per_1000_rerun": per_1000(sum(rerun_seen.xero_bytes.values()), live),
+            "rerun_xero_by_resource": rerun_seen.xero_by_resource(),
+            "rerun_xero_bytes_by_resource": dict(sorted(rerun_seen.xero_resource_bytes.items())),
+            "first_xero_bytes_by_resource": dict(sorted(first_seen.xero_resource_bytes.items())),
+        },
+        "floor": {"autotask": figures["autotask_floor"], "xero": figures["xero_floor"], "rerun_documents": 0},
+    }
+
+
+def case_pdfs(n: int) -> dict:
+    """Xero calls of a first sync of `n` invoices with their PDFs attached (one attachment call each)."""
+    from sandbox.stack import SandboxStack
+
+    with SandboxStack(seed=3, invoices=n, window_end=END) as stack:
+        limits_off(stack)
+        stack.connect_tenant("pdfs", attach_pdfs=True, xero=UNLIMITED_XERO)
+        live = sum(1 for i in stack.autotask.records("Invoices") if not i.get("isVoided"))
+        meter = Meter(stack)
+        started = time.perf_counter()
+        summary = invoices_run("pdfs")
+        wall = time.perf_counter() - started
+        seen = meter.seen()
+        figures = _sync_figures(stack, summary, seen, attachments=summary.count("created"))
+    return {"inputs": {"invoices": live, "attachments": True, "limits": "off"},
+            "figures": {**figures, "first_sync_seconds": round(wall, 1),
+                        "xero_calls_per_1000": per_1000(seen.xero_calls, live),
+                        "autotask_calls_per_1000": per_1000(seen.autotask_calls, live),
+                        "xero_bytes_per_1000": per_1000(sum(seen.xero_bytes.values()), live)},
+            "floor": {"autotask": figures["autotask_floor"], "xero": figures["xero_floor"]}}
+
+
+def _busiest_minute(moments: list[float]) -> int:
+    moments, best, start = sorted(moments), 0, 0
+    for end, moment in enumerate(moments):
+        while moment - moments[start] >= 60:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def case_rate_limits(n: int, projected_for: int = 10_000) -> dict:
+    """A sync of `n` invoices with Xero's real limits (60 a minute, 5 in flight, 5,000 a day) on a clock
+    that moves only when the pacer waits: calls in the busiest minute, 429s, and the wall time projected."""
+    from atx.connections import use_clock
+    from sandbox.clock import ManualClock
+    from sandbox.stack import SandboxStack
+
+    clock = ManualClock(start=datetime.now(timezone.utc).replace(microsecond=0))
+    with SandboxStack(seed=3, invoices=n, window_end=END, clock=clock) as stack, \
+            use_clock(clock, sleep=clock.advance):
+        # The day budget must hold the whole run: the call budget is the subject of another test.
+        stack.connect_tenant("limits", xero={"daily_call_budget": 5_000})
+        live = sum(1 for i in stack.autotask.records("Invoices") if not i.get("isVoided"))
+        limiter, moments = stack.xero.limiter, []
+        admit = limiter.admit
+
+        def admit_and_note(client_id, tenant_id):
+            admission = admit(client_id, tenant_id)
+            if admission.admitted:
+                moments.append(clock.monotonic())
+            return admission
+
+        limiter.admit = admit_and_note
+        meter = Meter(stack)
+        refused_before = sum(limiter.refused.values())
+        started, wall_started = clock.monotonic(), time.perf_counter()
+        summary = invoices_run("limits")
+        elapsed, wall = clock.monotonic() - started, time.perf_counter() - wall_started
+        refused = dict(limiter.refused)
+        fixed = meter.seen().xero_gets(*XERO_SETTINGS)
+    busiest = _busiest_minute(moments)
+    # The settings reads are once a run; the rest grows with the invoices.
+    calls_projected = fixed + (len(moments) - fixed) * projected_for / live if live else 0
+    # The clock moves only while the pacer waits, so its minutes are the wait the limits impose with no
+    # processing time at all; the real seconds are the processing with no waits. A run takes about the
+    # larger of the two, since processing between calls counts towards the pacer's minute.
+    limit_bound = calls_projected / 55
+    processing = wall / live * projected_for / 60 if live else 0
+    return {"inputs": {"invoices": live, "limits": "Xero's real: 60/min, 5 in flight, 5,000/day",
+                       "clock": "ManualClock (advances only while the pacer waits)", "pacer_calls_per_minute": 55},
+            "figures": {"xero_calls": len(moments), "xero_calls_reported": summary.xero_calls,
+                        "busiest_minute_calls": busiest, "busiest_minute_share_of_60": round(busiest / 60, 3),
+                        "429s_received": sum(refused.values()) - refused_before, "429s_by_problem": refused,
+                        "simulated_minutes_waited": round(elapsed / 60, 2), "real_seconds": round(wall, 1),
+                        f"projected_xero_calls_for_{projected_for}": round(calls_projected),
+                        f"projected_minutes_for_{projected_for}_limit_bound": round(limit_bound, 1),
+                        f"projected_minutes_for_{projected_for}_processing_here": round(processing, 1),
+                        f"projected_minutes_for_{projected_for}": round(max(limit_bound, processing), 1)}}
+
+
+# Where a profiled function's own time goes, by its file path (first match wins) or built-in's name.
+BUCKETS = (
+    ("prefect orchestration", ("/prefect/", "/anyio/", "/asyncio/", "/opentelemetry/", "/pydantic_settings/")),
+    ("validation (pandera, pydantic)", ("/pandera/", "/pydantic/", "/pydantic_core/", "/typeguard/", "/typing_inspect")),
+    ("mapping (core/, pandas, numpy)", ("/core/", "/pandas/", "/numpy/", "/yaml/")),
+    ("hashing/serialising (json, hashlib, xero-python models)", ("/json/", "hashlib", "/xero_python/models/",
+                                                                  "/xero_python/api_client/", "/dateutil/",
+                                                                  "/email/", "/base64")),
+    ("http (httpx, urllib3, sockets, xero-python transport)", ("/httpx/", "/httpcore/", "/h11/", "/urllib3/",
+                                                              "/ssl.py", "/socket.py", "/http/", "/xero_python/",
+                                                              "/certifi/", "/idna/")),
+    ("ledger (sqlalchemy, sqlite)", ("/sqlalchemy/", "/ledger/", "sqlite3", "/alembic/")),
+)
+BUILTIN_BUCKETS = (
+    ("http (httpx, urllib3, sockets, xero-python transport)", ("socket", "select", "ssl", "poll")),
+    ("ledger (sqlalchemy, sqlite)", ("sqlite3",)),
+    ("hashing/serialising (json, hashlib, xero-python models)", ("json", "hashlib", "_hashlib", "openssl", "sha256",
+                                                                 "encode", "decode", "dumps", "loads")),
+    ("waiting on locks and threads", ("acquire", "lock", "wait", "sleep")),
+)
+
+
+def bucket_of(file: str, function: str) -> str:
+    if file == "~" or file.startswith("<"):
+        for name, words in BUILTIN_BUCKETS:
+            if any(w in function for w in words):
+                return name
+        return "other"
+    path = file.replace("\\", "/")
+    for name, parts in BUCKETS:
+        if any(p in path for p in parts):
+            return name
+    return "other (our shell: tasks/, clients/, pipeline/, flows/)" if any(
+        f"/{d}/" in path for d in ("tasks", "clients", "pipeline", "flows", "atx")) else "other"
+
+
+def profile_shares(profile: cProfile.Profile) -> tuple[dict[str, float], list[str]]:
+    """Each bucket's share of the profiled thread's own time (tottime sums to the whole, cumtime does not),
+    and the functions with the most own time, to see what a bucket holds."""
+    totals: Counter[str] = Counter()
+    stats = pstats.Stats(profile).stats
+    for (file, _, function), (_, _, own, _, _) in stats.items():
+        totals[bucket_of(file, function)] += own
+    whole = sum(totals.values()) or 1
+    top = sorted(stats.items(), key=lambda item: -item[1][2])[:15]
+    heaviest = [f"{own / whole:.1%} {_short(file)}:{line} {function}" for (file, line, function), (_, _, own, _, _) in top]
+    return {name: round(own / whole, 3) for name, own in totals.most_common()}, heaviest
+
+
+def _short(file: str) -> str:
+    for marker in ("site-packages/", "lib/python3.11/", os.getcwd() + "/"):
+        if marker in file:
+            return file.split(marker, 1)[1]
+    return file
+
+
+def case_overhead(n: int) -> dict:
+    """One first sync of `n` invoices with limits off, under cProfile: wall, CPU, peak memory, and where
+    the flow's thread spends its time (Prefect, validation, mapping, serialising, HTTP, the ledger)."""
+    from sandbox.stack import SandboxStack
+
+    with SandboxStack(seed=3, invoices=n, window_end=END) as stack:
+        limits_off(stack)
+        stack.connect_tenant("overhead", xero=UNLIMITED_XERO)
+        live = sum(1 for i in stack.autotask.records("Invoices") if not i.get("isVoided"))
+        items = billing_items(stack)
+        profile = cProfile.Profile()
+        wall0, cpu0, thread0 = time.perf_counter(), time.process_time(), time.thread_time()
+        profile.enable()
+        try:
+            summary = invoices_run("overhead")
+        finally:
+            profile.disable()
+        wall, cpu, thread = time.perf_counter() - wall0, time.process_time() - cpu0, time.thread_time() - thread0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    tasks = _task_runs_of_last_flow()
+    shares, heaviest = profile_shares(profile)
+    return {"inputs": {"invoices": live, "billing_items": items, "limits": "off", "profiler": "cProfile (adds overhead)"},
+            "figures": {"created": summary.count("created"), "wall_seconds": round(wall, 1),
+                        "cpu_seconds_process (sync + in-process simulators)": round(cpu, 1),
+                        "cpu_seconds_flow_thread": round(thread, 1),
+                        "flow_thread_cpu_ms_per_invoice": round(1000 * thread / live, 2) if live else 0,
+                        "peak_rss_mib (whole process)": round(peak, 0),
+                        "prefect_task_runs": tasks, "shares_of_flow_thread_time": shares,
+                        "heaviest_functions (own time)": heaviest}}
+
+
+def _task_runs_of_last_flow() -> int | str:
+    """Task runs of the newest flow run: a handful per batch, never one per document."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    async def count() -> int | None:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)
+            if not runs:
+                return None
+            counted, page = 0, 200  # the server's largest page
+            while True:
+                found = await client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[runs[0].id])), limit=page, offset=counted)
+                counted += len(found)
+                if len(found) < page:
+                    return counted
+
+    try:
+        return asyncio.run(count())
+    except Exception as exc:  # noqa: BLE001 - a figure to show, not worth failing the bench for
+        return f"not read: {type(exc).__name__}: {exc}"[:200]
+
+
+def case_scaling(sizes: tuple[int, ...]) -> dict:
+    """Per-invoice CPU of the functional core (frames, validation, mapping) at each size: flat = linear."""
+    from bench.core import map_window
+
+    rows = [map_window(n) for n in sizes]
+    first = rows[0]["cpu_ms_per_invoice"] or 1
+    for row in rows:
+        row["relative_to_smallest"] = round(row["cpu_ms_per_invoice"] / first, 2)
+    return {"inputs": {"sizes": list(sizes), "what": "core only: invoices_frame, lines_frame, plan_invoices"},
+            "figures": {"rows": rows}}
+
+
+def case_bills(n: int) -> dict:
+    """Calls and bytes of a bills run (Autotask receivings into Xero ACCPAY bills) and a rerun."""
+    from flows.bills import bills
+    from sandbox.stack import SandboxStack
+
+    since, until = date(2026, 10, 1), date(2026, 11, 30)
+    with SandboxStack(seed=7, invoices=n, window_end=until) as stack:
+        limits_off(stack)
+        stack.connect_tenant("bills", xero=UNLIMITED_XERO)
+        contacts_before = len(stack.org.contacts)
+        meter = Meter(stack)
+        first = run_flow(bills, tenant="bills", since=since, until=until)
+        seen = meter.seen()
+        new_contacts = len(stack.org.contacts) - contacts_before
+        meter = Meter(stack)
+        rerun = run_flow(bills, tenant="bills", since=since, until=until)
+        again = meter.seen()
+    documents = first.count("created")
+    settings_reads = seen.xero_gets(*XERO_SETTINGS)
+    floor = xero_floor(documents, new_contacts, settings_reads)
+    return {"inputs": {"receivings_source_invoices_generated": n, "bills_created": documents, "limits": "off"},
+            "figures": {"autotask_calls_seen": seen.autotask_calls, "autotask_calls_reported": first.autotask_calls,
+                        "autotask_by_resource": seen.autotask_by_resource(),
+                        "xero_calls_seen": seen.xero_calls, "xero_calls_reported": first.xero_calls,
+                        "xero_calls_per_1000_bills": per_1000(seen.xero_calls, documents),
+                        "xero_bytes_per_1000_bills": per_1000(sum(seen.xero_bytes.values()), documents),
+                        "xero_floor": floor, "xero_ratio": ratio(seen.xero_calls, floor),
+                        "xero_by_resource": seen.xero_by_resource(),
+                        "rerun_created": rerun.count("created"), "rerun_xero_calls_seen": again.xero_calls,
+                        "rerun_xero_calls_on_documents": again.xero_on_documents(),
+                        "rerun_xero_by_resource": again.xero_by_resource(),
+                        "rerun_xero_bytes": sum(again.xero_bytes.values())},
+            "floor": {"xero": floor, "rerun_documents": 0}}
+
+
+def case_payments(n: int) -> dict:
+    """Calls of a payments run after half of `n` approved invoices were paid in Xero: each payment read,
+    and its paid date written back to Autotask (one PATCH per invoice: Autotask has no batch write)."""
+    import yaml
+
+    from atx.connections import ledger_for, xero_gateway
+    from core.documents import INVOICE, PaymentDraft
+    from flows.invoices import invoices
+    from flows.payments import payments
+    from ledger import DocState
+    from sandbox.stack import SandboxStack
+
+    since, until = date(2026, 10, 1), date(2026, 11, 30)
+    # Payments need approved invoices: the demo mapping, sending them AUTHORISED.
+    mapping = Path(tempfile.mkdtemp(prefix="atx-bench-map-")) / "approved.yaml"
+    data = yaml.safe_load(Path("mappings/demo.yaml").read_text())
+    data["status"] = "AUTHORISED"
+    mapping.write_text(yaml.safe_dump(data))
+    with SandboxStack(seed=11, invoices=n, window_end=until) as stack:
+        limits_off(stack)
+        settings = stack.connect_tenant("payments", str(mapping), payments={"bank_account": "090"}, xero=UNLIMITED_XERO)
+        run_flow(invoices, tenant="payments", since=since, until=until)
+        rows = [r for r in ledger_for(settings).records("payments", INVOICE.name).values()
+                if r.state == DocState.SYNCED][::2]
+        gateway = xero_gateway(settings)
+        for start in range(0, len(rows), 50):
+            drafts = [PaymentDraft(invoice_id=r.target_id, amount=Decimal(r.target_total), date=date(2026, 11, 26),
+                                   account_code="090", reference="bank feed") for r in rows[start:start + 50]]
+            gateway.create_payments(drafts, idempotency_key=f"bench-pay-{start}")
+        meter = Meter(stack)
+        summary = run_flow(payments, tenant="payments", since=since, until=until)
+        seen = meter.seen()
+        meter = Meter(stack)
+        rerun = run_flow(payments, tenant="payments", since=since, until=until)
+        again = meter.seen()
+    paid = len(rows)
+    return {"inputs": {"invoices_synced_approved": n, "paid_in_xero": paid, "direction": "Xero -> Autotask paid dates"},
+            "figures": {"paid_dates_written": summary.count("created") + summary.count("updated"),
+                        "autotask_calls_seen": seen.autotask_calls, "autotask_calls_reported": summary.autotask_calls,
+                        "autotask_by_resource": seen.autotask_by_resource(),
+                        "xero_calls_seen": seen.xero_calls, "xero_calls_reported": summary.xero_calls,
+                        "xero_by_resource": seen.xero_by_resource(),
+                        "xero_calls_per_1000_payments": per_1000(seen.xero_calls, paid),
+                        "autotask_calls_per_1000_payments": per_1000(seen.autotask_calls, paid),
+                        "xero_bytes_per_1000_payments": per_1000(sum(seen.xero_bytes.values()), paid),
+                        "rerun_xero_calls_seen": again.xero_calls, "rerun_autotask_calls_seen": again.autotask_calls,
+                        "rerun_xero_bytes": sum(again.xero_bytes.values())}}
+
+
+def case_core(n: int) -> dict:
+    """The functional core alone maps `n` generated invoices (no HTTP, no Prefect)."""
+    from bench.core import map_window
+
+    row = map_window(n)
+    if row["mapped"] == 0:
+        raise SystemExit("the core benchmark mapped nothing: its Xero reference no longer fits mappings/demo.yaml")
+    return {"inputs": {"invoices": n, "billing_items": row["billing_items"]}, "figures": row}
+
+
+def case_sandbox(sizes: tuple[int, ...]) -> dict:
+    from bench.sandbox import bench_sandbox
+
+    result = bench_sandbox(list(sizes))
+    return {"inputs": {"sizes": list(sizes)}, "figures": {"xero": result["xero"], "autotask": result["autotask"]}}
