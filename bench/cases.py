@@ -260,6 +260,7 @@ def case_rate_limits(n: int, projected_for: int = 10_000) -> dict:
     """A sync of `n` invoices with Xero's real limits (60 a minute, 5 in flight, 5,000 a day) on a clock
     that moves only when the pacer waits: calls in the busiest minute, 429s, and the wall time projected."""
     from atx.connections import use_clock
+    from atx.settings import XeroSettings
     from sandbox.clock import ManualClock
     from sandbox.stack import SandboxStack
 
@@ -292,10 +293,11 @@ def case_rate_limits(n: int, projected_for: int = 10_000) -> dict:
     # The clock moves only while the pacer waits, so its minutes are the wait the limits impose with no
     # processing time at all; the real seconds are the processing with no waits. A run takes about the
     # larger of the two, since processing between calls counts towards the pacer's minute.
-    limit_bound = calls_projected / 55
+    pace = XeroSettings.model_fields["calls_per_minute"].default
+    limit_bound = calls_projected / pace
     processing = wall / live * projected_for / 60 if live else 0
     return {"inputs": {"invoices": live, "limits": "Xero's real: 60/min, 5 in flight, 5,000/day",
-                       "clock": "ManualClock (advances only while the pacer waits)", "pacer_calls_per_minute": 55},
+                       "clock": "ManualClock (advances only while the pacer waits)", "pacer_calls_per_minute": pace},
             "figures": {"xero_calls": len(moments), "xero_calls_reported": summary.xero_calls,
                         "busiest_minute_calls": busiest, "busiest_minute_share_of_60": round(busiest / 60, 3),
                         "429s_received": sum(refused.values()) - refused_before, "429s_by_problem": refused,
