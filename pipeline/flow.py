@@ -130,12 +130,9 @@ def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry
     were set aside, need a person or were not routed; "Stopped early" (Completed) at an API limit or the daily
     call budget; "Unfinished" (Failed) when another run still holds documents; Failed, with a report saying
     what to fix, when it cannot sync at all."""
-    owner = deployment_tenant()
-    if owner is not None and owner != tenant:
-        return _failed(spec.name, owner, "refused", [
-            f"this run of the deployment {spec.name}/{owner} asked for tenant {tenant!r}; a tenant's deployment "
-            f"syncs only its own tenant. Fix: run the deployment {spec.name}/{tenant} instead"],
-            "Nothing was read or written.")
+    refused = refused_for_another_tenant(spec.name, tenant)
+    if refused is not None:
+        return refused
     summary = None
     try:
         if since is not None and until is not None:
@@ -153,10 +150,7 @@ def run(spec: FlowSpec, tenant: str, since: date | None, until: date | None, dry
                              xero_links=not ctx.settings.xero.api_base)
         return _run(ctx, spec, summary, only_window)
     except PreflightFailed as exc:
-        return _failed(spec.name, tenant, "cannot sync", [_one_line(f"{p.area}: {p.problem} Fix: {p.fix}")
-                                                          for p in exc.problems],
-                       "Nothing was written; the window and the high-water mark are where they were.",
-                       first=f"tenant {tenant} cannot sync until this is fixed (nothing was written):")
+        return cannot_sync(spec.name, tenant, exc, "the window and the high-water mark are where they were.")
     except EXPECTED_FAILURES as exc:
         return _failed(spec.name, tenant, "failed", [_one_line(str(exc))], _what_was_kept(summary))
     except Exception as exc:
@@ -196,6 +190,25 @@ def _run(ctx: TenantContext, spec: FlowSpec, summary: RunSummary, only_window: b
     summary.run_id, summary.audited_writes = ctx.run_id, ctx.ledger.audit.count(ctx.run_id)
     publish_report(summary)
     return _final_state(summary)
+
+
+def refused_for_another_tenant(flow: str, tenant: str):
+    """A run of one tenant's deployment asked for another tenant: the Failed state that refuses it, before
+    anything is read; None when the run may go on."""
+    owner = deployment_tenant()
+    if owner is None or owner == tenant:
+        return None
+    return _failed(flow, owner, "refused", [
+        f"this run of the deployment {flow}/{owner} asked for tenant {tenant!r}; a tenant's deployment "
+        f"syncs only its own tenant. Fix: run the deployment {flow}/{tenant} instead"],
+        "Nothing was read or written.")
+
+
+def cannot_sync(flow: str, tenant: str, exc: PreflightFailed, kept: str):
+    """The preflight found problems: each with its fix, and nothing written (`kept`: what stays as it was)."""
+    return _failed(flow, tenant, "cannot sync", [_one_line(f"{p.area}: {p.problem} Fix: {p.fix}") for p in exc.problems],
+                   f"Nothing was written; {kept}",
+                   first=f"tenant {tenant} cannot sync until this is fixed (nothing was written):")
 
 
 def _one_line(text: str) -> str:
