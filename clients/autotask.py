@@ -636,11 +636,10 @@ class AutotaskInvoices:
     """What the pipeline writes back to Autotask invoices (the paid date), behind the calls the Xero
     gateway answers for its documents: find, create, update. A document here is an invoice numbered by
     its paid-date key ("123@2026-11-30", "123@unpaid"), so a lookup by key tells whether Autotask holds
-    exactly that write. `client` opens an AutotaskClient (a context manager); its calls are counted."""
+    exactly that write. `client` opens an AutotaskClient (a context manager); a run's `metered()` counts its calls."""
 
     def __init__(self, client: Callable[[], "AutotaskClient"]):
         self._client = client
-        self.calls = 0
 
     def find(self, kind: DocumentKind, *, ids=(), numbers=(), contact_ids=(), created_by_my_app: bool = False,
              modified_since=None, where: str | None = None) -> list[XeroDocument]:
@@ -655,12 +654,9 @@ class AutotaskInvoices:
         fields.update(dict(key_fields(str(n)) for n in numbers))
         asked = sorted({f for names in fields.values() for f in names})
         with self._client() as at:
-            try:
-                records = list(at.query_in("Invoices", "id", sorted(set(wanted)),
-                                           include_fields=["id", "invoiceNumber", "paidDate", "isVoided", "invoiceTotal",
-                                                           "companyID", *[f for f in asked if f != "invoiceNumber"]]))
-            finally:
-                self.calls += at.calls
+            records = list(at.query_in("Invoices", "id", sorted(set(wanted)),
+                                       include_fields=["id", "invoiceNumber", "paidDate", "isVoided", "invoiceTotal",
+                                                       "companyID", *[f for f in asked if f != "invoiceNumber"]]))
         read = _READ_AS.get(kind.name)
         return [read(kind, r) if read else _fields_document(kind, r, fields.get(str(r["id"]), _WRITABLE))
                 for r in records]
@@ -683,10 +679,7 @@ class AutotaskInvoices:
         patches = [{"id": int(target), **(dict(plan.writes) if plan.writes is not None else {"paidDate": plan.date})}
                    for target, plan in changes]
         with self._client() as at:
-            try:
-                answers = at.update_invoices(patches)
-            finally:
-                self.calls += at.calls
+            answers = at.update_invoices(patches)
         return [Written(ok=True, errors=[], document=XeroDocument(
                     kind=kind.name, id=str(a.id),
                     number=plan.natural_key if plan.writes is not None else paid_date_key(str(a.id), plan.date),
