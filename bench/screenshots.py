@@ -20,7 +20,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,26 +32,14 @@ from pathlib import Path
 
 import yaml
 
+from sandbox.serving import free_port, prefect_server_process
+
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "demo"
 # The billing code whose account the run's mapping leaves out ("4400 Reimbursable Expenses"): its invoices
 # are set aside with the fix, the others go to Xero.
 UNMAPPED_GL_ACCOUNT = 5
 NEEDS_ATTENTION = "Needs attention"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 @contextmanager
@@ -63,24 +50,8 @@ def prefect_server(home: Path, port: int, timeout: float = 180):
     env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_API_PORT=str(port), PREFECT_UI_API_URL=api,
                PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
     env.pop("PREFECT_API_URL", None)
-    log = open(home / "server.log", "w")
-    prefect = Path(sys.executable).with_name("prefect")
-    server = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + timeout
-        while not _answers(f"{api}/health"):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the Prefect server did not start; its log: {home / 'server.log'}")
-            time.sleep(1)
-        yield api
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+    with prefect_server_process(env, port, home / "server.log", timeout=timeout) as url:
+        yield url
 
 
 def _mapping_with_a_gap(work: Path) -> str:

@@ -12,10 +12,9 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
-from sandbox.serving import free_port
+from sandbox.serving import free_port, prefect_server_process
 from sandbox.stack import SandboxStack
 
 pytestmark = pytest.mark.e2e
@@ -40,39 +39,17 @@ def _base_env(tmp_path: Path) -> dict:
 def prefect_api(tmp_path):
     """A real Prefect server on a free loopback port, with its own home and SQLite database."""
     port = free_port()
-    env = _base_env(tmp_path)
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the Prefect server did not start"
-            time.sleep(0.5)
-        yield url
-    finally:
-        # Prefect keeps one concurrency-slot service per set of tag limits, with a client bound to the server it
-        # first spoke to: a later test's tagged run in this process would otherwise ask this stopped one.
-        from prefect.concurrency.services import (ConcurrencySlotAcquisitionService,
-                                                  ConcurrencySlotAcquisitionWithLeaseService)
-
-        for service in (ConcurrencySlotAcquisitionService, ConcurrencySlotAcquisitionWithLeaseService):
-            service.drain_all(timeout=10)
-        proc.terminate()
+    with prefect_server_process(_base_env(tmp_path), port, tmp_path / "server.log") as url:
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            yield url
+        finally:
+            # Prefect keeps one concurrency-slot service per set of tag limits, with a client bound to the server
+            # it first spoke to: a later test's tagged run in this process would otherwise ask this stopped one.
+            from prefect.concurrency.services import (ConcurrencySlotAcquisitionService,
+                                                      ConcurrencySlotAcquisitionWithLeaseService)
+
+            for service in (ConcurrencySlotAcquisitionService, ConcurrencySlotAcquisitionWithLeaseService):
+                service.drain_all(timeout=10)
 
 
 def _client(url: str):
