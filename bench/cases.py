@@ -39,7 +39,7 @@ SIZES = {
     "large": {"core": 2_000, "calls": 1_000, "pdfs": 200, "rate_limits": 3_000, "overhead": 10_000,
               "scaling": (1_000, 10_000, 50_000), "bills": 200, "payments": 300, "sandbox": (1_000, 10_000, 50_000)},
 }
-UNLIMITED_XERO = {"calls_per_minute": 1_000_000, "daily_call_budget": 10_000_000, "max_in_flight": 4}
+UNLIMITED_XERO = {"calls_per_minute": 6_000, "daily_call_budget": 10_000_000, "max_in_flight": 4}
 
 
 def per_1000(value: float, of: int) -> float:

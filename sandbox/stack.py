@@ -47,6 +47,7 @@ class SandboxStack:
     org_name: str = "Demo MSP Ltd"
     org_country: str = "NZ"
     window_end: date | None = None
+    lines_per_invoice: int | None = None  # top each invoice up to this many billing items (volume runs)
     history_days: int = 30          # the generated invoices and purchasing spread over this many days
     filter_cases: bool = False      # add the filter and contact cases (generator._filter_cases)
     rounding_cases: bool = False    # add the four-decimal tax cases INV-R001.. (generator._tax_rounding_cases)
@@ -91,7 +92,7 @@ class SandboxStack:
         else:
             data = generate_data(seed=self.seed, invoices=self.invoices, start=end - timedelta(days=self.history_days - 1),
                                  days=self.history_days, filter_cases=self.filter_cases,
-                                 rounding_cases=self.rounding_cases)
+                                 rounding_cases=self.rounding_cases, lines_per_invoice=self.lines_per_invoice)
         self.autotask = AutotaskSandbox(data, clock=self.clock, request_latency=self.autotask_latency)
         self.xero = XeroSandbox(clock=self.clock, faults=self.xero_faults, latency=self.xero_latency)
         self._autotask_fault_layer = with_faults(create_autotask_app(self.autotask), self.autotask_faults)

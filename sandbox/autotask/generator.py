@@ -214,9 +214,17 @@ def _kinds_for(rng: random.Random, index: int) -> list[int]:
     return kinds
 
 
+def _more_kinds(rng: random.Random, count: int) -> list[int]:
+    """Billing items that add to an invoice (no adjustments), for the volume runs."""
+    kinds = [k for k in catalog.BILLING_ITEM_TYPES if k not in (6, 8)]
+    return rng.choices(kinds, k=count) if count > 0 else []
+
+
 def generate_data(seed: int = 7, invoices: int = 40, *, start: date | None = None,
-                  days: int = 30, filter_cases: bool = False, rounding_cases: bool = False) -> dict[str, list[dict]]:
-    """`filter_cases` adds the records the mapping's filters and contact options are tested on (see
+                  days: int = 30, filter_cases: bool = False, rounding_cases: bool = False,
+                  lines_per_invoice: int | None = None) -> dict[str, list[dict]]:
+    """`lines_per_invoice` tops every invoice up to that many billing items (the benchmarks' volume runs:
+    the usual 1 to 6 are about three an invoice). `filter_cases` adds the records the mapping's filters and contact options are tested on (see
     _filter_cases), `rounding_cases` the invoices whose four-decimal taxes round differently from their
     invoice-level tax (see _tax_rounding_cases); both off by default, so every data set generated
     before them is unchanged."""
@@ -231,6 +239,7 @@ def generate_data(seed: int = 7, invoices: int = 40, *, start: date | None = Non
     dates = sorted(start + timedelta(days=rng.randrange(max(days, 1))) for _ in range(invoices))
     void_positions = set(rng.sample(range(invoices), min(2, invoices // 10))) if invoices >= 10 else set()
     invoice_rows, line_rows = [], []
+    more = random.Random(f"lines:{seed}")  # a stream of its own, so the usual invoices' kinds stay as they were
     line_id = 80_000_001
     for i, day in enumerate(dates):
         company = rng.choice(customers) if i >= 6 else customers[i % len(customers)]
@@ -240,6 +249,8 @@ def generate_data(seed: int = 7, invoices: int = 40, *, start: date | None = Non
         fx = exchange[company["currencyID"]]
         total = tax_total = Decimal("0.00")
         kinds = _kinds_for(rng, i)
+        if lines_per_invoice:
+            kinds += _more_kinds(more, lines_per_invoice - len(kinds))
         sort = 0
         while sort < len(kinds):
             kind = kinds[sort]
