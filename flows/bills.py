@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
@@ -18,6 +18,7 @@ from pipeline import FlowSpec, Planned, run, run_name
 from pipeline.parameters import DryRun, OnlyIds, OnlyWindow, Since, Tenant, Until
 from tasks.extract_purchasing import PurchasingExtract, read_for_bills, read_for_purchase_orders
 from tasks.sync import worth_retrying
+from tasks.prefect_task import task
 
 
 def _target(ctx: TenantContext) -> str:

@@ -10,7 +10,7 @@ import dataclasses
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from prefect import flow, get_run_logger, runtime, task
+from prefect import flow, get_run_logger, runtime
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
@@ -27,6 +27,7 @@ from tasks.filters import apply_filters
 from tasks.items import ensure_items
 from tasks.reference import read_xero_reference
 from tasks.tenancy import route_invoices
+from tasks.prefect_task import task
 
 
 @task(name="map-invoices", cache_policy=NONE)

@@ -13,7 +13,7 @@ from functools import partial
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
@@ -24,6 +24,7 @@ from pipeline import FlowSpec, Planned, run, run_name
 from pipeline.parameters import Direction, DryRun, OnlyWindow, PaymentsDirection, Reason, Since, Tenant, Until
 from tasks.extract_payments import read_paid_invoices, read_settlements
 from tasks.outcomes import Outcome, Result
+from tasks.prefect_task import task
 
 
 def remark_outcome(remark: Remark) -> Outcome:

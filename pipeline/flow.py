@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import pandas as pd
-from prefect import get_run_logger, runtime, task
+from prefect import get_run_logger, runtime
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
 from prefect.states import Completed, Failed
@@ -35,6 +35,7 @@ from tasks.reference import read_xero_reference
 from tasks.report import NOT_ROUTED, RunSummary, publish_failure, publish_report
 from tasks.sync import not_sent, prefect_run_alive, resolve_rows, resolve_unanswered, sync_documents
 from tasks.tenancy import check_before_writing, deployment_tenant
+from tasks.prefect_task import task
 
 # Failures whose message is written for a person (what is wrong, and the fix): the run fails with that message
 # and a report, without a traceback. Anything else is a bug, and keeps its traceback.

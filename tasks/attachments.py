@@ -9,13 +9,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
 from core.call_budget import pdfs_text, plan_pdfs
 from core.documents import DocumentKind, TargetLimitReached
 from ledger import DocState
+from tasks.prefect_task import task
 
 # (Autotask client, ledger row) -> (file name, PDF bytes)
 FetchPdf = Callable[[object, object], tuple[str, bytes]]

@@ -7,13 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from atx.connections import ledger_for
 from atx.settings import load_tenant
 from ledger import WindowState
+from tasks.prefect_task import task
 
 Chunk = tuple[date, date]
 

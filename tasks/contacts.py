@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 import pandas as pd
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
@@ -25,6 +25,7 @@ from core.documents import TargetLimitReached, batches
 from core.frames import read_int
 from core.invoices import contact_draft, contact_names
 from core.mapping import ContactRules
+from tasks.prefect_task import task
 
 KIND_CONTACT = "contact"
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
 from core import windows
 from core.estimate import ChunkCount, Estimate, estimate, estimate_markdown
+from tasks.prefect_task import task
 
 
 def _range(field: str, start: date, end: date) -> list[dict]:

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import pandas as pd
-from prefect import task
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
@@ -17,6 +16,7 @@ from core import windows
 from core.frames import read_int
 from core.invoices import PICKLIST_ENTITIES, companies_frame, invoices_frame, lines_frame
 from tasks.sync import worth_retrying
+from tasks.prefect_task import task
 
 REFERENCE_ENTITIES = (
     "BillingCodes", "TaxCategories", "Taxes", "TaxRegions", "Currencies", "PaymentTerms", "InvoiceTemplates", "Products",

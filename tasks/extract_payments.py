@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 
-from prefect import task
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
@@ -20,6 +19,7 @@ from core import windows
 from core.documents import INVOICE, PAID_DATE, PAYMENT, XeroDocument
 from core.payments import AutotaskPaid, SyncedInvoice, written_paid_date
 from tasks.sync import worth_retrying
+from tasks.prefect_task import task
 
 
 @dataclass

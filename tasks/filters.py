@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NONE
 
 from core.filters import filter_invoices
 from tasks.extract import AutotaskExtract
 from tasks.outcomes import Outcome, Result
+from tasks.prefect_task import task
 
 
 @dataclass

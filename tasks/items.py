@@ -8,13 +8,14 @@ reason.
 """
 from __future__ import annotations
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
 from core.documents import DocumentPlan, TargetOutcomeUnknown
 from core.items import LEDGER_KIND, ItemDraft, code_key, codes_needed, set_aside_needing
 from ledger.models import DocState
+from tasks.prefect_task import task
 
 
 @task(name="ensure-xero-items", cache_policy=NONE)

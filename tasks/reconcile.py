@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
 
@@ -28,6 +28,7 @@ from tasks.contacts import KIND_CONTACT
 from tasks.outcomes import Outcome, Result
 from tasks.reference import read_xero_reference
 from tasks.sync import worth_retrying
+from tasks.prefect_task import task
 
 # The flow that sends each kind reconcile compares, and so the flow --repair runs for it.
 KIND_FLOWS = {"invoice": "invoices", "credit_note": "invoices", "bill": "bills", "purchase_order": "bills",

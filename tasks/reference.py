@@ -1,13 +1,13 @@
 """Xero's settings as the mapping needs them: the same derived view `atx check` checks the mapping against."""
 from __future__ import annotations
 
-from prefect import task
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
 from core.invoices import XeroReference
 from core.xero_settings import xero_reference
 from tasks.sync import worth_retrying
+from tasks.prefect_task import task
 
 
 @task(name="read-xero-settings", retries=3, retry_delay_seconds=[5, 30, 120], retry_condition_fn=worth_retrying,

@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from core.documents import KINDS, SKIPPED_BY_A_PERSON, VOIDED_BEFORE_SYNC
 from tasks.outcomes import NEEDS_A_PERSON, NOT_IN_XERO, Outcome, Result
+from tasks.prefect_task import task
 
 # What a skipped document's detail starts with when routing could not pick one tenant (tasks/tenancy.py).
 NOT_ROUTED = "not routed"

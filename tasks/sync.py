@@ -18,7 +18,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NONE
 
 from atx.context import TenantContext
@@ -32,6 +32,7 @@ from core.documents import (
 from core.ledger_rows import skipped_by, skipped_fix
 from ledger import Candidate, DocState
 from tasks.outcomes import Outcome, Result
+from tasks.prefect_task import task
 
 # How far before the attempt a marker lookup reads back (our clock and Xero's may disagree a little).
 LOOKUP_MARGIN = timedelta(hours=1)

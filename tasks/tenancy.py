@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import pandas as pd
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
@@ -24,6 +24,7 @@ from tasks.extract import AutotaskExtract
 from tasks.outcomes import Outcome, Result
 from tasks.sync import worth_retrying
 from tasks.report import routing_key
+from tasks.prefect_task import task
 
 
 @dataclass
