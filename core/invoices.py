@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from functools import lru_cache
 
 import pandas as pd
 import pandera.pandas as pa
@@ -1216,9 +1217,17 @@ _NEUTRAL = (None, "ACCREC")
 
 def content_hash(draft_rows: pd.DataFrame) -> str:
     """A stable sha256 of one invoice's draft: same content, same hash, whatever the row or column order."""
-    rows = sorted(_records(draft_rows), key=lambda row: row["line_no"])
-    newer = [c for c in column_dtypes(XeroInvoiceDraft) if c not in _HASHED_COLUMNS
-             and c in draft_rows.columns and any(row[c] not in _NEUTRAL for row in rows)]
+    return _hash_of(sorted(_records(draft_rows), key=lambda row: row["line_no"]), frozenset(draft_rows.columns))
+
+
+@lru_cache(maxsize=1)
+def _newer_columns() -> tuple[str, ...]:
+    return tuple(c for c in column_dtypes(XeroInvoiceDraft) if c not in _HASHED_COLUMNS)
+
+
+def _hash_of(rows: list[dict], present: frozenset[str]) -> str:
+    """content_hash of one invoice's rows (sorted by line_no), `present` the columns its frame has."""
+    newer = [c for c in _newer_columns() if c in present and any(row[c] not in _NEUTRAL for row in rows)]
     columns = list(_HASHED_COLUMNS) + newer
     canonical = [[_canonical(row.get(c)) for c in columns] for row in rows]
     text = json.dumps({"columns": columns, "rows": canonical}, ensure_ascii=False, separators=(",", ":"))
@@ -1290,7 +1299,12 @@ def invoice_documents(plan: InvoicePlan, credits: frozenset[int] = frozenset()) 
 
     The content hash is the draft rows' (content_hash), so ledgers written before the pipeline existed
     still recognise every document they hold as unchanged."""
-    out = [_document_of(rows) for _, rows in plan.drafts.groupby("autotask_invoice_id", sort=False)] if len(plan.drafts) else []
+    # One conversion of the whole frame to plain rows, then grouped: per invoice it cost more than the mapping.
+    by_invoice: dict = {}
+    for row in _records(plan.drafts) if len(plan.drafts) else []:
+        by_invoice.setdefault(row["autotask_invoice_id"], []).append(row)
+    present = frozenset(plan.drafts.columns)
+    out = [_document_of_rows(rows, present) for rows in by_invoice.values()]
     for s in plan.set_aside:
         out.append(documents.DocumentPlan(
             kind="credit_note" if int(s.autotask_id) in credits else "invoice", source_id=str(s.autotask_id),
@@ -1302,8 +1316,13 @@ def invoice_documents(plan: InvoicePlan, credits: frozenset[int] = frozenset()) 
     return out
 
 
-def _document_of(draft_rows: pd.DataFrame) -> documents.DocumentPlan:
-    rows = sorted(_records(draft_rows), key=lambda row: row["line_no"])
+def document_of(draft_rows: pd.DataFrame) -> documents.DocumentPlan:
+    """The DocumentPlan of one invoice's draft rows."""
+    return _document_of_rows(_records(draft_rows), frozenset(draft_rows.columns))
+
+
+def _document_of_rows(rows: list[dict], present: frozenset[str]) -> documents.DocumentPlan:
+    rows = sorted(rows, key=lambda row: row["line_no"])
     head = rows[0]
     credit = head["document_type"] == "ACCRECCREDIT"
     number = head["invoice_number"]
@@ -1326,7 +1345,7 @@ def _document_of(draft_rows: pd.DataFrame) -> documents.DocumentPlan:
     )
     return documents.DocumentPlan(
         kind="credit_note" if credit else "invoice", source_id=str(head["autotask_invoice_id"]),
-        source_number=head["autotask_number"], content_hash=content_hash(draft_rows),
+        source_number=head["autotask_number"], content_hash=_hash_of(rows, present),
         contact=documents.ContactRef(number=head["contact_number"], name=head["contact_name"]),
         number=number or None, natural_key=key or None, natural_key_kind=key_kind if key else None,
         date=head["date"], due_date=head["due_date"], reference=head["reference"], currency_code=head["currency_code"],

@@ -10,7 +10,7 @@ from xero_python.api_client.serializer import serialize
 from clients.xero import contact_hash, sdk_contact, sdk_document
 from core.documents import KINDS, ContactDraft
 from core.invoices import (
-    _KNOWN_CURRENCIES, XeroReference, _document_of, companies_frame, content_hash, contact_draft, description_for,
+    _KNOWN_CURRENCIES, XeroReference, document_of, companies_frame, content_hash, contact_draft, description_for,
     fit_quantity_and_unit, invoice_documents, invoice_number_for, invoices_frame, lines_frame, plan_invoices,
 )
 from core.mapping import InvoiceMapping
@@ -100,7 +100,7 @@ def one_invoice(lines, the_mapping=None, companies=None, xero=XERO, **invoice_fi
 
 def xero_model(draft_rows, contact_id=None):
     """The SDK model the pipeline sends for one invoice's draft rows: its DocumentPlan through sdk_document."""
-    doc = _document_of(draft_rows)
+    doc = document_of(draft_rows)
     return sdk_document(KINDS[doc.kind], doc, contact_id)
 
 
