@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sandbox.xero import spec
+from sandbox.xero.serialise import dumps, loads
 
 LINE = {"Description": "Managed services: November", "Quantity": 1.5, "UnitAmount": 120.0, "LineAmount": 180.0,
         "AccountCode": "200", "TaxType": "OUTPUT2", "TaxAmount": 27.0, "ItemCode": "MS-1",
@@ -42,10 +43,13 @@ BODIES = {
         {"Invoice": {"InvoiceID": "6c0a53e4-44de-45a4-8d0a-6bd0a0f7e3cf"}, "Account": {"Code": "090"},
          "Date": "2026-11-21", "Amount": 207.0, "Reference": "AT payment 88"}]},
 }
+# As the simulator reads them: every JSON number with a fraction a Decimal.
+BODIES = {name: loads(dumps(body)) for name, body in BODIES.items()}
 REFS = {name: f"#/components/schemas/{name}" for name in BODIES}
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.decimals(allow_nan=False, allow_infinity=False, places=2)
     | st.text(max_size=5) | st.sampled_from(["ACCREC", "AUTHORISED", "Exclusive", "NZD", "x" * 5000]),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(
         st.sampled_from(["Name", "Type", "Quantity", "LineItems", "Tracking", "Status", "Other"]), children,

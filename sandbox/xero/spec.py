@@ -13,6 +13,7 @@ jsonschema: tests/test_sandbox_schema_check.py mutates real bodies to hold it to
 from __future__ import annotations
 
 import functools
+import numbers
 from pathlib import Path
 from typing import Any, Callable
 
@@ -103,7 +104,7 @@ _TYPES: dict[str, Check] = {
     "string": lambda v: isinstance(v, str),
     "boolean": lambda v: isinstance(v, bool),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),  # draft 4: 1.0 is not an integer
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, numbers.Number) and not isinstance(v, bool),  # the simulator reads Decimals
     "array": lambda v: isinstance(v, list),
     "object": lambda v: isinstance(v, dict),
 }
