@@ -90,6 +90,18 @@ def test_a_batch_is_recorded_synced_in_one_go(ledger):
         assert Decimal(r.target_total) == Decimal("10.50") and r.version == before[c.source_id].version + 1
     assert rows[docs[4].source_id].state == DocState.SENDING
     assert ledger.claim("acme", "invoice", docs, run_id="r2", idempotency_key="k2") == []
+    # An answer that leaves out the id, status or total keeps what the row holds; the number is its own.
+    ledger.record_synced_many("acme", "invoice", [
+        (docs[0].source_id, dict(target_id=None, target_number=None, target_status=None, target_total=None)),
+        (docs[4].source_id, dict(target_id="x-4", target_number="INV-4", target_status=None, target_total=None))])
+    again = ledger.records("acme", "invoice")
+    first = again[docs[0].source_id]
+    assert (first.target_id, first.target_number, first.target_status, Decimal(first.target_total)) == (
+        f"x-{docs[0].source_id}", None, "DRAFT", Decimal("10.50"))
+    last = again[docs[4].source_id]
+    assert (last.state, last.target_id, last.target_number, last.target_status, last.target_total) == (
+        DocState.SYNCED, "x-4", "INV-4", None, None)
+    assert again[docs[1].source_id].version == rows[docs[1].source_id].version
 
 
 def test_synced_documents_are_never_claimed_again(ledger):
