@@ -26,7 +26,7 @@ CASES = {
     "calls": ("Autotask and Xero calls and Xero bytes per 1,000 invoices, first sync and rerun", True),
     "pdfs": ("Xero calls per 1,000 invoices with their PDFs attached", True),
     "rate_limits": ("a sync on Xero's real limits on a compressed clock", True),
-    "overhead": ("where a sync's time goes (cProfile), wall, CPU, peak memory", True),
+    "overhead": ("syncs in their own process: wall, CPU, peak memory, calls; where the time goes (cProfile)", True),
     "scaling": ("per-invoice CPU of the core as the window grows", False),
     "bills": ("calls and bytes of the bills flow", True),
     "payments": ("calls and bytes of the payments flow", True),
@@ -47,7 +47,7 @@ def run_case(name: str, size: str) -> dict:
     n = cases.SIZES[size].get(name)
     function = getattr(cases, f"case_{name}")
     started = time.perf_counter()
-    result = function() if n is None else function(n)
+    result = function() if n is None else function(**n) if isinstance(n, dict) else function(n)
     result["seconds_to_run"] = round(time.perf_counter() - started, 1)
     return result
 
@@ -87,13 +87,17 @@ def headline(name: str, result: dict) -> list[tuple[str, str, str, str]]:
                 (projected.replace("_", " ") + " (larger of limit-bound and processing here)",
                  f"{f[projected]} ({f[projected + '_limit_bound']} / {f[projected + '_processing_here']})", "", "")]
     if name == "overhead":
-        shares = ", ".join(f"{k.split(' (')[0]} {v:.0%}" for k, v in list(f["shares_of_flow_thread_time"].items())[:6])
-        return [("wall seconds (profiled)", str(f["wall_seconds"]), "", ""),
-                ("CPU seconds: flow thread / whole process", f"{f['cpu_seconds_flow_thread']} / "
-                 f"{f['cpu_seconds_process (sync + in-process simulators)']}", "", ""),
-                ("peak RSS MiB (whole process)", str(f["peak_rss_mib (whole process)"]), "", ""),
-                ("Prefect task runs", str(f["prefect_task_runs"]), "", ""),
-                ("shares of the flow thread's time", shares, "", "")]
+        shares = ", ".join(f"{k.split(' (')[0]} {v:.0%}" for k, v in list(f["shares_of_flow_thread_cpu"].items())[:6])
+        rows = []
+        for r in f["rows"]:
+            at = f"{r['invoices']:,} invoices, {r['billing_items']:,} billing items"
+            rows += [(f"sync of {at}: wall s / CPU s / peak RSS MiB",
+                      f"{r['wall_seconds']} / {r['cpu_seconds']} / {r['peak_rss_mib']}", "", ""),
+                     (f"  CPU ms per invoice; Autotask and Xero calls at {r['invoices']:,}",
+                      f"{r['cpu_ms_per_invoice']}; {r['autotask_calls']}, {r['xero_calls']}",
+                      f"{r['autotask_floor']}, {r['xero_floor']}", f"{r['autotask_ratio']}, {r['xero_ratio']}")]
+        return rows + [("Prefect task runs (profiled run)", str(f["prefect_task_runs"]), "", ""),
+                       ("shares of the flow thread's CPU (profiled run)", shares, "", "")]
     if name == "scaling":
         return [(f"core CPU ms per invoice at {r['invoices']:,}", str(r["cpu_ms_per_invoice"]), "",
                  f"x{r['relative_to_smallest']}") for r in f["rows"]]

@@ -7,11 +7,9 @@ at the simulators (the fault layer's `requests_by_api`, what the APIs saw) and a
 """
 from __future__ import annotations
 
-import cProfile
 import math
 import os
 import pstats
-import resource
 import tempfile
 import time
 from collections import Counter
@@ -29,14 +27,17 @@ XERO_SETTINGS = ("organisation", "accounts", "taxrates", "trackingcategories", "
 DOCUMENT_ENDPOINTS = ("invoices", "creditnotes", "purchaseorders", "payments")
 # What a size means for each case; `small` is a quick check, `full` what `make bench` runs.
 SIZES = {
-    "small": {"core": 500, "calls": 200, "pdfs": 100, "rate_limits": 300, "overhead": 300, "scaling": (500, 2_000),
+    "small": {"core": 500, "calls": 200, "pdfs": 100, "rate_limits": 300, "overhead": {"sizes": (300,), "profiled": 300},
+              "scaling": (500, 2_000),
               "bills": 40, "payments": 60, "sandbox": (1_000, 10_000)},
-    # What `make bench` runs: 4 minutes on two idle cores, 10 or more under load.
-    "full": {"core": 2_000, "calls": 1_000, "pdfs": 200, "rate_limits": 3_000, "overhead": 1_000,
+    # What `make bench` runs: 6 minutes on two idle cores (a 10,000-invoice sync among them), more under load.
+    "full": {"core": 2_000, "calls": 1_000, "pdfs": 200, "rate_limits": 3_000,
+             "overhead": {"sizes": (1_000, 10_000), "profiled": 1_000},
              "scaling": (1_000, 10_000), "bills": 200, "payments": 300, "sandbox": (1_000, 10_000, 50_000)},
-    # The issue's sizes for the overhead and the scaling curve: 10,000 invoices profiled, the core up to
+    # The issue's sizes for the scaling curve: syncs of 1,000, 10,000 and 50,000 invoices, the core up to
     # 50,000; about 10 minutes more on that machine.
-    "large": {"core": 2_000, "calls": 1_000, "pdfs": 200, "rate_limits": 3_000, "overhead": 10_000,
+    "large": {"core": 2_000, "calls": 1_000, "pdfs": 200, "rate_limits": 3_000,
+              "overhead": {"sizes": (1_000, 10_000, 50_000), "profiled": 1_000},
               "scaling": (1_000, 10_000, 50_000), "bills": 200, "payments": 300, "sandbox": (1_000, 10_000, 50_000)},
 }
 UNLIMITED_XERO = {"calls_per_minute": 6_000, "daily_call_budget": 10_000_000, "max_in_flight": 4}
@@ -344,15 +345,14 @@ def bucket_of(file: str, function: str) -> str:
         f"/{d}/" in path for d in ("tasks", "clients", "pipeline", "flows", "atx")) else "other"
 
 
-def profile_shares(profile: cProfile.Profile) -> tuple[dict[str, float], list[str]]:
+def profile_shares(stats: pstats.Stats) -> tuple[dict[str, float], list[str]]:
     """Each bucket's share of the profiled thread's own time (tottime sums to the whole, cumtime does not),
     and the functions with the most own time, to see what a bucket holds."""
     totals: Counter[str] = Counter()
-    stats = pstats.Stats(profile).stats
-    for (file, _, function), (_, _, own, _, _) in stats.items():
+    for (file, _, function), (_, _, own, _, _) in stats.stats.items():
         totals[bucket_of(file, function)] += own
     whole = sum(totals.values()) or 1
-    top = sorted(stats.items(), key=lambda item: -item[1][2])[:15]
+    top = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:15]
     heaviest = [f"{own / whole:.1%} {_short(file)}:{line} {function}" for (file, line, function), (_, _, own, _, _) in top]
     return {name: round(own / whole, 3) for name, own in totals.most_common()}, heaviest
 
@@ -364,34 +364,89 @@ def _short(file: str) -> str:
     return file
 
 
-def case_overhead(n: int) -> dict:
-    """One first sync of `n` invoices with limits off, under cProfile: wall, CPU, peak memory, and where
-    the flow's thread spends its time (Prefect, validation, mapping, serialising, HTTP, the ledger)."""
+# The issue's volume: ten billing items an invoice (the generator alone makes about three).
+LINES_PER_INVOICE = 10
+
+
+def sync_in_own_process(tenant: str, *, profile: str | None = None) -> dict:
+    """One first sync in a process of its own (bench/sync_process.py), as a worker runs it: its wall, CPU and
+    peak memory are the sync's alone, without the simulators this process serves."""
+    import json
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
+           "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "bench.sync_process", "--tenant", tenant, "--since", SINCE.isoformat(),
+               "--until", END.isoformat()] + (["--profile", profile] if profile else [])
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the sync process failed: {done.stderr[-3000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    if figures["state"] != "Completed" or figures["set_aside"]:
+        raise SystemExit(f"a benchmark run did not complete cleanly: {figures['message']}")
+    return figures
+
+
+def _volume_stack(n: int, tenant: str):
+    """A sandbox of `n` invoices for one tenant; its tenants directory is its own, since every stack's
+    Autotask account has the same credentials and tenants of one account share its invoices."""
     from sandbox.stack import SandboxStack
 
-    with SandboxStack(seed=3, invoices=n, window_end=END) as stack:
-        limits_off(stack)
-        stack.connect_tenant("overhead", xero=UNLIMITED_XERO)
-        live = sum(1 for i in stack.autotask.records("Invoices") if not i.get("isVoided"))
-        items = billing_items(stack)
-        profile = cProfile.Profile()
-        wall0, cpu0, thread0 = time.perf_counter(), time.process_time(), time.thread_time()
-        profile.enable()
+    own_tenants(tenant)
+
+    stack = SandboxStack(seed=3, invoices=n, window_end=END, lines_per_invoice=LINES_PER_INVOICE).start()
+    limits_off(stack)
+    stack.connect_tenant(tenant, xero=UNLIMITED_XERO)
+    return stack
+
+
+def case_overhead(sizes: tuple[int, ...], profiled: int) -> dict:
+    """First syncs of each size (ten billing items an invoice, limits off), each in a process of its own:
+    wall, CPU, peak memory and the calls against their floors; then one more at `profiled` under cProfile
+    (on the flow thread's CPU time) for where the time goes: Prefect, validation, mapping, serialising,
+    HTTP, the ledger."""
+    rows = []
+    for n in sizes:
+        tenant = f"overhead-{n}"
+        stack = _volume_stack(n, tenant)
         try:
-            summary = invoices_run("overhead")
+            live = sum(1 for i in stack.autotask.records("Invoices") if not i.get("isVoided"))
+            items = billing_items(stack)
+            meter = Meter(stack)
+            run = sync_in_own_process(tenant)
+            seen = meter.seen()
+            split = autotask_split(seen)
+            at_floor = math.ceil(live / 500) + math.ceil(items / 500) + split["reference_reads"]
+            x_floor = xero_floor(run["created"], len(stack.org.contacts), seen.xero_gets(*XERO_SETTINGS))
         finally:
-            profile.disable()
-        wall, cpu, thread = time.perf_counter() - wall0, time.process_time() - cpu0, time.thread_time() - thread0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    tasks = _task_runs_of_last_flow()
-    shares, heaviest = profile_shares(profile)
-    return {"inputs": {"invoices": live, "billing_items": items, "limits": "off", "profiler": "cProfile (adds overhead)"},
-            "figures": {"created": summary.count("created"), "wall_seconds": round(wall, 1),
-                        "cpu_seconds_process (sync + in-process simulators)": round(cpu, 1),
-                        "cpu_seconds_flow_thread": round(thread, 1),
-                        "flow_thread_cpu_ms_per_invoice": round(1000 * thread / live, 2) if live else 0,
-                        "peak_rss_mib (whole process)": round(peak, 0),
-                        "prefect_task_runs": tasks, "shares_of_flow_thread_time": shares,
+            stack.stop()
+        rows.append({"invoices": live, "billing_items": items, "created": run["created"],
+                     "wall_seconds": run["wall_seconds"], "cpu_seconds": run["cpu_seconds_process"],
+                     "cpu_ms_per_invoice": round(1000 * run["cpu_seconds_process"] / live, 2) if live else 0,
+                     "peak_rss_mib": run["peak_rss_mib"],
+                     "autotask_calls": seen.autotask_calls, "autotask_floor": at_floor,
+                     "autotask_ratio": ratio(seen.autotask_calls, at_floor), **split,
+                     "xero_calls": seen.xero_calls, "xero_floor": x_floor, "xero_ratio": ratio(seen.xero_calls, x_floor),
+                     "xero_bytes_per_1000": per_1000(sum(seen.xero_bytes.values()), live)})
+    tenant = f"overhead-profiled-{profiled}"
+    stack = _volume_stack(profiled, tenant)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            where = os.path.join(folder, "sync.prof")
+            run = sync_in_own_process(tenant, profile=where)
+            shares, heaviest = profile_shares(pstats.Stats(where))
+        tasks = _task_runs_of_last_flow()
+    finally:
+        stack.stop()
+    return {"inputs": {"sizes": list(sizes), "billing_items_per_invoice": LINES_PER_INVOICE, "limits": "off",
+                       "process": "the sync alone, in its own process (bench/sync_process.py)",
+                       "profiled": f"{profiled} invoices, cProfile on the flow thread's CPU time (adds overhead)"},
+            "figures": {"rows": rows, "profiled_wall_seconds": run["wall_seconds"],
+                        "profiled_cpu_seconds_flow_thread": run["cpu_seconds_flow_thread"],
+                        "prefect_task_runs": tasks, "shares_of_flow_thread_cpu": shares,
                         "heaviest_functions (own time)": heaviest}}
 
 
