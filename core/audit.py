@@ -11,6 +11,7 @@ what an auditor asks about is kept: ids, numbers, statuses and Xero's or Autotas
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -88,6 +89,7 @@ def _redact(value: Any, hidden: list[str]) -> Any:
     return _text(str(value), hidden)  # Decimal, dates, UUIDs: their text
 
 
+@functools.lru_cache(maxsize=4096)  # a batch's bodies repeat the same few dozen keys thousands of times
 def _secret_key(key: str) -> bool:
     return bool(SECRET_KEY.search(key)) or key.lower() in SECRET_HEADERS
 

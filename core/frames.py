@@ -208,8 +208,9 @@ def build_frame(records: list[dict], model: type[pa.DataFrameModel]) -> tuple[pd
         problems_by_row.append(problems)
 
     frame = frame_of_rows(rows, model)
+    validated = None
     try:
-        model.validate(frame, lazy=True)
+        validated = model.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as errors:
         for case in errors.failure_cases.itertuples():
             position = case.index
@@ -230,6 +231,8 @@ def build_frame(records: list[dict], model: type[pa.DataFrameModel]) -> tuple[pd
     # Every problem starts with the name of its field.
     rejected = [RejectedRecord(record, tuple(problems), tuple(dict.fromkeys(p.split(" ", 1)[0] for p in problems)))
                 for record, problems in zip(records, problems_by_row) if problems]
+    if validated is not None and not rejected:
+        return validated, []  # every record passed: the frame just validated is the answer (no second build)
     good_rows = [row for row, problems in zip(rows, problems_by_row) if not problems]
     good = model.validate(frame_of_rows(good_rows, model))
     return good, rejected
