@@ -168,12 +168,39 @@ def by_document_type(summary: RunSummary) -> list[str]:
             *[f"| {what} | {result} | {n} |" for (what, result), n in sorted(counts.items())], ""]
 
 
+# Rows of the per-document table. Prefect refuses to publish an event over 1.5 MB, and an artifact's event carries
+# its table: 10,000 rows were 2.9 MB. Nobody reads that many rows in the UI; `atx ledger show` lists them all.
+TABLE_ROWS = 2_000
+# What went as expected; past TABLE_ROWS these rows give way to the ones a person must read.
+ROUTINE = frozenset({Result.CREATED, Result.ALREADY, Result.RECOVERED, Result.UPDATED, Result.PLANNED})
+
+
+def table_outcomes(outcomes: list[Outcome], limit: int = TABLE_ROWS) -> list[Outcome]:
+    """The outcomes the table shows, in their order: all of them up to `limit`; past it, every one that is not
+    routine, then routine ones up to the limit."""
+    if len(outcomes) <= limit:
+        return list(outcomes)
+    unusual = {id(o) for o in outcomes if o.result not in ROUTINE}
+    room = max(limit - len(unusual), 0)
+    kept = []
+    for o in outcomes:
+        if id(o) in unusual:
+            kept.append(o)
+        elif room:
+            kept.append(o)
+            room -= 1
+    return kept
+
+
 @task(name="publish-run-report", cache_policy=NONE)
 def publish_report(summary: RunSummary) -> str:
     key = summary.key
-    create_table_artifact(key=key, table=[_row(o, summary.xero_links) for o in summary.outcomes],
+    shown = table_outcomes(summary.outcomes)
+    cut = (f"; the first {len(shown):,} of {len(summary.outcomes):,} documents (every one not routine among them): "
+           f"`atx ledger show --tenant {summary.tenant}` lists all") if len(shown) < len(summary.outcomes) else ""
+    create_table_artifact(key=key, table=[_row(o, summary.xero_links) for o in shown],
                           description=f"{summary.flow.capitalize()} {summary.since}..{summary.until} for {summary.tenant}"
-                                      + (" (dry run)" if summary.dry_run else ""))
+                                      + (" (dry run)" if summary.dry_run else "") + cut)
     # A run that stopped before reading its window does not know them: the last run's tables stay.
     if not summary.window_unread:
         aside = [{"Autotask number": o.source_number, "Reason": o.reason, "Fix": o.fix, "Autotask id": o.source_id}

@@ -377,3 +377,24 @@ def test_a_run_of_a_tenants_deployment_for_another_tenant_is_refused_before_read
     assert "invoices/acme" in shown.message and "'beta'" in shown.message and "invoices/beta" in shown.message
     assert "refused" in latest("invoices-acme-summary").data
     assert not stack.org.invoices and not [o for o in stack.xero.orgs.values() if o.invoices]
+
+
+def test_a_large_run_s_table_keeps_every_document_a_person_must_read():
+    """Past TABLE_ROWS the per-document table is cut (Prefect refuses an event over 1.5 MB, and a 10,000-row
+    table is 2.9 MB), but never a set-aside or attention row: routine rows give way, the order is kept."""
+    from tasks.outcomes import Outcome, Result
+    from tasks.report import TABLE_ROWS, table_outcomes
+
+    outcomes = [Outcome(kind="invoice", source_id=str(n), source_number=f"AT{n}", result=Result.CREATED)
+                for n in range(TABLE_ROWS + 500)]
+    for n in (5, TABLE_ROWS + 10, TABLE_ROWS + 499):
+        outcomes[n] = Outcome(kind="invoice", source_id=str(n), source_number=f"AT{n}", result=Result.SET_ASIDE)
+    outcomes[TABLE_ROWS + 20] = Outcome(kind="invoice", source_id="x", source_number="ATx",
+                                        result=Result.NEEDS_ATTENTION)
+    shown = table_outcomes(outcomes)
+    assert len(shown) == TABLE_ROWS
+    assert [o.source_number for o in shown if o.result != Result.CREATED] == [
+        "AT5", f"AT{TABLE_ROWS + 10}", "ATx", f"AT{TABLE_ROWS + 499}"]
+    assert [int(o.source_id) for o in shown if o.source_id != "x"] == sorted(
+        int(o.source_id) for o in shown if o.source_id != "x")
+    assert table_outcomes(outcomes[:TABLE_ROWS]) == outcomes[:TABLE_ROWS]
