@@ -305,3 +305,21 @@ def test_a_sync_keeps_every_write_with_its_answer_and_no_secret(stack, tmp_path)
     assert every_ledger.exit_code == 0 and "PATCH" in every_ledger.output and "autotask" in every_ledger.output
     unknown = CliRunner().invoke(app, ["audit", "show", "--run", "no-such-run", "--tenant", "acme"])
     assert unknown.exit_code == 1 and "holds no write of run no-such-run" in unknown.output
+
+
+def test_fast_json_keeps_what_the_standard_library_would():
+    """The trail reads and writes JSON with orjson; every value comes out as json.dumps(default=str) and
+    json.loads would have made it, a 30-digit integer included."""
+    import json as std
+    from datetime import date as day, datetime as moment, timezone as tz
+    from decimal import Decimal as D
+
+    from core.audit import parse_body, to_json
+
+    document = {"total": D("1.50"), "at": moment(2026, 1, 2, 3, 4, 5, tzinfo=tz.utc), "day": day(2026, 1, 2),
+                "name": "Māori ✓ \u2028", "none": None, "rate": 1.5, "ok": True, "big": 2**70, "list": [1, "x"]}
+    assert to_json(document) == std.dumps(document, default=str, ensure_ascii=False, separators=(",", ":"))
+    text = '{"InvoiceID": "4f2c", "Total": 207.5, "Id": 123456789012345678901234567890, "Lines": [1, 2]}'
+    assert parse_body(text) == parse_body(text.encode()) == std.loads(text)
+    assert parse_body(text)["Id"] == 123456789012345678901234567890
+    assert parse_body("not json") == "not json"
