@@ -28,6 +28,7 @@ from core.mapping import MappingError
 from ledger import DocState
 from core.invoices import XeroReference
 from ledger.migrations import LedgerTooNew
+from pipeline.garbage import spaced_out_collections
 from tasks.attachments import FetchPdf, attach_pdfs
 from tasks.contacts import Contacts, sync_contacts
 from tasks.outcomes import NEEDS_A_PERSON, Outcome, Result
@@ -167,7 +168,7 @@ def _run(ctx: TenantContext, spec: FlowSpec, summary: RunSummary, only_window: b
 
     # The heartbeat tells other runs this one is alive while it holds documents `sending` (ledger/heartbeat.py).
     # Every Autotask call of the run is counted: the preflight's, the reads', the PDFs' and the write-backs'.
-    with metered() as autotask_calls, \
+    with metered() as autotask_calls, spaced_out_collections(), \
             ctx.ledger.heartbeats.beating(ctx.run_id, tenant, spec.name, every=ctx.settings.heartbeat_seconds):
         try:
             planned = _check_and_read(ctx, spec, summary, only_window)
