@@ -10,13 +10,31 @@ from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 
+import orjson
+
 _encode_str = json.encoder.encode_basestring_ascii
 
 
 def dumps(value, *, decimal: Callable[[Decimal], str], moment: Callable[[date | datetime], str]) -> str:
-    out: list[str] = []
-    _write(value, out, decimal, moment)
-    return "".join(out)
+    # orjson (it comes with Prefect) writes a page of 500 records many times faster than the writer below, which
+    # was most of the Autotask simulator's time; each Decimal goes in as the simulator's own text (a Fragment).
+    # What orjson will not write (an integer past 64 bits) goes the long way, with the same result.
+    def spelled(v):
+        if isinstance(v, Decimal):
+            return orjson.Fragment(decimal(v))
+        if isinstance(v, (datetime, date)):
+            return moment(v)
+        raise TypeError(f"cannot serialise {type(v).__name__}")
+
+    try:
+        return orjson.dumps(value, default=spelled, option=_OPTIONS).decode("utf-8")
+    except TypeError:
+        out: list[str] = []
+        _write(value, out, decimal, moment)
+        return "".join(out)
+
+
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_NON_STR_KEYS
 
 
 def _write(value, out: list[str], decimal, moment) -> None:

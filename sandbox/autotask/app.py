@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import json
 import logging
 import math
 import secrets
@@ -190,6 +191,7 @@ class AutotaskSandbox:
             raise ValueError(f"{entity} cannot be served with field(s) {bad}: the id keys the record, and other "
                              "fields must be in the Autotask swagger model")
         try:
+            json.dumps(fields, allow_nan=False, default=str)  # JSON has no NaN or Infinity (the writer would say null)
             loads(dumps(fields))
         except ValueError:
             raise ValueError(f"served_as for {entity} must be writable as JSON: {fields!r}") from None
