@@ -198,13 +198,41 @@ def frame_of_rows(rows: list[dict], model: type[pa.DataFrameModel]) -> pd.DataFr
     )
 
 
+_SLOW = object()
+
+
+def _fast_reader(dtype, column: str):
+    """The cell as `_coerce` reads it when it is already of the column's type and in range, else _SLOW (then
+    `_coerce` reads it and words any problem). A hundred thousand billing items are a million cells."""
+    if column in _STRUCTURED:
+        return lambda value: _SLOW
+    if isinstance(dtype, pd.Int64Dtype):
+        return lambda value: value if type(value) is int and INT64_MIN <= value <= INT64_MAX else _SLOW
+    if isinstance(dtype, pd.BooleanDtype):
+        return lambda value: value if type(value) is bool else _SLOW
+    if column in TIMESTAMP_COLUMNS:
+        return lambda value: (value.strip() if type(value) is str and timestamp_problem(value.strip()) is None
+                              else _SLOW)
+    if isinstance(dtype, pd.StringDtype):
+        limit = TEXT_LIMITS.get(column)
+        return lambda value: value if type(value) is str and (limit is None or len(value) <= limit) else _SLOW
+    limit = MAX_QUANTITY if column in QUANTITY_COLUMNS else MAX_AMOUNT
+    return lambda value: value if type(value) is Decimal and value.is_finite() and abs(value) <= limit else _SLOW
+
+
 def build_frame(records: list[dict], model: type[pa.DataFrameModel]) -> tuple[pd.DataFrame, list[RejectedRecord]]:
     """Validated frame of the records that pass `model`, and the rejected ones with their problems."""
     dtypes = column_dtypes(model)
+    readers = [(name, dtype, _fast_reader(dtype, name)) for name, dtype in dtypes.items()]
     rows, problems_by_row = [], []
     for record in records:
         problems: list[str] = []
-        rows.append({name: _coerce(record.get(name), dtype, name, problems) for name, dtype in dtypes.items()})
+        row = {}
+        for name, dtype, fast in readers:
+            value = record.get(name)
+            cell = fast(value)
+            row[name] = _coerce(value, dtype, name, problems) if cell is _SLOW else cell
+        rows.append(row)
         problems_by_row.append(problems)
 
     frame = frame_of_rows(rows, model)

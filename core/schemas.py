@@ -7,6 +7,7 @@ Money columns hold decimal.Decimal values in object columns: a float column woul
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from decimal import Decimal
 
@@ -57,6 +58,7 @@ def within(value, limit: Decimal) -> bool:
     return is_decimal(value) and abs(value) <= limit
 
 
+@functools.lru_cache(maxsize=65_536)  # a window's billing items share a few hundred dates
 def timestamp_problem(value: str) -> str | None:
     """Why an Autotask timestamp cannot be read (None when it can): it must be a real date in
     EARLIEST_DATE..LATEST_DATE, with a real time of day if it has one."""
