@@ -38,7 +38,19 @@ def machine() -> dict:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
             "load_average_at_start": [round(x, 2) for x in load] if load else None,
+            "cpu_calibration_seconds_at_start": calibration(),
             "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def calibration() -> float:
+    """CPU seconds of a fixed pure-Python loop, the best of three: on a shared virtual machine the same work
+    takes a quarter longer at some hours than at others, so runs are compared with this beside them."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        sum(i * i for i in range(5_000_000))
+        best = min(best, time.process_time() - started)
+    return round(best, 3)
 
 
 def run_case(name: str, size: str) -> dict:
@@ -129,7 +141,9 @@ def print_table(results: dict) -> None:
 
     info = results["machine"]
     table = Table(title=f"atx benchmarks, size {results['size']}: {info['cpu_count']} CPUs, Python {info['python']}, "
-                        f"load {info['load_average_at_start']}, {info['started_utc']}")
+                        f"load {info['load_average_at_start']}, CPU calibration "
+                        f"{info['cpu_calibration_seconds_at_start']} s / {info.get('cpu_calibration_seconds_at_end')} s, "
+                        f"{info['started_utc']}")
     for column in ("case", "figure", "value", "floor", "vs floor"):
         table.add_column(column, overflow="fold")
     for name, result in results["cases"].items():
@@ -173,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
                 own_tenants(name)
                 one(name)
     results["machine"]["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results["machine"]["cpu_calibration_seconds_at_end"] = calibration()
     output.write_text(json.dumps(results, indent=2, default=str))
     print_table(results)
     print(f"full figures: {output}", file=sys.stderr)
