@@ -211,8 +211,12 @@ def _fast_reader(dtype, column: str):
     if isinstance(dtype, pd.BooleanDtype):
         return lambda value: value if type(value) is bool else _SLOW
     if column in TIMESTAMP_COLUMNS:
-        return lambda value: (value.strip() if type(value) is str and timestamp_problem(value.strip()) is None
-                              else _SLOW)
+        def timestamp(value):
+            if type(value) is not str:
+                return _SLOW
+            text = value.strip()
+            return text if timestamp_problem(text) is None else _SLOW
+        return timestamp
     if isinstance(dtype, pd.StringDtype):
         limit = TEXT_LIMITS.get(column)
         return lambda value: value if type(value) is str and (limit is None or len(value) <= limit) else _SLOW

@@ -43,13 +43,17 @@ def _validator_for(ref: str) -> Draft4Validator:
 
 
 @functools.lru_cache(maxsize=None)
-def request_validator(path_template: str, method: str) -> Draft4Validator | None:
+def request_ref(path_template: str, method: str) -> str | None:
+    """The $ref of an operation's JSON request body ("#/components/schemas/Invoices"), None without one."""
     operation = load_spec()["paths"][path_template][method.lower()]
-    content = operation.get("requestBody", {}).get("content", {})
-    schema = content.get("application/json", {}).get("schema")
-    if schema is None or "$ref" not in schema:
-        return None
-    return _validator_for(schema["$ref"])
+    schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema") or {}
+    return schema.get("$ref")
+
+
+@functools.lru_cache(maxsize=None)
+def request_validator(path_template: str, method: str) -> Draft4Validator | None:
+    ref = request_ref(path_template, method)
+    return None if ref is None else _validator_for(ref)
 
 
 @functools.lru_cache(maxsize=None)
@@ -112,13 +116,6 @@ _TYPES: dict[str, Check] = {
 
 def _not_sure(_value: Any) -> bool:
     return False
-
-
-@functools.lru_cache(maxsize=None)
-def request_ref(path_template: str, method: str) -> str | None:
-    operation = load_spec()["paths"][path_template][method.lower()]
-    schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema") or {}
-    return schema.get("$ref")
 
 
 def certainly_valid(ref: str | None, body: Any, skipped: frozenset[str] = frozenset()) -> bool:
