@@ -31,7 +31,7 @@ SIZES = {
     "small": {"core": 500, "calls": 200, "pdfs": 100, "rate_limits": 300, "overhead": {"sizes": (300,), "profiled": 300},
               "scaling": (500, 2_000),
               "bills": 40, "payments": 60, "sandbox": (1_000, 10_000)},
-    # What `make bench` runs: 6 minutes on two idle cores (a 10,000-invoice sync among them), more under load.
+    # What `make bench` runs: 4 minutes on that machine (a 10,000-invoice sync among them), more under load.
     "full": {"core": 2_000, "calls": 1_000, "pdfs": 200, "rate_limits": 3_000,
              "overhead": {"sizes": (1_000, 10_000), "profiled": 1_000},
              "scaling": (1_000, 10_000), "bills": 200, "payments": 300, "sandbox": (1_000, 10_000, 50_000)},
@@ -391,8 +391,9 @@ def sync_in_own_process(tenant: str, *, profile: str | None = None) -> dict:
     return figures
 
 
+@contextmanager
 def _volume_stack(n: int, tenant: str):
-    """A sandbox of `n` invoices for one tenant; its tenants directory is its own, since every stack's
+    """A running sandbox of `n` invoices for one tenant; its tenants directory is its own, since every stack's
     Autotask account has the same credentials and tenants of one account share its invoices."""
     from sandbox.stack import SandboxStack
 
@@ -405,7 +406,11 @@ def _volume_stack(n: int, tenant: str):
     # theirs, not spent rescanning millions of objects that never become garbage.
     gc.collect()
     gc.freeze()
-    return stack
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        gc.unfreeze()
 
 
 def case_overhead(sizes: tuple[int, ...], profiled: int) -> dict:
@@ -416,8 +421,7 @@ def case_overhead(sizes: tuple[int, ...], profiled: int) -> dict:
     rows = []
     for n in sizes:
         tenant = f"overhead-{n}"
-        stack = _volume_stack(n, tenant)
-        try:
+        with _volume_stack(n, tenant) as stack:
             live = sum(1 for i in stack.autotask.records("Invoices") if not i.get("isVoided"))
             items = billing_items(stack)
             meter = Meter(stack)
@@ -426,9 +430,6 @@ def case_overhead(sizes: tuple[int, ...], profiled: int) -> dict:
             split = autotask_split(seen)
             at_floor = math.ceil(live / 500) + math.ceil(items / 500) + split["reference_reads"]
             x_floor = xero_floor(run["created"], len(stack.org.contacts), seen.xero_gets(*XERO_SETTINGS))
-        finally:
-            stack.stop()
-            gc.unfreeze()
         rows.append({"invoices": live, "billing_items": items, "created": run["created"],
                      "wall_seconds": run["wall_seconds"], "cpu_seconds": run["cpu_seconds_process"],
                      "cpu_ms_per_invoice": round(1000 * run["cpu_seconds_process"] / live, 2) if live else 0,
@@ -438,16 +439,11 @@ def case_overhead(sizes: tuple[int, ...], profiled: int) -> dict:
                      "xero_calls": seen.xero_calls, "xero_floor": x_floor, "xero_ratio": ratio(seen.xero_calls, x_floor),
                      "xero_bytes_per_1000": per_1000(sum(seen.xero_bytes.values()), live)})
     tenant = f"overhead-profiled-{profiled}"
-    stack = _volume_stack(profiled, tenant)
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            where = os.path.join(folder, "sync.prof")
-            run = sync_in_own_process(tenant, profile=where)
-            shares, heaviest = profile_shares(pstats.Stats(where))
+    with _volume_stack(profiled, tenant), tempfile.TemporaryDirectory() as folder:
+        where = os.path.join(folder, "sync.prof")
+        run = sync_in_own_process(tenant, profile=where)
+        shares, heaviest = profile_shares(pstats.Stats(where))
         tasks = _task_runs_of_last_flow()
-    finally:
-        stack.stop()
-        gc.unfreeze()
     return {"inputs": {"sizes": list(sizes), "billing_items_per_invoice": LINES_PER_INVOICE, "limits": "off",
                        "process": "the sync alone, in its own process (bench/sync_process.py)",
                        "profiled": f"{profiled} invoices, cProfile on the flow thread's CPU time (adds overhead)"},
