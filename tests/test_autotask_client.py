@@ -275,6 +275,9 @@ def test_thread_limit_rejections_are_retried():
                 # or a slow machine lets the last one in after the first release.
                 _wait_until(lambda: sandbox.thread_rejections >= 2)
                 gate.set()
+                # The retry comes straight back (this sleep takes no time): let the held requests
+                # finish first, or a slow machine turns every retry away while they are still open.
+                _wait_until(lambda: sandbox.in_flight("Invoices") == 0)
 
             with client_for(sandbox, server, threads_per_entity=5, sleep=sleep) as c:
                 c.get("Companies", 174)  # resolve the zone before the burst
