@@ -51,6 +51,7 @@ from core.documents import (ContactDraft, DocumentKind, DocumentPlan, PaymentDra
                             XeroPayment)
 
 BATCH_LIMIT = 50
+SUMMARY_PAGE_LIMIT = 1000  # GET /Invoices?summaryOnly pages: pageSize 1..1000
 TOKEN_KEYS = ("access_token", "refresh_token", "expires_in", "token_type", "scope", "id_token", "expires_at")
 # Refresh well before expiry so a long call never starts with a token about to die.
 REFRESH_MARGIN_SECONDS = 300
@@ -726,8 +727,11 @@ class DocumentsMixin:
         return results
 
     def find(self, kind: DocumentKind, *, ids=(), numbers=(), contact_ids=(), created_by_my_app: bool = False,
-             modified_since=None, where: str | None = None) -> list[XeroDocument]:
-        """Documents of this kind by id, by number, or by any narrower read; deleted ones included."""
+             modified_since=None, where: str | None = None,
+             details: Callable[[XeroDocument], bool] | None = None) -> list[XeroDocument]:
+        """Documents of this kind by id, by number, or by any narrower read; deleted ones included.
+        `details` (invoices read by anything but id or number): which of the summaries found are read again
+        for their settlements and link; the others keep the summary's status and amounts."""
         ids, numbers = [str(i) for i in ids if i], [str(n) for n in numbers if n]
         if kind.endpoint == "Payments":
             # A payment's "number" is its Reference, the sync's marker.
@@ -737,7 +741,8 @@ class DocumentsMixin:
             # A batch's 50 numbers in one read (the URL stays well inside Xero's limit).
             models = self.find_invoices(ids=ids, numbers=numbers, contact_ids=contact_ids, where=where,
                                         created_by_my_app=created_by_my_app, modified_since=modified_since,
-                                        chunk_size=BATCH_LIMIT)
+                                        chunk_size=BATCH_LIMIT,
+                                        details=None if details is None else (lambda m: details(plain_document(kind, m))))
             models = [m for m in models if str(getattr(m.type, "value", m.type)) == kind.xero_type]
         elif kind.endpoint == "CreditNotes":
             models = self.find_credit_notes(ids=ids, numbers=numbers, where=where, modified_since=modified_since)
@@ -1341,11 +1346,16 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
     def find_invoices(
         self, *, numbers: Iterable[str] = (), ids: Iterable[str] = (), statuses: Iterable[str] = (), where: str | None = None,
         contact_ids: Iterable[str] = (), created_by_my_app: bool = False, modified_since=None, chunk_size: int = 40,
+        details: Callable[[Invoice], bool] | None = None, with_lines: bool = False,
     ) -> list[Invoice]:
-        """Pages through GET /Invoices (with line items); numbers and ids are asked in chunks.
+        """GET /Invoices without line items (nothing here reads them, and Xero meters the bytes it sends).
 
-        contact_ids, created_by_my_app and modified_since (a datetime: If-Modified-Since) narrow any read;
-        they are how a document Xero numbered is found again by its Url after a lost answer.
+        Numbers and ids are asked in chunks of at most 50, each one unpaged read, which Xero answers with
+        everything but the lines. Any other read pages through summaries (summaryOnly, 1,000 a page), which
+        may also leave out the settlements and the link; the ones `details` picks (default: every one) are
+        then read again by id for those. contact_ids, created_by_my_app and modified_since (a datetime:
+        If-Modified-Since) narrow any read; they are how a document Xero numbered is found again by its Url
+        after a lost answer. `with_lines`: paged reads instead, which carry the lines (for a person checking).
         """
         numbers, ids = [n for n in numbers if n], [str(i) for i in ids if i]
         kwargs: dict[str, Any] = {"unitdp": 4}
@@ -1360,13 +1370,28 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
             kwargs["created_by_my_app"] = True
         if modified_since is not None:
             kwargs["if_modified_since"] = modified_since
+        if with_lines:
+            return self._paged_invoices(numbers, ids, chunk_size, kwargs)
+        if numbers or ids:
+            found: list[Invoice] = []
+            for chunk in _chunks(numbers, min(chunk_size, BATCH_LIMIT)):
+                found += self._listed(self.accounting.get_invoices, "invoices", "reading invoices",
+                                      invoice_numbers=chunk, **kwargs)
+            for chunk in _chunks(ids, min(chunk_size, BATCH_LIMIT)):
+                found += self._listed(self.accounting.get_invoices, "invoices", "reading invoices", i_ds=chunk, **kwargs)
+            return found
+        summaries = self._pages(self.accounting.get_invoices, "invoices", "reading invoice summaries",
+                                page_size=SUMMARY_PAGE_LIMIT, summary_only=True, **kwargs)
+        wanted = [str(s.invoice_id) for s in summaries if details is None or details(s)]
+        full = {str(m.invoice_id): m for m in self.find_invoices(ids=wanted, chunk_size=BATCH_LIMIT)} if wanted else {}
+        return [full.get(str(s.invoice_id), s) for s in summaries]
+
+    def _paged_invoices(self, numbers: list[str], ids: list[str], chunk_size: int, kwargs: dict) -> list[Invoice]:
         found: list[Invoice] = []
-        if numbers:
-            for chunk in _chunks(numbers, chunk_size):
-                found += self._pages(self.accounting.get_invoices, "invoices", "reading invoices", invoice_numbers=chunk, **kwargs)
-        if ids:
-            for chunk in _chunks(ids, chunk_size):
-                found += self._pages(self.accounting.get_invoices, "invoices", "reading invoices", i_ds=chunk, **kwargs)
+        for chunk in _chunks(numbers, chunk_size):
+            found += self._pages(self.accounting.get_invoices, "invoices", "reading invoices", invoice_numbers=chunk, **kwargs)
+        for chunk in _chunks(ids, chunk_size):
+            found += self._pages(self.accounting.get_invoices, "invoices", "reading invoices", i_ds=chunk, **kwargs)
         if not numbers and not ids:
             found = self._pages(self.accounting.get_invoices, "invoices", "reading invoices", **kwargs)
         return found
@@ -1420,6 +1445,10 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
             found = self._pages(self.accounting.get_credit_notes, "credit_notes", "reading credit notes",
                                 **({"where": where} if where else {}), **kwargs)
         return found
+
+    def _listed(self, method: Callable, attr: str, what: str, **kwargs) -> list:
+        """One unpaged read: for a list bounded by its own filter (at most 50 ids or numbers)."""
+        return getattr(self._call(method, write=False, what=what, **kwargs), attr) or []
 
     def _pages(self, method: Callable, attr: str, what: str, page_size: int = 100, **kwargs) -> list:
         items: list = []

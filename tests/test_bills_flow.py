@@ -49,7 +49,7 @@ def purchase_order_mapping(tmp_path) -> str:
 
 
 def xero_bills(settings) -> list:
-    return xero_gateway(settings).find_invoices(where='Type=="ACCPAY"')
+    return xero_gateway(settings).find_invoices(where='Type=="ACCPAY"', with_lines=True)
 
 
 def po(stack: SandboxStack, number: str) -> dict:

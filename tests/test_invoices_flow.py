@@ -46,7 +46,7 @@ def run(tenant="acme", **params):
 
 
 def xero_accrec(settings) -> list:
-    return [i for i in xero_gateway(settings).find_invoices(where='Type=="ACCREC"')]
+    return [i for i in xero_gateway(settings).find_invoices(where='Type=="ACCREC"', with_lines=True)]
 
 
 def assert_exactly_once(stack: SandboxStack, settings) -> None:

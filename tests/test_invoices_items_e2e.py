@@ -42,7 +42,7 @@ def org_of(stack, settings):
 def xero_invoice(settings, autotask_id: int):
     row = ledger_for(settings).records(settings.name, "invoice")[str(autotask_id)]
     assert row.state == DocState.SYNCED, (row.state, row.reason)
-    return xero_gateway(settings).find_invoices(ids=[row.target_id])[0]
+    return xero_gateway(settings).find_invoices(ids=[row.target_id], with_lines=True)[0]
 
 
 def test_lines_get_their_item_by_each_rule_and_missing_items_are_created_once(stack, tmp_path):

@@ -95,7 +95,7 @@ def in_xero(stack, settings, *, tax_may_differ: frozenset[int] = frozenset()) ->
     rows = ledger_for(settings).records(settings.name, "invoice")
     synced = {k: r for k, r in rows.items() if r.state == DocState.SYNCED}
     gateway = xero_gateway(settings)
-    by_id = {str(d.invoice_id): d for d in gateway.find_invoices(ids=[r.target_id for r in synced.values()])} if synced else {}
+    by_id = {str(d.invoice_id): d for d in gateway.find_invoices(ids=[r.target_id for r in synced.values()], with_lines=True)} if synced else {}
     docs = {}
     for invoice in live_invoices(stack):
         row = rows.get(str(invoice["id"]))
@@ -149,7 +149,7 @@ def test_invoice_number_template_numbers_by_autotask_id_and_keeps_the_autotask_n
         assert doc.url.endswith(f"InvoiceID={invoice['id']}")  # and the link back to the Autotask invoice
     _, second = run()
     assert second.count("created") == 0 and second.count("already in Xero") == len(docs)
-    assert len(xero_gateway(settings).find_invoices(where='Type=="ACCREC"')) == len(docs)
+    assert len(xero_gateway(settings).find_invoices(where='Type=="ACCREC"', with_lines=True)) == len(docs)
 
 
 def test_invoice_number_xero_lets_xero_number_and_the_reference_starts_with_the_autotask_number(stack, tmp_path):
@@ -171,7 +171,7 @@ def test_invoice_number_xero_lets_xero_number_and_the_reference_starts_with_the_
 
     _, second = run()
     assert second.count("created") == 0 and second.count("already in Xero") == len(docs)
-    again = xero_gateway(settings).find_invoices(where='Type=="ACCREC"')
+    again = xero_gateway(settings).find_invoices(where='Type=="ACCREC"', with_lines=True)
     assert sorted(d.invoice_number for d in again) == sorted(numbers)
 
 

@@ -490,6 +490,14 @@ def test_payments_settle_invoices_and_deleting_restores_the_amount_due(xero):
     paid = api.get_invoice(tenant, invoice_id).invoices[0]
     assert paid.status == "PAID" and paid.amount_due == Decimal("0.00") and paid.amount_paid == Decimal("115.00")
     assert paid.fully_paid_on_date == date(2026, 11, 26) and len(paid.payments) == 2
+    # A read by ids shows the payments without the lines; a summary (Xero: no "computation-heavy" fields)
+    # is taken at its narrowest: its status and amounts, no settlements and no lines.
+    status, by_ids = xero.json("GET", f"/Invoices?IDs={invoice_id}")
+    assert status == 200 and len(by_ids["Invoices"][0]["Payments"]) == 2 and "LineItems" not in by_ids["Invoices"][0]
+    status, summaries = xero.json("GET", f"/Invoices?IDs={invoice_id}&summaryOnly=true&page=1&pageSize=1000")
+    summary = summaries["Invoices"][0]
+    assert status == 200 and summary["Status"] == "PAID" and summary["AmountPaid"] == 115
+    assert not {"Payments", "CreditNotes", "LineItems", "Url"} & set(summary)
 
     status, voiding = xero.json("POST", f"/Invoices/{invoice_id}", json={"Invoices": [{"Status": "VOIDED"}]})
     assert status == 400

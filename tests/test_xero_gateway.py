@@ -42,6 +42,7 @@ class Seen:
     method: str
     path: str
     authorization: str
+    query: str = ""
 
 
 class RequestLog:
@@ -57,7 +58,8 @@ class RequestLog:
         if scope["type"] == "http":
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             with self._lock:
-                self.entries.append(Seen(scope["method"], scope["path"], headers.get("authorization", "")))
+                self.entries.append(Seen(scope["method"], scope["path"], headers.get("authorization", ""),
+                                         scope.get("query_string", b"").decode("latin-1")))
         await self.app(scope, receive, send)
 
     def count(self, method: str, prefix: str) -> int:
@@ -174,7 +176,7 @@ def test_create_invoices_answers_each_element_in_order_with_four_decimal_units(w
     assert stored_invoices(org, "GW-1")[0]["LineItems"][0]["UnitAmount"] == Decimal("12.3456")
     assert stored_invoices(org, "GW-3")[0]["LineItems"][0]["UnitAmount"] == Decimal("0.0125")
     assert Decimal(str(first.element.line_items[0].unit_amount)) == Decimal("12.3456")
-    found = {i.invoice_number: i for i in gateway.find_invoices(numbers=["GW-1", "GW-3"])}
+    found = {i.invoice_number: i for i in gateway.find_invoices(numbers=["GW-1", "GW-3"], with_lines=True)}
     assert Decimal(str(found["GW-1"].line_items[0].unit_amount)) == Decimal("12.3456")
     assert Decimal(str(found["GW-3"].line_items[0].unit_amount)) == Decimal("0.0125")
     assert world.log.count("PUT", INVOICES) == 1
@@ -190,24 +192,40 @@ def test_more_than_fifty_documents_are_refused_before_any_call(world):
 
 
 # ---- 2. reading back: chunks and pages -----------------------------------------------------------------
-def test_find_invoices_chunks_numbers_and_pages_past_one_hundred(world):
+def test_find_invoices_reads_no_line_items_unless_asked(world):
     gateway = world.gateway()
     numbers = [f"PG-{n:03d}" for n in range(120)]
     for start in range(0, 120, 50):
         results = gateway.create_invoices([invoice(n) for n in numbers[start:start + 50]], idempotency_key=f"pg-{start}")
         assert all(r.ok for r in results)
 
-    before = world.log.count("GET", INVOICES)
-    everything = gateway.find_invoices()
-    assert world.log.count("GET", INVOICES) - before == 2  # page 1 (100) and page 2 (20)
-    assert sorted(i.invoice_number for i in everything) == numbers
-    assert all(i.line_items for i in everything)  # paged reads carry line items
+    def reads() -> list:
+        return [e for e in world.log.entries if e.method == "GET" and e.path.endswith(INVOICES)]
 
-    wanted = numbers[5:50] + ["PG-NOT-THERE"]  # 46 numbers: two chunks of at most 40
-    before = world.log.count("GET", INVOICES)
+    # Any read but by id or number: one page of summaries (up to 1,000), then by id in fifties (120: three).
+    before = len(reads())
+    everything = gateway.find_invoices()
+    asked = reads()[before:]
+    assert [("summaryonly=true" in e.query.lower(), "page=" in e.query) for e in asked] == [(True, True)] + [(False, False)] * 3
+    assert sorted(i.invoice_number for i in everything) == numbers
+    assert not any(i.line_items for i in everything)
+
+    # `details` picks which summaries are read again: here none, so one call in all.
+    before = len(reads())
+    summaries = gateway.find_invoices(details=lambda m: False)
+    assert len(reads()) - before == 1 and len(summaries) == 120
+
+    # A person checking the lines pages with them (100 a page).
+    before = len(reads())
+    with_lines = gateway.find_invoices(with_lines=True)
+    assert len(reads()) - before == 2 and all(i.line_items for i in with_lines)
+
+    wanted = numbers[5:50] + ["PG-NOT-THERE"]  # 46 numbers: two unpaged chunks of at most 40
+    before = len(reads())
     found = gateway.find_invoices(numbers=wanted)
-    assert world.log.count("GET", INVOICES) - before == 2
+    assert [("page=" in e.query) for e in reads()[before:]] == [False, False]
     assert sorted(i.invoice_number for i in found) == numbers[5:50]
+    assert not any(i.line_items for i in found)
 
 
 def test_find_contacts_by_numbers_and_names(world):

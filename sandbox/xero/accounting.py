@@ -398,9 +398,19 @@ def _list_documents(request: Request, kind: DocKind, plural: str) -> Response:
         return filtered
     page, pagination = _paged(request, [doc for doc, _ in filtered])
     # Paged reads carry full line items; unpaged multi-document reads and summaryOnly do not.
-    with_lines = pagination is not None and not _flag(request, "summaryOnly", False)
+    summary = kind is INVOICE and _flag(request, "summaryOnly", False)
+    with_lines = pagination is not None and not summary
     items = [render_document(org, kind, d, unitdp=unitdp, with_lines=with_lines) for d in page]
+    if summary:
+        # Xero says only that a summary leaves out the "computation-heavy" fields: the narrowest reading
+        # (no settlements, no link) keeps a client honest that reads them again by id.
+        for item in items:
+            for field in _LEFT_OUT_OF_SUMMARIES:
+                item.pop(field, None)
     return _envelope(request, plural, items, pagination)
+
+
+_LEFT_OUT_OF_SUMMARIES = ("Payments", "CreditNotes", "Prepayments", "Overpayments", "Url", "HasAttachments")
 
 
 # Fields an invoice or credit note shows exactly as it is stored (render_document changes the others).
