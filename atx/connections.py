@@ -13,7 +13,7 @@ from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
 from sqlalchemy.exc import SQLAlchemyError
 
 from atx.settings import SettingsError, TenantSettings, atx_home
-from clients.autotask import AutotaskClient, HourlyThreshold
+from clients.autotask import AutotaskClient, HourlyThreshold, ZoneBook
 from clients.xero import XeroEndpoints, XeroGateway
 from ledger import Ledger, LedgerCallUsage, LedgerTokenStore, TokenCipher
 from ledger.audit import TenantAuditSink
@@ -66,6 +66,7 @@ def autotask_client(settings: TenantSettings) -> AutotaskClient:
         limits=call_limits(settings),
         hourly=_hourly_threshold(settings.autotask_connection),
         audit=audit_sink(settings),
+        zones=_zones,
     )
 
 
@@ -98,6 +99,8 @@ class _SystemClock:
 _time: tuple[Clock, Callable[[float], None]] = (_SystemClock(), time.sleep)
 _limits: dict[str, LedgerLimits] = {}
 _hourly: dict[str, HourlyThreshold] = {}
+# Where each Autotask API user's database is: one lookup a process (an hour at most), not one a client.
+_zones = ZoneBook(clock=lambda: _time[0].monotonic())
 
 
 def call_limits(settings: TenantSettings) -> LedgerLimits:

@@ -214,17 +214,45 @@ def _threshold_reached(reading: _ThresholdReading | None, entity: str) -> "Autot
         "and the next one goes on once the hour drains", entity=entity, status=429)
 
 
+class ZoneBook:
+    """The zone each API user was found in, kept for every client of this process: Autotask asks an
+    integration to look its zone up once and keep it, not on every connection. A kept zone that refuses
+    the credentials (a 401: the database moved) is looked up again, and so is one older than `keep_seconds`."""
+
+    def __init__(self, *, keep_seconds: float = 3600.0, clock: Callable[[], float] = time.monotonic):
+        self._keep, self._clock = keep_seconds, clock
+        self._zones: dict[tuple[str, str], tuple[float, dict]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, lookup_url: str, username: str, *, stale: str | None = None) -> dict | None:
+        with self._lock:
+            kept = self._zones.get((lookup_url, username.lower()))
+        if kept is None or self._clock() - kept[0] > self._keep:
+            return None
+        zone = kept[1]
+        return None if stale is not None and _api_base(zone["url"]) == stale else zone
+
+    def put(self, lookup_url: str, username: str, zone: dict) -> None:
+        with self._lock:
+            self._zones[(lookup_url, username.lower())] = (self._clock(), zone)
+
+    def __repr__(self) -> str:
+        return "ZoneBook()"
+
+
 class AutotaskClient:
     def __init__(self, *, username: str, secret: str, integration_code: str,
                  zone_lookup_url: str = "https://webservices.autotask.net/atservicesrest",
                  base_url: str | None = None, timeout: float = 30.0, threads_per_entity: int = 3,
                  max_retries: int = 5, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic, limits: CallLimits | None = None,
-                 hourly: HourlyThreshold | None = None, audit: AuditSink | None = None):
+                 hourly: HourlyThreshold | None = None, audit: AuditSink | None = None,
+                 zones: ZoneBook | None = None):
         """`limits` holds the per-endpoint slots (default: this client alone); `hourly` watches the
         database's rolling hour (default: none, only Autotask's own 429s stop a call). `sleep` is how
         every wait is made, `clock` what the default limits read. `audit` receives every write (a PATCH,
-        POST or DELETE that is not a query) and its answer, redacted (core/audit.py)."""
+        POST or DELETE that is not a query) and its answer, redacted (core/audit.py). `zones` keeps the
+        zone lookup's answer for other clients (default: each client looks it up once)."""
         self.username = username
         self._secret = secret
         self._integration_code = integration_code
@@ -242,6 +270,7 @@ class AutotaskClient:
         self._zone_lock = threading.Lock()
         self._limits = limits if limits is not None else LocalLimits(clock=clock, sleep=sleep)
         self._hourly = hourly
+        self._zones = zones
         # Autotask's thread limit is per integration (its tracking identifier) and endpoint; the code itself
         # stays out of limit names.
         self._integration = hashlib.sha256(integration_code.encode()).hexdigest()[:12]
@@ -428,7 +457,11 @@ class AutotaskClient:
         with self._zone_lock:
             if self._api_base is not None and self._api_base != stale:
                 return  # another thread already (re)resolved it
-            zone = self._zone_information()
+            zone = self._zones.get(self.zone_lookup_url, self.username, stale=stale) if self._zones else None
+            if zone is None:
+                zone = self._zone_information()
+                if self._zones is not None:
+                    self._zones.put(self.zone_lookup_url, self.username, zone)
             self._api_base = _api_base(zone["url"])
             self._web_url = _web_url_of(zone)
             self._zone_read = True

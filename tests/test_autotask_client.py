@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from clients.autotask import (AutotaskAuthError, AutotaskClient, AutotaskError, AutotaskQueryError,
+from clients.autotask import (AutotaskAuthError, ZoneBook, AutotaskClient, AutotaskError, AutotaskQueryError,
                               AutotaskRateLimited)
 from sandbox.autotask import AutotaskSandbox, create_app, generate_data
 from sandbox.clock import ManualClock
@@ -161,6 +161,35 @@ def test_zone_is_resolved_again_after_a_401():
             before = new_zone.request_count
             assert c.get("Invoices", 6002)["id"] == 6002
             assert new_zone.request_count == before + 1
+
+
+def test_clients_sharing_a_zone_book_look_the_zone_up_once_until_it_is_old_or_moved():
+    data = generate_data(invoices=5)
+    old_zone, new_zone = AutotaskSandbox(data), AutotaskSandbox(data)
+    cred = old_zone.credentials
+    new_zone.add_credential(cred.username, cred.secret, cred.integration_code)
+    now = [0.0]
+    book = ZoneBook(keep_seconds=3600, clock=lambda: now[0])
+    old_app, new_app = ZoneLookups(create_app(old_zone)), ZoneLookups(create_app(new_zone))
+    with serve(old_app) as old_server, serve(new_app) as new_server:
+        for n in range(3):  # a run's tasks each make their own client
+            with client_for(old_zone, old_server, zones=book) as c:
+                assert c.get("Invoices", 6001 + n)
+                assert c.web_url == old_server.base_url + "/"
+        assert old_app.count == 1
+        now[0] = 3601  # an hour on: looked up again
+        with client_for(old_zone, old_server, zones=book) as c:
+            assert c.get("Invoices", 6001)
+        assert old_app.count == 2
+        # The database moves: the kept zone refuses the user, the next client finds the new one and keeps it.
+        old_zone.add_credential(cred.username, "moved-away", cred.integration_code)
+        old_zone.zone_url = new_server.base_url + "/atservicesrest/"
+        with client_for(old_zone, old_server, zones=book) as c:
+            assert c.get("Invoices", 6002)["id"] == 6002
+        assert old_app.count == 3
+        with client_for(old_zone, old_server, zones=book) as c:
+            assert c.get("Invoices", 6003)["id"] == 6003
+        assert old_app.count == 3 and new_app.count == 0
 
 
 def test_query_follows_pages_and_keeps_decimals(served, client):
