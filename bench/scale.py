@@ -189,6 +189,8 @@ class Processes:
                 raise RuntimeError(f"{name} ended with exit code {proc.returncode}:\n{self.log(name)}")
 
     def stop(self) -> None:
+        """Last started, first stopped, each before the next: a worker stopped after the server keeps calling
+        it until it is killed (that was half a minute of every scale run)."""
         import signal
 
         for _, proc in reversed(self.started):
@@ -197,11 +199,8 @@ class Processes:
                     os.killpg(proc.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-        # They shut down together; whatever has not within half a minute (a worker under load) is killed.
-        deadline = time.monotonic() + 30
-        for _, proc in reversed(self.started):
             try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
