@@ -249,10 +249,11 @@ def sandbox_serve(
                 console.print(f"  {step} --tenant {tenant}")
         console.print("Press Ctrl+C to stop; the sandbox is saved after every change and at exit.")
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            stop.wait()
-        except KeyboardInterrupt:
+        # Both by hand: a shell that starts a command in the background, as scripts and test runners do,
+        # leaves SIGINT ignored, and Python then never raises KeyboardInterrupt: Ctrl+C did nothing.
+        for stopping in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stopping, lambda *_: stop.set())
+        while not stop.wait(1):
             pass
 
 
