@@ -24,6 +24,7 @@ from decimal import Decimal
 
 import httpx
 
+from clients.http import tls
 from clients.limits import CallLimits, LocalLimits, backoff
 from core.audit import AuditSink, write_entry
 from core.documents import (DocumentKind, DocumentPlan, Status, TargetError, TargetLimitReached, TargetOutcomeUnknown,
@@ -265,7 +266,7 @@ class AutotaskClient:
         self.threads_per_entity = threads_per_entity
         self.max_retries = max_retries
         self._sleep = sleep
-        self._http = httpx.Client(timeout=timeout)
+        self._http = httpx.Client(timeout=timeout, verify=tls())
         self._lock = threading.Lock()
         self._zone_lock = threading.Lock()
         self._limits = limits if limits is not None else LocalLimits(clock=clock, sleep=sleep)

@@ -41,6 +41,7 @@ from xero_python.exceptions import HTTPStatusException
 from xero_python.identity import IdentityApi
 from xero_python.rest import RESTClientObject
 
+from clients.http import tls
 from clients.limits import CallLimits, LocalLimits, backoff
 from core.audit import WRITE_METHODS, AuditSink, write_entry
 from core.call_budget import (BudgetStatus, budget_used_up, calls_to_take, next_day_starts, seconds_until_next_day,
@@ -279,7 +280,7 @@ def exchange_code(endpoints: XeroEndpoints, *, client_id: str, client_secret: st
             endpoints.token_url,
             data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
                   "code_verifier": code_verifier},
-            auth=(client_id, client_secret), headers={"Accept": "application/json"}, timeout=timeout,
+            auth=(client_id, client_secret), headers={"Accept": "application/json"}, timeout=timeout, verify=tls(),
         )
     except httpx.HTTPError as exc:
         raise XeroUnavailable(f"Xero's token endpoint did not answer ({type(exc).__name__}) while exchanging the "
@@ -311,6 +312,7 @@ def list_connections(endpoints: XeroEndpoints, access_token: str, *, timeout: fl
             response = httpx.get(
                 f"{endpoints.identity_url}/connections",
                 headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"}, timeout=timeout,
+                verify=tls(),
             )
         except httpx.HTTPError as exc:
             if attempt < attempts:
@@ -1106,7 +1108,7 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
                 self.endpoints.token_url,
                 data={"grant_type": "refresh_token", "refresh_token": refresh_token},
                 auth=(self.client_id, self._client_secret),
-                timeout=30,
+                timeout=30, verify=tls(),
             )
         except httpx.HTTPError as exc:
             raise XeroUnavailable(f"Xero's token endpoint did not answer ({type(exc).__name__}); try again later") from None
