@@ -1487,19 +1487,21 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
 
     def find_contacts(self, *, numbers: Iterable[str] = (), names: Iterable[str] = (), ids: Iterable[str] = (),
                       account_numbers: Iterable[str] = ()) -> list[Contact]:
-        found: list[Contact] = []
-        for chunk in _chunks([n for n in account_numbers if n], 25):
-            where = " OR ".join(f'AccountNumber=="{_quote(n)}"' for n in chunk)
-            found += self._pages(self.accounting.get_contacts, "contacts", "reading contacts", where=where, include_archived=True)
-        for chunk in _chunks([n for n in numbers if n], 25):
-            where = " OR ".join(f'ContactNumber=="{_quote(n)}"' for n in chunk)
-            found += self._pages(self.accounting.get_contacts, "contacts", "reading contacts", where=where, include_archived=True)
-        for chunk in _chunks([n for n in names if n], 25):
-            where = " OR ".join(f'Name=="{_quote(n)}"' for n in chunk)
-            found += self._pages(self.accounting.get_contacts, "contacts", "reading contacts", where=where, include_archived=True)
+        """Contacts by ContactNumber, Name or AccountNumber (archived ones too), all asked together in `where`s
+        of 25 ORs, so a run's lookup of its customers by number and by name is one call; or by ContactID."""
+        terms = ([f'AccountNumber=="{_quote(n)}"' for n in account_numbers if n]
+                 + [f'ContactNumber=="{_quote(n)}"' for n in numbers if n]
+                 + [f'Name=="{_quote(n)}"' for n in names if n])
+        found: dict[str, Contact] = {}
+        for chunk in _chunks(list(dict.fromkeys(terms)), 25):
+            for contact in self._pages(self.accounting.get_contacts, "contacts", "reading contacts",
+                                       where=" OR ".join(chunk), include_archived=True):
+                found[str(contact.contact_id)] = contact
         for chunk in _chunks([str(i) for i in ids if i], 40):
-            found += self._pages(self.accounting.get_contacts, "contacts", "reading contacts", i_ds=chunk, include_archived=True)
-        return found
+            for contact in self._pages(self.accounting.get_contacts, "contacts", "reading contacts", i_ds=chunk,
+                                       include_archived=True):
+                found[str(contact.contact_id)] = contact
+        return list(found.values())
 
     # ---- settings ------------------------------------------------------------------------------------
     # Settings change rarely and every run reads them twice (the preflight check, then the mapping's

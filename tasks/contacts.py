@@ -144,7 +144,12 @@ def _matched(xero, drafts: dict, rules: ContactRules = ContactRules()
     """(found by ContactNumber, adopted, refused, what was adopted and how, ContactID -> its default sales
     tax) for the wanted companies."""
     wanted = list(drafts)
-    seen = list(xero.find_contacts(numbers=[str(i) for i in wanted])) if wanted else []
+    # The first way of matching is asked with the numbers, in the same calls (most runs need no other).
+    first = rules.match[0] if rules.match else None
+    early = {i: _match_value(drafts[i], first) for i in wanted} if first else {}
+    early = {i: v for i, v in early.items() if v}
+    asked = {"names" if first == "name" else "account_numbers": list(early.values())} if early else {}
+    seen = list(xero.find_contacts(numbers=[str(i) for i in wanted], **asked)) if wanted else []
     existing = {int(c.contact_number): c for c in seen if c.contact_number and str(c.contact_number).isdigit()}
     ids = {i: str(c.contact_id) for i, c in existing.items()}
     adopt: dict[int, str] = {}
@@ -153,13 +158,16 @@ def _matched(xero, drafts: dict, rules: ContactRules = ContactRules()
     # Not found by number: the mapping's ways of matching, in its order (core.contacts.match_contacts).
     for how in rules.match:
         left = [i for i in wanted if i not in ids and i not in adopt and i not in failed]
-        values = {i: drafts[i].name if how == "name" else drafts[i].account_number for i in left}
+        values = {i: _match_value(drafts[i], how) for i in left}
         values = {i: v for i, v in values.items() if v}
         if not values:
             continue
-        found = (xero.find_contacts(names=list(values.values())) if how == "name"
-                 else xero.find_contacts(account_numbers=list(values.values())))
-        seen += found
+        if how == first:
+            found = seen  # read with the numbers above
+        else:
+            found = (xero.find_contacts(names=list(values.values())) if how == "name"
+                     else xero.find_contacts(account_numbers=list(values.values())))
+            seen += found
         taken = set(ids.values()) | set(adopt.values())
         adopted, refused = match_contacts(values, _candidates(found), how, taken)
         adopt.update({i: a.contact_id for i, a in adopted.items()})
@@ -167,6 +175,10 @@ def _matched(xero, drafts: dict, rules: ContactRules = ContactRules()
         messages += [a.message for a in adopted.values()]
     tax_of = {str(c.contact_id): _plain_text(getattr(c, "accounts_receivable_tax_type", None)) for c in seen}
     return ids, adopt, failed, messages, tax_of
+
+
+def _match_value(draft, how: str) -> str | None:
+    return draft.name if how == "name" else draft.account_number
 
 
 def _plain_text(value) -> str | None:

@@ -347,7 +347,7 @@ def test_dry_runs_of_bills_purchase_orders_and_payments_after_a_sync_plan_nothin
 # ---- stopped early ---------------------------------------------------------------------------------------
 def test_a_run_stopped_by_the_call_budget_is_named_so(atx_home, prefect_server):
     with SandboxStack(seed=11, invoices=60, window_end=END, clock=manual_clock()) as stack:
-        connect(stack, "acme", xero={"daily_call_budget": 10})  # room for the first batch, not the second
+        connect(stack, "acme", xero={"daily_call_budget": 9})  # room for the first batch, not the second
         state = run()
         shown = flow_run_of(state).state
         assert shown.type.value == "COMPLETED" and shown.name == "Stopped early", (shown.name, shown.message)
