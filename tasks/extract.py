@@ -64,19 +64,14 @@ def extract_invoices(ctx: TenantContext, since: date, until: date, revisit: list
     tried again on every run."""
     gte, lt = windows.autotask_range(since, until)  # the day after 9999-12-31 is capped, not overflowed
     with ctx.autotask() as at:
-        window = [
-            {"op": "gte", "field": "invoiceDateTime", "value": gte},
-            {"op": "lt", "field": "invoiceDateTime", "value": lt},
-        ]
-        invoice_records = list(at.query("Invoices", window))
-        # An invoice voided since the window began may be dated before it: read those too, so a void
-        # reaches Xero whatever the invoice's date.
-        seen = set(_ids(invoice_records, "id"))
-        # An invoice voided since the window began may be dated before it: read those too, so a void
-        # reaches Xero whatever the invoice's date. A backfill chunk reads only the voids of its own days.
+        dated = [{"op": "gte", "field": "invoiceDateTime", "value": gte},
+                 {"op": "lt", "field": "invoiceDateTime", "value": lt}]
+        # An invoice voided since the window began may be dated before it: it is read in the same query, so a
+        # void reaches Xero whatever the invoice's date. A backfill chunk reads only the voids of its own days.
         voided = [{"op": "gte", "field": "voidedDate", "value": gte}, {"op": "eq", "field": "isVoided", "value": True},
                   *([{"op": "lt", "field": "voidedDate", "value": lt}] if bounded else [])]
-        invoice_records += _not_seen(at.query("Invoices", voided), seen)
+        either = [{"op": "or", "items": [{"op": "and", "items": dated}, {"op": "and", "items": voided}]}]
+        invoice_records = list(at.query("Invoices", either))
         seen = set(_ids(invoice_records, "id"))
         again = [i for i in dict.fromkeys(revisit or []) if i not in seen]
         if again:
