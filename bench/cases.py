@@ -32,12 +32,12 @@ SIZES = {
               "scaling": (500, 2_000),
               "bills": 40, "payments": 60, "sandbox": (1_000, 10_000)},
     # What `make bench` runs: 4 minutes on that machine (a 10,000-invoice sync among them), more under load.
-    "full": {"core": 2_000, "calls": 1_000, "pdfs": 200, "rate_limits": 3_000,
+    "full": {"core": 2_000, "calls": 1_000, "pdfs": 1_000, "rate_limits": 3_000,
              "overhead": {"sizes": (1_000, 10_000), "profiled": 1_000},
              "scaling": (1_000, 10_000), "bills": 200, "payments": 300, "sandbox": (1_000, 10_000, 50_000)},
     # The sizes for the scaling curve: syncs of 1,000, 10,000 and 50,000 invoices, the core up to
     # 50,000, and the profile of a 10,000-invoice sync; about 15 minutes more on that machine.
-    "large": {"core": 2_000, "calls": 1_000, "pdfs": 200, "rate_limits": 3_000,
+    "large": {"core": 2_000, "calls": 1_000, "pdfs": 1_000, "rate_limits": 3_000,
               "overhead": {"sizes": (1_000, 10_000, 50_000), "profiled": 10_000},
               "scaling": (1_000, 10_000, 50_000), "bills": 200, "payments": 300, "sandbox": (1_000, 10_000, 50_000)},
 }
