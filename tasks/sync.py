@@ -266,14 +266,16 @@ def lookup(xero, kind: DocumentKind, plans: list[DocumentPlan], rows: dict, cont
     if numbered:
         docs = {d.number: d for d in xero.find(kind, numbers=[p.natural_key for p in numbered]) if d.status != Status.DELETED}
         found.update({p.source_id: docs[p.natural_key] for p in numbered if p.natural_key in docs})
-    by_contact: dict[str, list[DocumentPlan]] = {}
-    for p in fresh:
-        if p.natural_key_kind == KeyKind.CONTACT_NUMBER and contact_ids.get(p.contact.number):
-            by_contact.setdefault(contact_ids[p.contact.number], []).append(p)
-    for contact_id, mine in by_contact.items():
-        docs = _live(xero.find(kind, numbers=[p.natural_key for p in mine], contact_ids=[contact_id]))
+    # Numbers unique only per contact (bills): one read for the batch's numbers and contacts together,
+    # each plan then matched on both (not a read per contact).
+    of_contact = {p.source_id: contact_ids[p.contact.number] for p in fresh
+                  if p.natural_key_kind == KeyKind.CONTACT_NUMBER and contact_ids.get(p.contact.number)}
+    if of_contact:
+        mine = [p for p in fresh if p.source_id in of_contact]
+        docs = _live(xero.find(kind, numbers=list(dict.fromkeys(p.natural_key for p in mine)),
+                               contact_ids=list(dict.fromkeys(of_contact.values()))))
         for p in mine:
-            match = [d for d in docs if d.number == p.natural_key and d.contact_id == contact_id]
+            match = [d for d in docs if d.number == p.natural_key and d.contact_id == of_contact[p.source_id]]
             if match:
                 found[p.source_id] = match[0]
     return found
