@@ -126,7 +126,12 @@ def headline(name: str, result: dict) -> list[tuple[str, str, str, str]]:
                 ("payments: Autotask calls per 1,000 payments", str(f["autotask_calls_per_1000_payments"]), "", ""),
                 ("payments: calls seen / reported (Autotask, Xero)",
                  f"{f['autotask_calls_seen']}/{f['autotask_calls_reported']}, "
-                 f"{f['xero_calls_seen']}/{f['xero_calls_reported']}", "", "")]
+                 f"{f['xero_calls_seen']}/{f['xero_calls_reported']}", "", ""),
+                ("payments to Xero: Xero calls per 1,000 payments", str(f["to_xero_xero_calls_per_1000_payments"]), "", ""),
+                ("payments to Xero: calls seen / reported (Autotask, Xero)",
+                 f"{f['to_xero_autotask_calls_seen']}/{f['to_xero_autotask_calls_reported']}, "
+                 f"{f['to_xero_xero_calls_seen']}/{f['to_xero_xero_calls_reported']}", "", ""),
+                ("payments to Xero: rerun Xero calls", str(f["to_xero_rerun_xero_calls_seen"]), "", "")]
     if name == "core":
         return [(f"core: ms per invoice ({f['invoices']:,})", str(round(1000 * f["seconds"] / f["invoices"], 3)), "", "")]
     if name == "sandbox":

@@ -528,11 +528,13 @@ def case_bills(n: int) -> dict:
 
 
 def case_payments(n: int) -> dict:
-    """Calls of a payments run after half of `n` approved invoices were paid in Xero: each payment read,
-    and its paid date written back to Autotask (one PATCH per invoice: Autotask has no batch write)."""
+    """Calls of the payments flow's two directions over `n` approved invoices. Xero -> Autotask: half of them
+    paid in Xero, each payment read and its paid date written back to Autotask (one PATCH per invoice:
+    Autotask has no batch write). Autotask -> Xero: the other half marked paid in Autotask, each paid in
+    Xero (a batch of 50 payments a call)."""
     import yaml
 
-    from atx.connections import ledger_for, xero_gateway
+    from atx.connections import autotask_client, ledger_for, xero_gateway
     from core.documents import INVOICE, PaymentDraft
     from flows.invoices import invoices
     from flows.payments import payments
@@ -547,23 +549,37 @@ def case_payments(n: int) -> dict:
     mapping.write_text(yaml.safe_dump(data))
     with SandboxStack(seed=11, invoices=n, window_end=until) as stack:
         limits_off(stack)
-        settings = stack.connect_tenant("payments", str(mapping), payments={"bank_account": "090"}, xero=UNLIMITED_XERO)
+        settings = stack.connect_tenant("payments", str(mapping), payments={"bank_account": "090", "to_xero": True},
+                                        xero=UNLIMITED_XERO)
         run_flow(invoices, tenant="payments", since=since, until=until)
-        rows = [r for r in ledger_for(settings).records("payments", INVOICE.name).values()
-                if r.state == DocState.SYNCED][::2]
+        synced = [r for r in ledger_for(settings).records("payments", INVOICE.name).values()
+                  if r.state == DocState.SYNCED]
+        rows, others = synced[::2], synced[1::2]
         gateway = xero_gateway(settings)
         for start in range(0, len(rows), 50):
             drafts = [PaymentDraft(invoice_id=r.target_id, amount=Decimal(r.target_total), date=date(2026, 11, 26),
                                    account_code="090", reference="bank feed") for r in rows[start:start + 50]]
             gateway.create_payments(drafts, idempotency_key=f"bench-pay-{start}")
         meter = Meter(stack)
-        summary = run_flow(payments, tenant="payments", since=since, until=until)
+        summary = run_flow(payments, tenant="payments", since=since, until=until, direction="to_autotask")
         seen = meter.seen()
         meter = Meter(stack)
-        rerun = run_flow(payments, tenant="payments", since=since, until=until)
+        run_flow(payments, tenant="payments", since=since, until=until, direction="to_autotask")
         again = meter.seen()
-    paid = len(rows)
-    return {"inputs": {"invoices_synced_approved": n, "paid_in_xero": paid, "direction": "Xero -> Autotask paid dates"},
+
+        with autotask_client(settings) as at:
+            written = at.update_invoices([{"id": int(r.source_id), "paidDate": date(2026, 11, 27)} for r in others])
+        if not all(w.ok for w in written):
+            raise SystemExit("the payments benchmark could not mark invoices paid in Autotask")
+        meter = Meter(stack)
+        to_xero = run_flow(payments, tenant="payments", since=since, until=until, direction="to_xero")
+        seen_to_xero = meter.seen()
+        meter = Meter(stack)
+        run_flow(payments, tenant="payments", since=since, until=until, direction="to_xero")
+        again_to_xero = meter.seen()
+    paid, marked = len(rows), len(others)
+    return {"inputs": {"invoices_synced_approved": n, "paid_in_xero": paid, "marked_paid_in_autotask": marked,
+                       "directions": "Xero -> Autotask paid dates, then Autotask -> Xero payments"},
             "figures": {"paid_dates_written": summary.count("created") + summary.count("updated"),
                         "autotask_calls_seen": seen.autotask_calls, "autotask_calls_reported": summary.autotask_calls,
                         "autotask_by_resource": seen.autotask_by_resource(),
@@ -573,7 +589,17 @@ def case_payments(n: int) -> dict:
                         "autotask_calls_per_1000_payments": per_1000(seen.autotask_calls, paid),
                         "xero_bytes_per_1000_payments": per_1000(sum(seen.xero_bytes.values()), paid),
                         "rerun_xero_calls_seen": again.xero_calls, "rerun_autotask_calls_seen": again.autotask_calls,
-                        "rerun_xero_bytes": sum(again.xero_bytes.values())}}
+                        "rerun_xero_bytes": sum(again.xero_bytes.values()),
+                        "to_xero_payments_created": to_xero.count("created"),
+                        "to_xero_xero_calls_seen": seen_to_xero.xero_calls,
+                        "to_xero_xero_calls_reported": to_xero.xero_calls,
+                        "to_xero_autotask_calls_seen": seen_to_xero.autotask_calls,
+                        "to_xero_autotask_calls_reported": to_xero.autotask_calls,
+                        "to_xero_xero_by_resource": seen_to_xero.xero_by_resource(),
+                        "to_xero_xero_calls_per_1000_payments": per_1000(seen_to_xero.xero_calls, marked),
+                        "to_xero_xero_bytes_per_1000_payments": per_1000(sum(seen_to_xero.xero_bytes.values()), marked),
+                        "to_xero_rerun_xero_calls_seen": again_to_xero.xero_calls,
+                        "to_xero_rerun_xero_by_resource": again_to_xero.xero_by_resource()}}
 
 
 def case_core(n: int) -> dict:

@@ -111,10 +111,13 @@ def read_paid_invoices(ctx: TenantContext, since: date, until: date, revisit: li
         calls = at.calls
     paid = [AutotaskPaid(str(r["id"]), str(r.get("invoiceNumber") or r["id"]), autotask_day(r.get("paidDate")))
             for r in records.values() if not r.get("isVoided")]
-    rows = ctx.ledger.records(ctx.tenant, INVOICE.name, [p.autotask_id for p in paid])
+    written = written_paid_dates(ctx, [p.autotask_id for p in paid])
+    # A paid date this sync wrote from Xero's payment is never paid back (plan_payments says so before it
+    # looks at Xero), so its invoice is not read.
+    wanted = [p.autotask_id for p in paid if written.get(p.autotask_id) != p.paid_date]
+    rows = ctx.ledger.records(ctx.tenant, INVOICE.name, wanted)
     synced = {sid: row.target_id for sid, row in rows.items() if row.state == "synced" and row.target_id}
     # By id, 50 to a call (the gateway chunks them).
     docs = {d.id: d for d in ctx.xero.find(INVOICE, ids=list(synced.values()))} if synced else {}
     in_xero = {sid: docs[target] for sid, target in synced.items() if target in docs}
-    return PaidInAutotask(paid=paid, in_xero=in_xero, written=written_paid_dates(ctx, [p.autotask_id for p in paid]),
-                          autotask_calls=calls)
+    return PaidInAutotask(paid=paid, in_xero=in_xero, written=written, autotask_calls=calls)
