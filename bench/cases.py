@@ -560,23 +560,23 @@ def case_payments(n: int) -> dict:
             drafts = [PaymentDraft(invoice_id=r.target_id, amount=Decimal(r.target_total), date=date(2026, 11, 26),
                                    account_code="090", reference="bank feed") for r in rows[start:start + 50]]
             gateway.create_payments(drafts, idempotency_key=f"bench-pay-{start}")
-        meter = Meter(stack)
-        summary = run_flow(payments, tenant="payments", since=since, until=until, direction="to_autotask")
-        seen = meter.seen()
-        meter = Meter(stack)
-        run_flow(payments, tenant="payments", since=since, until=until, direction="to_autotask")
-        again = meter.seen()
+
+        def run_twice(direction: str):
+            """A payments run in one direction and a rerun with nothing new: its summary and both meters."""
+            meter = Meter(stack)
+            summary = run_flow(payments, tenant="payments", since=since, until=until, direction=direction)
+            seen = meter.seen()
+            meter = Meter(stack)
+            run_flow(payments, tenant="payments", since=since, until=until, direction=direction)
+            return summary, seen, meter.seen()
+
+        summary, seen, again = run_twice("to_autotask")
 
         with autotask_client(settings) as at:
             written = at.update_invoices([{"id": int(r.source_id), "paidDate": date(2026, 11, 27)} for r in others])
         if not all(w.ok for w in written):
             raise SystemExit("the payments benchmark could not mark invoices paid in Autotask")
-        meter = Meter(stack)
-        to_xero = run_flow(payments, tenant="payments", since=since, until=until, direction="to_xero")
-        seen_to_xero = meter.seen()
-        meter = Meter(stack)
-        run_flow(payments, tenant="payments", since=since, until=until, direction="to_xero")
-        again_to_xero = meter.seen()
+        to_xero, seen_to_xero, again_to_xero = run_twice("to_xero")
     paid, marked = len(rows), len(others)
     return {"inputs": {"invoices_synced_approved": n, "paid_in_xero": paid, "marked_paid_in_autotask": marked,
                        "directions": "Xero -> Autotask paid dates, then Autotask -> Xero payments"},

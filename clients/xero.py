@@ -1372,31 +1372,21 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
             kwargs["created_by_my_app"] = True
         if modified_since is not None:
             kwargs["if_modified_since"] = modified_since
-        if with_lines:
-            return self._paged_invoices(numbers, ids, chunk_size, kwargs)
+        read = self._pages if with_lines else self._listed
         if numbers or ids:
             found: list[Invoice] = []
             for chunk in _chunks(numbers, min(chunk_size, BATCH_LIMIT)):
-                found += self._listed(self.accounting.get_invoices, "invoices", "reading invoices",
-                                      invoice_numbers=chunk, **kwargs)
+                found += read(self.accounting.get_invoices, "invoices", "reading invoices", invoice_numbers=chunk, **kwargs)
             for chunk in _chunks(ids, min(chunk_size, BATCH_LIMIT)):
-                found += self._listed(self.accounting.get_invoices, "invoices", "reading invoices", i_ds=chunk, **kwargs)
+                found += read(self.accounting.get_invoices, "invoices", "reading invoices", i_ds=chunk, **kwargs)
             return found
+        if with_lines:
+            return self._pages(self.accounting.get_invoices, "invoices", "reading invoices", **kwargs)
         summaries = self._pages(self.accounting.get_invoices, "invoices", "reading invoice summaries",
                                 page_size=SUMMARY_PAGE_LIMIT, summary_only=True, **kwargs)
         wanted = [str(s.invoice_id) for s in summaries if details is None or details(s)]
         full = {str(m.invoice_id): m for m in self.find_invoices(ids=wanted, chunk_size=BATCH_LIMIT)} if wanted else {}
         return [full.get(str(s.invoice_id), s) for s in summaries]
-
-    def _paged_invoices(self, numbers: list[str], ids: list[str], chunk_size: int, kwargs: dict) -> list[Invoice]:
-        found: list[Invoice] = []
-        for chunk in _chunks(numbers, chunk_size):
-            found += self._pages(self.accounting.get_invoices, "invoices", "reading invoices", invoice_numbers=chunk, **kwargs)
-        for chunk in _chunks(ids, chunk_size):
-            found += self._pages(self.accounting.get_invoices, "invoices", "reading invoices", i_ds=chunk, **kwargs)
-        if not numbers and not ids:
-            found = self._pages(self.accounting.get_invoices, "invoices", "reading invoices", **kwargs)
-        return found
 
     def set_invoice_statuses(self, changes: list[tuple[str, str]], *, idempotency_key: str) -> list[ElementResult]:
         """POST /Invoices with only InvoiceID and Status (VOIDED, DELETED): nothing else changes."""

@@ -75,14 +75,13 @@ def read_settlements(ctx: TenantContext, since: date, until: date, revisit: list
     the invoices dated in [since, until] instead, whenever they changed."""
     # Summaries, a thousand a call; only an invoice Xero shows paid is read again for what settled it
     # and when (its status and amounts say all the rest plan_paid_dates asks).
-    settled = _shown_paid
     if dated_in_window:
         where = f'Type=="ACCREC" AND Date>={_xero_day(since)} AND Date<={_xero_day(until)}'
-        changed = ctx.xero.find(INVOICE, where=where, created_by_my_app=True, details=settled)
+        changed = ctx.xero.find(INVOICE, where=where, created_by_my_app=True, details=_shown_paid)
     else:
         modified = datetime.combine(since, time(0), tzinfo=timezone.utc)
         changed = ctx.xero.find(INVOICE, where='Type=="ACCREC"', created_by_my_app=True, modified_since=modified,
-                                details=settled)
+                                details=_shown_paid)
     again = ctx.ledger.records(ctx.tenant, INVOICE.name, revisit)
     missing = [r.target_id for r in again.values() if r.target_id and r.target_id not in {d.id for d in changed}]
     if missing:
