@@ -14,10 +14,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from atx.settings import SettingsError, TenantSettings, atx_home
 from clients.autotask import AutotaskClient, HourlyThreshold, ZoneBook
+from clients.limits import CallLimits
 from clients.xero import XeroEndpoints, XeroGateway
 from ledger import Ledger, LedgerCallUsage, LedgerTokenStore, TokenCipher
 from ledger.audit import TenantAuditSink
 from ledger.limits import LedgerLimits
+from atx.limits import POLL_SECONDS, PrefectLimits
 from ledger.store import engine_for_url
 
 _ledgers: dict[str, Ledger] = {}
@@ -97,22 +99,35 @@ class _SystemClock:
 
 
 _time: tuple[Clock, Callable[[float], None]] = (_SystemClock(), time.sleep)
-_limits: dict[str, LedgerLimits] = {}
+_limits: dict[str, CallLimits] = {}
 _hourly: dict[str, HourlyThreshold] = {}
 # Where each Autotask API user's database is: one lookup a process (an hour at most), not one a client.
 _zones = ZoneBook(clock=lambda: _time[0].monotonic())
 
 
-def call_limits(settings: TenantSettings) -> LedgerLimits:
-    """The call limits the tenant's clients keep (Xero's per organisation, Autotask's per endpoint), in its
-    ledger database: every process, worker and tenant that shares the ledger keeps them together. They read
-    the chosen clock (`use_clock`) and wait with its sleep."""
-    key = _ledger_key(settings)
-    ledger = ledger_for(settings)
+CALL_LIMITS_ENV = "ATX_CALL_LIMITS"
+
+
+def call_limits(settings: TenantSettings) -> CallLimits:
+    """The call limits the tenant's clients keep (Xero's per organisation, Autotask's per endpoint), shared by
+    every process, worker and tenant that keeps them in the same place: Prefect's global concurrency limits
+    when ATX_CALL_LIMITS=prefect (every deployment of prefect.yaml sets it), else the tenant's ledger
+    database. They read the chosen clock (`use_clock`) and wait with its sleep."""
+    where = os.environ.get(CALL_LIMITS_ENV, "ledger").strip().lower() or "ledger"
+    if where not in ("ledger", "prefect"):
+        raise SettingsError(f"{CALL_LIMITS_ENV}={where!r}: say 'prefect' (Prefect's global concurrency limits) "
+                            "or 'ledger' (the ledger database)")
+    key = "prefect" if where == "prefect" else _ledger_key(settings)
+    ledger = None if where == "prefect" else ledger_for(settings)
     with _ledgers_lock:
         if key not in _limits:
             clock, sleep = _time
-            _limits[key] = LedgerLimits(ledger, now=lambda: clock.now().timestamp(), sleep=sleep)
+            now = lambda: clock.now().timestamp()  # noqa: E731
+            if ledger is None:
+                # A compressed clock asks Prefect again as often in wall time as the system clock does.
+                _limits[key] = PrefectLimits(now=now, sleep=sleep, poll=POLL_SECONDS * getattr(clock, "speed", 1.0))
+            else:
+                _limits[key] = LedgerLimits(ledger, now=now, sleep=sleep)
         return _limits[key]
 
 
@@ -157,6 +172,9 @@ def _choose(choice: tuple[Clock, Callable[[float], None]]) -> None:
         _time = choice
         for name in list(_gateways):
             _forget(_gateways.pop(name))
+        for limits in _limits.values():
+            if isinstance(limits, PrefectLimits):
+                limits.close()
         _limits.clear()
         _hourly.clear()
 

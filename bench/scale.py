@@ -21,7 +21,8 @@ Then every tenant's deployment is run at once, and once all runs are final it ch
   or a credit note, with the same total), the ledger's synced row names that document, and no organisation
   holds a document the ledger does not name (none sent twice, none to the wrong organisation);
 - the simulators refused nothing for a limit: Autotask's threads per endpoint and hourly threshold, Xero's
-  minute, in-flight, day and app limits, kept together across the workers through the ledger database;
+  minute, in-flight, day and app limits, kept together across the workers in Prefect's global concurrency
+  limits (prefect.yaml's deployments set ATX_CALL_LIMITS=prefect), each of which exists in the Prefect server;
 - the runs were spread over both workers (each run's log says which worker submitted it).
 It prints a summary and exits 1 when a check fails. The databases and processes go away in every case;
 with --keep the work directory (tenant files, prefect.yaml, each process's log) is kept and printed.
@@ -118,6 +119,18 @@ def check_tenant(tenant: str, expected: list[dict], org, rows: dict) -> TenantRe
         result.problems.append(f"{doc.get('InvoiceNumber') or doc.get('CreditNoteNumber') or extra} is in Xero but no "
                                "expected invoice's ledger row names it (sent twice, or to the wrong organisation)")
     return result
+
+
+def limits_kept_in_prefect(limits: dict[str, int], organisations: list[str]) -> list[str]:
+    """Problems, if the runs did not keep their calls under Prefect's global concurrency limits (the deployments
+    set ATX_CALL_LIMITS=prefect): each organisation's minute and in-flight limits, and Autotask's endpoints."""
+    problems = [f"no Prefect global concurrency limit {name!r}" for tenant_id in organisations
+                for name in (f"xero-{tenant_id}-calls", f"xero-{tenant_id}-in-flight") if name not in limits]
+    autotask = {name: size for name, size in limits.items() if name.startswith("autotask-")}
+    if not autotask:
+        problems.append("no Prefect global concurrency limit for an Autotask endpoint")
+    problems += [f"Prefect limit {name} holds {size} slots, not Autotask's 3" for name, size in autotask.items() if size != 3]
+    return problems
 
 
 def limit_refusals(stack) -> dict[str, int]:
@@ -402,8 +415,11 @@ def _scale(args, env, processes: Processes, work: Path, server, ledger_db: str, 
                         by_worker[name] = m.group(1)
                         break
 
+            prefect_limits = {limit.name: limit.limit for limit in client.read_global_concurrency_limits(limit=200)}
+
         # The checks.
         problems: list[str] = []
+        problems += limits_kept_in_prefect(prefect_limits, [org.tenant_id for org in orgs])
         for name, run in sorted(final.items()):
             if not run.state.is_completed():
                 problems.append(f"{name}: run ended {run.state.name}: {run.state.message}")
@@ -442,10 +458,17 @@ def _scale(args, env, processes: Processes, work: Path, server, ledger_db: str, 
         print(f"runs per worker: {dict(sorted(spread.items()))}")
         print(f"Autotask requests in flight at most, per endpoint: {dict(stack.autotask.max_in_flight)} (limit 3)")
         print("limit refusals: " + (", ".join(f"{k} {v}" for k, v in refusals.items()) or "none"))
+        endpoints = {k: v for k, v in prefect_limits.items() if k.startswith("autotask-")}
+        print(f"Prefect global concurrency limits the runs kept their calls under: {len(prefect_limits)} "
+              f"({len(prefect_limits) - len(endpoints)} of Xero organisations, {len(endpoints)} of Autotask endpoints"
+              f" with {sorted(set(endpoints.values()))} slots)")
         summary.update(
             tenants={r.tenant: {"worker": by_worker.get(r.tenant), "state": final[r.tenant].state.name,
-                                "expected": r.expected, "in_xero": r.in_xero, "set_aside": r.set_aside} for r in results},
+                                "tenant_id": org.tenant_id,
+                                "expected": r.expected, "in_xero": r.in_xero, "set_aside": r.set_aside}
+                     for r, org in zip(results, orgs)},
             runs_per_worker=dict(spread), max_in_flight=dict(stack.autotask.max_in_flight), refusals=refusals,
+            prefect_limits=prefect_limits,
             problems=problems)
         if problems:
             print("\nPROBLEMS:\n" + "\n".join(f"- {p}" for p in problems))

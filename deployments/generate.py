@@ -16,6 +16,9 @@ FLOWS: dict[str, tuple[str, str]] = {
 # The on-demand backfill: one deployment per tenant, no schedule.
 BACKFILL = ("flows.backfill:backfill", "Historical Autotask documents into Xero, chunked and resumable,")
 WORK_POOL = "atx"
+# Every flow run the workers start keeps the organisations' and endpoints' call limits in Prefect's global
+# concurrency limits (atx/limits.py): shared by every worker and machine, and shown in the dashboard.
+JOB_VARIABLES = {"env": {"ATX_CALL_LIMITS": "prefect"}}
 
 HEADER = """\
 # Prefect deployments of the sync flows, one per flow and tenant.
@@ -45,7 +48,7 @@ def deployment_entries(tenants: list[TenantSettings]) -> list[dict]:
                 "description": f"{what} for tenant {t.name}.",
                 "tags": [f"tenant:{t.name}", f"flow:{flow_name}"],
                 "parameters": {"tenant": t.name, "dry_run": False},
-                "work_pool": {"name": WORK_POOL},
+                "work_pool": {"name": WORK_POOL, "job_variables": JOB_VARIABLES},
                 # Two runs of one tenant's flow never overlap; a second waits for the first.
                 "concurrency_limit": {"limit": 1, "collision_strategy": "ENQUEUE"},
                 "schedules": [{"cron": t.schedule.cron, "timezone": t.schedule.timezone, "active": t.schedule.active}],
@@ -58,7 +61,7 @@ def deployment_entries(tenants: list[TenantSettings]) -> list[dict]:
             "description": f"{BACKFILL[1]} for tenant {t.name}. Run it with a window; it starts as an estimate only.",
             "tags": [f"tenant:{t.name}", "flow:backfill"],
             "parameters": backfill_parameters(t),
-            "work_pool": {"name": WORK_POOL},
+            "work_pool": {"name": WORK_POOL, "job_variables": JOB_VARIABLES},
             "concurrency_limit": {"limit": 1, "collision_strategy": "ENQUEUE"},
         })
     return entries

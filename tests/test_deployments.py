@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,9 @@ def test_each_tenant_gets_its_own_deployment_schedule_and_limit(atx_home, tmp_pa
     assert "tenant:acme" in acme["tags"] and acme["concurrency_limit"]["limit"] == 1
     # No secret and no machine path ends up in the generated file.
     text = out.read_text()
-    assert str(atx_home) not in text and "env:" not in text and "block:" not in text
+    assert str(atx_home) not in text and not re.search(r"(env|block):\w", text)
+    # The runs a worker starts keep their call limits in Prefect's global concurrency limits.
+    assert acme["work_pool"] == {"name": "atx", "job_variables": {"env": {"ATX_CALL_LIMITS": "prefect"}}}
 
     from atx.settings import load_all_tenants
 

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.scale import WORKERS, check_tenant, spread_over_units, unit_of
+from bench.scale import WORKERS, check_tenant, limits_kept_in_prefect, spread_over_units, unit_of
 from ledger.models import DocState
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +57,17 @@ def test_the_tenants_take_turns_over_the_invoices():
 
 
 # ---- the whole layout, end to end ----------------------------------------------------------------------
+def test_the_checker_sees_limits_not_kept_in_prefect():
+    kept = {"xero-org-a-calls": 59, "xero-org-a-in-flight": 4, "autotask-abc-invoices": 3}
+    assert limits_kept_in_prefect(kept, ["org-a"]) == []
+    assert limits_kept_in_prefect(kept, ["org-a", "org-b"]) == [
+        "no Prefect global concurrency limit 'xero-org-b-calls'", "no Prefect global concurrency limit 'xero-org-b-in-flight'"]
+    assert limits_kept_in_prefect({**kept, "autotask-abc-invoices": 5}, ["org-a"]) == [
+        "Prefect limit autotask-abc-invoices holds 5 slots, not Autotask's 3"]
+    assert limits_kept_in_prefect({"xero-org-a-calls": 59, "xero-org-a-in-flight": 4}, ["org-a"]) == [
+        "no Prefect global concurrency limit for an Autotask endpoint"]
+
+
 @pytest.mark.e2e
 @pytest.mark.postgres
 @pytest.mark.xdist_group("scale")
@@ -88,3 +99,7 @@ def test_tenants_run_together_on_two_workers_each_document_once_no_limit_exceede
     # Nothing refused for a limit, and Autotask's three threads per endpoint were never passed.
     assert not any(summary["refusals"].values()), output
     assert max(summary["max_in_flight"].values()) <= 3, output
+    # ... kept in Prefect's global concurrency limits, which the Prefect server holds once per organisation.
+    assert {n for n in summary["prefect_limits"] if n.endswith("-calls")} == {
+        f"xero-{t['tenant_id']}-calls" for t in tenants.values()}, output
+    assert {size for n, size in summary["prefect_limits"].items() if n.startswith("autotask-")} == {3}, output

@@ -195,19 +195,23 @@ def test_a_run_near_the_hourly_threshold_stops_cleanly_and_keeps_its_window(atx_
 SPEED = 20.0  # the sandbox's minute passes in three real seconds
 
 
-def test_three_runs_of_one_tenant_in_separate_processes_meet_no_429(atx_home, prefect_server):
+@pytest.mark.parametrize("kept_in", ["ledger", "prefect"])
+def test_three_runs_of_one_tenant_in_separate_processes_meet_no_429(atx_home, prefect_server, kept_in):
     """Three workers run the invoices flow of one tenant at the same moment against simulators that keep
     their limits on a clock twenty times as fast as real time: Xero's calls a minute (lowered to 12, the
     tenant allows itself 10) and in flight (3; the tenant 2), Autotask's three threads per endpoint. Each
-    worker alone would keep within them; only limits the three keep together keep the simulators from
-    answering 429."""
+    worker alone would keep within them; only limits the three keep together, in the ledger or in Prefect's
+    global concurrency limits, keep the simulators from answering 429."""
     from prefect.settings import PREFECT_API_URL
+
+    from atx.connections import CALL_LIMITS_ENV
 
     clock = ScaledClock(SPEED, start=datetime.now(timezone.utc).replace(microsecond=0))
     with SandboxStack(seed=11, invoices=60, window_end=END, clock=clock) as stack:
         stack.xero.limits = XeroLimits(per_minute=12, per_day=5000, concurrent=3, app_per_minute=10_000)
         settings = stack.connect_tenant("acme", xero={"calls_per_minute": 10, "max_in_flight": 2})
-        env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(ROOT),
+               CALL_LIMITS_ENV: kept_in}
         ready, go = [atx_home / f"ready-{n}" for n in range(3)], atx_home / "go"
         # Files, not pipes: a worker whose pipe filled up would stall in the middle of its run.
         logs = [(open(atx_home / f"out-{n}", "w+"), open(atx_home / f"err-{n}", "w+")) for n in range(3)]
@@ -233,9 +237,17 @@ def test_three_runs_of_one_tenant_in_separate_processes_meet_no_429(atx_home, pr
         assert [s["state"] for s in states] == ["COMPLETED"] * 3, states
         assert stack.xero.limiter.refused == {}, f"Xero answered 429: {dict(stack.xero.limiter.refused)}"
         assert stack.autotask.thread_rejections == 0 and stack.autotask.rate_rejections == 0
-        limits = LedgerLimits(ledger_for(settings))
         tenant_id = stack.org.tenant_id
-        assert limits.slots(f"xero-{tenant_id}-calls") == 10 and limits.slots(f"xero-{tenant_id}-in-flight") == 2
+        if kept_in == "ledger":
+            limits = LedgerLimits(ledger_for(settings))
+            sizes = [limits.slots(f"xero-{tenant_id}-calls"), limits.slots(f"xero-{tenant_id}-in-flight")]
+        else:
+            from prefect.client.orchestration import get_client
+
+            with get_client(sync_client=True) as client:
+                sizes = [client.read_global_concurrency_limit_by_name(f"xero-{tenant_id}-{what}").limit
+                         for what in ("calls", "in-flight")]
+        assert sizes == [10, 2]
         assert live_invoices(stack)
         assert_each_once(stack, settings)
 
@@ -243,11 +255,18 @@ def test_three_runs_of_one_tenant_in_separate_processes_meet_no_429(atx_home, pr
 
 
 # ---- Xero's minute, used to the full by two tenants of one organisation -----------------------------------
-def test_two_tenants_of_one_organisation_use_59_of_xeros_60_calls_a_minute_and_meet_no_429(atx_home):
-    """Two tenants synced into one Xero organisation share its 60 calls a minute through the ledger. Xero's
-    minutes are fixed windows (the sandbox's limiter keeps them as Xero does, on a ManualClock the pacer's
-    waits advance): each full one carries 59 calls (xero.calls_per_minute), and none is ever refused."""
-    from atx.connections import use_clock, xero_gateway
+@pytest.mark.parametrize("kept_in", ["ledger", "prefect"])
+def test_two_tenants_of_one_organisation_use_59_of_xeros_60_calls_a_minute_and_meet_no_429(
+        atx_home, kept_in, monkeypatch, request):
+    """Two tenants synced into one Xero organisation share its 60 calls a minute through the ledger, or
+    through Prefect's global concurrency limits (ATX_CALL_LIMITS=prefect). Xero's minutes are fixed windows
+    (the sandbox's limiter keeps them as Xero does, on a ManualClock the pacer's waits advance): each full
+    one carries 59 calls (xero.calls_per_minute), and none is ever refused."""
+    from atx.connections import CALL_LIMITS_ENV, use_clock, xero_gateway
+
+    monkeypatch.setenv(CALL_LIMITS_ENV, kept_in)
+    if kept_in == "prefect":
+        request.getfixturevalue("prefect_server")
 
     clock = ManualClock(start=datetime.now(timezone.utc).replace(microsecond=0))
     with SandboxStack(seed=3, invoices=4, window_end=END, clock=clock) as stack:
@@ -272,3 +291,11 @@ def test_two_tenants_of_one_organisation_use_59_of_xeros_60_calls_a_minute_and_m
         assert stack.xero.limiter.refused == {}, dict(stack.xero.limiter.refused)
         assert sum(minutes) == 5 * 59 + 300 and max(minutes) == 59
         assert stack.xero.limiter.busiest_minute(stack.org.tenant_id) >= 57
+        if kept_in == "prefect":  # the dashboard's Concurrency page shows the organisation's limits
+            from prefect.client.orchestration import get_client
+
+            with get_client(sync_client=True) as client:
+                sizes = {name: client.read_global_concurrency_limit_by_name(name).limit
+                         for name in (f"xero-{stack.org.tenant_id}-calls", f"xero-{stack.org.tenant_id}-in-flight")}
+            assert sizes == {f"xero-{stack.org.tenant_id}-calls": 59,
+                             f"xero-{stack.org.tenant_id}-in-flight": tenants[0].xero.max_in_flight}
