@@ -28,10 +28,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 # BENCH_SIZE=small for a quick check, large for the issue's biggest sizes; ONLY="calls rate_limits" for some cases (python -m bench --help).
+# BENCH_POSTGRES_URL: the PostgreSQL server rate_limits starts a Prefect server on, to measure the limits kept in Prefect.
 BENCH_SIZE ?= full
+BENCH_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 bench: $(STAMP)
 	mkdir -p $(PREFECT_HOME)
-	$(BIN)/python -m bench --size $(BENCH_SIZE) $(if $(ONLY),--only $(ONLY))
+	ATX_BENCH_POSTGRES_URL=$(BENCH_POSTGRES_URL) $(BIN)/python -m bench --size $(BENCH_SIZE) $(if $(ONLY),--only $(ONLY))
 
 # The long fault soak: seeded cases until SOAK_MINUTES are up; SEED=N starts from (or replays) seed N.
 SOAK_MINUTES ?= 10

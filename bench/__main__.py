@@ -91,13 +91,24 @@ def headline(name: str, result: dict) -> list[tuple[str, str, str, str]]:
                 ("first sync seconds with PDFs", str(f["first_sync_seconds"]), "", "")]
     if name == "rate_limits":
         projected = next(k for k in f if k.startswith("projected_minutes") and k[-1].isdigit())
-        return [("busiest minute: Xero calls (share of 60)",
+        rows = [("busiest minute: Xero calls (share of 60), limits in the ledger",
                  f"{f['busiest_minute_calls']} ({f['busiest_minute_share_of_60']:.0%})", "", ""),
                 ("429s received", str(f["429s_received"]), "0", ""),
                 ("minutes the pacer waited (simulated) / real seconds",
                  f"{f['simulated_minutes_waited']} / {f['real_seconds']}", "", ""),
                 (projected.replace("_", " ") + " (larger of limit-bound and processing here)",
                  f"{f[projected]} ({f[projected + '_limit_bound']} / {f[projected + '_processing_here']})", "", "")]
+        prefect = result.get("kept_in_prefect") or {}
+        if "figures" in prefect:
+            p = prefect["figures"]
+            rows += [("busiest minute (share of 60) / 429s, limits in Prefect (server on PostgreSQL)",
+                      f"{p['busiest_minute_calls']} ({p['busiest_minute_share_of_60']:.0%}) / {p['429s_received']}",
+                      "", ""),
+                     ("  real seconds; Prefect API calls the limits made",
+                      f"{p['real_seconds']}; {prefect['inputs'].get('prefect_api_calls_for_the_limits')}", "", "")]
+        elif prefect:
+            rows.append(("limits in Prefect", prefect["skipped"], "", ""))
+        return rows
     if name == "overhead":
         shares = ", ".join(f"{k.split(' (')[0]} {v:.0%}" for k, v in list(f["shares_of_flow_thread_cpu"].items())[:6])
         rows = []

@@ -260,17 +260,94 @@ def _busiest_minute(moments: list[float]) -> int:
 
 def case_rate_limits(n: int, projected_for: int = 10_000) -> dict:
     """A sync of `n` invoices with Xero's real limits (60 a minute, 5 in flight, 5,000 a day) on a clock
-    that moves only when the pacer waits: calls in the busiest minute, 429s, and the wall time projected."""
-    from atx.connections import use_clock
+    that moves only when the pacer waits: calls in the busiest minute, 429s, and the wall time projected;
+    with the call limits kept in the ledger, then in Prefect's global concurrency limits on a Prefect server
+    backed by PostgreSQL (as the workers of a deployment keep them)."""
+    result = _rate_limits_run(n, projected_for, kept_in="ledger")
+    postgres = os.environ.get("ATX_BENCH_POSTGRES_URL") or os.environ.get("ATX_TEST_POSTGRES_URL")
+    if not postgres:
+        result["kept_in_prefect"] = {"skipped": "set ATX_BENCH_POSTGRES_URL (or ATX_TEST_POSTGRES_URL) to measure "
+                                                "the limits kept in Prefect, on a Prefect server in PostgreSQL"}
+        return result
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    try:
+        with prefect_server_on_postgres(postgres) as api_url, temporary_settings({PREFECT_API_URL: api_url}):
+            result["kept_in_prefect"] = _rate_limits_run(n, projected_for, kept_in="prefect")
+    except NoPostgres as exc:
+        result["kept_in_prefect"] = {"skipped": str(exc)}
+    return result
+
+
+class NoPostgres(Exception):
+    """The PostgreSQL server named for the bench cannot be reached."""
+
+
+@contextmanager
+def prefect_server_on_postgres(server_url: str):
+    """`prefect server start` on a database of its own on that PostgreSQL server, dropped at the end; yields
+    its API URL."""
+    import subprocess
+    import sys
+
+    import httpx
+    from sqlalchemy.engine import make_url
+
+    from bench.scale import create_databases, drop_databases, free_port
+
+    from sqlalchemy.exc import OperationalError
+
+    database, port = f"atx_bench_prefect_{os.getpid()}", free_port()
+    try:
+        create_databases(server_url, [database])
+    except OperationalError as exc:
+        raise NoPostgres(f"no PostgreSQL server at {make_url(server_url).render_as_string(hide_password=True)} "
+                         f"({exc.orig.__class__.__name__}): the limits kept in Prefect were not measured") from None
+    home = tempfile.mkdtemp(prefix="atx-bench-prefect-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=home, PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
+               PREFECT_LOGGING_LEVEL="WARNING", PREFECT_API_DATABASE_CONNECTION_URL=make_url(server_url).set(
+                   drivername="postgresql+asyncpg", database=database).render_as_string(hide_password=False))
+    with open(os.path.join(home, "server.log"), "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                   "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    api_url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the Prefect server on PostgreSQL did not start: see {home}/server.log")
+            time.sleep(0.5)
+        yield api_url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        drop_databases(server_url, [database])
+
+
+def _rate_limits_run(n: int, projected_for: int, *, kept_in: str) -> dict:
+    from atx.connections import CALL_LIMITS_ENV, call_limits, use_clock
     from atx.settings import XeroSettings
     from sandbox.clock import ManualClock
     from sandbox.stack import SandboxStack
 
     clock = ManualClock(start=datetime.now(timezone.utc).replace(microsecond=0))
+    before = os.environ.get(CALL_LIMITS_ENV)
+    os.environ[CALL_LIMITS_ENV] = kept_in
+    own_tenants(f"rate-limits-{kept_in}")  # each run's sandbox is another MSP
     with SandboxStack(seed=3, invoices=n, window_end=END, clock=clock) as stack, \
             use_clock(clock, sleep=clock.advance):
         # The day budget must hold the whole run: the call budget is the subject of another test.
-        stack.connect_tenant("limits", xero={"daily_call_budget": 5_000})
+        settings = stack.connect_tenant(f"limits-{kept_in}", xero={"daily_call_budget": 5_000})
         live = sum(1 for i in stack.autotask.records("Invoices") if not i.get("isVoided"))
         limiter, moments = stack.xero.limiter, []
         admit = limiter.admit
@@ -285,10 +362,15 @@ def case_rate_limits(n: int, projected_for: int = 10_000) -> dict:
         meter = Meter(stack)
         refused_before = sum(limiter.refused.values())
         started, wall_started = clock.monotonic(), time.perf_counter()
-        summary = invoices_run("limits")
+        try:
+            summary = invoices_run(settings.name)
+            limits = call_limits(settings)
+        finally:
+            os.environ.pop(CALL_LIMITS_ENV) if before is None else os.environ.update({CALL_LIMITS_ENV: before})
         elapsed, wall = clock.monotonic() - started, time.perf_counter() - wall_started
         refused = dict(limiter.refused)
         fixed = meter.seen().xero_gets(*XERO_SETTINGS)
+        prefect_api_calls = getattr(limits, "api_calls", None)
     busiest = _busiest_minute(moments)
     # The settings reads are once a run; the rest grows with the invoices.
     calls_projected = fixed + (len(moments) - fixed) * projected_for / live if live else 0
@@ -299,7 +381,9 @@ def case_rate_limits(n: int, projected_for: int = 10_000) -> dict:
     limit_bound = calls_projected / pace
     processing = wall / live * projected_for / 60 if live else 0
     return {"inputs": {"invoices": live, "limits": "Xero's real: 60/min, 5 in flight, 5,000/day",
-                       "clock": "ManualClock (advances only while the pacer waits)", "pacer_calls_per_minute": pace},
+                       "clock": "ManualClock (advances only while the pacer waits)", "pacer_calls_per_minute": pace,
+                       "call_limits_kept_in": kept_in,
+                       **({"prefect_api_calls_for_the_limits": prefect_api_calls} if prefect_api_calls else {})},
             "figures": {"xero_calls": len(moments), "xero_calls_reported": summary.xero_calls,
                         "busiest_minute_calls": busiest, "busiest_minute_share_of_60": round(busiest / 60, 3),
                         "429s_received": sum(refused.values()) - refused_before, "429s_by_problem": refused,
