@@ -855,11 +855,8 @@ def serve(
         raise Refused("no tenant to serve: " + ("fix the files above" if broken else "create one with `atx tenant add NAME`"))
     from prefect import serve as prefect_serve
 
-    from atx.connections import CALL_LIMITS_ENV
     from deployments import runner_deployments
 
-    # Served runs keep their call limits in Prefect, as the workers' runs do (prefect.yaml), unless told otherwise.
-    os.environ.setdefault(CALL_LIMITS_ENV, "prefect")
     prefect_serve(*runner_deployments(tenants), limit=limit)
 
 
