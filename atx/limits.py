@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import heapq
+import logging
 import threading
 import time
 import weakref
@@ -43,6 +44,8 @@ SHORTEST_LEASE = 60.0
 POLL_SECONDS = 0.25
 # How long the background thread may leave a due slot before giving it back (wall-clock seconds).
 RELEASE_LAG = 0.02
+
+_log = logging.getLogger(__name__)
 
 
 def _prefect_client():
@@ -130,7 +133,11 @@ class PrefectLimits:
             self._api().release_concurrency_slots_with_lease(lease)
         except httpx.HTTPStatusError as exc:
             if exc.response.status_code != 404:  # 404: its lease ran out and Prefect took the slot back
-                raise
+                _log.warning("could not give back a slot of %s (Prefect answered %s); its lease frees it",
+                             name, exc.response.status_code)
+        except httpx.HTTPError as exc:
+            # Never raised into the call it limited: that call's answer (a write Xero made) must reach the sync.
+            _log.warning("could not give back a slot of %s (%s); its lease frees it", name, type(exc).__name__)
         finally:
             self._count_api_call()
 

@@ -102,3 +102,35 @@ def test_a_slot_whose_minute_is_over_is_given_back_by_the_background_thread():
         time.sleep(0.05)
     assert read_limit("xero-org-p5-calls").active_slots == 0
     limits.close()
+
+
+def test_a_slot_prefect_cannot_take_back_leaves_the_call_it_limited_alone(caplog):
+    """The call inside `hold` has happened (a write Xero made): a Prefect API that fails as the slot is given
+    back must not turn its answer into an error. The slot is left to its lease."""
+    import httpx
+
+    from prefect.client.orchestration import get_client
+
+    class ReleaseFails:
+        def __init__(self):
+            self._real = get_client(sync_client=True)
+
+        def __enter__(self):
+            self._real.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self._real.__exit__(*exc)
+
+        def release_concurrency_slots_with_lease(self, lease):
+            raise httpx.ConnectError("the Prefect server went away")
+
+        def __getattr__(self, name):
+            return getattr(self._real, name)
+
+    limits = PrefectLimits(client_factory=ReleaseFails)
+    with limits.hold("xero-org-p6-in-flight", 1):
+        answer = "the write's answer"
+    assert answer == "the write's answer"
+    assert read_limit("xero-org-p6-in-flight").active_slots == 1  # until its lease runs out
+    assert "could not give back a slot of xero-org-p6-in-flight (ConnectError)" in caplog.text
