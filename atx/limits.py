@@ -17,8 +17,11 @@ lease runs out (Prefect's repossessor looks every 15 s):
   the minute is kept as plain slots whose release this process times, and the lease is only the fallback.
 
 Slots taken here are released by whichever comes first: a call of this process that wants a slot of that
-name (it gives back what is due, then takes), or a background thread. A process that ends with slots still
-inside their minute shortens their leases to Prefect's minimum of 60 s, which is at least what is left.
+name (it gives back what is due, then takes), or a background thread. A minute's slot is leased for the
+longest a call may take and its minute; once the call has its answer the background thread cuts the lease to
+Prefect's shortest, 60 s (no less than what is left of the minute), so a process that dies then gives its
+slots back a minute later, as the ledger's rows would. A process that ends with slots still inside their
+minute cuts their leases the same way.
 
 Time is the tenants' clock (`now`, epoch seconds), so a compressed clock paces in its own minutes; a wait for a
 slot another process holds asks again every `poll` seconds of that clock.
@@ -65,10 +68,12 @@ class PrefectLimits:
         self._sizes: dict[str, int] = {}
         self._held: dict[str, int] = {}  # slots of each name this process holds (in flight or in their minute)
         self._due: list[tuple[float, str, UUID]] = []  # (when its minute is over, name, lease), a heap
+        self._answered: list[UUID] = []  # minute slots whose call has its answer: their leases to shorten
         self._releaser: threading.Thread | None = None
         self._closed = False
         self.waited = 0.0
         self.api_calls = 0  # calls to the Prefect API, for the benchmarks
+        self.renewals = 0  # of which leases shortened, by the background thread
         _open.add(self)
 
     # ---- the CallLimits protocol -------------------------------------------------------------------------
@@ -141,13 +146,15 @@ class PrefectLimits:
         finally:
             self._count_api_call()
 
-    def _count_api_call(self) -> None:
+    def _count_api_call(self, *, renewal: bool = False) -> None:
         with self._lock:
             self.api_calls += 1
+            self.renewals += renewal
 
     def _release_at(self, when: float, name: str, lease: UUID) -> None:
         with self._wake:
             heapq.heappush(self._due, (when, name, lease))
+            self._answered.append(lease)
             if self._releaser is None:
                 self._releaser = threading.Thread(target=self._release_in_background, name="prefect-limits",
                                                   daemon=True)
@@ -172,6 +179,12 @@ class PrefectLimits:
                     self._wake.wait()
                 if self._closed:
                     return
+                answered, self._answered = self._answered, []
+            if answered:
+                self._shorten(answered)
+            with self._wake:
+                if not self._due:
+                    continue
                 wait = self._due[0][0] - self._now()
                 if wait > 0:
                     # Seconds of the tenants' clock are at most wall seconds (a compressed clock runs faster):
@@ -179,6 +192,18 @@ class PrefectLimits:
                     self._wake.wait(min(wait, RELEASE_LAG))
                     continue
             self._release_due()
+
+    def _shorten(self, leases: list[UUID]) -> None:
+        """Leases of minute slots whose call has its answer, cut to Prefect's shortest (60 s, no less than the
+        minute left): should this process die now, they come back a minute later, not after the longest call
+        too. Off the calls' path, by the background thread."""
+        for lease in leases:
+            try:
+                self._api().renew_concurrency_lease(lease, lease_duration=SHORTEST_LEASE)
+            except httpx.HTTPError:
+                pass  # given back already (404), or Prefect is away: the longer lease stands
+            finally:
+                self._count_api_call(renewal=True)
 
     def _ensure(self, name: str, size: int) -> None:
         """The global concurrency limit `name` exists with `size` slots (checked once a process)."""
@@ -216,7 +241,7 @@ class PrefectLimits:
         which is at least what is left of it; stop the background thread."""
         self._release_due()
         with self._wake:
-            left, self._due = list(self._due), []
+            left, self._due, self._answered = list(self._due), [], []
             self._closed = True
             self._wake.notify_all()
         client, self._client = self._client, None
