@@ -459,9 +459,11 @@ def _scale(args, env, processes: Processes, work: Path, server, ledger_db: str, 
         print(f"Autotask requests in flight at most, per endpoint: {dict(stack.autotask.max_in_flight)} (limit 3)")
         print("limit refusals: " + (", ".join(f"{k} {v}" for k, v in refusals.items()) or "none"))
         endpoints = {k: v for k, v in prefect_limits.items() if k.startswith("autotask-")}
-        print(f"Prefect global concurrency limits the runs kept their calls under: {len(prefect_limits)} "
-              f"({len(prefect_limits) - len(endpoints)} of Xero organisations, {len(endpoints)} of Autotask endpoints"
-              f" with {sorted(set(endpoints.values()))} slots)")
+        organisations = [k for k in prefect_limits if k.startswith("xero-")]
+        print(f"Prefect global concurrency limits the runs kept their calls under: {len(organisations)} of Xero "
+              f"organisations (minute and in flight), {len(endpoints)} of Autotask endpoints with "
+              f"{sorted(set(endpoints.values()))} slots; besides, {len(prefect_limits) - len(organisations) - len(endpoints)} "
+              "of the deployments (one run at a time)")
         summary.update(
             tenants={r.tenant: {"worker": by_worker.get(r.tenant), "state": final[r.tenant].state.name,
                                 "tenant_id": org.tenant_id,
