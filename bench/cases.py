@@ -287,50 +287,27 @@ class NoPostgres(Exception):
 def prefect_server_on_postgres(server_url: str):
     """`prefect server start` on a database of its own on that PostgreSQL server, dropped at the end; yields
     its API URL."""
-    import subprocess
-    import sys
-
-    import httpx
     from sqlalchemy.engine import make_url
-
-    from bench.scale import create_databases, drop_databases, free_port
-
     from sqlalchemy.exc import OperationalError
 
-    database, port = f"atx_bench_prefect_{os.getpid()}", free_port()
+    from bench.scale import create_databases, drop_databases
+    from sandbox.serving import free_port, prefect_server_process
+
+    database = f"atx_bench_prefect_{os.getpid()}"
     try:
         create_databases(server_url, [database])
     except OperationalError as exc:
         raise NoPostgres(f"no PostgreSQL server at {make_url(server_url).render_as_string(hide_password=True)} "
                          f"({exc.orig.__class__.__name__}): the limits kept in Prefect were not measured") from None
-    home = tempfile.mkdtemp(prefix="atx-bench-prefect-")
+    home = Path(tempfile.mkdtemp(prefix="atx-bench-prefect-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=home, PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
                PREFECT_LOGGING_LEVEL="WARNING", PREFECT_API_DATABASE_CONNECTION_URL=make_url(server_url).set(
                    drivername="postgresql+asyncpg", database=database).render_as_string(hide_password=False))
-    with open(os.path.join(home, "server.log"), "w") as log:
-        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                   "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-    api_url = f"http://127.0.0.1:{port}/api"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the Prefect server on PostgreSQL did not start: see {home}/server.log")
-            time.sleep(0.5)
-        yield api_url
+        with prefect_server_process(env, free_port(), home / "server.log", timeout=180) as api_url:
+            yield api_url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
         drop_databases(server_url, [database])
 
 

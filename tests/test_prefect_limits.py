@@ -3,14 +3,13 @@ processes are played by separate limiters, each with its own Prefect client and 
 so all they share is what the Prefect server keeps."""
 from __future__ import annotations
 
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from atx.limits import PrefectLimits
 from sandbox.clock import ManualClock
+from tests.test_shared_limits import most_in_flight
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -24,21 +23,7 @@ def read_limit(name: str):
 
 def test_calls_in_flight_are_shared_through_a_prefect_limit_of_that_size():
     processes = [PrefectLimits(sleep=lambda s: time.sleep(0.01)) for _ in range(3)]
-    in_flight, most, lock = 0, 0, threading.Lock()
-
-    def call(n: int) -> None:
-        nonlocal in_flight, most
-        with processes[n % 3].hold("autotask-abc-invoices", 2):
-            with lock:
-                in_flight += 1
-                most = max(most, in_flight)
-            time.sleep(0.02)
-            with lock:
-                in_flight -= 1
-
-    with ThreadPoolExecutor(6) as pool:
-        list(pool.map(call, range(24)))
-    assert most == 2
+    assert most_in_flight(processes, "autotask-abc-invoices", 2) == 2
     limit = read_limit("autotask-abc-invoices")
     assert (limit.limit, limit.active_slots) == (2, 0)  # every slot given back
     for p in processes:
