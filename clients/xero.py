@@ -1103,21 +1103,36 @@ class XeroGateway(DocumentsMixin, PaymentsMixin, ItemsMixin):
         refresh_token = token.get("refresh_token")
         if not refresh_token:
             raise XeroAuthError(f"Xero connection {self.connection_name!r} cannot be refreshed: " + RECONNECT_HINT.format(tenant=self.connection_name))
-        try:
-            response = httpx.post(
-                self.endpoints.token_url,
-                data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-                auth=(self.client_id, self._client_secret),
-                timeout=30, verify=tls(),
-            )
-        except httpx.HTTPError as exc:
-            raise XeroUnavailable(f"Xero's token endpoint did not answer ({type(exc).__name__}); try again later") from None
-        if response.status_code == 429 or response.status_code >= 500:
-            # Xero's identity service is busy or failing: the grant is untouched, so no person is needed.
-            raise XeroUnavailable(
-                f"Xero's token endpoint answered {response.status_code} while refreshing connection "
-                f"{self.connection_name!r}; try again later"
-            )
+        # Xero: "If you don't receive a response from a token refresh you can retry using your existing refresh
+        # token for up to 30 minutes". So a lost answer, a 5xx or a 429 is tried again with the same refresh
+        # token (the retries take minutes, not half an hour); the grant is untouched, so no person is needed.
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = httpx.post(
+                    self.endpoints.token_url,
+                    data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+                    auth=(self.client_id, self._client_secret),
+                    timeout=30, verify=tls(),
+                )
+            except httpx.HTTPError as exc:
+                if attempt < self.read_attempts:
+                    self._sleep(backoff(attempt - 1, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS))
+                    continue
+                raise XeroUnavailable(f"Xero's token endpoint did not answer ({type(exc).__name__}) {attempt} times "
+                                      f"while refreshing connection {self.connection_name!r}; try again later") from None
+            if response.status_code == 429 or response.status_code >= 500:
+                retry_after = _float(response.headers.get("Retry-After"))
+                if attempt < self.read_attempts and (retry_after or 0) <= self._max_wait:
+                    self._sleep(backoff(attempt - 1, base=RETRY_BASE_SECONDS, cap=RETRY_CAP_SECONDS,
+                                        retry_after=retry_after))
+                    continue
+                raise XeroUnavailable(
+                    f"Xero's token endpoint answered {response.status_code} {attempt} times while refreshing "
+                    f"connection {self.connection_name!r}; try again later"
+                )
+            break
         if response.status_code != 200:
             latest = self._store.load() or {}
             if latest.get("refresh_token") and latest.get("refresh_token") != refresh_token and not _expires_soon(latest):

@@ -21,7 +21,7 @@ from xero_python.accounting import Contact, Invoice, LineAmountTypes, LineItem
 
 from clients.xero import (ElementResult, MemoryTokenStore, XeroAuthError, XeroEndpoints, XeroError, XeroGateway,
                           XeroOutcomeUnknown, XeroRateLimited, XeroSettings, XeroTokenRefused, XeroUnavailable,
-                          exchange_code, list_connections)
+                          READ_ATTEMPTS, exchange_code, list_connections)
 from core.documents import ContactDraft
 from sandbox.clock import ManualClock
 from sandbox.serving import BackgroundServer
@@ -536,25 +536,38 @@ def test_a_revoked_grant_found_at_a_scheduled_refresh(world):
     assert not any(e.path.startswith("/api.xro") for e in world.log.entries)
 
 
-def test_a_failing_token_endpoint_is_not_mistaken_for_a_revoked_grant(world):
+def test_a_failing_token_endpoint_is_tried_again_and_not_mistaken_for_a_revoked_grant(world):
     token = world.token(expires_in=10)
-    gateway = world.gateway(MemoryTokenStore(token))
-    world.sb.faults.script("503", method="POST", path_prefix=TOKEN_PATH)
-    world.raises(XeroUnavailable, gateway.organisation)
-    # The grant was never touched: the next run refreshes and carries on.
-    assert gateway.organisation().name == "Acme NZ"
+    store = MemoryTokenStore(token)
+    gateway = world.gateway(store)
+    world.sb.faults.script("503", method="POST", path_prefix=TOKEN_PATH, times=2)
+    assert gateway.organisation().name == "Acme NZ"  # the third try refreshed
+    assert world.log.count("POST", TOKEN_PATH) == 3
+    assert store.load()["refresh_token"] != token["refresh_token"]
+
+    # Failing every time: the run stops as for any unavailable Xero, and the grant is untouched.
+    token = world.token(expires_in=10)
+    store = MemoryTokenStore(token)
+    gateway = world.gateway(store)
+    world.sb.faults.script("503", method="POST", path_prefix=TOKEN_PATH, times=READ_ATTEMPTS)
+    error = world.raises(XeroUnavailable, gateway.organisation)
+    assert f"answered 503 {READ_ATTEMPTS} times while refreshing" in str(error)
+    assert store.load()["refresh_token"] == token["refresh_token"]
+    assert gateway.organisation().name == "Acme NZ"  # the next run refreshes and carries on
 
 
-def test_a_lost_refresh_answer_does_not_lose_the_connection(world):
+def test_a_lost_refresh_answer_is_tried_again_with_the_same_refresh_token(world):
     token = world.token(expires_in=10)
     store = MemoryTokenStore(token)
     gateway = world.gateway(store)
     world.sb.faults.script("lost_response", method="POST", path_prefix=TOKEN_PATH)
-    world.raises(XeroUnavailable, gateway.organisation)
-    assert store.load()["refresh_token"] == token["refresh_token"]
-    # Within the grace the old refresh token is still honoured.
-    world.clock.advance(60)
+    # Xero rotated the token and its answer was lost: within the grace the old refresh token is honoured again.
     assert gateway.organisation().name == "Acme NZ"
+    assert world.log.count("POST", TOKEN_PATH) == 2
+    refreshed = store.load()
+    assert refreshed["refresh_token"] != token["refresh_token"]
+    # And the token kept is the one that works from now on.
+    assert refresh_with(world, refreshed["refresh_token"]).status_code == 200
 
 
 def test_no_token_at_all_asks_for_atx_connect(world):
