@@ -226,6 +226,11 @@ def sandbox_serve(
                       "restarted, it is the same sandbox; `atx sandbox reset` starts a new one.")
     stack.autotask_port = stack.autotask_port or 8081
     stack.xero_port = stack.xero_port or 8082
+    for what, port, option in (("Autotask", stack.autotask_port, "--autotask-port"),
+                               ("Xero", stack.xero_port, "--xero-port")):
+        if not _port_free(host, port):
+            raise Refused(f"port {port} on {host} is in use (another `atx sandbox serve`?), so the {what} simulator "
+                          f"cannot listen there: stop what holds it, or give another port with {option}")
     with stack:
         console.print(f"Autotask simulator: [bold]{stack.autotask_url}[/]  (zone lookup; API user {stack.autotask.credentials.username})")
         console.print(f"Xero simulator:     [bold]{stack.xero_url}[/]  (organisation {stack.org.name}, tenantId {stack.org.tenant_id})")
@@ -833,6 +838,19 @@ def deployments_check(file: str = typer.Option("prefect.yaml", help="The prefect
     _report_broken(files.broken, fatal=False)
     if stale or files.broken:
         raise typer.Exit(1)
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        # As uvicorn binds: a port left in TIME_WAIT by a sandbox just stopped is free to listen on again.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 @app.command("serve")

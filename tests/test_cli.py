@@ -60,6 +60,20 @@ def test_sandbox_serve_prints_urls_and_serves_both_apis(tmp_path):
             proc.kill()
 
 
+def test_sandbox_serve_on_a_port_in_use_says_which_and_how_to_choose_another(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "atx.cli", "sandbox", "serve", "--autotask-port", str(free_port()),
+                               "--xero-port", str(port)], capture_output=True, text=True, env=_env(tmp_path), timeout=60)
+    assert done.returncode != 0
+    assert f"port {port} on 127.0.0.1 is in use" in done.stderr and "--xero-port" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "not expected" not in done.stderr
+
+
 @pytest.mark.e2e
 def test_demo_syncs_then_creates_nothing_on_rerun(tmp_path, prefect_server):
     from prefect.settings import PREFECT_API_URL
