@@ -101,12 +101,16 @@ class XeroReference:
 
 @dataclass(frozen=True)
 class SetAside:
-    """A document kept out of this run, with why and how to fix it."""
+    """A document kept out of this run, with why and how to fix it, and whom and how much it is for when the
+    invoice could be read that far (the report shows them beside the reason)."""
 
     autotask_id: int
     autotask_number: str
     reason: str
     fix: str
+    company_id: int | None = None
+    contact_name: str | None = None
+    total: Decimal | None = None
 
 
 @dataclass
@@ -1096,11 +1100,16 @@ def plan_invoices(invoices: pd.DataFrame, lines: pd.DataFrame, companies: pd.Dat
 
     drafts: list[dict] = []
     skipped: list[SetAside] = []
+    whose: dict[int, dict] = {}  # invoice id -> the company and total a set-aside row shows
     for invoice in _records(invoices):
         invoice_id, number = invoice["id"], autotask_number(invoice)
+        company_id = invoice["companyID"]
+        whose[invoice_id] = {"company_id": company_id, "total": money(invoice["invoiceTotal"]),
+                             "contact_name": names.get(company_id)}
 
         def keep_out(reason: str, fix: str) -> None:
-            set_aside.append(SetAside(autotask_id=invoice_id, autotask_number=number, reason=reason, fix=fix))
+            set_aside.append(SetAside(autotask_id=invoice_id, autotask_number=number, reason=reason, fix=fix,
+                                      **whose[invoice_id]))
 
         if invoice["isVoided"]:
             skipped.append(SetAside(autotask_id=invoice_id, autotask_number=number,
@@ -1144,7 +1153,8 @@ def plan_invoices(invoices: pd.DataFrame, lines: pd.DataFrame, companies: pd.Dat
         set_aside.append(SetAside(autotask_id=invoice_id, autotask_number=number,
                                   reason=f"the Xero draft is not valid: {problem}",
                                   fix=next((fix for start, fix in _INVALID_DRAFT_FIXES.items()
-                                            if problem.startswith(start)), _INVALID_DRAFT_FIX)))
+                                            if problem.startswith(start)), _INVALID_DRAFT_FIX),
+                                  **whose.get(invoice_id, {})))
     return InvoicePlan(drafts=frame, set_aside=set_aside, skipped=skipped)
 
 
@@ -1306,9 +1316,12 @@ def invoice_documents(plan: InvoicePlan, credits: frozenset[int] = frozenset()) 
     present = frozenset(plan.drafts.columns)
     out = [_document_of_rows(rows, present) for rows in by_invoice.values()]
     for s in plan.set_aside:
+        contact = (documents.ContactRef(number=str(s.company_id), name=s.contact_name)
+                   if s.company_id is not None and s.contact_name else None)
         out.append(documents.DocumentPlan(
             kind="credit_note" if int(s.autotask_id) in credits else "invoice", source_id=str(s.autotask_id),
-            source_number=s.autotask_number, set_aside=documents.SetAside(s.reason, s.fix)))
+            source_number=s.autotask_number, set_aside=documents.SetAside(s.reason, s.fix), contact=contact,
+            source_total=s.total))
     for s in plan.skipped:
         out.append(documents.DocumentPlan(
             kind="credit_note" if int(s.autotask_id) in credits else "invoice", source_id=str(s.autotask_id),

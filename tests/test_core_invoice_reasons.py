@@ -309,6 +309,18 @@ def test_each_reason_fires_for_its_fault_and_only_for_it(build, reason, fix):
     assert not corrected.drafts.empty
 
 
+def test_a_set_aside_invoice_shows_whom_and_how_much_it_is_for_when_it_could_be_read():
+    faulty = _no_due_date(True)
+    [aside] = faulty.set_aside
+    assert (aside.company_id, aside.contact_name, aside.total) == (174, "Harbourside Dental Ltd", D("379.50"))
+    [plan] = invoice_documents(faulty)
+    assert not plan.sendable and (plan.contact.number, plan.contact.name, plan.source_total) == (
+        "174", "Harbourside Dental Ltd", D("379.50"))
+    # A company that was not read names nobody; the total is still the invoice's own.
+    [plan] = invoice_documents(_company_not_read(True))
+    assert plan.contact is None and plan.source_total == D("379.50")
+
+
 # -- after the mapping: the contact's tax, items, contacts ----------------------------------------------
 
 def _plans(lines=None):
