@@ -177,6 +177,7 @@ def _choose(choice: tuple[Clock, Callable[[float], None]]) -> None:
                 limits.close()
         _limits.clear()
         _hourly.clear()
+        _zones.forget()  # kept on the old clock's time
 
 
 def xero_gateway(settings: TenantSettings) -> XeroGateway:
@@ -189,10 +190,13 @@ def xero_gateway(settings: TenantSettings) -> XeroGateway:
 
 def forget_clients(tenant: str | None = None) -> None:
     """Drop cached gateways (after reconnecting, or between tests), giving back the calls they took from
-    the daily budget and did not make."""
+    the daily budget and did not make; without a tenant, the Autotask zones kept for the process too (a
+    sandbox started later may listen on a port an earlier one had, under the same API user)."""
     with _ledgers_lock:
         for name in [tenant] if tenant else list(_gateways):
             _forget(_gateways.pop(name, None))
+        if tenant is None:
+            _zones.forget()
 
 
 def _forget(gateway: XeroGateway | None) -> None:

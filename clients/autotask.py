@@ -237,6 +237,11 @@ class ZoneBook:
         with self._lock:
             self._zones[(lookup_url, username.lower())] = (self._clock(), zone)
 
+    def forget(self) -> None:
+        """Keep no zone: the next client of each user looks its zone up again."""
+        with self._lock:
+            self._zones.clear()
+
     def __repr__(self) -> str:
         return "ZoneBook()"
 
