@@ -328,7 +328,7 @@ def run_flow(flow_name: str, tenant: str, since: date | None, until: date | None
         console.print(f"[red]The run ended {state.name}:[/] {escape(state.message or '')}")
         return None
     summary = state.result()
-    print_summary(summary, state.message, table=table)
+    print_summary(summary, state.message, table=table, state_name=state.name)
     return summary
 
 
@@ -407,9 +407,12 @@ def latest_progress(tenant: str, since, flow: str | None = None) -> float | None
     return float(artifacts[-1].data) if artifacts else None
 
 
-def print_summary(summary, message: str | None = None, *, table: bool = True) -> None:
+def print_summary(summary, message: str | None = None, *, table: bool = True, state_name: str | None = None) -> None:
+    # The run's state as the dashboard names it, when it is more than "Completed": "Needs attention", "Stopped early".
+    said = f"{state_name}: {message or ''}" if state_name and state_name != "Completed" else message or ""
+    last_line = f"[bold]{escape(said)}[/]  API calls: Autotask {summary.autotask_calls}, Xero {summary.xero_calls}."
     if not table:
-        console.print(f"[bold]{message or ''}[/]  API calls: Autotask {summary.autotask_calls}, Xero {summary.xero_calls}.")
+        console.print(last_line)
         return
     title = f"{summary.flow.capitalize()} for {summary.tenant}, " + (
         f"only {', '.join(summary.only_ids)}" if summary.only_ids else f"{summary.since}..{summary.until}")
@@ -436,7 +439,7 @@ def print_summary(summary, message: str | None = None, *, table: bool = True) ->
         for o in attention:
             people.add_row(o.autotask_number, o.xero_number or "", o.status or "", o.reason or "", o.fix or "")
         console.print(people)
-    console.print(f"[bold]{message or ''}[/]  API calls: Autotask {summary.autotask_calls}, Xero {summary.xero_calls}.")
+    console.print(last_line)
 
 
 @app.command("demo")
@@ -1111,7 +1114,7 @@ def ledger_resend(
     if not state.is_completed():
         raise Refused(f"the {flow_name} run ended {state.name}: {state.message or ''}")
     summary = state.result()
-    print_summary(summary, state.message)
+    print_summary(summary, state.message, state_name=state.name)
     mine = [o for o in summary.outcomes if o.source_id == source_id]
     if not mine:
         raise Refused(f"the {flow_name} run found no document {source_id} to send: Autotask has no {noun} with that id "

@@ -259,6 +259,19 @@ def test_a_flow_that_fails_on_an_expected_error_shows_no_traceback_and_debug_sho
     assert debug.returncode == 1 and "Traceback" in debug.stderr
 
 
+def test_a_run_that_sets_documents_aside_says_so_by_its_state_name_on_the_command_line(stack, prefect_server, tmp_path):
+    from tests.test_invoices_changes import mapping_file
+    from tests.test_run_states import _partial_accounts
+
+    stack.connect_tenant("acme", mapping=mapping_file(tmp_path, "partial", accounts=_partial_accounts()))
+    result = atx("sync", "invoices", "--tenant", "acme", "--since", "2026-11-01", "--until", "2026-11-24",
+                 **prefect_api())
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert "Set aside (retried on the next run)" in out
+    assert "Needs attention: completed with " in out and "set aside" in out, out[-1500:]
+
+
 # ---- tenant add: validate first, write last ------------------------------------------------------------------
 @pytest.mark.parametrize("option, said", [
     (["--timezone", "Mars/Olympus"],
