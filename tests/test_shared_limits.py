@@ -71,17 +71,20 @@ def test_two_processes_share_one_rolling_minute(ledger):
 
 def most_in_flight(processes: list, name: str, at_once: int, calls: int = 24) -> int:
     """The most calls in flight at once when six threads make `calls` calls, each holding a slot of `name`
-    from one of `processes`' limiters in turn."""
-    in_flight, most, lock = 0, 0, threading.Lock()
+    from one of `processes`' limiters in turn. A call stays until `at_once` are in flight (or 2 s pass), so the
+    limit is reached however slowly a loaded machine hands out the slots."""
+    in_flight, most, changed = 0, 0, threading.Condition()
 
     def call(n: int) -> None:
         nonlocal in_flight, most
         with processes[n % len(processes)].hold(name, at_once):
-            with lock:
+            with changed:
                 in_flight += 1
                 most = max(most, in_flight)
+                changed.notify_all()
+                changed.wait_for(lambda: in_flight >= at_once, timeout=2)
             time.sleep(0.02)
-            with lock:
+            with changed:
                 in_flight -= 1
 
     with ThreadPoolExecutor(6) as pool:
