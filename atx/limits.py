@@ -67,6 +67,7 @@ class PrefectLimits:
         self._wake = threading.Condition(self._lock)
         self._sizes: dict[str, int] = {}
         self._held: dict[str, int] = {}  # slots of each name this process holds (in flight or in their minute)
+        self._releasing: dict[str, int] = {}  # slots of each name this process is giving back right now
         self._due: list[tuple[float, str, UUID]] = []  # (when its minute is over, name, lease), a heap
         self._answered: list[UUID] = []  # minute slots whose call has its answer: their leases to shorten
         self._releaser: threading.Thread | None = None
@@ -110,7 +111,12 @@ class PrefectLimits:
                     self.waited += waited
                     self._held[name] = self._held.get(name, 0) + 1
                 return lease, waited
-            with self._lock:
+            with self._wake:
+                if self._releasing.get(name):
+                    # One of this process's slots is on its way back (the background thread's): ask again once it
+                    # is, rather than wait a poll of the clock for it.
+                    self._wake.wait_for(lambda: not self._releasing.get(name), timeout=5)
+                    continue
                 mine = [due for due, held, _ in self._due if held == name]
                 all_mine = self._held.get(name, 0) >= size
             delay = self._poll
@@ -134,6 +140,7 @@ class PrefectLimits:
     def _release(self, name: str, lease: UUID) -> None:
         with self._lock:
             self._held[name] = max(self._held.get(name, 0) - 1, 0)
+            self._releasing[name] = self._releasing.get(name, 0) + 1
         try:
             self._api().release_concurrency_slots_with_lease(lease)
         except httpx.HTTPStatusError as exc:
@@ -145,6 +152,9 @@ class PrefectLimits:
             _log.warning("could not give back a slot of %s (%s); its lease frees it", name, type(exc).__name__)
         finally:
             self._count_api_call()
+            with self._wake:
+                self._releasing[name] -= 1
+                self._wake.notify_all()
 
     def _count_api_call(self, *, renewal: bool = False) -> None:
         with self._lock:
