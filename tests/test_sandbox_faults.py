@@ -10,7 +10,9 @@ from sandbox.faults import FaultConfig, with_faults
 from sandbox.serving import serve
 from tests.xero_sandbox_support import CLIENT_ID, CLIENT_SECRET, start_sandbox, stop_sandbox
 
-CLIENT_TIMEOUT = 0.5
+CLIENT_TIMEOUT = 0.5  # how long a client waits for an answer a timeout fault holds (5 s)
+# Any other answer: long enough that a busy machine never looks like a fault.
+ANSWER_TIMEOUT = 10.0
 
 
 def store_app(writes: list):
@@ -33,7 +35,7 @@ def store():
     writes: list = []
     faults = FaultConfig(timeout_seconds=5)
     with serve(with_faults(store_app(writes), faults)) as server:
-        with httpx.Client(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as client:
+        with httpx.Client(base_url=server.base_url, timeout=ANSWER_TIMEOUT) as client:
             yield client, faults, writes
 
 
@@ -63,7 +65,7 @@ def test_connection_faults_with_httpx(store, kind, error, processed):
     client, faults, writes = store
     faults.script(kind, method="PUT", path_prefix="/things")
     with pytest.raises(error):
-        client.put("/things", json={"n": 1})
+        client.put("/things", json={"n": 1}, timeout=CLIENT_TIMEOUT)
     assert (writes == [{"n": 1}]) is processed
     assert client.get("/things").status_code == 200
 
@@ -109,7 +111,6 @@ def test_rates_are_seeded_filtered_and_changeable_at_runtime(store):
 def test_rules_give_writes_their_own_faults_and_counts_say_what_fired(store):
     """A soak's mix: 429s on reads, answers lost after writes, seeded, and a count of each for its report."""
     client, faults, writes = store
-    client.timeout = httpx.Timeout(10)  # no fault here holds an answer: a busy machine must not look like one
 
     def run() -> tuple[list, list]:
         reads = [client.get("/things").status_code for _ in range(20)]
