@@ -79,9 +79,8 @@ class PrefectLimits:
 
     # ---- the CallLimits protocol -------------------------------------------------------------------------
     def pace(self, name: str, per_minute: int) -> float:
-        lease, waited = self._take(name, max(int(per_minute), 1), LEASE_SECONDS + MINUTE)
-        self._release_at(self._now() + MINUTE, name, lease)
-        return waited
+        with self.paced(name, per_minute) as waited:
+            return waited
 
     @contextmanager
     def paced(self, name: str, per_minute: int) -> Iterator[float]:
@@ -121,7 +120,8 @@ class PrefectLimits:
                 all_mine = self._held.get(name, 0) >= size
             delay = self._poll
             if mine:  # this process frees one then; only another process may free one sooner
-                delay = max(min(mine) - self._now(), 0.0) if all_mine else min(delay, max(min(mine) - self._now(), 0.0))
+                until_mine = max(min(mine) - self._now(), 0.0)
+                delay = until_mine if all_mine else min(delay, until_mine)
             waited += delay
             self._sleep(delay)
 
